@@ -1,0 +1,166 @@
+"""Configuration of GRAM models: one frozen dataclass per concept, named presets in one registry.
+
+Every size, rate and shape the rest of the package uses comes from here (REFERENCE §2-3), so a
+hyper-parameter is typed once. Checkpoints store a `GramConfig` so they can rebuild their model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+Backbone = Literal["transformer", "mamba"]
+Mixer = Literal["mamba1", "mamba2"]
+
+# Channel count of the encoder input -> the spatial format it was trained on (REFERENCE §2).
+FORMATS: dict[int, str] = {1: "mono", 2: "binaural", 7: "ambisonic"}
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """The log-mel front-end the released weights expect (REFERENCE §2). Units: Hz, samples."""
+
+    sample_rate: int = 32000
+    n_mels: int = 128
+    n_fft: int = 1024
+    win_length: int = 1024
+    hop_length: int = 320  # 10 ms at 32 kHz
+    f_min: float = 50.0
+    f_max: float = 16000.0
+    chunk_frames: int = 200  # 2 s crops, each normalised on its own
+    # The HEAR runtime of the released weights uses float32 machine epsilon as the log floor
+    # (training used 1e-5); the Ambisonic extractor uses 1e-6 for its log-mels and intensity.
+    log_eps: float = float(np.finfo(np.float32).eps)
+    ambisonic_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.win_length > self.n_fft:
+            raise ValueError(f"win_length {self.win_length} must be <= n_fft {self.n_fft}")
+        if not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
+            raise ValueError(
+                f"need 0 <= f_min < f_max <= sample_rate/2, got {self.f_min}, {self.f_max}"
+            )
+
+    @property
+    def n_freqs(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def chunk_seconds(self) -> float:
+        return self.chunk_frames * self.hop_length / self.sample_rate
+
+
+@dataclass(frozen=True)
+class GramConfig:
+    """Architecture of a GRAM encoder: patching, backbone and spatial input format."""
+
+    backbone: Backbone = "transformer"
+    in_channels: int = 2  # 1 mono, 2 binaural, 7 Ambisonic (4 log-mels + 3 intensity)
+    patch_f: int = 16  # mel bins per patch
+    patch_t: int = 8  # frames per patch
+    depth: int = 12
+    width: int = 768
+    # transformer (GRAM-T): ViT-B by default
+    heads: int = 12
+    mlp_dim: int = 3072
+    # mamba (GRAM-M): released code = Mamba-2 with its defaults, no MLP
+    mixer: Mixer = "mamba2"
+    d_state: int = 128
+    d_conv: int = 4
+    expand: int = 2
+    headdim: int = 64
+    ngroups: int = 1
+    dt_rank: int | None = None
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+
+    def __post_init__(self) -> None:
+        if self.backbone not in ("transformer", "mamba"):
+            raise ValueError(f"backbone must be 'transformer' or 'mamba', got {self.backbone!r}")
+        if self.mixer not in ("mamba1", "mamba2"):
+            raise ValueError(f"mixer must be 'mamba1' or 'mamba2', got {self.mixer!r}")
+        if self.in_channels not in FORMATS:
+            raise ValueError(
+                f"in_channels must be one of {sorted(FORMATS)} "
+                f"({', '.join(FORMATS.values())}), got {self.in_channels}"
+            )
+        if self.features.n_mels % self.patch_f or self.features.chunk_frames % self.patch_t:
+            raise ValueError(
+                f"patch {self.patch_f}x{self.patch_t} must tile the "
+                f"{self.features.n_mels}x{self.features.chunk_frames} chunk"
+            )
+        if self.depth < 1 or self.width < 1:
+            raise ValueError(f"depth and width must be positive, got {self.depth}, {self.width}")
+        if self.backbone == "transformer" and self.width % self.heads:
+            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+
+    # --- derived sizes -----------------------------------------------------------------------
+    @property
+    def format(self) -> str:
+        return FORMATS[self.in_channels]
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Patch grid (frequency, time) of one 2 s chunk: (8, 25) patch variant, (1, 100) time."""
+        return self.features.n_mels // self.patch_f, self.features.chunk_frames // self.patch_t
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def variant(self) -> str:
+        return "time" if self.grid[0] == 1 else "patch"
+
+    @property
+    def raw_dim(self) -> int:
+        """Size of a `raw` timestamp embedding: all frequency tokens of one time step."""
+        return self.grid[0] * self.width
+
+    @property
+    def step_ms(self) -> float:
+        """Time between two `raw` timestamp embeddings (80 ms patch, 20 ms time variant)."""
+        return 1000.0 * self.patch_t * self.features.hop_length / self.features.sample_rate
+
+    # --- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GramConfig:
+        d = dict(d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown GramConfig fields {unknown}; valid: {sorted(known)}")
+        feats = d.pop("features", None)
+        features = FeatureConfig(**feats) if feats is not None else FeatureConfig()
+        return cls(features=features, **d)
+
+    def replace(self, **changes: Any) -> GramConfig:
+        return dataclasses.replace(self, **changes)
+
+
+# --- named presets (the released models, REFERENCE §1, §3) -------------------------------------
+PRESETS: dict[str, GramConfig] = {
+    "gram-t": GramConfig(),
+    "gram-t-time": GramConfig(patch_f=128, patch_t=2),
+    "gram-t-ambisonic": GramConfig(in_channels=7),
+    "gram-t-mono": GramConfig(in_channels=1),
+    "gram-m": GramConfig(backbone="mamba", depth=24, mixer="mamba2"),
+    # The v1 paper's GRAM-M: Mamba-1 mixer with d_state 24, expand 3.
+    "gram-m-v1": GramConfig(backbone="mamba", depth=24, mixer="mamba1", d_state=24, expand=3),
+}
+
+
+def preset(name: str, **overrides: Any) -> GramConfig:
+    """A named preset, optionally with fields replaced (e.g. ``depth=2`` for tests)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid: {sorted(PRESETS)}")
+    return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]

@@ -1,0 +1,252 @@
+"""The HEAR runtime: audio in, GRAM embeddings out, following the HEAR 2021 API literally.
+
+Pipeline (REFERENCE §2, §4): validate and lay out the audio as (B, C, N); adapt channels to the
+model (mono duplicated, W of a 4-channel file for binaural models); resample to 32 kHz; log-mel
+features computed per 2 s chunk on slices of the reflect-padded clip (identical to a whole-clip
+STFT, bounded memory); zero-pad the last chunk in the log-mel domain; encode every chunk of every
+clip in batches of at most ``max_chunks``; pool per strategy.
+
+Fixed upstream bugs: the size attributes match what is returned; the phantom all-zero chunk of
+upstream (frames multiple of 200) is never created and padded time steps are never pooled;
+timestamps are the centres of the time steps, in ms; no ``.cuda()``: outputs follow the input's
+device; JSON ``true`` options are read as true.
+
+Dimension letters: B clips, C channels, N samples, K chunks per clip, G chunks in one forward,
+L tokens, D width, Fg x Tg patch grid, S time steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from hear_gram.config import GramConfig
+from hear_gram.encoder import GramEncoder, cast_matmuls
+from hear_gram.frontend import LogMelFrontend, frame_count, resample
+
+Strategy = Literal["raw", "mean", "cls"]
+Precision = Literal["fp32", "bf16", "fp16"]
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Input rates hear-validator accepts; 32000 (the model's own) is accepted too for direct use.
+INPUT_RATES = (16000, 22050, 32000, 44100, 48000)
+
+
+def _as_bool(name: str, v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("true", "1", "yes", "false", "0", "no"):
+        return v.lower() in ("true", "1", "yes")
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    raise ValueError(f"model option {name}={v!r} is not a boolean (use true or false)")
+
+
+def _as_int(name: str, v: Any) -> int:
+    if isinstance(v, bool) or not (isinstance(v, int) or (isinstance(v, str) and v.strip().lstrip("-").isdigit())):
+        raise ValueError(f"model option {name}={v!r} is not an integer")
+    return int(v)
+
+
+@dataclass(frozen=True)
+class EmbeddingOptions:
+    """``--model-options`` of the HEAR runner, validated.
+
+    strategy: ``raw`` (all frequency tokens of each time step, concatenated; the paper's choice),
+        ``mean`` (mean of a chunk's tokens, one embedding per 2 s chunk) or ``cls`` (a chunk's CLS
+        token); ``"layer=N"`` is shorthand for ``raw`` at layer N.
+    layer: take the output of the first N blocks (then the final norm), 1..depth; None = all.
+    precision: ``fp32``; ``bf16`` (fast on CPUs with AVX-512 BF16/AMX, and on GPUs); ``fp16`` (GPU).
+    sample_rate: rate of the audio the caller passes, Hz; resampled to 32 kHz inside.
+    max_chunks: most 2 s chunks per forward pass (bounds memory on long audio).
+    allow_pickle: let legacy pickled checkpoints load (runs code from the file).
+    """
+
+    strategy: Strategy = "raw"
+    layer: int | None = None
+    precision: Precision = "fp32"
+    sample_rate: int = 48000
+    max_chunks: int = 32
+    allow_pickle: bool = False
+
+    @classmethod
+    def parse(cls, options: dict[str, Any]) -> EmbeddingOptions:
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown model option(s) {unknown}; valid options: {valid}")
+        o = dict(options)
+        strategy = str(o.get("strategy", "raw"))
+        if strategy.startswith("layer="):
+            if "layer" in o:
+                raise ValueError("give the layer either as strategy 'layer=N' or as layer, not both")
+            o["layer"], strategy = strategy.split("=", 1)[1], "raw"
+        if strategy not in ("raw", "mean", "cls"):
+            raise ValueError(f"strategy must be raw, mean, cls or layer=N, got {strategy!r}")
+        precision = str(o.get("precision", "fp32")).lower()
+        if precision not in DTYPES:
+            raise ValueError(f"precision must be one of {list(DTYPES)}, got {precision!r}")
+        rate = _as_int("sample_rate", o.get("sample_rate", 48000))
+        if rate not in INPUT_RATES:
+            raise ValueError(f"sample_rate must be one of {INPUT_RATES}, got {rate}")
+        max_chunks = _as_int("max_chunks", o.get("max_chunks", 32))
+        if max_chunks < 1:
+            raise ValueError(f"max_chunks must be >= 1, got {max_chunks}")
+        layer = o.get("layer")
+        return cls(
+            strategy=strategy,  # type: ignore[arg-type]
+            layer=None if layer in (None, "", "null", "none") else _as_int("layer", layer),
+            precision=precision,  # type: ignore[arg-type]
+            sample_rate=rate,
+            max_chunks=max_chunks,
+            allow_pickle=_as_bool("allow_pickle", o.get("allow_pickle", False)),
+        )
+
+
+class GramRuntime(nn.Module):
+    """What ``load_model`` returns: a GRAM encoder, its front-end and the HEAR attributes."""
+
+    def __init__(self, encoder: GramEncoder, options: EmbeddingOptions, source: str = "") -> None:
+        super().__init__()
+        cfg = encoder.cfg
+        if options.layer is not None and not 1 <= options.layer <= cfg.depth:
+            raise ValueError(f"layer must be in 1..{cfg.depth} for this checkpoint, got {options.layer}")
+        self.cfg: GramConfig = cfg
+        self.options = options
+        self.source = source
+        self.encoder = encoder.eval()
+        if options.precision != "fp32":
+            cast_matmuls(self.encoder, DTYPES[options.precision])
+        self.frontend = LogMelFrontend(cfg.features, ambisonic=cfg.in_channels == 7)
+        # HEAR attributes: plain Python ints that match the returned shapes.
+        self.sample_rate: int = options.sample_rate
+        size = cfg.raw_dim if options.strategy == "raw" else cfg.width
+        self.scene_embedding_size: int = int(size)
+        self.timestamp_embedding_size: int = int(size)
+
+    # --- input handling -----------------------------------------------------------------------
+    def layout(self, audio: Tensor) -> Tensor:
+        """Accept (B, N) mono, (B, N, C) (heareval's multi-channel WAVs) or (B, C, N); -> (B, C, N)."""
+        if not isinstance(audio, Tensor):
+            raise TypeError(f"audio must be a torch.Tensor, got {type(audio).__name__}")
+        if audio.ndim not in (2, 3):
+            raise ValueError(
+                f"audio must be (B, N), (B, N, C) or (B, C, N), got {audio.ndim} dims {tuple(audio.shape)}"
+            )
+        if audio.shape[0] == 0:
+            raise ValueError("empty batch: audio has 0 clips")
+        if audio.ndim == 2:
+            audio = audio.unsqueeze(1)
+        elif audio.shape[2] <= 8 and audio.shape[1] > audio.shape[2]:
+            audio = audio.transpose(1, 2)  # (B, N, C): channels last, as soundfile reads them
+        elif audio.shape[1] > 8:
+            raise ValueError(
+                f"cannot tell channels from samples in {tuple(audio.shape)}: at most 8 channels"
+            )
+        if audio.shape[-1] == 0:
+            raise ValueError("audio has 0 samples")
+        if not torch.isfinite(audio).all():
+            raise ValueError("audio contains NaN or Inf values")
+        return audio.float()
+
+    def adapt_channels(self, audio: Tensor) -> tuple[Tensor, int]:
+        """(B, C, N) -> (audio to featurise, how many times to repeat its features)."""
+        c, want = audio.shape[1], self.cfg.in_channels
+        if want == 7:  # Ambisonic model: needs W, X, Y, Z
+            if c == 4:
+                return audio, 1
+            if c == 1:  # as upstream: a mono clip is placed on all four channels
+                return audio.expand(-1, 4, -1), 1
+            raise ValueError(
+                f"the Ambisonic model needs 4-channel FOA (W, X, Y, Z) or mono audio, got {c} "
+                "channels; for binaural audio use hear_gram.gram_t"
+            )
+        if c == 4:  # first-order Ambisonics into a binaural/mono model: use the W channel
+            audio, c = audio[:, :1], 1
+        if want == 1:
+            return (audio.mean(dim=1, keepdim=True) if c == 2 else audio), 1
+        if c == 1:
+            return audio, 2  # mono: the same log-mel on left and right
+        if c == 2:
+            return audio, 1
+        raise ValueError(f"the binaural model takes 1, 2 or 4 channels, got {c}")
+
+    # --- embedding ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def embed(self, audio: Tensor) -> tuple[Tensor, Tensor]:
+        """Audio -> (embeddings (B, S, E) float32 on the input's device, timestamps (B, S) in ms)."""
+        device = audio.device
+        if self.options.precision == "fp16" and device.type != "cuda":
+            raise ValueError("precision fp16 needs a CUDA device; on CPU use bf16 or fp32")
+        if self.encoder.cls_token.device != device:
+            self.to(device)  # as hear-baseline: the model follows the audio
+        x, repeat = self.adapt_channels(self.layout(audio))
+        x = resample(x, self.options.sample_rate, self.cfg.features.sample_rate)
+        n_frames = frame_count(x.shape[-1], self.cfg.features.hop_length)
+        per_chunk = self._chunk_outputs(x, repeat, n_frames)  # (B, K, ...)
+        if self.options.strategy == "raw":
+            emb = rearrange(per_chunk, "b k s e -> b (k s) e")[:, : math.ceil(n_frames / self.cfg.patch_t)]
+            step = self.cfg.patch_t
+        else:
+            emb, step = per_chunk, self.cfg.features.chunk_frames
+        return emb.float().to(device), self.timestamps(emb.shape[0], emb.shape[1], step, device)
+
+    def timestamps(self, b: int, s: int, frames_per_step: int, device: torch.device) -> Tensor:
+        """Centres of the time steps in ms: a step covers frames [i*fps, (i+1)*fps), frame j is
+        centred at j * hop."""
+        hop_ms = 1000.0 * self.cfg.features.hop_length / self.cfg.features.sample_rate
+        centres = (torch.arange(s, dtype=torch.float64) * frames_per_step + (frames_per_step - 1) / 2) * hop_ms
+        return centres.float().to(device).expand(b, s).contiguous()
+
+    def _chunk_outputs(self, x: Tensor, repeat: int, n_frames: int) -> Tensor:
+        """Encode all K chunks of all B clips, at most ``max_chunks`` per forward pass."""
+        fc = self.cfg.features
+        b, t = x.shape[0], fc.chunk_frames
+        k = math.ceil(n_frames / t)
+        seg = (t - 1) * fc.hop_length + fc.n_fft  # samples behind one chunk's frames
+        padded = self.frontend.pad(x)  # (B, C, N + n_fft)
+        need = (k - 1) * t * fc.hop_length + seg
+        if padded.shape[-1] < need:
+            padded = nn.functional.pad(padded, (0, need - padded.shape[-1]))
+        windows = padded.unfold(-1, seg, t * fc.hop_length)  # (B, C, K, seg) view, no copy
+        valid = torch.tensor([min(t, n_frames - i * t) for i in range(k)])  # real frames per chunk
+        flat = [(i, j) for i in range(b) for j in range(k)]
+        outs = []
+        for start in range(0, len(flat), self.options.max_chunks):
+            idx = flat[start : start + self.options.max_chunks]
+            bi, ki = torch.tensor([i for i, _ in idx]), torch.tensor([j for _, j in idx])
+            chunk_audio = windows[bi, :, ki]  # (G, C, seg)
+            feats = self.frontend(chunk_audio, center=False)  # (G, C', F, T)
+            if repeat > 1:
+                feats = feats.repeat(1, repeat, 1, 1)
+            frame = torch.arange(t, device=feats.device)
+            feats = feats * (frame < valid[ki].to(feats.device)[:, None]).view(-1, 1, 1, t)
+            tokens = self.encoder(feats, self.options.layer)  # (G, L, D)
+            outs.append(self.pool(tokens, valid[ki]))
+        out = torch.cat(outs)
+        return out.view(b, k, *out.shape[1:])
+
+    def pool(self, tokens: Tensor, valid_frames: Tensor) -> Tensor:
+        """(G, L, D) -> raw (G, Tg, Fg*D) | mean (G, D) over real steps | cls (G, D)."""
+        fg, tg = self.cfg.grid
+        if self.options.strategy == "cls":
+            return tokens[:, 0]
+        patches = rearrange(tokens[:, 1:], "g (f t) d -> g t f d", f=fg, t=tg)
+        if self.options.strategy == "raw":
+            return patches.flatten(2)
+        real = torch.ceil(valid_frames / self.cfg.patch_t).to(tokens.device)  # real steps per chunk
+        mask = (torch.arange(tg, device=tokens.device)[None] < real[:, None]).float()  # (G, Tg)
+        summed = torch.einsum("gtfd,gt->gd", patches, mask)
+        return summed / (mask.sum(1, keepdim=True) * fg)
+
+    def timestamp_embeddings(self, audio: Tensor) -> tuple[Tensor, Tensor]:
+        return self.embed(audio)
+
+    def scene_embeddings(self, audio: Tensor) -> Tensor:
+        """Mean over time of the timestamp embeddings (the paper's scene embedding)."""
+        emb, _ = self.embed(audio)
+        return emb.mean(dim=1)

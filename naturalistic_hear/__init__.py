@@ -1,0 +1,1 @@
+"""Nat-HEAR: naturalistic re-rendering of HEAR tasks (issue 3; not built yet)."""
