@@ -318,7 +318,8 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
             f"python -m hear_gram.checkpoints fetch {name_or_path}"
         )
     raise CheckpointError(
-        f"{str(name_or_path)!r} is neither a file nor a registry name ({sorted(registry())})"
+        f"weights file {str(name_or_path)!r} does not exist and is not a registry name "
+        f"({sorted(registry())})"
     )
 
 

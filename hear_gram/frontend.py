@@ -18,12 +18,8 @@ from torch import Tensor, nn
 from hear_gram.config import FeatureConfig
 
 
-def hz_to_mel(f: Tensor) -> Tensor:
-    """HTK mel scale: 2595 log10(1 + f / 700). f in Hz."""
-    return 2595.0 * torch.log10(1.0 + f / 700.0)
-
-
 def mel_to_hz(m: Tensor) -> Tensor:
+    """Inverse of the HTK mel scale m = 2595 log10(1 + f / 700); returns Hz."""
     return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
 
 
@@ -35,10 +31,10 @@ def mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample
         n_mels: number of filters. sample_rate: in Hz.
     """
     all_freqs = torch.linspace(0, sample_rate // 2, n_freqs)
-    m_pts = torch.linspace(
-        hz_to_mel(torch.tensor(float(f_min))), hz_to_mel(torch.tensor(float(f_max))), n_mels + 2
-    )
-    f_pts = mel_to_hz(m_pts)
+    # band edges converted in double precision, as torchaudio does: narrow low filters are
+    # sensitive to it
+    m_min, m_max = (2595.0 * math.log10(1.0 + f / 700.0) for f in (f_min, f_max))
+    f_pts = mel_to_hz(torch.linspace(m_min, m_max, n_mels + 2))
     f_diff = f_pts[1:] - f_pts[:-1]  # (F + 1,)
     slopes = f_pts.unsqueeze(0) - all_freqs.unsqueeze(1)  # (K, F + 2)
     down = -slopes[:, :-2] / f_diff[:-1]

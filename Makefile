@@ -1,0 +1,50 @@
+# hear-gram: `make demo` sets up and runs the demo, `make test` runs the tests.
+# Both create .venv when it is missing. Every pip call uses constraints.txt (exact torch pin).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+WORK ?= work
+
+.PHONY: install test test-fast lint demo bench validate clean-work
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt requirements-hear.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -r requirements-hear.txt
+	$(PIP) install -q -c constraints.txt --no-deps heareval==2021.1.3 hearvalidator==2021.0.2 torchaudio==2.11.0
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check hear_gram naturalistic_hear localization_tasks tests
+	$(VENV)/bin/ruff format --check hear_gram naturalistic_hear localization_tasks tests
+
+demo: install
+	$(PY) -m hear_gram.demo --work $(WORK)/demo
+
+bench: install
+	$(PY) -m hear_gram.bench --out $(WORK)/bench/bench.json
+
+# hear-validator on all five modules with full-depth random weights (released layout)
+validate: install
+	mkdir -p $(WORK)/validate
+	for m in gram-t gram-t-time gram-t-ambisonic gram-m; do \
+	  $(PY) -m hear_gram.checkpoints random --model $$m --out $(WORK)/validate/$$m.safetensors || exit 1; done
+	$(VENV)/bin/hear-validator hear_gram -m $(WORK)/validate/gram-t.safetensors -d cpu
+	$(VENV)/bin/hear-validator hear_gram.gram_t -m $(WORK)/validate/gram-t.safetensors -d cpu
+	$(VENV)/bin/hear-validator hear_gram.gram_t_time -m $(WORK)/validate/gram-t-time.safetensors -d cpu
+	$(VENV)/bin/hear-validator hear_gram.gram_t_ambisonic -m $(WORK)/validate/gram-t-ambisonic.safetensors -d cpu
+	$(VENV)/bin/hear-validator hear_gram.gram_m -m $(WORK)/validate/gram-m.safetensors -d cpu
+
+clean-work:
+	rm -rf $(WORK)

@@ -1,0 +1,139 @@
+"""Weight files: layouts, architecture inference, strict loading, safe unpickling, registry, CLI."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from hear_gram import checkpoints as ck
+from hear_gram.checkpoints import CheckpointError, load_encoder, random_encoder, save_checkpoint
+
+SPEC = torch.randn(1, 2, 128, 200, generator=torch.Generator().manual_seed(0))
+
+
+def same_outputs(a, b, spec=SPEC):
+    with torch.no_grad():
+        torch.testing.assert_close(a(spec), b(spec))
+
+
+@pytest.mark.parametrize("layout", ["released", "hear-gram"])
+def test_round_trip_keeps_outputs(tmp_path, layout):
+    enc = random_encoder("gram-t", depth=2, seed=3)
+    path = save_checkpoint(tmp_path / "w.safetensors", enc, layout)
+    loaded, report = load_encoder(path)
+    assert report.layout == layout and report.config == enc.cfg
+    same_outputs(enc, loaded)
+
+
+def test_released_layout_has_model_prefix_and_mel_buffers(gram_t_file):
+    keys = set(load_file(str(gram_t_file)))
+    assert all(k.startswith("model.") for k in keys)
+    assert {"model.mel_spec.melspec.spectrogram.window", "model.mel_spec.melspec.mel_scale.fb"} <= keys
+    assert "model.encoder.layers.encoder_layer_1.self_attention.in_proj_weight" in keys
+
+
+def test_depth_and_shape_are_inferred_with_no_options(tmp_path):
+    enc = random_encoder("gram-t-time", depth=3)
+    _, report = load_encoder(save_checkpoint(tmp_path / "w.safetensors", enc, "released"))
+    cfg = report.config
+    assert (cfg.depth, cfg.width, cfg.heads, cfg.patch_f, cfg.patch_t, cfg.in_channels) == (3, 768, 12, 128, 2, 2)
+
+
+def lightning_state(enc):
+    """An upstream Lightning checkpoint: training-module keys, decoder, melspec, no prefix."""
+    state = dict(enc.state_dict())
+    state["decoder_embed.weight"] = torch.zeros(512, 768)
+    state["decoder_blocks.0.attn.qkv.weight"] = torch.zeros(3 * 512, 512)
+    state["mask_token"] = torch.zeros(1, 1, 512)
+    state["spec_pred.0.weight"] = torch.zeros(256, 512)
+    state["melspec.spectrogram.window"] = torch.hann_window(1024)
+    return state
+
+
+def test_lightning_checkpoint_loads_with_decoder_keys_set_aside(tmp_path):
+    enc = random_encoder("gram-t", depth=1)
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": lightning_state(enc), "epoch": 3, "global_step": 10}, path)
+    loaded, report = load_encoder(path)
+    assert report.layout == "lightning" and len(report.decoder_keys) == 4
+    same_outputs(enc, loaded)
+
+
+def test_unknown_key_is_an_error_naming_it(tmp_path):
+    state = lightning_state(random_encoder("gram-t", depth=1))
+    state["head.weight"] = torch.zeros(3)
+    torch.save({"state_dict": state}, tmp_path / "x.ckpt")
+    with pytest.raises(CheckpointError, match="head.weight"):
+        load_encoder(tmp_path / "x.ckpt")
+
+
+def test_missing_and_misshaped_keys_are_named(tmp_path):
+    state = {k: v for k, v in random_encoder("gram-t", depth=1).state_dict().items()}
+    del state["encoder.ln.bias"]
+    state["encoder.pos_embedding"] = torch.zeros(1, 50, 768)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "x.safetensors"))
+    with pytest.raises(CheckpointError, match=r"missing: encoder\.ln\.bias.*encoder\.pos_embedding: file \(1, 50, 768\)"):
+        load_encoder(tmp_path / "x.safetensors")
+
+
+def test_pickled_objects_need_an_explicit_opt_in(tmp_path):
+    enc = random_encoder("gram-t", depth=1)
+    path = tmp_path / "legacy.ckpt"
+    torch.save({"state_dict": enc.state_dict(), "hyper_parameters": {"f": torch.nn.Identity()}}, path)
+    with pytest.raises(CheckpointError, match="allow_pickle"):
+        load_encoder(path)
+    loaded, _ = load_encoder(path, allow_pickle=True)
+    same_outputs(enc, loaded)
+
+
+def test_foreign_mel_filterbank_is_refused(tmp_path, gram_t_file):
+    state = load_file(str(gram_t_file))
+    state["model.mel_spec.melspec.mel_scale.fb"] = state["model.mel_spec.melspec.mel_scale.fb"] * 1.1
+    save_file(state, str(tmp_path / "x.safetensors"))
+    with pytest.raises(CheckpointError, match="other features"):
+        load_encoder(tmp_path / "x.safetensors")
+
+
+def test_registry_lists_the_released_weights():
+    reg = ck.registry()
+    assert {"gramt-binaural", "gramt-binaural-time", "gramt-ambisonics", "gramt-mono"} <= set(reg)
+    for name, e in reg.items():
+        assert e["repo_id"] == f"labhamlet/{name}" and e["file"] == "model.safetensors"
+        assert e["preset"] in ck.PRESETS and e["license"]
+
+
+def test_unfetched_name_says_how_to_fetch(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEAR_GRAM_HOME", str(tmp_path))
+    with pytest.raises(CheckpointError, match="checkpoints fetch gramt-binaural"):
+        ck.resolve("gramt-binaural")
+
+
+def test_fetch_offline_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEAR_GRAM_HOME", str(tmp_path))
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(ck.urllib.request, "urlopen", offline)
+    with pytest.raises(CheckpointError, match="Offline.*copy it to"):
+        ck.fetch("gramt-binaural")
+    assert not list(tmp_path.rglob("*.partial"))
+
+
+def test_cli_random_and_info(tmp_path, capsys):
+    out = tmp_path / "r.safetensors"
+    assert ck.main(["random", "--model", "gram-t-ambisonic", "--depth", "1", "--out", str(out)]) == 0
+    assert ck.main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "ambisonic" in text and "depth 1" in text and "no missing, no unexpected" in text
+    cfg = json.loads(text.split("config:")[1].split("\n")[0])
+    assert cfg["in_channels"] == 7
+
+
+def test_cli_error_exit_code(tmp_path, capsys):
+    assert ck.main(["info", str(tmp_path / "nope.safetensors")]) == 2
+    assert "does not exist" in capsys.readouterr().err

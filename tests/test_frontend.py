@@ -1,0 +1,94 @@
+"""The front-end against torchaudio (the library the released weights were trained with)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tests.torchaudio_compat import import_torchaudio
+
+from hear_gram.config import FeatureConfig
+from hear_gram.frontend import LogMelFrontend, frame_count, mel_filterbank, resample
+
+ta = import_torchaudio()
+CFG = FeatureConfig()
+
+
+def torchaudio_melspec():
+    return ta.transforms.MelSpectrogram(
+        sample_rate=32000, n_fft=1024, win_length=1024, hop_length=320, f_min=50, f_max=16000,
+        n_mels=128, power=2.0,
+    )  # fmt: skip
+
+
+def test_filterbank_equals_torchaudio_htk_no_norm():
+    ref = ta.functional.melscale_fbanks(513, 50.0, 16000.0, 128, 32000, None, "htk")
+    assert torch.equal(mel_filterbank(513, 50.0, 16000.0, 128, 32000), ref)
+
+
+@pytest.mark.parametrize("n", [32000 * 3, 64000, 12345, 700])
+def test_log_mel_equals_torchaudio(n):
+    x = torch.randn(2, 2, n, generator=torch.Generator().manual_seed(n))
+    ref = torch.log(torchaudio_melspec()(x) + torch.finfo(torch.float32).eps)
+    ours = LogMelFrontend(CFG)(x)
+    assert ours.shape == ref.shape == (2, 2, 128, n // 320 + 1)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_ambisonic_features_follow_reference_formula():
+    """4 log-mels (eps 1e-6) + MelScale(2 Re(W* c) / (eps + sum |.|^2)), from torchaudio parts."""
+    x = torch.randn(3, 4, 20000, generator=torch.Generator().manual_seed(1))
+    spec = ta.transforms.Spectrogram(n_fft=1024, win_length=1024, hop_length=320, power=None)(x)
+    mel = ta.transforms.MelScale(128, 32000, 50.0, 16000.0, 513, None, "htk")
+    eps = 1e-6
+    log_mels = torch.log(mel(spec.abs() ** 2) + eps)
+    w, xyz = spec[:, :1], spec[:, 1:]
+    energy = eps + (spec.abs() ** 2).sum(1, keepdim=True)
+    iv = mel(2 * torch.real(torch.conj(w) * xyz) / energy)
+    ours = LogMelFrontend(CFG, ambisonic=True)(x)
+    assert ours.shape == (3, 7, 128, 20000 // 320 + 1)
+    torch.testing.assert_close(ours[:, :4], log_mels, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(ours[:, 4:], iv, atol=1e-5, rtol=1e-4)
+
+
+def test_ambisonic_needs_four_channels():
+    with pytest.raises(ValueError, match="4 channels"):
+        LogMelFrontend(CFG, ambisonic=True)(torch.zeros(1, 2, 4000))
+
+
+@pytest.mark.parametrize("orig", [48000, 44100, 22050, 16000])
+def test_resample_equals_torchaudio(orig):
+    x = torch.randn(2, orig, generator=torch.Generator().manual_seed(orig))
+    ref = ta.functional.resample(x, orig, 32000)
+    ours = resample(x, orig, 32000)
+    assert ours.shape == ref.shape
+    torch.testing.assert_close(ours, ref, atol=2e-4, rtol=1e-4)
+
+
+def test_resample_keeps_a_tone_below_nyquist():
+    t = torch.arange(48000) / 48000
+    y = resample(torch.sin(2 * torch.pi * 1000 * t), 48000, 32000)
+    ref = torch.sin(2 * torch.pi * 1000 * torch.arange(32000) / 32000)
+    assert (y[200:-200] - ref[200:-200]).abs().max() < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("n", "frames"), [(64000, 200), (64001, 201), (63999, 200), (1, 1), (320, 1), (321, 2)]
+)
+def test_frame_count_keeps_frames_centred_inside_the_clip(n, frames):
+    assert frame_count(n, 320) == frames
+
+
+def test_sliced_stft_equals_whole_clip():
+    """The runtime featurises chunk slices of the padded clip; that must equal the whole clip."""
+    fe = LogMelFrontend(CFG)
+    x = torch.randn(1, 2, 32000 * 5)
+    whole = fe(x)  # (1, 2, F, 501)
+    padded = fe.pad(x)
+    seg = 199 * 320 + 1024
+    second = fe(padded[..., 200 * 320 : 200 * 320 + seg], center=False)
+    torch.testing.assert_close(second, whole[..., 200:400], atol=1e-5, rtol=1e-5)
+
+
+def test_tiny_clip_has_a_defined_spectrum():
+    out = LogMelFrontend(CFG)(torch.randn(1, 1, 100))
+    assert out.shape[-1] >= 1 and torch.isfinite(out).all()
