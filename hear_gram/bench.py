@@ -1,0 +1,221 @@
+"""Throughput and memory of the HEAR runtime, measured side by side in one run (``make bench``).
+
+For each module and precision on the current device: seconds of audio embedded per wall second on
+an 8 x 5 s batch and on one 120 s clip, the same chunks through the bare encoder (so the runtime's
+overhead is a ratio from this run), peak memory, and the cosine similarity of reduced-precision to
+fp32 scene embeddings. Optionally, the peak RSS of one long stereo clip in a fresh process.
+Weights are random (full depth): speed does not depend on their values.
+
+    python -m hear_gram.bench [--modules gram_t gram_m] [--precisions fp32 bf16] [--long-minutes 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from hear_gram.checkpoints import random_encoder
+from hear_gram.runtime import EmbeddingOptions, GramRuntime
+
+MODULES = {  # HEAR module -> (preset, input channels)
+    "gram_t": ("gram-t", 2),
+    "gram_t_time": ("gram-t-time", 2),
+    "gram_t_ambisonic": ("gram-t-ambisonic", 4),
+    "gram_m": ("gram-m", 2),
+}
+SR = 48000
+UPSTREAM_REFERENCE = "upstream GRAM-T runtime, 8 x 5 s, fp32, 2 threads, quoted from issue #2: 9.4 s/s"
+
+
+def reset_peak_rss() -> None:
+    """Reset the kernel's RSS high-water mark of this process (Linux clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, repeats: int) -> float:
+    """Median wall seconds of ``fn`` over ``repeats`` runs after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def chunk_features(rt: GramRuntime, audio: torch.Tensor) -> torch.Tensor:
+    """The (G, C, F, T) chunks the runtime encodes for ``audio``, for the bare-encoder timing."""
+    captured = []
+    original = rt.encoder.forward
+
+    def spy(spec, n_layers=None):
+        captured.append(spec)
+        return original(spec, n_layers)
+
+    rt.encoder.forward = spy
+    try:
+        rt.scene_embeddings(audio)
+    finally:
+        del rt.encoder.forward
+    return torch.cat(captured)
+
+
+def bench_one(module: str, precision: str, device: torch.device, repeats: int, fp32_scene=None) -> dict:
+    preset_name, channels = MODULES[module]
+    opts = EmbeddingOptions.parse({"precision": precision})
+    rt = GramRuntime(random_encoder(preset_name, seed=0), opts, source=f"random {preset_name}").to(device)
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.rand(8, channels, 5 * SR, generator=g) * 2 - 1).to(device)
+    long = (torch.rand(1, channels, 120 * SR, generator=g) * 2 - 1).to(device)
+    feats = chunk_features(rt, batch)
+    cap = opts.max_chunks
+
+    def bare():
+        with torch.no_grad():
+            for i in range(0, feats.shape[0], cap):
+                rt.encoder(feats[i : i + cap])
+
+    reset_peak_rss()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t_batch = timed(lambda: rt.scene_embeddings(batch), device, repeats)
+    t_bare = timed(bare, device, repeats)
+    t_long = timed(lambda: rt.scene_embeddings(long), device, max(1, repeats // 2))
+    scene = rt.scene_embeddings(batch).cpu()
+    row = {
+        "module": module, "precision": precision, "device": str(device),
+        "chunks_8x5s": int(feats.shape[0]),
+        "audio_s_per_s_8x5s": 40.0 / t_batch,
+        "audio_s_per_s_120s": 120.0 / t_long,
+        "runtime_s_8x5s": t_batch, "bare_encoder_s_8x5s": t_bare,
+        "runtime_over_bare": t_batch / t_bare,
+        "ms_per_chunk_bare": 1000 * t_bare / feats.shape[0],
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+    }  # fmt: skip
+    if fp32_scene is not None:
+        row["cosine_to_fp32_min"] = float(torch.nn.functional.cosine_similarity(scene, fp32_scene).min())
+    row["_scene"] = scene
+    return row
+
+
+def long_clip_peak(minutes: float, precision: str) -> dict:
+    """Peak RSS of one stereo clip of ``minutes`` through gram_t, in a fresh process."""
+    code = (
+        "import torch,time,sys;from hear_gram.bench import peak_rss_mb;"
+        "from hear_gram.checkpoints import random_encoder;"
+        "from hear_gram.runtime import EmbeddingOptions,GramRuntime;"
+        f"rt=GramRuntime(random_encoder('gram-t'),EmbeddingOptions.parse({{'precision':'{precision}'}}));"
+        f"a=torch.rand(1,2,int({minutes}*60*{SR}))*2-1;t=time.perf_counter();"
+        "e,ts=rt.timestamp_embeddings(a);s=e.mean(1);"
+        "print(peak_rss_mb(),time.perf_counter()-t,tuple(e.shape),a.numel()*4/2**20)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    peak, secs, shape, input_mb = out.stdout.strip().rsplit("\n", 1)[-1].split(" ", 3)
+    return {
+        "minutes": minutes, "precision": precision, "peak_rss_mb": float(peak),
+        "seconds": float(secs), "input_audio_mb": float(input_mb), "timestamp_embeddings": shape,
+    }  # fmt: skip
+
+
+def fmt_table(rows: list[dict]) -> str:
+    head = (f"{'module':17s} {'prec':5s} {'8x5s s/s':>9s} {'120s s/s':>9s} {'rt/bare':>8s} "
+            f"{'ms/chunk':>9s} {'cos':>8s} {'peakMB':>8s}")  # fmt: skip
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        cos = f"{r['cosine_to_fp32_min']:.5f}" if "cosine_to_fp32_min" in r else "-"
+        lines.append(
+            f"{r['module']:17s} {r['precision']:5s} {r['audio_s_per_s_8x5s']:9.1f} "
+            f"{r['audio_s_per_s_120s']:9.1f} {r['runtime_over_bare']:8.3f} "
+            f"{r['ms_per_chunk_bare']:9.1f} {cos:>8s} {r['peak_rss_mb']:8.0f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hear_gram.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--modules", nargs="+", default=list(MODULES), choices=list(MODULES))
+    p.add_argument("--precisions", nargs="+", default=None, help="default: fp32 bf16 (+ fp16 on GPU)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--long-minutes", type=float, default=20.0, help="0 to skip the long-clip test")
+    p.add_argument("--long-precision", default="fp32")
+    p.add_argument("--out", default="work/bench/bench.json")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    precisions = args.precisions or (["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"])
+    print(f"device {device} ({platform.processor() or platform.machine()}), torch threads "
+          f"{torch.get_num_threads()}, torch {torch.__version__}", flush=True)  # fmt: skip
+    rows = []
+    for module in args.modules:
+        ref = None
+        for prec in precisions:
+            row = bench_one(module, prec, device, args.repeats, ref)
+            if prec == "fp32":
+                ref = row["_scene"]
+            rows.append(row)
+            print(fmt_table([row]).splitlines()[-1], flush=True)
+    result = {"device": str(device), "threads": torch.get_num_threads(),
+              "rows": [{k: v for k, v in r.items() if k != "_scene"} for r in rows]}  # fmt: skip
+    by = {(r["module"], r["precision"]): r for r in rows}
+    summary = {}
+    if ("gram_t", "fp32") in by and ("gram_m", "fp32") in by:
+        summary["gram_m_over_gram_t_per_chunk"] = (
+            by[("gram_m", "fp32")]["ms_per_chunk_bare"] / by[("gram_t", "fp32")]["ms_per_chunk_bare"]
+        )
+    if ("gram_t", "fp32") in by:
+        summary["gram_t_fp32_runtime_over_bare"] = by[("gram_t", "fp32")]["runtime_over_bare"]
+    if ("gram_t", "bf16") in by:
+        summary["gram_t_bf16_audio_s_per_s_8x5s"] = by[("gram_t", "bf16")]["audio_s_per_s_8x5s"]
+        summary["gram_t_bf16_cosine_to_fp32_min"] = by[("gram_t", "bf16")].get("cosine_to_fp32_min")
+    if args.long_minutes > 0:
+        print(f"long clip: {args.long_minutes} min stereo through gram_t ({args.long_precision}) ...", flush=True)
+        result["long_clip"] = long_clip_peak(args.long_minutes, args.long_precision)
+    result["summary"] = summary
+    result["reference"] = UPSTREAM_REFERENCE
+    print()
+    print(fmt_table(rows))
+    print()
+    for k, v in summary.items():
+        print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+    if "long_clip" in result:
+        lc = result["long_clip"]
+        print(f"long clip {lc['minutes']} min stereo ({lc['precision']}): peak RSS {lc['peak_rss_mb']:.0f} MB "
+              f"(input audio itself {lc['input_audio_mb']:.0f} MB), {lc['seconds']:.1f} s")  # fmt: skip
+    print(f"reference: {UPSTREAM_REFERENCE}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
