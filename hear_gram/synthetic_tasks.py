@@ -183,7 +183,9 @@ def _draw_hiss(rng: np.random.Generator) -> dict:
 
 
 def _render_hiss(p: dict, duration_s: float, sample_rate: int, rng: np.random.Generator):
-    return band_noise(p["low_hz"], p["high_hz"], int(round(duration_s * sample_rate)), sample_rate, rng)
+    return band_noise(
+        p["low_hz"], p["high_hz"], int(round(duration_s * sample_rate)), sample_rate, rng
+    )
 
 
 def _draw_clicks(rng: np.random.Generator) -> dict:
@@ -276,6 +278,11 @@ def scene_clip_spec(
     return _draw_common(rng, (event,), duration_s, channels)
 
 
+def min_event_clip_duration_s(max_events: int) -> float:
+    """Shortest clip (s) that always fits `max_events` events of <= 1 s with 0.2 s gaps."""
+    return 1.0 * max_events + 0.2 * (max_events + 1)
+
+
 def event_clip_spec(
     classes: Sequence[str],
     duration_s: float,
@@ -286,12 +293,15 @@ def event_clip_spec(
 ) -> ClipSpec:
     """An event clip: 1..`max_events` non-overlapping sounds of 0.4-1.0 s, with at least 0.2 s
     of background between them and at the clip edges."""
+    if duration_s < min_event_clip_duration_s(max_events):
+        raise ValueError(
+            f"{duration_s} s is too short for {max_events} events: "
+            f"need >= {min_event_clip_duration_s(max_events)} s"
+        )
     rng = _clip_rng(seed, _EVENT_STREAM, index)
     n_events = int(rng.integers(1, max_events + 1))
     lengths = rng.uniform(0.4, 1.0, n_events)
     slack = duration_s - lengths.sum() - 0.2 * (n_events + 1)
-    if slack < 0:
-        raise ValueError(f"{duration_s} s is too short for {max_events} events of up to 1 s")
     # Split the slack into n+1 random gaps (a uniform point on the simplex).
     gaps = 0.2 + slack * rng.dirichlet(np.ones(n_events + 1))
     events = []
@@ -313,7 +323,9 @@ def render_clip(spec: ClipSpec, sample_rate: int) -> np.ndarray:
     for event in spec.events:
         start = int(round(event.start_s * sample_rate))
         length = min(int(round((event.end_s - event.start_s) * sample_rate)), n - start)
-        sound = SOUND_CLASSES[event.label].render(event.params, length / sample_rate, sample_rate, rng)
+        sound = SOUND_CLASSES[event.label].render(
+            event.params, length / sample_rate, sample_rate, rng
+        )
         sound = fade(normalize_peak(sound, 1.0), sample_rate, 0.01)
         source[start : start + length] += db_to_amplitude(event.level_db) * sound
     signal_rms = np.sqrt(np.mean(source**2))
@@ -340,7 +352,9 @@ def _validate(
     if len(set(classes)) != len(classes) or len(classes) < 2:
         raise ValueError(f"need at least two distinct classes, got {list(classes)}")
     if not sample_rates or any(sr < 16000 for sr in sample_rates):
-        raise ValueError(f"sample rates must be >= 16000 Hz (content reaches 7 kHz): {sample_rates}")
+        raise ValueError(
+            f"sample rates must be >= 16000 Hz (content reaches 7 kHz): {sample_rates}"
+        )
     if channels < 1:
         raise ValueError(f"channels must be >= 1, got {channels}")
     if duration_s <= 0:
@@ -378,7 +392,14 @@ def _write_task(
     return task_dir
 
 
-def _synthetic_metadata(seed, classes, sample_rates, channels, subtype) -> dict:
+def _synthetic_metadata(
+    seed: int,
+    classes: Sequence[str],
+    sample_rates: Sequence[int],
+    channels: int,
+    subtype: WavSubtype,
+) -> dict:
+    """Our own key in task_metadata.json (heareval ignores it): how the task was generated."""
     return {
         "generator": GENERATOR_VERSION,
         "seed": seed,
@@ -448,6 +469,11 @@ def make_event_task(
     """Write a multilabel sound-event task (`trainvaltest`: 60/20/20 % of `n_clips`) under
     `root/name` and return its path. Event times in the split JSON files are in ms."""
     _validate(classes, sample_rates, channels, duration_s)
+    if max_events < 1 or duration_s < min_event_clip_duration_s(max_events):
+        raise ValueError(
+            f"max_events={max_events} needs 1 <= max_events and duration_s >= "
+            f"{min_event_clip_duration_s(max(max_events, 1))} s, got {duration_s} s"
+        )
     n_held_out = max(1, round(0.2 * n_clips))
     if n_clips - 2 * n_held_out < 1:
         raise ValueError(f"need at least 3 clips for train, valid and test, got {n_clips}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -25,7 +26,9 @@ def _vocabulary(task_dir: Path) -> list[str]:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +151,9 @@ def test_different_seed_gives_different_audio(tmp_path):
 def test_clips_of_a_class_are_not_identical(scene_task):
     labels = _read_json(scene_task / "fold00.json") | _read_json(scene_task / "fold01.json")
     hums = [f for f, [label] in labels.items() if label == "hum"]
-    folds = {f: fold for fold in ("fold00", "fold01") for f in _read_json(scene_task / f"{fold}.json")}
+    folds = {
+        f: fold for fold in ("fold00", "fold01") for f in _read_json(scene_task / f"{fold}.json")
+    }
     a, b = (sf.read(scene_task / "16000" / folds[f] / f)[0] for f in hums[:2])
     assert not np.allclose(a, b)
 
@@ -165,7 +170,7 @@ def test_classes_differ_in_spectrum():
     for label in st.SCENE_CLASSES:
         for index in range(4):
             spec = st.scene_clip_spec(label, 1.0, 1, seed=0, index=index)
-            spec = st.ClipSpec(**{**spec.__dict__, "snr_db": 200.0})
+            spec = dataclasses.replace(spec, snr_db=200.0)
             centroids[label].append(_centroid_hz(st.render_clip(spec, 16000), 16000))
     assert max(centroids["hum"]) < 800
     assert 1700 < min(centroids["whistle"]) and max(centroids["whistle"]) < 3100
@@ -176,16 +181,21 @@ def test_classes_differ_in_spectrum():
 
 def test_rendering_is_consistent_across_sample_rates():
     spec = st.scene_clip_spec("whistle", 1.0, 1, seed=3, index=0)
-    spec = st.ClipSpec(**{**spec.__dict__, "snr_db": 200.0})
+    spec = dataclasses.replace(spec, snr_db=200.0)
     c16, c48 = (_centroid_hz(st.render_clip(spec, sr), sr) for sr in (16000, 48000))
     assert abs(c16 - c48) < 0.01 * c16
 
 
 def test_multichannel_float(tmp_path):
     task = st.make_scene_task(
-        tmp_path, n_per_class=1, duration_s=0.25, sample_rates=(16000,), channels=2, kfold=3,
+        tmp_path,
+        n_per_class=1,
+        duration_s=0.25,
+        sample_rates=(16000,),
+        channels=2,
+        kfold=3,
         subtype="FLOAT",
-    )  # fmt: skip
+    )
     filename = next(iter(_read_json(task / "fold00.json")))
     audio, sample_rate = sf.read(task / "16000" / "fold00" / filename)
     assert audio.shape == (4000, 2) and sample_rate == 16000

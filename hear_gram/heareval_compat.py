@@ -1,0 +1,112 @@
+"""Runtime fixes that let heareval 2021.1.3's predictions runner work on today's stack.
+
+heareval (hearbenchmark/hear-eval-kit) was written for torch 1.9 and pytorch-lightning 1.4. With
+torch 2.13, pytorch-lightning 1.9.5, numpy 2 and pandas 3 two things break in
+`python -m heareval.predictions.runner`; the embeddings runner and the rest of the predictions
+path run unchanged on CPU (checked end to end by `tests/test_heareval_compat.py`).
+
+1. Checkpoint loading (torch >= 2.6). heareval reads back the Lightning checkpoints it has just
+   written in the same run: `torch.load(best_model_path)["epoch"]` in `task_predictions_train`
+   and `trainer.test(ckpt_path=...)` in `task_predictions_test`. Those checkpoints pickle the
+   grid-point hyper-parameters (`torch.nn.Identity`, `BatchNorm1d`, `xavier_uniform_`, `Adam`),
+   which the new `weights_only=True` default refuses (`UnpicklingError ... Identity`). Neither
+   call site takes a `weights_only` argument, so we set torch's documented switch
+   `TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`, and only in the process that runs heareval
+   (`python -m hear_gram.predict`): the files are local, written moments earlier by the same
+   process, never downloaded.
+
+2. Event-task test post-processing (pytorch-lightning >= 1.6; upstream issue
+   hearbenchmark/hear-eval-kit#432). `task_predictions_test` picks the event post-processing
+   chosen at the best validation epoch by faking the trainer's epoch,
+   `trainer.fit_loop.current_epoch = grid_point.epoch`, before `trainer.test`; the test hook then
+   looks up `epoch_best_postprocessing[self.current_epoch]`. Since Lightning 1.6 `FitLoop` has no
+   `current_epoch` setter (the epoch lives in `fit_loop.epoch_progress.current.completed`), so the
+   assignment only adds an unused attribute, the test hook sees the number of epochs run (e.g.
+   50) and raises `KeyError`. We wrap `task_predictions_test` to set the progress counter that
+   `trainer.current_epoch` reads before calling the unchanged original, which restores the
+   intended behaviour: test events use the post-processing of the checkpointed (best) epoch.
+   `trainer.test` does not restore fit-loop progress from the checkpoint, so the value holds.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import warnings
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_ONLY_ENV = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+_PATCHED = "_hear_gram_patched"
+
+
+def allow_heareval_checkpoints() -> None:
+    """Fix 1: make `torch.load` default to `weights_only=False` in this process.
+
+    torch reads the variable at every `torch.load` call, so setting it at run time is enough.
+    Only call this in a process that runs heareval on checkpoints it writes itself.
+    """
+    if os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "0").lower() in ("1", "y", "yes", "true"):
+        raise RuntimeError(
+            "TORCH_FORCE_WEIGHTS_ONLY_LOAD is set; heareval's own Lightning checkpoints cannot be "
+            "loaded with weights_only=True. Unset it to run the predictions."
+        )
+    os.environ[WEIGHTS_ONLY_ENV] = "1"
+    # torch warns on every load that the variable forced weights_only=False; that is the point.
+    warnings.filterwarnings("ignore", message=f"Environment variable {WEIGHTS_ONLY_ENV} detected")
+
+
+def set_trainer_epoch(trainer, epoch: int) -> None:
+    """Make `trainer.current_epoch` (and so `LightningModule.current_epoch`) return `epoch`.
+
+    This is what `trainer.fit_loop.current_epoch = epoch` did before pytorch-lightning 1.6.
+    """
+    trainer.fit_loop.epoch_progress.current.completed = epoch
+    if trainer.current_epoch != epoch:
+        raise RuntimeError(
+            f"could not set the trainer epoch to {epoch} (reads {trainer.current_epoch}); "
+            "this pytorch-lightning version stores the epoch elsewhere"
+        )
+
+
+def patch_event_test_epoch() -> None:
+    """Fix 2 (hearbenchmark/hear-eval-kit#432): wrap heareval's `task_predictions_test` so the
+    trainer's epoch is the best checkpoint's epoch while testing. Idempotent."""
+    from heareval.predictions import task_predictions as tp
+
+    original = tp.task_predictions_test
+    if getattr(original, _PATCHED, False):
+        return
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def task_predictions_test(*args, **kwargs):
+        grid_point = signature.bind(*args, **kwargs).arguments["grid_point"]
+        set_trainer_epoch(grid_point.trainer, grid_point.epoch)
+        return original(*args, **kwargs)
+
+    setattr(task_predictions_test, _PATCHED, True)
+    # `task_predictions` looks the function up in the module globals at call time.
+    tp.task_predictions_test = task_predictions_test
+
+
+def check_versions() -> None:
+    """Fail early on a pytorch-lightning that heareval 2021.1.3 cannot run on at all."""
+    import pytorch_lightning as pl
+
+    major = int(pl.__version__.split(".")[0])
+    if major >= 2:
+        raise RuntimeError(
+            f"pytorch-lightning {pl.__version__}: heareval 2021.1.3 needs 1.x "
+            "(it passes Trainer(gpus=...) and defines validation_epoch_end); install 1.9.5"
+        )
+
+
+def apply() -> None:
+    """Apply every fix; call before running heareval's predictions code in this process."""
+    check_versions()
+    allow_heareval_checkpoints()
+    patch_event_test_epoch()
+    logger.info("heareval compat: %s=1, task_predictions_test epoch fix (#432)", WEIGHTS_ONLY_ENV)
