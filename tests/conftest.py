@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from hear_gram.checkpoints import random_encoder, save_checkpoint
 
 torch.set_num_threads(2)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_module(args: list[str], cwd: Path, log: Path, threads: int = 1) -> None:
+    """Run `python -m ...` with this interpreter, the repo importable, output to `log`."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    # heareval's probes are tiny: one thread is faster, and OpenMP spinning on a shared 2-core
+    # machine made the predictions 8x slower (80 s instead of 10 s) when others were busy.
+    env["OMP_NUM_THREADS"] = str(threads)
+    with log.open("w") as f:
+        proc = subprocess.run(
+            [sys.executable, "-m", *args], cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT
+        )
+    if proc.returncode != 0:
+        tail = log.read_text()[-4000:]
+        raise AssertionError(f"{' '.join(args[:2])} exited {proc.returncode}:\n{tail}")
 
 
 @pytest.fixture(scope="session")

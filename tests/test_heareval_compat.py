@@ -16,8 +16,8 @@ import pytorch_lightning as pl
 import torch
 
 from hear_gram import heareval_compat, scores, synthetic_tasks
+from tests.conftest import REPO, run_module
 
-REPO = Path(__file__).resolve().parents[1]
 MODULE = "tests.fixtures.spectral_module"
 
 
@@ -108,23 +108,6 @@ def test_predict_help_is_heareval_cli():
 # ------------------------------------------------------------------ end to end
 
 
-def _run(args: list[str], cwd: Path, log: Path) -> None:
-    """Run `python -m ...` with the venv's python; repo importable, heareval's logs to `log`."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    # The probes are tiny: one thread is faster, and OpenMP spinning on a shared 2-core
-    # machine made the predictions 8x slower (80 s instead of 10 s) when others were busy.
-    env["OMP_NUM_THREADS"] = "1"
-    with log.open("w") as f:
-        proc = subprocess.run(
-            [sys.executable, "-m", *args], cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT
-        )
-    if proc.returncode != 0:
-        tail = log.read_text()[-4000:]
-        raise AssertionError(f"{' '.join(args[:2])} exited {proc.returncode}:\n{tail}")
-
-
 @pytest.fixture(scope="module")
 def predicted(tmp_path_factory) -> Path:
     """Synthetic scene (5-fold) and event tasks at 16 kHz -> embeddings -> predictions."""
@@ -132,7 +115,7 @@ def predicted(tmp_path_factory) -> Path:
     tasks, embeddings = work / "tasks", work / "embeddings"
     synthetic_tasks.make_scene_task(tasks, sample_rates=(16000,))
     synthetic_tasks.make_event_task(tasks, sample_rates=(16000,))
-    _run(
+    run_module(
         [
             "heareval.embeddings.runner",
             MODULE,
@@ -147,7 +130,7 @@ def predicted(tmp_path_factory) -> Path:
     task_dirs = sorted(str(p) for p in (embeddings / MODULE).iterdir())
     # "fast" is the quickest grid that learns here: "faster" draws lr=1e-4 with patience 1
     # and stops at chance. One grid point; heareval seeds its grid shuffle, so this is fixed.
-    _run(
+    run_module(
         ["hear_gram.predict", *task_dirs, "--grid", "fast", "--grid-points", "1"],
         cwd=work,
         log=work / "predict.log",
