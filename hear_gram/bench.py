@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import statistics
 import subprocess
@@ -33,7 +32,9 @@ MODULES = {  # HEAR module -> (preset, input channels)
     "gram_m": ("gram-m", 2),
 }
 SR = 48000
-UPSTREAM_REFERENCE = "upstream GRAM-T runtime, 8 x 5 s, fp32, 2 threads, quoted from issue #2: 9.4 s/s"
+UPSTREAM_REFERENCE = (
+    "upstream GRAM-T runtime, 8 x 5 s, fp32, 2 threads, quoted from issue #2: 9.4 s/s"
+)
 
 
 def reset_peak_rss() -> None:
@@ -86,10 +87,14 @@ def chunk_features(rt: GramRuntime, audio: torch.Tensor) -> torch.Tensor:
     return torch.cat(captured)
 
 
-def bench_one(module: str, precision: str, device: torch.device, repeats: int, fp32_scene=None) -> dict:
+def bench_one(
+    module: str, precision: str, device: torch.device, repeats: int, fp32_scene=None
+) -> dict:
     preset_name, channels = MODULES[module]
     opts = EmbeddingOptions.parse({"precision": precision})
-    rt = GramRuntime(random_encoder(preset_name, seed=0), opts, source=f"random {preset_name}").to(device)
+    rt = GramRuntime(random_encoder(preset_name, seed=0), opts, source=f"random {preset_name}").to(
+        device
+    )
     g = torch.Generator().manual_seed(0)
     batch = (torch.rand(8, channels, 5 * SR, generator=g) * 2 - 1).to(device)
     long = (torch.rand(1, channels, 120 * SR, generator=g) * 2 - 1).to(device)
@@ -120,7 +125,9 @@ def bench_one(module: str, precision: str, device: torch.device, repeats: int, f
         "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
     }  # fmt: skip
     if fp32_scene is not None:
-        row["cosine_to_fp32_min"] = float(torch.nn.functional.cosine_similarity(scene, fp32_scene).min())
+        row["cosine_to_fp32_min"] = float(
+            torch.nn.functional.cosine_similarity(scene, fp32_scene).min()
+        )
     row["_scene"] = scene
     return row
 
@@ -162,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m hear_gram.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--modules", nargs="+", default=list(MODULES), choices=list(MODULES))
-    p.add_argument("--precisions", nargs="+", default=None, help="default: fp32 bf16 (+ fp16 on GPU)")
+    p.add_argument(
+        "--precisions", nargs="+", default=None, help="default: fp32 bf16 (+ fp16 on GPU)"
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--long-minutes", type=float, default=20.0, help="0 to skip the long-clip test")
@@ -170,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="work/bench/bench.json")
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    precisions = args.precisions or (["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"])
+    precisions = args.precisions or (
+        ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"]
+    )
     print(f"device {device} ({platform.processor() or platform.machine()}), torch threads "
           f"{torch.get_num_threads()}, torch {torch.__version__}", flush=True)  # fmt: skip
     rows = []
@@ -188,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = {}
     if ("gram_t", "fp32") in by and ("gram_m", "fp32") in by:
         summary["gram_m_over_gram_t_per_chunk"] = (
-            by[("gram_m", "fp32")]["ms_per_chunk_bare"] / by[("gram_t", "fp32")]["ms_per_chunk_bare"]
+            by[("gram_m", "fp32")]["ms_per_chunk_bare"]
+            / by[("gram_t", "fp32")]["ms_per_chunk_bare"]
         )
     if ("gram_t", "fp32") in by:
         summary["gram_t_fp32_runtime_over_bare"] = by[("gram_t", "fp32")]["runtime_over_bare"]
@@ -196,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         summary["gram_t_bf16_audio_s_per_s_8x5s"] = by[("gram_t", "bf16")]["audio_s_per_s_8x5s"]
         summary["gram_t_bf16_cosine_to_fp32_min"] = by[("gram_t", "bf16")].get("cosine_to_fp32_min")
     if args.long_minutes > 0:
-        print(f"long clip: {args.long_minutes} min stereo through gram_t ({args.long_precision}) ...", flush=True)
+        print(
+            f"long clip: {args.long_minutes} min stereo through gram_t ({args.long_precision}) ...",
+            flush=True,
+        )
         result["long_clip"] = long_clip_peak(args.long_minutes, args.long_precision)
     result["summary"] = summary
     result["reference"] = UPSTREAM_REFERENCE

@@ -39,7 +39,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from hear_gram.config import GramConfig, PRESETS, preset
+from hear_gram.config import PRESETS, GramConfig, preset
 from hear_gram.encoder import GramEncoder, build_encoder
 from hear_gram.frontend import LogMelFrontend
 
@@ -76,7 +76,9 @@ class LoadReport:
 
 
 # --- reading files ----------------------------------------------------------------------------
-def read_state(path: str | os.PathLike, allow_pickle: bool = False) -> tuple[dict[str, Tensor], dict, str]:
+def read_state(
+    path: str | os.PathLike, allow_pickle: bool = False
+) -> tuple[dict[str, Tensor], dict, str]:
     """(state dict on CPU, metadata, layout) of a weights file, without executing its contents."""
     path = Path(path)
     if not path.is_file():
@@ -176,7 +178,9 @@ def infer_config(state: Mapping[str, Tensor]) -> GramConfig:
     if any(k.startswith("encoder.layers.") for k in state):
         depth = _layer_count(state, r"encoder\.layers\.encoder_layer_(\d+)\.")
         mlp = state["encoder.layers.encoder_layer_0.mlp.0.weight"].shape[0]
-        return GramConfig(backbone="transformer", depth=depth, heads=max(1, width // 64), mlp_dim=mlp, **common)
+        return GramConfig(
+            backbone="transformer", depth=depth, heads=max(1, width // 64), mlp_dim=mlp, **common
+        )
     if any(k.startswith("encoder_v.layers.") for k in state):
         depth = _layer_count(state, r"encoder_v\.layers\.(\d+)\.")
         p = "encoder_v.layers.0.mixer."
@@ -248,13 +252,21 @@ def load_encoder(
     encoder = build_encoder(cfg)
     load_strict(encoder, enc_state)
     report = LoadReport(
-        str(path), layout, cfg, len(enc_state), other["decoder"], other["frontend"], other["ignored"]
+        str(path),
+        layout,
+        cfg,
+        len(enc_state),
+        other["decoder"],
+        other["frontend"],
+        other["ignored"],
     )
     return encoder.eval(), report
 
 
 # --- saving -----------------------------------------------------------------------------------
-def save_checkpoint(path: str | os.PathLike, encoder: GramEncoder, layout: str = "hear-gram") -> Path:
+def save_checkpoint(
+    path: str | os.PathLike, encoder: GramEncoder, layout: str = "hear-gram"
+) -> Path:
     """Write ``encoder`` as hear-gram's own safetensors (config in the metadata) or in the
     released Hugging Face layout (``model.`` prefix, mel buffers, no config)."""
     path = Path(path)
@@ -353,7 +365,9 @@ def fetch(name: str, timeout: float = 30.0) -> Path:
     digest = sha256(tmp)
     if entry.get("sha256") and digest != entry["sha256"]:
         tmp.unlink()
-        raise CheckpointError(f"checksum mismatch for {name}: got {digest}, expected {entry['sha256']}")
+        raise CheckpointError(
+            f"checksum mismatch for {name}: got {digest}, expected {entry['sha256']}"
+        )
     tmp.replace(dest)
     load_encoder(dest)  # verifies layout and keys
     log.info("fetched %s -> %s (sha256 %s)", name, dest, digest)
@@ -374,11 +388,15 @@ def _cmd_info(args: argparse.Namespace) -> None:
     n = sum(p.numel() for p in encoder.parameters())
     print(f"file:        {rep.path}")
     print(f"layout:      {rep.layout}")
-    print(f"architecture:{' ' if rep.config else ''}{rep.config.backbone} ({rep.config.format}, "
-          f"{rep.config.variant} variant), depth {rep.config.depth}, width {rep.config.width}")
+    print(
+        f"architecture:{' ' if rep.config else ''}{rep.config.backbone} ({rep.config.format}, "
+        f"{rep.config.variant} variant), depth {rep.config.depth}, width {rep.config.width}"
+    )
     print(f"config:      {rep.config.to_json()}")
     print(f"parameters:  {n / 1e6:.2f} M (encoder)")
-    print(f"keys:        {rep.n_encoder_keys} encoder keys loaded strictly (no missing, no unexpected)")
+    print(
+        f"keys:        {rep.n_encoder_keys} encoder keys loaded strictly (no missing, no unexpected)"
+    )
     print(f"set aside:   {len(rep.decoder_keys)} decoder, {len(rep.frontend_keys)} front-end "
           f"(checked), {len(rep.ignored_keys)} unused upstream")  # fmt: skip
 
@@ -386,7 +404,9 @@ def _cmd_info(args: argparse.Namespace) -> None:
 def _cmd_random(args: argparse.Namespace) -> None:
     enc = random_encoder(args.model, args.depth, args.seed)
     out = save_checkpoint(args.out, enc, layout=args.layout)
-    print(f"wrote random {args.model} (depth {enc.cfg.depth}, seed {args.seed}, {args.layout} layout) to {out}")
+    print(
+        f"wrote random {args.model} (depth {enc.cfg.depth}, seed {args.seed}, {args.layout} layout) to {out}"
+    )
 
 
 def _cmd_fetch(args: argparse.Namespace) -> None:

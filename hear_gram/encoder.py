@@ -78,7 +78,9 @@ class GramEncoder(nn.Module):
         """(B, C, F, T) features -> (B, L, D) tokens: normalise, patch, add positions, prepend CLS."""
         c, f, t = self.cfg.in_channels, self.cfg.features.n_mels, self.cfg.features.chunk_frames
         if spec.shape[1:] != (c, f, t):
-            raise ValueError(f"encoder expects chunks of shape (B, {c}, {f}, {t}), got {tuple(spec.shape)}")
+            raise ValueError(
+                f"encoder expects chunks of shape (B, {c}, {f}, {t}), got {tuple(spec.shape)}"
+            )
         pos = self.positions
         x = self.patch_embed(self.normalize(spec)) + pos[:, 1:]  # (B, N, D)
         cls = (self.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
@@ -172,7 +174,9 @@ def build_encoder(cfg: GramConfig) -> GramEncoder:
 def cast_matmuls(encoder: GramEncoder, dtype: torch.dtype) -> GramEncoder:
     """Run the blocks' matrix products in ``dtype`` (bf16/fp16 inference) while norms, positions,
     the patch projection and the residual stream stay float32."""
-    blocks = encoder.encoder.layers if isinstance(encoder, GramTEncoder) else encoder.encoder_v.layers
+    blocks = (
+        encoder.encoder.layers if isinstance(encoder, GramTEncoder) else encoder.encoder_v.layers
+    )
     for module in blocks.modules():
         if isinstance(module, nn.Linear | nn.Conv1d) or hasattr(module, "in_proj_weight"):
             for name, p in module.named_parameters(recurse=False):

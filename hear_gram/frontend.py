@@ -23,7 +23,9 @@ def mel_to_hz(m: Tensor) -> Tensor:
     return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
 
 
-def mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int) -> Tensor:
+def mel_filterbank(
+    n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int
+) -> Tensor:
     """Triangular HTK mel filters without area normalisation, shape (K, F).
 
     Args:
@@ -111,7 +113,9 @@ class LogMelFrontend(nn.Module):
         if not self.ambisonic:
             return torch.log(self.mel(power) + self.cfg.log_eps)
         if spec.shape[1] != 4:
-            raise ValueError(f"Ambisonic features need 4 channels (W, X, Y, Z), got {spec.shape[1]}")
+            raise ValueError(
+                f"Ambisonic features need 4 channels (W, X, Y, Z), got {spec.shape[1]}"
+            )
         eps = self.cfg.ambisonic_eps
         log_mels = torch.log(self.mel(power) + eps)  # (B, 4, F, T)
         w, xyz = spec[:, :1], spec[:, 1:]
@@ -126,7 +130,9 @@ class LogMelFrontend(nn.Module):
 
 
 # --- resampling --------------------------------------------------------------------------------
-def sinc_resample_kernel(orig: int, new: int, width_zero_crossings: int = 6, rolloff: float = 0.99) -> tuple[Tensor, int]:
+def sinc_resample_kernel(
+    orig: int, new: int, width_zero_crossings: int = 6, rolloff: float = 0.99
+) -> tuple[Tensor, int]:
     """Polyphase Hann-windowed sinc kernels (new, 1, taps) for orig -> new (already divided by their
     gcd), and the one-sided padding they need. Same design as torchaudio's default
     ``sinc_interp_hann`` resampler (6 zero crossings, roll-off 0.99)."""

@@ -1,6 +1,6 @@
 """HEAR module for GRAM-M (Mamba-2 as released, or Mamba-1 as the v1 paper), any format and patching.
 
-    python -m heareval.embeddings.runner hear_gram.gram_m --model model.safetensors ...
+python -m heareval.embeddings.runner hear_gram.gram_m --model model.safetensors ...
 """
 
 from hear_gram import hear_api

@@ -1,6 +1,6 @@
 """HEAR module for GRAM-T, binaural (or mono) weights, 16x8 patch variant.
 
-    python -m heareval.embeddings.runner hear_gram.gram_t --model model.safetensors ...
+python -m heareval.embeddings.runner hear_gram.gram_t --model model.safetensors ...
 """
 
 from hear_gram import hear_api

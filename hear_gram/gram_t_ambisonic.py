@@ -1,6 +1,6 @@
 """HEAR module for GRAM-T on first-order Ambisonics (4-channel W, X, Y, Z audio).
 
-    python -m heareval.embeddings.runner hear_gram.gram_t_ambisonic --model model.safetensors ...
+python -m heareval.embeddings.runner hear_gram.gram_t_ambisonic --model model.safetensors ...
 """
 
 from hear_gram import hear_api

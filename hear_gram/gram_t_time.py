@@ -1,6 +1,6 @@
 """HEAR module for GRAM-T with 128x2 time patches (20 ms steps).
 
-    python -m heareval.embeddings.runner hear_gram.gram_t_time --model model.safetensors ...
+python -m heareval.embeddings.runner hear_gram.gram_t_time --model model.safetensors ...
 """
 
 from hear_gram import hear_api

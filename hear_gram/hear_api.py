@@ -29,7 +29,11 @@ class ModuleSpec:
 
     def check(self, rt: GramRuntime) -> None:
         cfg = rt.cfg
-        if cfg.backbone != self.backbone or cfg.variant not in self.variants or cfg.in_channels not in self.channels:
+        if (
+            cfg.backbone != self.backbone
+            or cfg.variant not in self.variants
+            or cfg.in_channels not in self.channels
+        ):
             raise ValueError(
                 f"{rt.source} is a {cfg.backbone} {cfg.format} checkpoint ({cfg.variant} variant, "
                 f"{cfg.in_channels} input channels); {self.name} takes {self.hint}. "
@@ -58,7 +62,9 @@ def load(spec: ModuleSpec, model_file_path: str = "", **model_options: Any) -> G
     encoder, report = checkpoints.load_encoder(path, allow_pickle=options.allow_pickle)
     rt = GramRuntime(encoder, options, source=str(path))
     spec.check(rt)
-    log.info("%s: loaded %s (%s layout, %s)", spec.name, path, report.layout, report.config.to_json())
+    log.info(
+        "%s: loaded %s (%s layout, %s)", spec.name, path, report.layout, report.config.to_json()
+    )
     return rt
 
 

@@ -47,7 +47,9 @@ def _as_bool(name: str, v: Any) -> bool:
 
 
 def _as_int(name: str, v: Any) -> int:
-    if isinstance(v, bool) or not (isinstance(v, int) or (isinstance(v, str) and v.strip().lstrip("-").isdigit())):
+    if isinstance(v, bool) or not (
+        isinstance(v, int) or (isinstance(v, str) and v.strip().lstrip("-").isdigit())
+    ):
         raise ValueError(f"model option {name}={v!r} is not an integer")
     return int(v)
 
@@ -83,7 +85,9 @@ class EmbeddingOptions:
         strategy = str(o.get("strategy", "raw"))
         if strategy.startswith("layer="):
             if "layer" in o:
-                raise ValueError("give the layer either as strategy 'layer=N' or as layer, not both")
+                raise ValueError(
+                    "give the layer either as strategy 'layer=N' or as layer, not both"
+                )
             o["layer"], strategy = strategy.split("=", 1)[1], "raw"
         if strategy not in ("raw", "mean", "cls"):
             raise ValueError(f"strategy must be raw, mean, cls or layer=N, got {strategy!r}")
@@ -114,7 +118,9 @@ class GramRuntime(nn.Module):
         super().__init__()
         cfg = encoder.cfg
         if options.layer is not None and not 1 <= options.layer <= cfg.depth:
-            raise ValueError(f"layer must be in 1..{cfg.depth} for this checkpoint, got {options.layer}")
+            raise ValueError(
+                f"layer must be in 1..{cfg.depth} for this checkpoint, got {options.layer}"
+            )
         self.cfg: GramConfig = cfg
         self.options = options
         self.source = source
@@ -189,7 +195,9 @@ class GramRuntime(nn.Module):
         n_frames = frame_count(x.shape[-1], self.cfg.features.hop_length)
         per_chunk = self._chunk_outputs(x, repeat, n_frames)  # (B, K, ...)
         if self.options.strategy == "raw":
-            emb = rearrange(per_chunk, "b k s e -> b (k s) e")[:, : math.ceil(n_frames / self.cfg.patch_t)]
+            emb = rearrange(per_chunk, "b k s e -> b (k s) e")[
+                :, : math.ceil(n_frames / self.cfg.patch_t)
+            ]
             step = self.cfg.patch_t
         else:
             emb, step = per_chunk, self.cfg.features.chunk_frames
@@ -199,7 +207,9 @@ class GramRuntime(nn.Module):
         """Centres of the time steps in ms: a step covers frames [i*fps, (i+1)*fps), frame j is
         centred at j * hop."""
         hop_ms = 1000.0 * self.cfg.features.hop_length / self.cfg.features.sample_rate
-        centres = (torch.arange(s, dtype=torch.float64) * frames_per_step + (frames_per_step - 1) / 2) * hop_ms
+        centres = (
+            torch.arange(s, dtype=torch.float64) * frames_per_step + (frames_per_step - 1) / 2
+        ) * hop_ms
         return centres.float().to(device).expand(b, s).contiguous()
 
     def _chunk_outputs(self, x: Tensor, repeat: int, n_frames: int) -> Tensor:

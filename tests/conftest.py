@@ -41,7 +41,9 @@ def ckpt_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def gram_t_file(ckpt_dir):
     """GRAM-T binaural, released layout, full width, 2 layers."""
-    return save_checkpoint(ckpt_dir / "gram-t.safetensors", random_encoder("gram-t", depth=2), "released")
+    return save_checkpoint(
+        ckpt_dir / "gram-t.safetensors", random_encoder("gram-t", depth=2), "released"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -54,13 +56,17 @@ def gram_t_time_file(ckpt_dir):
 @pytest.fixture(scope="session")
 def gram_t_ambi_file(ckpt_dir):
     return save_checkpoint(
-        ckpt_dir / "gram-t-ambi.safetensors", random_encoder("gram-t-ambisonic", depth=1), "released"
+        ckpt_dir / "gram-t-ambi.safetensors",
+        random_encoder("gram-t-ambisonic", depth=1),
+        "released",
     )
 
 
 @pytest.fixture(scope="session")
 def gram_m_file(ckpt_dir):
-    return save_checkpoint(ckpt_dir / "gram-m.safetensors", random_encoder("gram-m", depth=2), "released")
+    return save_checkpoint(
+        ckpt_dir / "gram-m.safetensors", random_encoder("gram-m", depth=2), "released"
+    )
 
 
 def noise(shape, seed=0):

@@ -32,7 +32,10 @@ def test_round_trip_keeps_outputs(tmp_path, layout):
 def test_released_layout_has_model_prefix_and_mel_buffers(gram_t_file):
     keys = set(load_file(str(gram_t_file)))
     assert all(k.startswith("model.") for k in keys)
-    assert {"model.mel_spec.melspec.spectrogram.window", "model.mel_spec.melspec.mel_scale.fb"} <= keys
+    assert {
+        "model.mel_spec.melspec.spectrogram.window",
+        "model.mel_spec.melspec.mel_scale.fb",
+    } <= keys
     assert "model.encoder.layers.encoder_layer_1.self_attention.in_proj_weight" in keys
 
 
@@ -40,7 +43,14 @@ def test_depth_and_shape_are_inferred_with_no_options(tmp_path):
     enc = random_encoder("gram-t-time", depth=3)
     _, report = load_encoder(save_checkpoint(tmp_path / "w.safetensors", enc, "released"))
     cfg = report.config
-    assert (cfg.depth, cfg.width, cfg.heads, cfg.patch_f, cfg.patch_t, cfg.in_channels) == (3, 768, 12, 128, 2, 2)
+    assert (cfg.depth, cfg.width, cfg.heads, cfg.patch_f, cfg.patch_t, cfg.in_channels) == (
+        3,
+        768,
+        12,
+        128,
+        2,
+        2,
+    )
 
 
 def lightning_state(enc):
@@ -76,14 +86,19 @@ def test_missing_and_misshaped_keys_are_named(tmp_path):
     del state["encoder.ln.bias"]
     state["encoder.pos_embedding"] = torch.zeros(1, 50, 768)
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "x.safetensors"))
-    with pytest.raises(CheckpointError, match=r"missing: encoder\.ln\.bias.*encoder\.pos_embedding: file \(1, 50, 768\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"missing: encoder\.ln\.bias.*encoder\.pos_embedding: file \(1, 50, 768\)",
+    ):
         load_encoder(tmp_path / "x.safetensors")
 
 
 def test_pickled_objects_need_an_explicit_opt_in(tmp_path):
     enc = random_encoder("gram-t", depth=1)
     path = tmp_path / "legacy.ckpt"
-    torch.save({"state_dict": enc.state_dict(), "hyper_parameters": {"f": torch.nn.Identity()}}, path)
+    torch.save(
+        {"state_dict": enc.state_dict(), "hyper_parameters": {"f": torch.nn.Identity()}}, path
+    )
     with pytest.raises(CheckpointError, match="allow_pickle"):
         load_encoder(path)
     loaded, _ = load_encoder(path, allow_pickle=True)
@@ -92,7 +107,9 @@ def test_pickled_objects_need_an_explicit_opt_in(tmp_path):
 
 def test_foreign_mel_filterbank_is_refused(tmp_path, gram_t_file):
     state = load_file(str(gram_t_file))
-    state["model.mel_spec.melspec.mel_scale.fb"] = state["model.mel_spec.melspec.mel_scale.fb"] * 1.1
+    state["model.mel_spec.melspec.mel_scale.fb"] = (
+        state["model.mel_spec.melspec.mel_scale.fb"] * 1.1
+    )
     save_file(state, str(tmp_path / "x.safetensors"))
     with pytest.raises(CheckpointError, match="other features"):
         load_encoder(tmp_path / "x.safetensors")
@@ -126,7 +143,9 @@ def test_fetch_offline_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_cli_random_and_info(tmp_path, capsys):
     out = tmp_path / "r.safetensors"
-    assert ck.main(["random", "--model", "gram-t-ambisonic", "--depth", "1", "--out", str(out)]) == 0
+    assert (
+        ck.main(["random", "--model", "gram-t-ambisonic", "--depth", "1", "--out", str(out)]) == 0
+    )
     assert ck.main(["info", str(out)]) == 0
     text = capsys.readouterr().out
     assert "ambisonic" in text and "depth 1" in text and "no missing, no unexpected" in text

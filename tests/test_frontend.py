@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.torchaudio_compat import import_torchaudio
 
 from hear_gram.config import FeatureConfig
 from hear_gram.frontend import LogMelFrontend, frame_count, mel_filterbank, resample
+from tests.torchaudio_compat import import_torchaudio
 
 ta = import_torchaudio()
 CFG = FeatureConfig()

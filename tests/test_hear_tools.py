@@ -30,7 +30,9 @@ MODULES = [
 @pytest.mark.parametrize(("module", "model"), MODULES)
 def test_hear_validator_looks_good(tmp_path, module, model):
     """`hear-validator MODULE -m W -d cpu` (README); depth 1 here, `make validate` full depth."""
-    weights = save_checkpoint(tmp_path / "w.safetensors", random_encoder(model, depth=1), "released")
+    weights = save_checkpoint(
+        tmp_path / "w.safetensors", random_encoder(model, depth=1), "released"
+    )
     assert VALIDATOR.exists(), "hear-validator is installed by `make install`"
     proc = subprocess.run(
         [str(VALIDATOR), module, "-m", str(weights), "-d", "cpu"],

@@ -92,7 +92,11 @@ def test_timestamps_are_step_centres_evenly_spaced(model, gram_t_time_file):
     assert torch.allclose(ts.diff(dim=1), torch.tensor(80.0))
     tmodel = gram_t_time.load_model(str(gram_t_time_file))
     emb, ts = gram_t_time.get_timestamp_embeddings(noise((1, SR)), tmodel)
-    assert emb.shape == (1, 50, 768) and ts[0, 0] == 5.0 and torch.allclose(ts.diff(), torch.tensor(20.0))
+    assert (
+        emb.shape == (1, 50, 768)
+        and ts[0, 0] == 5.0
+        and torch.allclose(ts.diff(), torch.tensor(20.0))
+    )
 
 
 def test_batched_equals_one_by_one_and_chunk_cap_changes_nothing(gram_t_file, model):
@@ -101,13 +105,17 @@ def test_batched_equals_one_by_one_and_chunk_cap_changes_nothing(gram_t_file, mo
     single = torch.cat([gram_t.get_scene_embeddings(a[None], model) for a in audio])
     torch.testing.assert_close(whole, single, atol=1e-5, rtol=1e-5)
     capped = gram_t.load_model(str(gram_t_file), max_chunks=1)
-    torch.testing.assert_close(gram_t.get_scene_embeddings(audio, capped), whole, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        gram_t.get_scene_embeddings(audio, capped), whole, atol=1e-5, rtol=1e-5
+    )
 
 
 def test_reproducible_across_loads(gram_t_file, model):
     audio = noise((1, SR))
     again = gram_t.load_model(str(gram_t_file))
-    assert torch.equal(gram_t.get_scene_embeddings(audio, model), gram_t.get_scene_embeddings(audio, again))
+    assert torch.equal(
+        gram_t.get_scene_embeddings(audio, model), gram_t.get_scene_embeddings(audio, again)
+    )
 
 
 def test_channel_layouts(model):
@@ -153,7 +161,9 @@ def test_clip_shorter_than_one_hop_is_defined(model):
 def test_options_parse_json_strings_and_list_valid_ones(gram_t_file):
     m = gram_t.load_model(str(gram_t_file), allow_pickle="true", layer="1", precision="BF16")
     assert m.options.allow_pickle is True and m.options.layer == 1 and m.options.precision == "bf16"
-    with pytest.raises(ValueError, match=r"unknown model option\(s\) \['strat'\]; valid options: \['strategy'"):
+    with pytest.raises(
+        ValueError, match=r"unknown model option\(s\) \['strat'\]; valid options: \['strategy'"
+    ):
         gram_t.load_model(str(gram_t_file), strat="raw")
     with pytest.raises(ValueError, match="layer must be in 1..2"):
         gram_t.load_model(str(gram_t_file), layer=5)
