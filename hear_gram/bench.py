@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -57,17 +57,22 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn, device: torch.device, repeats: int) -> float:
-    """Median wall seconds of ``fn`` over ``repeats`` runs after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def timed(fns: list, device: torch.device, repeats: int) -> list[float]:
+    """Best wall seconds of each function over ``repeats`` rounds, after one warm-up round.
+
+    The functions alternate within a round, so a ratio between them sees the same machine load
+    (these machines are shared); the minimum is the least disturbed run.
+    """
+    best = [math.inf] * len(fns)
+    for r in range(repeats + 1):
+        for i, fn in enumerate(fns):
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            if r:  # round 0 warms up caches and kernels
+                best[i] = min(best[i], time.perf_counter() - t0)
+    return best
 
 
 def chunk_features(rt: GramRuntime, audio: torch.Tensor) -> torch.Tensor:
@@ -109,9 +114,8 @@ def bench_one(
     reset_peak_rss()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    t_batch = timed(lambda: rt.scene_embeddings(batch), device, repeats)
-    t_bare = timed(bare, device, repeats)
-    t_long = timed(lambda: rt.scene_embeddings(long), device, max(1, repeats // 2))
+    t_batch, t_bare = timed([lambda: rt.scene_embeddings(batch), bare], device, repeats)
+    (t_long,) = timed([lambda: rt.scene_embeddings(long)], device, max(1, repeats // 2))
     scene = rt.scene_embeddings(batch).cpu()
     row = {
         "module": module, "precision": precision, "device": str(device),
