@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import os
 import pickle
 import re
@@ -195,9 +196,14 @@ def infer_config(state: Mapping[str, Tensor]) -> GramConfig:
         d_inner, d_state = state[p + "A_log"].shape
         return GramConfig(
             backbone="mamba", mixer="mamba1", depth=depth, d_state=d_state, d_conv=d_conv,
-            expand=d_inner // width, dt_rank=state[p + "dt_proj.weight"].shape[1], **common,
+            expand=d_inner // width, dt_rank=_dt_rank(state[p + "dt_proj.weight"].shape[1], width), **common,
         )  # fmt: skip
     raise CheckpointError("found neither encoder.layers.* (GRAM-T) nor encoder_v.layers.* (GRAM-M)")
+
+
+def _dt_rank(rank: int, width: int) -> int | None:
+    """None when the file uses Mamba's default rank ceil(width / 16), as the presets do."""
+    return None if rank == math.ceil(width / 16) else rank
 
 
 # --- loading ----------------------------------------------------------------------------------

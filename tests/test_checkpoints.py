@@ -156,3 +156,36 @@ def test_cli_random_and_info(tmp_path, capsys):
 def test_cli_error_exit_code(tmp_path, capsys):
     assert ck.main(["info", str(tmp_path / "nope.safetensors")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["gram-m", "gram-m-v1", "gram-t-ambisonic", "gram-t-mono"])
+def test_every_preset_round_trips_through_the_released_layout(tmp_path, model):
+    """Architecture inference covers both Mamba mixers (REFERENCE §3) and every channel count."""
+    enc = random_encoder(model, depth=2, seed=1)
+    loaded, report = load_encoder(save_checkpoint(tmp_path / "w.safetensors", enc, "released"))
+    assert report.config == enc.cfg
+    spec = torch.randn(1, enc.cfg.in_channels, 128, 200, generator=torch.Generator().manual_seed(1))
+    same_outputs(enc, loaded, spec)
+
+
+def test_gram_m_upstream_checkpoint_keys(tmp_path):
+    """Upstream GRAM-M Lightning files also hold an unused `encoder_norm` LayerNorm."""
+    enc = random_encoder("gram-m", depth=1)
+    state = lightning_state(enc)
+    state["encoder_norm.weight"] = torch.ones(768)
+    state["encoder_norm.bias"] = torch.zeros(768)
+    torch.save({"state_dict": state}, tmp_path / "m.ckpt")
+    loaded, report = load_encoder(tmp_path / "m.ckpt")
+    assert sorted(report.ignored_keys) == ["encoder_norm.bias", "encoder_norm.weight"]
+    assert {k.split(".")[0] for k in enc.state_dict()} == {
+        "patch_embed",
+        "cls_token",
+        "encoder_pos_embed",
+        "encoder_v",
+    }
+    same_outputs(enc, loaded)
+
+
+def test_parameter_count_of_gram_m():
+    n = sum(p.numel() for p in random_encoder("gram-m").parameters())
+    assert 89e6 < n < 92e6  # REFERENCE §3: ~90 M

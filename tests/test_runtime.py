@@ -210,3 +210,21 @@ def test_no_path_and_nothing_cached_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HEAR_GRAM_HOME", str(tmp_path))
     with pytest.raises(ValueError, match="checkpoints fetch gramt-binaural"):
         hear_gram.load_model()
+
+
+def test_gram_m_module(gram_m_file, gram_t_file):
+    from hear_gram import gram_m
+
+    m = gram_m.load_model(str(gram_m_file))
+    audio = noise((2, 2, int(2.5 * SR)), seed=9)
+    emb, ts = gram_m.get_timestamp_embeddings(audio, m)
+    assert emb.shape == (2, math.ceil(250 / 8), 6144) and torch.isfinite(emb).all()
+    fast = gram_m.load_model(str(gram_m_file), precision="bf16")
+    cos = torch.nn.functional.cosine_similarity(
+        gram_m.get_scene_embeddings(audio, fast), emb.mean(1)
+    )
+    assert cos.min() > 0.999
+    with pytest.raises(ValueError, match="Use hear_gram.gram_t instead"):
+        gram_m.load_model(str(gram_t_file))
+    with pytest.raises(ValueError, match="no released default weights"):
+        gram_m.load_model()

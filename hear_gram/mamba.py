@@ -1,0 +1,694 @@
+"""Mamba-1 and Mamba-2 mixers in plain PyTorch, with the parameter layout of ``mamba_ssm``.
+
+GRAM-M replaces the transformer blocks of GRAM with Mamba blocks. Its checkpoints were trained
+with ``mamba_ssm`` (state-spaces/mamba), whose CUDA/Triton kernels are missing on CPUs and on
+most evaluation machines. This module re-implements the two mixers so that ``mamba_ssm`` state
+dicts load strictly, and runs them anywhere:
+
+* a sequential reference recurrence per mixer (:func:`selective_scan_sequential`,
+  :func:`ssd_sequential`), written for clarity and used as ground truth by the tests;
+* a fast plain-PyTorch path, used by default (:func:`selective_scan`, :func:`ssd_chunked`);
+* ``mamba_ssm``'s fused kernels when that package imports and the input is on CUDA
+  (see :func:`fused_available` and the ``use_fused`` keyword of the mixers).
+
+The scans compute in float32 and the mixers cast back to the input dtype, as ``mamba_ssm`` does.
+
+Dimension glossary (einops letters, used in the shape comments):
+    b     batch
+    l     sequence length (tokens)
+    d     model width (``d_model``)
+    e     inner width (``d_inner = expand * d_model``)
+    n     SSM state size (``d_state``)
+    r     rank of the Mamba-1 time-step projection (``dt_rank``)
+    k     causal convolution width (``d_conv``)
+    h     Mamba-2 heads (``d_inner / headdim``)
+    p     Mamba-2 head width (``headdim``)
+    g     Mamba-2 groups that share B and C (``ngroups``)
+    j     heads inside one group (``h / g``)
+    c     chunks of the SSD scan
+    q, s  positions inside one chunk (output side, input side)
+The tensors named ``B`` and ``C`` are the SSM input and output matrices of the Mamba papers, not
+the batch and chunk letters.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+MixerKind = Literal["mamba1", "mamba2"]
+
+# Upstream hyper-parameters that GRAM-M keeps at mamba_ssm's defaults; they shape the
+# initialisation only, never the parameter layout.
+DT_MIN, DT_MAX, DT_INIT_FLOOR = 1e-3, 1e-1, 1e-4
+MAMBA2_A_INIT_RANGE = (1.0, 16.0)
+MAMBA2_NORM_EPS = 1e-5
+# Longest chunk of the plain-PyTorch SSD scan. The result does not depend on it. On a 2-core CPU
+# with GRAM's ~201 tokens, chunks of 40-80 steps made the scan 2.5x faster than one 201-step
+# chunk, whose per-head (q, q) decay matrices then dominate the memory traffic.
+SSD_CHUNK_SIZE = 80
+# Chunk length handed to mamba_ssm's fused kernel (its Mamba2 default).
+FUSED_SSD_CHUNK_SIZE = 256
+
+
+# ----------------------------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass(frozen=True)
+class MambaConfig:
+    """Size of one Mamba mixer; the field names follow ``mamba_ssm``'s constructor arguments.
+
+    ``headdim`` and ``ngroups`` are used by Mamba-2 only, ``dt_rank`` by Mamba-1 only
+    (``None`` means ``ceil(d_model / 16)``, upstream's ``"auto"``).
+    """
+
+    d_model: int = 768
+    mixer: MixerKind = "mamba2"
+    d_state: int = 128
+    d_conv: int = 4
+    expand: int = 2
+    headdim: int = 64
+    ngroups: int = 1
+    dt_rank: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mixer not in get_args(MixerKind):
+            raise ValueError(f"mixer must be one of {get_args(MixerKind)}, got {self.mixer!r}")
+        for name in ("d_model", "d_state", "d_conv", "expand", "headdim", "ngroups"):
+            _check_positive_int(name, getattr(self, name))
+        if self.mixer == "mamba1":
+            if self.dt_rank is not None:
+                _check_positive_int("dt_rank", self.dt_rank)
+        else:
+            self._check_mamba2_sizes()
+
+    def _check_mamba2_sizes(self) -> None:
+        if self.dt_rank is not None:
+            raise ValueError("dt_rank applies to mixer='mamba1' only; leave it None for mamba2")
+        if self.d_inner % self.headdim:
+            raise ValueError(
+                f"d_inner = expand * d_model = {self.d_inner} must be divisible by "
+                f"headdim = {self.headdim}"
+            )
+        if self.nheads % self.ngroups:
+            raise ValueError(
+                f"the {self.nheads} heads must split evenly into ngroups = {self.ngroups} groups"
+            )
+
+    @property
+    def d_inner(self) -> int:
+        """Width ``e`` of the inner (expanded) stream."""
+        return self.expand * self.d_model
+
+    @property
+    def nheads(self) -> int:
+        """Number of Mamba-2 heads ``h``."""
+        return self.d_inner // self.headdim
+
+    @property
+    def resolved_dt_rank(self) -> int:
+        """Mamba-1 time-step rank ``r``, with upstream's ``"auto"`` rule applied."""
+        return math.ceil(self.d_model / 16) if self.dt_rank is None else self.dt_rank
+
+
+def _check_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Optional fused kernels from mamba_ssm
+
+
+@functools.cache
+def _selective_scan_kernel() -> Callable[..., Tensor] | None:
+    """``mamba_ssm``'s fused Mamba-1 scan, or None when it cannot be imported."""
+    try:
+        # Recent mamba_ssm builds make the compiled extension optional and only fail when the
+        # scan is called, so its presence is checked here.
+        import selective_scan_cuda  # noqa: F401
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except (ImportError, OSError, RuntimeError) as err:
+        logger.debug("mamba_ssm selective scan unavailable: %s", err)
+        return None
+    return selective_scan_fn
+
+
+@functools.cache
+def _chunk_scan_kernel() -> Callable[..., Tensor] | None:
+    """``mamba_ssm``'s fused Mamba-2 (SSD) scan, or None when it cannot be imported."""
+    try:
+        from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+    except (ImportError, OSError, RuntimeError) as err:
+        logger.debug("mamba_ssm chunk scan unavailable: %s", err)
+        return None
+    return mamba_chunk_scan_combined
+
+
+def fused_available(mixer: MixerKind | None = None) -> bool:
+    """Whether ``mamba_ssm``'s fused kernels for ``mixer`` (both when None) can run here.
+
+    Needs a CUDA device and an importable ``mamba_ssm``; the plain-PyTorch path needs neither.
+    """
+    if not torch.cuda.is_available():
+        return False
+    kernels = {"mamba1": _selective_scan_kernel, "mamba2": _chunk_scan_kernel}
+    wanted = get_args(MixerKind) if mixer is None else (mixer,)
+    return all(kernels[kind]() is not None for kind in wanted)
+
+
+def _resolve_fused(use_fused: bool | None, mixer: MixerKind, u: Tensor) -> bool:
+    """Whether a forward pass takes the fused path (``use_fused=None``: whenever possible)."""
+    if use_fused is False:
+        return False
+    possible = u.is_cuda and fused_available(mixer)
+    if use_fused and not possible:
+        raise RuntimeError(
+            f"use_fused=True needs an importable mamba_ssm with {mixer} kernels and a CUDA input "
+            f"(the input is on {u.device}); use_fused=None falls back to plain PyTorch"
+        )
+    return possible
+
+
+# ----------------------------------------------------------------------------------------------
+# Pure functions: convolution and scans
+
+
+def causal_depthwise_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """Depthwise convolution along time that only looks at the past, channels last.
+
+    Same result as upstream's ``Conv1d(padding=k - 1)`` followed by keeping the first ``l``
+    outputs, i.e. ``k - 1`` zeros on the left.
+
+    Args:
+        x: (b, l, channels) input.
+        weight: (channels, 1, k) ``nn.Conv1d`` depthwise weight.
+        bias: (channels,) or None.
+    Returns:
+        (b, l, channels), a view whose rows of ``channels`` values are contiguous.
+    """
+    k, length = weight.shape[-1], x.shape[1]
+    # Seen as a channels-last (b, channels, 1, l) image, the projection output is read in place
+    # by the depthwise conv2d kernel; Conv1d would first make transposed copies (measured
+    # several times slower on CPU).
+    image = rearrange(x, "b l c -> b c 1 l")
+    y = F.conv2d(image, weight[:, :, None], bias, padding=(0, k - 1), groups=weight.shape[0])
+    return rearrange(y[..., :length], "b c 1 l -> b l c")
+
+
+def inverse_softplus(y: Tensor) -> Tensor:
+    """x such that ``softplus(x) == y`` for y > 0 (stable form of ``log(expm1(y))``)."""
+    return y + torch.log(-torch.expm1(-y))
+
+
+def selective_scan_sequential(
+    x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor
+) -> Tensor:
+    """Reference Mamba-1 selective scan: the recurrence written out one step at a time.
+
+    ``state_t = exp(dt_t * A) * state_{t-1} + dt_t * x_t * B_t`` and
+    ``y_t = <state_t, C_t> + D * x_t``, per channel, as ``selective_scan_ref`` in
+    ``mamba_ssm/ops/selective_scan_interface.py`` (without its gate, which the mixer applies).
+
+    Args:
+        x: (b, l, e) input.
+        dt: (b, l, e) positive time steps (bias and softplus already applied).
+        A: (e, n) negative decay rates.
+        B: (b, l, n) input matrix.
+        C: (b, l, n) output matrix.
+        D: (e,) skip weights.
+    Returns:
+        (b, l, e) float32 output.
+    """
+    x, dt, A, B, C, D = (t.float() for t in (x, dt, A, B, C, D))
+    state = x.new_zeros(x.shape[0], *A.shape)  # (b, e, n)
+    ys = []
+    for t in range(x.shape[1]):
+        decay = torch.exp(dt[:, t, :, None] * A)  # (b, e, n)
+        update = (dt[:, t] * x[:, t])[:, :, None] * B[:, t, None, :]  # (b, e, n)
+        state = decay * state + update
+        ys.append(torch.einsum("ben,bn->be", state, C[:, t]))
+    return torch.stack(ys, dim=1) + x * D  # (b, l, e)
+
+
+def selective_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor) -> Tensor:
+    """Mamba-1 selective scan, the default plain-PyTorch path. Same contract as the reference.
+
+    The state has its own decay for every (channel, state) pair, so unlike Mamba-2 there is no
+    matmul (dual) form, and the parallel forms lose on a CPU: the chunked ``exp(cumsum)``
+    factorisation overflows within 16 steps already for random inputs, and stable log-depth
+    scans make several passes over a (b, l, e, n) tensor (356 MB for GRAM-M v1 at batch 8),
+    measured 2-10x slower than this loop. So this path keeps the recurrence, with everything
+    that does not depend on the state hoisted out of the loop, and each step reduced to a few
+    kernels on a cache-resident (b, e, n) state. It only ever multiplies by decays in (0, 1], so
+    it is stable for any step size.
+    """
+    x, dt, A, B, C, D = (t.float() for t in (x, dt, A, B, C, D))
+    # Time-major copies, so that step t reads one contiguous block.
+    dt_steps = rearrange(dt, "b l e -> l b e 1").contiguous()
+    input_steps = rearrange(dt * x, "b l e -> l b e 1").contiguous()
+    B_steps = rearrange(B, "b l n -> l b 1 n").contiguous()
+    C_steps = rearrange(C, "b l n -> l b n 1").contiguous()
+    tracked = torch.is_grad_enabled() and any(t.requires_grad for t in (x, dt, A, B, C))
+    recurrence = _recurrence_for_autograd if tracked else _recurrence_in_place
+    y = recurrence(dt_steps, input_steps, A, B_steps, C_steps)  # (l, b, e, 1)
+    return torch.addcmul(rearrange(y, "l b e 1 -> b l e"), x, D)
+
+
+def _recurrence_in_place(
+    dt_steps: Tensor, input_steps: Tensor, A: Tensor, B_steps: Tensor, C_steps: Tensor
+) -> Tensor:
+    """Mamba-1 recurrence on preallocated buffers, updated in place (faster; no autograd).
+
+    Args:
+        dt_steps: (l, b, e, 1) time steps.
+        input_steps: (l, b, e, 1) time steps times inputs.
+        A: (e, n) decay rates.
+        B_steps: (l, b, 1, n).
+        C_steps: (l, b, n, 1).
+    Returns:
+        (l, b, e, 1) outputs without the skip term.
+    """
+    state = dt_steps.new_zeros(dt_steps.shape[1], *A.shape)  # (b, e, n)
+    decay = torch.empty_like(state)
+    y = torch.empty_like(dt_steps)
+    for t in range(dt_steps.shape[0]):
+        torch.mul(dt_steps[t], A, out=decay).exp_()
+        state.mul_(decay).addcmul_(input_steps[t], B_steps[t])
+        torch.bmm(state, C_steps[t], out=y[t])
+    return y
+
+
+def _recurrence_for_autograd(
+    dt_steps: Tensor, input_steps: Tensor, A: Tensor, B_steps: Tensor, C_steps: Tensor
+) -> Tensor:
+    """Same as :func:`_recurrence_in_place`, out of place so that autograd can record it."""
+    state = dt_steps.new_zeros(dt_steps.shape[1], *A.shape)  # (b, e, n)
+    ys = []
+    for t in range(dt_steps.shape[0]):
+        state = torch.addcmul(torch.exp(dt_steps[t] * A) * state, input_steps[t], B_steps[t])
+        ys.append(torch.bmm(state, C_steps[t]))  # (b, e, 1)
+    return torch.stack(ys)
+
+
+def ssd_sequential(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor) -> Tensor:
+    """Reference Mamba-2 (SSD) scan: the recurrence written out one step at a time.
+
+    Per head, ``state_t = exp(dt_t * A) * state_{t-1} + dt_t * outer(x_t, B_t)`` and
+    ``y_t = state_t @ C_t + D * x_t``; heads ``[i * j, (i + 1) * j)`` share group i's B and C,
+    as in ``mamba_ssm``.
+
+    Args:
+        x: (b, l, h, p) input.
+        dt: (b, l, h) positive time steps (bias and softplus already applied).
+        A: (h,) negative decay rates.
+        B: (b, l, g, n) input matrix.
+        C: (b, l, g, n) output matrix.
+        D: (h,) skip weights.
+    Returns:
+        (b, l, h, p) float32 output.
+    """
+    x, dt, A, B, C, D = (t.float() for t in (x, dt, A, B, C, D))
+    heads_per_group = x.shape[2] // B.shape[2]
+    B = B.repeat_interleave(heads_per_group, dim=2)  # (b, l, h, n)
+    C = C.repeat_interleave(heads_per_group, dim=2)  # (b, l, h, n)
+    state = x.new_zeros(x.shape[0], *x.shape[2:], B.shape[-1])  # (b, h, p, n)
+    ys = []
+    for t in range(x.shape[1]):
+        decay = torch.exp(dt[:, t] * A)[:, :, None, None]  # (b, h, 1, 1)
+        update = torch.einsum("bh,bhp,bhn->bhpn", dt[:, t], x[:, t], B[:, t])
+        state = decay * state + update
+        ys.append(torch.einsum("bhpn,bhn->bhp", state, C[:, t]))
+    return torch.stack(ys, dim=1) + x * D[:, None]  # (b, l, h, p)
+
+
+def ssd_chunked(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor,
+    chunk_size: int = SSD_CHUNK_SIZE,
+) -> Tensor:
+    """Mamba-2 (SSD) scan in chunked dual form, the default plain-PyTorch path.
+
+    Same contract as :func:`ssd_sequential`. Following the SSD algorithm (Dao & Gu 2024,
+    section 6; ``mamba_ssm/modules/ssd_minimal.py``), the sequence is cut into equal chunks of at
+    most ``chunk_size`` steps. Inside a chunk the output is a masked "attention" product
+    ``(C B^T * decay) @ (dt * x)``; the rest comes from the state carried in from earlier
+    chunks. Decays are only ever exponentials of non-positive sums, so nothing overflows for
+    any step size.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    x, dt, A, B, C, D = (t.float() for t in (x, dt, A, B, C, D))
+    (batch, length, heads, headdim), groups = x.shape, B.shape[2]
+    n_chunks = -(-length // chunk_size)
+    q = -(-length // n_chunks)  # equal chunks keep the padding short (201 steps: 3 x 67)
+    pad = n_chunks * q - length
+    x_dt = _split_chunks(x * dt[..., None], q, pad)  # (b, c, q, h, p)
+    x_dt = rearrange(x_dt, "b c q (g j) p -> b c q g j p", g=groups)
+    B, C = _split_chunks(B, q, pad), _split_chunks(C, q, pad)  # (b, c, q, g, n)
+    log_decay = rearrange(_split_chunks(dt * A, q, pad), "b c q (g j) -> b c q g j", g=groups)
+    cum_decay = log_decay.cumsum(dim=2)  # (b, c, q, g, j), restarting in each chunk
+
+    y = _ssd_within_chunks(x_dt, B, C, cum_decay)  # (b, c, q, g, j, p)
+    if n_chunks > 1:
+        y[:, 1:] += _ssd_from_earlier_chunks(x_dt, B, C, cum_decay)
+    y = y.reshape(batch, n_chunks * q, heads, headdim)[:, :length]
+    return torch.addcmul(y, x, D[:, None])  # (b, l, h, p)
+
+
+def _split_chunks(t: Tensor, chunk_size: int, pad: int) -> Tensor:
+    """(b, l, ...) -> (b, c, q, ...), zero-padding the end of the sequence by ``pad`` steps.
+
+    The padding is inert in a scan: dt = 0 means no decay and no input.
+    """
+    if pad:
+        t = F.pad(t, (0, 0) * (t.ndim - 2) + (0, pad))
+    return rearrange(t, "b (c q) ... -> b c q ...", q=chunk_size)
+
+
+def _ssd_within_chunks(x_dt: Tensor, B: Tensor, C: Tensor, cum_decay: Tensor) -> Tensor:
+    """SSD output from the inputs of the same chunk: the quadratic (dual) form.
+
+    Args:
+        x_dt: (b, c, q, g, j, p) inputs scaled by their time steps.
+        B, C: (b, c, q, g, n).
+        cum_decay: (b, c, q, g, j) cumulative log decay inside each chunk.
+    Returns:
+        (b, c, q, g, j, p).
+    """
+    q = cum_decay.shape[2]
+    cum = rearrange(cum_decay, "b c q g j -> b c g j q").contiguous()  # small; fast broadcasts
+    # decay[t, s] = exp(cum[t] - cum[s]) for s <= t, else 0. The upper triangle is -inf
+    # *before* exp, so it neither overflows nor leaks NaN into gradients. The in-place steps
+    # are safe for autograd (neither add nor sub needs its output) and save two allocations.
+    upper = torch.full((q, q), -math.inf, device=cum.device).triu(diagonal=1)
+    decay = (cum[..., :, None] + upper).sub_(cum[..., None, :]).exp_()  # (b, c, g, j, q, s)
+    weights = decay * torch.einsum("bcqgn,bcsgn->bcgqs", C, B)[:, :, :, None]
+    # An explicit heads-major copy of the inputs makes this one batched matmul; einsum's own
+    # rearrangement was measured slower.
+    y = weights @ rearrange(x_dt, "b c s g j p -> b c g j s p").contiguous()
+    return rearrange(y, "b c g j q p -> b c q g j p")
+
+
+def _ssd_from_earlier_chunks(x_dt: Tensor, B: Tensor, C: Tensor, cum_decay: Tensor) -> Tensor:
+    """SSD output of chunks 1..c-1 from the state carried in from earlier chunks.
+
+    Shapes as in :func:`_ssd_within_chunks`; returns (b, c - 1, q, g, j, p). B and C are shared
+    by the heads of a group, so the state products are matmuls ``j * p`` columns wide rather
+    than ``h`` narrow ones.
+    """
+    # State at the end of chunks 0..c-2 from their own inputs.
+    to_end = torch.exp(cum_decay[:, :-1, -1:] - cum_decay[:, :-1])  # (b, c - 1, s, g, j)
+    own = torch.einsum("bcsgjp,bcsgn->bcgjpn", x_dt[:, :-1] * to_end[..., None], B[:, :-1])
+    chunk_decay = torch.exp(cum_decay[:, :, -1])[..., None, None]  # (b, c, g, j, 1, 1)
+    # A Python loop over the (few) chunks, not over time. The state entering chunk i + 1 is the
+    # one entering chunk i, decayed over chunk i, plus chunk i's own.
+    state = own[:, 0]  # (b, g, j, p, n) entering chunk 1
+    ys = [torch.einsum("bqgn,bgjpn->bqgjp", C[:, 1], state)]
+    for i in range(2, x_dt.shape[1]):
+        state = torch.addcmul(own[:, i - 1], chunk_decay[:, i - 1], state)
+        ys.append(torch.einsum("bqgn,bgjpn->bqgjp", C[:, i], state))
+    return torch.stack(ys, dim=1) * torch.exp(cum_decay[:, 1:])[..., None]
+
+
+# ----------------------------------------------------------------------------------------------
+# Normalisation
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm with a weight and no bias, as ``mamba_ssm``'s Triton ``RMSNorm``.
+
+    Computes in float32 and returns the input dtype.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        eps: float,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(..., dim) -> (..., dim)."""
+        normed = F.rms_norm(x.float(), self.weight.shape, self.weight.float(), self.eps)
+        return normed.to(x.dtype)
+
+
+class GatedRMSNorm(nn.Module):
+    """Mamba-2's output norm: ``rmsnorm(x * silu(z))`` over groups of channels, then a weight.
+
+    Matches ``mamba_ssm.ops.triton.layernorm_gated.RMSNorm`` with ``norm_before_gate=False``:
+    each of the ``dim / group_size`` groups is normalised on its own. Computes in float32 and
+    returns the dtype of ``x``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        group_size: int,
+        eps: float = MAMBA2_NORM_EPS,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if dim % group_size:
+            raise ValueError(f"dim {dim} is not a multiple of group_size {group_size}")
+        self.eps = eps
+        self.group_size = group_size
+        self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype))
+
+    def forward(self, x: Tensor, z: Tensor) -> Tensor:
+        """x, z: (..., dim) -> (..., dim)."""
+        gated = x.float() * F.silu(z.float())
+        grouped = gated.unflatten(-1, (-1, self.group_size))  # (..., groups, group_size)
+        normed = F.rms_norm(grouped, (self.group_size,), eps=self.eps).flatten(-2)
+        return (normed * self.weight.float()).to(x.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# Mixers
+
+
+def _log_uniform_dt(size: int, device: torch.device | str | None) -> Tensor:
+    """Initial time steps, log-uniform in [DT_MIN, DT_MAX] (upstream's ``dt_init="random"``)."""
+    log_dt = torch.empty(size, device=device).uniform_(math.log(DT_MIN), math.log(DT_MAX))
+    return torch.exp(log_dt).clamp(min=DT_INIT_FLOOR)
+
+
+def _depthwise_conv(
+    channels: int, width: int, device: torch.device | str | None, dtype: torch.dtype | None
+) -> nn.Conv1d:
+    """``nn.Conv1d`` with upstream's shape and default init; forward passes use its weights."""
+    return nn.Conv1d(
+        channels, channels, width, groups=channels, padding=width - 1, device=device, dtype=dtype
+    )
+
+
+def _exclude_from_weight_decay(*params: nn.Parameter) -> None:
+    # Upstream tags these so that its optimiser grouping skips weight decay; kept for trainers
+    # that follow the same convention.
+    for param in params:
+        param._no_weight_decay = True
+
+
+class Mamba1Mixer(nn.Module):
+    """Mamba-1 selective-SSM mixer (Gu & Dao 2023), ``mamba_ssm.modules.mamba_simple.Mamba``.
+
+    State-dict keys and shapes equal upstream's with ``bias=False, conv_bias=True``:
+    ``in_proj`` (2e, d), ``conv1d`` (e, 1, k) + (e,), ``x_proj`` (r + 2n, e),
+    ``dt_proj`` (e, r) + (e,), ``A_log`` (e, n), ``D`` (e,), ``out_proj`` (d, e).
+    """
+
+    def __init__(
+        self,
+        cfg: MambaConfig,
+        *,
+        use_fused: bool | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if cfg.mixer != "mamba1":
+            raise ValueError(f"Mamba1Mixer needs a config with mixer='mamba1', got {cfg.mixer!r}")
+        self.cfg = cfg
+        self.use_fused = use_fused
+        e, n, r = cfg.d_inner, cfg.d_state, cfg.resolved_dt_rank
+        factory = {"device": device, "dtype": dtype}
+        self.in_proj = nn.Linear(cfg.d_model, 2 * e, bias=False, **factory)
+        self.conv1d = _depthwise_conv(e, cfg.d_conv, **factory)
+        self.x_proj = nn.Linear(e, r + 2 * n, bias=False, **factory)
+        self.dt_proj = nn.Linear(r, e, bias=True, **factory)
+        # Upstream init: dt_proj preserves variance and softplus(bias) starts log-uniform in
+        # [DT_MIN, DT_MAX]; A = -(1..n) for every channel (S4D-real); D = 1. A_log and D stay
+        # float32 whatever ``dtype`` is, as upstream keeps them.
+        nn.init.uniform_(self.dt_proj.weight, -(r**-0.5), r**-0.5)
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(inverse_softplus(_log_uniform_dt(e, device)))
+        self.dt_proj.bias._no_reinit = True  # upstream's model-level init leaves it alone
+        A = torch.arange(1, n + 1, dtype=torch.float32, device=device).repeat(e, 1)  # (e, n)
+        self.A_log = nn.Parameter(torch.log(A))
+        self.D = nn.Parameter(torch.ones(e, device=device))
+        _exclude_from_weight_decay(self.A_log, self.D)
+        self.out_proj = nn.Linear(e, cfg.d_model, bias=False, **factory)
+
+    def forward(self, u: Tensor) -> Tensor:
+        """(b, l, d) -> (b, l, d)."""
+        n, r = self.cfg.d_state, self.cfg.resolved_dt_rank
+        x, z = self.in_proj(u).chunk(2, dim=-1)  # (b, l, e) each
+        x = F.silu(causal_depthwise_conv1d(x, self.conv1d.weight, self.conv1d.bias))
+        dt, B, C = self.x_proj(x).split([r, n, n], dim=-1)  # (b, l, r), (b, l, n), (b, l, n)
+        dt = F.linear(dt, self.dt_proj.weight)  # (b, l, e); the bias is added in float32
+        A = -torch.exp(self.A_log.float())  # (e, n)
+        if _resolve_fused(self.use_fused, "mamba1", u):
+            y = self._fused_scan(x, dt, A, B, C, z)
+        else:
+            dt = F.softplus(dt.float() + self.dt_proj.bias.float())
+            y = selective_scan(x, dt, A, B, C, self.D) * F.silu(z.float())
+        return self.out_proj(y.to(u.dtype))
+
+    def _fused_scan(
+        self, x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, z: Tensor
+    ) -> Tensor:
+        """Gated scan by ``mamba_ssm``'s CUDA kernel, which wants channels before time."""
+        channels_first = lambda t: rearrange(t, "b l c -> b c l")
+        y = _selective_scan_kernel()(
+            channels_first(x),
+            channels_first(dt),
+            A,
+            channels_first(B),
+            channels_first(C),
+            self.D.float(),
+            z=channels_first(z),
+            delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True,
+        )  # (b, e, l)
+        return rearrange(y, "b e l -> b l e")
+
+
+class Mamba2Mixer(nn.Module):
+    """Mamba-2 (SSD) mixer (Dao & Gu 2024), ``mamba_ssm.modules.mamba2.Mamba2``.
+
+    State-dict keys and shapes equal upstream's defaults (``rmsnorm=True``,
+    ``norm_before_gate=False``, ``D_has_hdim=False``, ``bias=False``, ``conv_bias=True``):
+    ``in_proj`` (2e + 2gn + h, d) producing ``[z, x, B, C, dt]`` in that order,
+    ``conv1d`` (e + 2gn, 1, k) + (e + 2gn,) over ``[x, B, C]``, ``dt_bias`` (h,),
+    ``A_log`` (h,), ``D`` (h,), ``norm.weight`` (e,), ``out_proj`` (d, e).
+    """
+
+    def __init__(
+        self,
+        cfg: MambaConfig,
+        *,
+        use_fused: bool | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if cfg.mixer != "mamba2":
+            raise ValueError(f"Mamba2Mixer needs a config with mixer='mamba2', got {cfg.mixer!r}")
+        self.cfg = cfg
+        self.use_fused = use_fused
+        e, h, bc = cfg.d_inner, cfg.nheads, 2 * cfg.ngroups * cfg.d_state
+        factory = {"device": device, "dtype": dtype}
+        self.in_proj = nn.Linear(cfg.d_model, 2 * e + bc + h, bias=False, **factory)
+        self.conv1d = _depthwise_conv(e + bc, cfg.d_conv, **factory)
+        # Upstream init: softplus(dt_bias) log-uniform in [DT_MIN, DT_MAX]; A uniform in
+        # MAMBA2_A_INIT_RANGE per head; D = 1 (kept float32).
+        self.dt_bias = nn.Parameter(inverse_softplus(_log_uniform_dt(h, device)).to(dtype))
+        A = torch.empty(h, dtype=torch.float32, device=device).uniform_(*MAMBA2_A_INIT_RANGE)
+        self.A_log = nn.Parameter(torch.log(A).to(dtype))
+        self.D = nn.Parameter(torch.ones(h, device=device))
+        _exclude_from_weight_decay(self.dt_bias, self.A_log, self.D)
+        self.norm = GatedRMSNorm(e, group_size=e // cfg.ngroups, **factory)
+        self.out_proj = nn.Linear(e, cfg.d_model, bias=False, **factory)
+
+    def forward(self, u: Tensor) -> Tensor:
+        """(b, l, d) -> (b, l, d)."""
+        cfg = self.cfg
+        e, gn = cfg.d_inner, cfg.ngroups * cfg.d_state
+        z, xBC, dt = self.in_proj(u).split([e, e + 2 * gn, cfg.nheads], dim=-1)
+        xBC = F.silu(causal_depthwise_conv1d(xBC, self.conv1d.weight, self.conv1d.bias))
+        x, B, C = xBC.split([e, gn, gn], dim=-1)  # (b, l, e), (b, l, gn), (b, l, gn)
+        x = rearrange(x, "b l (h p) -> b l h p", p=cfg.headdim)
+        B = rearrange(B, "b l (g n) -> b l g n", g=cfg.ngroups)
+        C = rearrange(C, "b l (g n) -> b l g n", g=cfg.ngroups)
+        A = -torch.exp(self.A_log.float())  # (h,)
+        if _resolve_fused(self.use_fused, "mamba2", u):
+            y = _chunk_scan_kernel()(
+                x,
+                dt,
+                A,
+                B,
+                C,
+                FUSED_SSD_CHUNK_SIZE,
+                D=self.D,
+                dt_bias=self.dt_bias,
+                dt_softplus=True,
+            )
+        else:
+            dt = F.softplus(dt.float() + self.dt_bias.float())  # (b, l, h)
+            y = ssd_chunked(x, dt, A, B, C, self.D)
+        y = self.norm(rearrange(y, "b l h p -> b l (h p)"), z)  # (b, l, e)
+        return self.out_proj(y.to(u.dtype))
+
+
+def make_mixer(
+    cfg: MambaConfig,
+    *,
+    use_fused: bool | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> nn.Module:
+    """The mixer that ``cfg.mixer`` names."""
+    mixer_cls = Mamba1Mixer if cfg.mixer == "mamba1" else Mamba2Mixer
+    return mixer_cls(cfg, use_fused=use_fused, device=device, dtype=dtype)
+
+
+class MambaBlock(nn.Module):
+    """Residual Mamba block: ``mamba_ssm.modules.block.Block`` as GRAM-M configures it.
+
+    That is ``rms_norm=True, residual_in_fp32=True, fused_add_norm=True`` and no MLP: the block
+    adds its input to the running residual stream (kept in float32), then returns the mixer
+    applied to the normalised stream, together with that stream. The caller adds the last
+    block's output to the residual and applies the final norm, as upstream's ``MixerModel``.
+    """
+
+    def __init__(
+        self,
+        cfg: MambaConfig,
+        norm_eps: float = 1e-5,
+        *,
+        use_fused: bool | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.norm = RMSNorm(cfg.d_model, eps=norm_eps, device=device, dtype=dtype)
+        self.mixer = make_mixer(cfg, use_fused=use_fused, device=device, dtype=dtype)
+
+    def forward(self, hidden: Tensor, residual: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """hidden (b, l, d), residual (b, l, d) or None -> (mixer output, float32 residual)."""
+        residual = hidden.float() if residual is None else residual.float() + hidden.float()
+        # the mixer runs in its projection weights' dtype (bf16/fp16 inference casts them only)
+        hidden = self.mixer(self.norm(residual).to(self.mixer.in_proj.weight.dtype))
+        return hidden, residual

@@ -1,0 +1,492 @@
+"""Tests for hear_gram.mamba: parameter layout, scans against their references, mixer properties."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hear_gram.mamba import (
+    DT_MAX,
+    DT_MIN,
+    MAMBA2_A_INIT_RANGE,
+    GatedRMSNorm,
+    Mamba1Mixer,
+    Mamba2Mixer,
+    MambaBlock,
+    MambaConfig,
+    RMSNorm,
+    causal_depthwise_conv1d,
+    fused_available,
+    make_mixer,
+    selective_scan,
+    selective_scan_sequential,
+    ssd_chunked,
+    ssd_sequential,
+)
+
+# Tiny sizes; Mamba-2 with two groups of two heads, so that group/head bookkeeping is exercised.
+TINY2 = MambaConfig(d_model=16, mixer="mamba2", d_state=8, d_conv=4, expand=2, headdim=8, ngroups=2)
+TINY1 = MambaConfig(d_model=16, mixer="mamba1", d_state=6, d_conv=4, expand=3)
+TINY_CONFIGS = pytest.mark.parametrize("cfg", [TINY1, TINY2], ids=["mamba1", "mamba2"])
+LENGTHS = [1, 3, 16, 17, 40]  # includes L < d_conv, L = 1 and lengths off the chunk grid
+
+
+def _seeded_mixer(cfg: MambaConfig, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return make_mixer(cfg)
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor, atol: float = 1e-4, rtol: float = 1e-4):
+    torch.testing.assert_close(actual, expected, atol=atol, rtol=rtol)
+
+
+# ----------------------------------------------------------------------------------------------
+# Configuration and parameter layout
+
+
+def test_config_derived_sizes():
+    cfg = MambaConfig()
+    assert (cfg.d_inner, cfg.nheads) == (1536, 24)
+    assert MambaConfig(mixer="mamba1", d_state=24, expand=3).resolved_dt_rank == 48
+    assert MambaConfig(mixer="mamba1", dt_rank=7).resolved_dt_rank == 7
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mixer": "mamba3"}, "mixer must be one of"),
+        ({"d_model": 0}, "d_model must be a positive integer"),
+        ({"d_state": 2.5}, "d_state must be a positive integer"),
+        ({"expand": True}, "expand must be a positive integer"),
+        ({"d_model": 40, "headdim": 64}, "must be divisible by headdim"),
+        ({"d_model": 64, "headdim": 32, "ngroups": 3}, "split evenly into ngroups"),
+        ({"dt_rank": 4}, "dt_rank applies to mixer='mamba1' only"),
+        ({"mixer": "mamba1", "dt_rank": 0}, "dt_rank must be a positive integer"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MambaConfig(**kwargs)
+
+
+def test_mixer_rejects_config_of_the_other_kind():
+    with pytest.raises(ValueError, match="mixer='mamba1'"):
+        Mamba1Mixer(TINY2)
+    with pytest.raises(ValueError, match="mixer='mamba2'"):
+        Mamba2Mixer(TINY1)
+    assert isinstance(make_mixer(TINY1), Mamba1Mixer)
+    assert isinstance(make_mixer(TINY2), Mamba2Mixer)
+
+
+def _shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(t.shape) for name, t in module.state_dict().items()}
+
+
+def test_mamba2_layout_matches_mamba_ssm_at_gram_size():
+    mixer = Mamba2Mixer(MambaConfig(), device="meta")  # meta: shapes only, no memory or init
+    assert _shapes(mixer) == {
+        "in_proj.weight": (3352, 768),
+        "conv1d.weight": (1792, 1, 4),
+        "conv1d.bias": (1792,),
+        "dt_bias": (24,),
+        "A_log": (24,),
+        "D": (24,),
+        "norm.weight": (1536,),
+        "out_proj.weight": (768, 1536),
+    }
+
+
+def test_mamba1_layout_matches_mamba_ssm_at_gram_v1_size():
+    mixer = Mamba1Mixer(MambaConfig(mixer="mamba1", d_state=24, expand=3), device="meta")
+    # x_proj maps the inner stream (2304 wide) to dt_rank + 2 * d_state, as upstream's
+    # nn.Linear(d_inner, dt_rank + 2 * d_state).
+    assert _shapes(mixer) == {
+        "in_proj.weight": (4608, 768),
+        "conv1d.weight": (2304, 1, 4),
+        "conv1d.bias": (2304,),
+        "x_proj.weight": (96, 2304),
+        "dt_proj.weight": (2304, 48),
+        "dt_proj.bias": (2304,),
+        "A_log": (2304, 24),
+        "D": (2304,),
+        "out_proj.weight": (768, 2304),
+    }
+
+
+@pytest.mark.parametrize("ngroups", [1, 2, 4])
+def test_mamba2_layout_follows_upstream_formulas(ngroups):
+    cfg = MambaConfig(d_model=48, d_state=16, d_conv=3, expand=2, headdim=8, ngroups=ngroups)
+    e, h, n, k = 96, 12, 16, 3
+    conv_dim = e + 2 * ngroups * n
+    assert _shapes(Mamba2Mixer(cfg, device="meta")) == {
+        "in_proj.weight": (2 * e + 2 * ngroups * n + h, 48),
+        "conv1d.weight": (conv_dim, 1, k),
+        "conv1d.bias": (conv_dim,),
+        "dt_bias": (h,),
+        "A_log": (h,),
+        "D": (h,),
+        "norm.weight": (e,),
+        "out_proj.weight": (48, e),
+    }
+
+
+def test_block_layout():
+    block = MambaBlock(TINY2)
+    assert set(block.state_dict()) == {"norm.weight"} | {
+        f"mixer.{key}" for key in make_mixer(TINY2).state_dict()
+    }
+
+
+def test_state_dict_round_trip_is_strict_and_exact():
+    for cfg in (TINY1, TINY2):
+        source, target = _seeded_mixer(cfg, 0), _seeded_mixer(cfg, 1)
+        target.load_state_dict(source.state_dict(), strict=True)
+        u = torch.randn(2, 9, cfg.d_model)
+        with torch.no_grad():
+            _close(target(u), source(u), atol=0, rtol=0)
+
+
+def test_initialisation_follows_mamba_ssm():
+    torch.manual_seed(0)
+    m1 = Mamba1Mixer(MambaConfig(mixer="mamba1", d_model=64, d_state=5))
+    m2 = Mamba2Mixer(MambaConfig(d_model=64, d_state=8, headdim=4))  # 32 heads
+    # Mamba-1: S4D-real A = -(1..n) for every channel, softplus(dt bias) in [DT_MIN, DT_MAX].
+    _close(m1.A_log.exp(), torch.arange(1.0, 6.0).expand(128, 5))
+    for dt in (F.softplus(m1.dt_proj.bias), F.softplus(m2.dt_bias)):
+        assert dt.min() >= DT_MIN * (1 - 1e-5) and dt.max() <= DT_MAX * (1 + 1e-5)
+        assert dt.max() / dt.min() > 10  # spread log-uniformly, not constant
+    assert m1.dt_proj.weight.abs().max() <= m1.cfg.resolved_dt_rank**-0.5
+    # Mamba-2: one A per head, uniform in the upstream range; D = 1; norm weight = 1.
+    a = m2.A_log.exp()
+    assert a.min() >= MAMBA2_A_INIT_RANGE[0] and a.max() <= MAMBA2_A_INIT_RANGE[1]
+    for param in (m1.D, m2.D, m2.norm.weight):
+        assert torch.equal(param, torch.ones_like(param))
+    assert m1.A_log.dtype == m1.D.dtype == m2.D.dtype == torch.float32
+
+
+# ----------------------------------------------------------------------------------------------
+# Pure functions
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 4, 11])
+def test_causal_conv_matches_upstream_conv1d_truncation(length):
+    conv = torch.nn.Conv1d(6, 6, 4, groups=6, padding=3)
+    x = torch.randn(2, length, 6)
+    expected = conv(x.transpose(1, 2))[..., :length].transpose(1, 2)  # mamba_ssm's fallback
+    _close(causal_depthwise_conv1d(x, conv.weight, conv.bias), expected, atol=1e-6)
+
+
+def _ssd_inputs(length: int, big_steps: bool = False, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    b, h, p, g, n = 2, 4, 3, 2, 5
+    scale = 8.0 if big_steps else 1.0
+    x = torch.randn(b, length, h, p, generator=gen)
+    dt = torch.rand(b, length, h, generator=gen) * scale
+    A = -torch.rand(h, generator=gen) * 4 * scale - 0.1
+    B = torch.randn(b, length, g, n, generator=gen)
+    C = torch.randn(b, length, g, n, generator=gen)
+    D = torch.randn(h, generator=gen)
+    return x, dt, A, B, C, D
+
+
+def _selective_inputs(length: int, big_steps: bool = False, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    b, e, n = 2, 5, 4
+    scale = 8.0 if big_steps else 1.0
+    x = torch.randn(b, length, e, generator=gen)
+    dt = torch.rand(b, length, e, generator=gen) * scale
+    A = -torch.rand(e, n, generator=gen) * 4 * scale - 0.1
+    B = torch.randn(b, length, n, generator=gen)
+    C = torch.randn(b, length, n, generator=gen)
+    D = torch.randn(e, generator=gen)
+    return x, dt, A, B, C, D
+
+
+def _values_and_grads(fn, inputs):
+    inputs = [t.clone().requires_grad_(True) for t in inputs]
+    out = fn(*inputs)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(out.device)
+    grads = torch.autograd.grad((out * weights).sum(), inputs)
+    return out.detach(), grads
+
+
+@pytest.mark.parametrize("length", LENGTHS)
+@pytest.mark.parametrize("chunk_size", [4, 16, 80])
+def test_ssd_chunked_matches_sequential(length, chunk_size):
+    inputs = _ssd_inputs(length)
+    chunked = lambda *t: ssd_chunked(*t, chunk_size=chunk_size)
+    out, grads = _values_and_grads(chunked, inputs)
+    ref_out, ref_grads = _values_and_grads(ssd_sequential, inputs)
+    _close(out, ref_out)
+    for grad, ref_grad in zip(grads, ref_grads, strict=True):
+        _close(grad, ref_grad)
+
+
+@pytest.mark.parametrize("length", LENGTHS)
+def test_selective_scan_matches_sequential(length):
+    inputs = _selective_inputs(length)
+    out, grads = _values_and_grads(selective_scan, inputs)  # autograd recurrence
+    ref_out, ref_grads = _values_and_grads(selective_scan_sequential, inputs)
+    _close(out, ref_out)
+    for grad, ref_grad in zip(grads, ref_grads, strict=True):
+        _close(grad, ref_grad)
+    with torch.no_grad():  # the in-place recurrence used for inference
+        _close(selective_scan(*inputs), ref_out)
+
+
+def test_scans_are_stable_for_large_decays():
+    # dt * A down to about -260 per step: any exp of a positive cumulative sum would overflow.
+    for fast, ref, inputs in (
+        (ssd_chunked, ssd_sequential, _ssd_inputs(70, big_steps=True)),
+        (selective_scan, selective_scan_sequential, _selective_inputs(70, big_steps=True)),
+    ):
+        out, grads = _values_and_grads(fast, inputs)
+        assert all(torch.isfinite(t).all() for t in (out, *grads))
+        _close(out, ref(*inputs))
+
+
+def test_scans_return_float32_for_bfloat16_inputs():
+    for fast, ref, inputs in (
+        (ssd_chunked, ssd_sequential, _ssd_inputs(20)),
+        (selective_scan, selective_scan_sequential, _selective_inputs(20)),
+    ):
+        low = [t.bfloat16() for t in inputs]
+        out = fast(*low)
+        assert out.dtype == torch.float32
+        _close(out, ref(*[t.float() for t in low]))  # same bf16 values, computed in float32
+
+
+# ----------------------------------------------------------------------------------------------
+# Norms
+
+
+def test_rms_norm_formula_and_dtype():
+    norm = RMSNorm(8, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+    x = torch.randn(3, 8)
+    expected = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + 1e-5) * norm.weight
+    _close(norm(x), expected, atol=1e-6)
+    assert norm(x.bfloat16()).dtype == torch.bfloat16
+
+
+def test_gated_rms_norm_normalises_each_group_on_its_own():
+    norm = GatedRMSNorm(8, group_size=4)
+    x, z = torch.randn(2, 8), torch.randn(2, 8)
+    gated = x * F.silu(z)
+    for half in (slice(0, 4), slice(4, 8)):
+        part = gated[:, half]
+        expected = part * torch.rsqrt(part.square().mean(-1, keepdim=True) + 1e-5)
+        _close(norm(x, z)[:, half], expected, atol=1e-6)
+    scaled = x.clone()
+    scaled[:, :4] *= 10  # changes the first group's scale only ...
+    _close(norm(scaled, z)[:, 4:], norm(x, z)[:, 4:], atol=1e-6)  # ... not the second's output
+
+
+# ----------------------------------------------------------------------------------------------
+# Mixers
+
+
+def _reference_mamba2(mixer: Mamba2Mixer, u: torch.Tensor) -> torch.Tensor:
+    """Mamba-2 forward written independently after mamba_ssm's non-fused path."""
+    cfg = mixer.cfg
+    b, length, _ = u.shape
+    e, g, n, h = cfg.d_inner, cfg.ngroups, cfg.d_state, cfg.nheads
+    z, xBC, dt = torch.split(mixer.in_proj(u), [e, e + 2 * g * n, h], dim=-1)
+    conv = F.conv1d(
+        xBC.transpose(1, 2),
+        mixer.conv1d.weight,
+        mixer.conv1d.bias,
+        padding=cfg.d_conv - 1,
+        groups=xBC.shape[-1],
+    )
+    xBC = F.silu(conv[..., :length].transpose(1, 2))
+    x, B, C = torch.split(xBC, [e, g * n, g * n], dim=-1)
+    y = ssd_sequential(
+        x.reshape(b, length, h, cfg.headdim),
+        F.softplus(dt + mixer.dt_bias),
+        -torch.exp(mixer.A_log),
+        B.reshape(b, length, g, n),
+        C.reshape(b, length, g, n),
+        mixer.D,
+    ).reshape(b, length, e)
+    gated = (y * F.silu(z)).reshape(b, length, g, e // g)
+    normed = gated * torch.rsqrt(gated.square().mean(-1, keepdim=True) + 1e-5)
+    return mixer.out_proj(normed.reshape(b, length, e) * mixer.norm.weight)
+
+
+def _reference_mamba1(mixer: Mamba1Mixer, u: torch.Tensor) -> torch.Tensor:
+    """Mamba-1 forward written independently after mamba_ssm's non-fused path."""
+    cfg = mixer.cfg
+    length = u.shape[1]
+    x, z = mixer.in_proj(u).chunk(2, dim=-1)
+    conv = F.conv1d(
+        x.transpose(1, 2),
+        mixer.conv1d.weight,
+        mixer.conv1d.bias,
+        padding=cfg.d_conv - 1,
+        groups=cfg.d_inner,
+    )
+    x = F.silu(conv[..., :length].transpose(1, 2))
+    r, n = cfg.resolved_dt_rank, cfg.d_state
+    dt, B, C = torch.split(mixer.x_proj(x), [r, n, n], dim=-1)
+    dt = F.softplus(mixer.dt_proj(dt))
+    y = selective_scan_sequential(x, dt, -torch.exp(mixer.A_log), B, C, mixer.D)
+    return mixer.out_proj(y * F.silu(z))
+
+
+def _reference(mixer: torch.nn.Module, u: torch.Tensor) -> torch.Tensor:
+    if isinstance(mixer, Mamba1Mixer):
+        return _reference_mamba1(mixer, u)
+    return _reference_mamba2(mixer, u)
+
+
+@TINY_CONFIGS
+@pytest.mark.parametrize("length", LENGTHS)
+def test_mixer_matches_reference_outputs_and_input_gradients(cfg, length):
+    mixer = _seeded_mixer(cfg)
+    u = torch.randn(2, length, cfg.d_model)
+    out, (grad,) = _values_and_grads(mixer, [u])
+    ref_out, (ref_grad,) = _values_and_grads(lambda t: _reference(mixer, t), [u])
+    _close(out, ref_out)
+    _close(grad, ref_grad)
+    with torch.no_grad():
+        _close(mixer(u), ref_out)
+
+
+@TINY_CONFIGS
+def test_mixer_parameter_gradients_match_reference(cfg):
+    mixer = _seeded_mixer(cfg)
+    u = torch.randn(2, 21, cfg.d_model)
+    params = list(mixer.parameters())
+    grads = torch.autograd.grad(mixer(u).square().sum(), params)
+    ref_grads = torch.autograd.grad(_reference(mixer, u).square().sum(), params)
+    for grad, ref_grad in zip(grads, ref_grads, strict=True):
+        _close(grad, ref_grad, atol=1e-4, rtol=1e-3)
+
+
+@TINY_CONFIGS
+def test_mixer_is_causal(cfg):
+    mixer = _seeded_mixer(cfg)
+    u = torch.randn(1, 30, cfg.d_model)
+    changed = u.clone()
+    changed[:, 12] += 1.0
+    with torch.no_grad():
+        before, after = mixer(u), mixer(changed)
+    _close(after[:, :12], before[:, :12], atol=0, rtol=0)
+    assert (after[:, 12:] - before[:, 12:]).abs().amax(dim=-1).min() > 0
+
+
+@TINY_CONFIGS
+def test_batched_equals_one_by_one(cfg):
+    mixer = _seeded_mixer(cfg)
+    u = torch.randn(3, 25, cfg.d_model)
+    with torch.no_grad():
+        batched = mixer(u)
+        single = torch.cat([mixer(u[i : i + 1]) for i in range(3)])
+    _close(batched, single, atol=1e-5)
+
+
+@TINY_CONFIGS
+def test_bfloat16_input_is_close_to_float32(cfg):
+    mixer = _seeded_mixer(cfg)
+    low = make_mixer(cfg).to(torch.bfloat16)
+    low.load_state_dict(mixer.state_dict())
+    u = torch.randn(2, 33, cfg.d_model)
+    with torch.no_grad():
+        expected = mixer(u)
+        out = low(u.bfloat16())
+    assert out.dtype == torch.bfloat16
+    relative = (out.float() - expected).norm() / expected.norm()
+    assert relative < 0.03
+
+
+@TINY_CONFIGS
+def test_output_is_finite_and_shaped(cfg):
+    mixer = _seeded_mixer(cfg)
+    u = torch.randn(2, 7, cfg.d_model)
+    out = mixer(u)
+    assert out.shape == u.shape and torch.isfinite(out).all()
+
+
+# ----------------------------------------------------------------------------------------------
+# Block
+
+
+def test_block_adds_residual_in_float32_then_mixes_the_normalised_stream():
+    torch.manual_seed(0)
+    block = MambaBlock(TINY2, norm_eps=1e-6)
+    hidden = torch.randn(2, 9, 16)
+    out, residual = block(hidden)  # first block: the residual starts as the input
+    assert residual.dtype == torch.float32
+    _close(residual, hidden, atol=0, rtol=0)
+    _close(out, block.mixer(block.norm(hidden)), atol=0, rtol=0)
+
+    previous = torch.randn(2, 9, 16)
+    out, residual = block(hidden, previous)
+    _close(residual, hidden + previous, atol=0, rtol=0)
+    _close(out, block.mixer(block.norm(hidden + previous)), atol=0, rtol=0)
+
+
+def test_block_keeps_the_residual_in_float32_for_bfloat16_activations():
+    torch.manual_seed(0)
+    block = MambaBlock(TINY1).to(torch.bfloat16)
+    hidden = torch.randn(2, 9, 16).bfloat16()
+    out, residual = block(hidden)  # first block
+    assert out.dtype == torch.bfloat16 and residual.dtype == torch.float32
+    residual = torch.randn(2, 9, 16)
+    out, new_residual = block(hidden, residual)
+    assert out.dtype == torch.bfloat16 and new_residual.dtype == torch.float32
+    _close(new_residual, residual + hidden.float(), atol=0, rtol=0)
+    assert block.norm.eps == 1e-5
+
+
+# ----------------------------------------------------------------------------------------------
+# Fused kernels (optional)
+
+
+def test_fused_path_is_never_required():
+    u = torch.randn(1, 5, 16)
+    for cfg in (TINY1, TINY2):
+        torch.manual_seed(0)
+        auto = make_mixer(cfg)  # use_fused=None: plain PyTorch on CPU
+        torch.manual_seed(0)
+        plain = make_mixer(cfg, use_fused=False)
+        with torch.no_grad():
+            _close(auto(u), plain(u), atol=0, rtol=0)
+        forced = make_mixer(cfg, use_fused=True)
+        if not (u.is_cuda and fused_available(cfg.mixer)):
+            with pytest.raises(RuntimeError, match="use_fused=True needs"):
+                forced(u)
+    if not torch.cuda.is_available():
+        assert not fused_available()
+
+
+def _needs_fused(mixer: str, cfg: MambaConfig):
+    ready = torch.cuda.is_available() and fused_available(mixer)
+    reason = f"needs a CUDA device and mamba_ssm with its {mixer} kernels"
+    return pytest.param(cfg, id=mixer, marks=pytest.mark.skipif(not ready, reason=reason))
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        _needs_fused("mamba1", MambaConfig(d_model=64, mixer="mamba1", d_state=16, expand=2)),
+        _needs_fused(
+            "mamba2", MambaConfig(d_model=64, mixer="mamba2", d_state=32, headdim=16, ngroups=2)
+        ),
+    ],
+)
+def test_fused_kernels_match_plain_pytorch(cfg):
+    torch.manual_seed(0)
+    fused = make_mixer(cfg, use_fused=True, device="cuda")
+    plain = make_mixer(cfg, use_fused=False, device="cuda")
+    plain.load_state_dict(fused.state_dict())
+    u = torch.randn(2, 300, cfg.d_model, device="cuda")  # 300 > 256: several fused chunks
+    out, (grad,) = _values_and_grads(fused, [u])
+    ref_out, (ref_grad,) = _values_and_grads(plain, [u])
+    # Tolerances of mamba_ssm's own kernel tests (tests/ops/triton/test_ssd.py): the Triton
+    # matmuls may round float32 inputs to TF32.
+    _close(out, ref_out, atol=3e-3, rtol=1e-2)
+    _close(grad, ref_grad, atol=6e-3, rtol=2e-2)
