@@ -136,23 +136,29 @@ def bench_one(
     return row
 
 
+LONG_CLIP_CODE = """
+import json, sys, time, torch
+from hear_gram.bench import peak_rss_mb
+from hear_gram.checkpoints import random_encoder
+from hear_gram.runtime import EmbeddingOptions, GramRuntime
+minutes, precision, sr = float(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+rt = GramRuntime(random_encoder("gram-t"), EmbeddingOptions.parse({"precision": precision}))
+audio = torch.rand(1, 2, int(minutes * 60 * sr)) * 2 - 1
+t0 = time.perf_counter()
+emb, ts = rt.timestamp_embeddings(audio)
+scene = emb.mean(1)
+print(json.dumps({"peak_rss_mb": peak_rss_mb(), "seconds": time.perf_counter() - t0,
+                  "input_audio_mb": audio.numel() * 4 / 2**20,
+                  "timestamp_embeddings": list(emb.shape)}))
+"""
+
+
 def long_clip_peak(minutes: float, precision: str) -> dict:
-    """Peak RSS of one stereo clip of ``minutes`` through gram_t, in a fresh process."""
-    code = (
-        "import torch,time,sys;from hear_gram.bench import peak_rss_mb;"
-        "from hear_gram.checkpoints import random_encoder;"
-        "from hear_gram.runtime import EmbeddingOptions,GramRuntime;"
-        f"rt=GramRuntime(random_encoder('gram-t'),EmbeddingOptions.parse({{'precision':'{precision}'}}));"
-        f"a=torch.rand(1,2,int({minutes}*60*{SR}))*2-1;t=time.perf_counter();"
-        "e,ts=rt.timestamp_embeddings(a);s=e.mean(1);"
-        "print(peak_rss_mb(),time.perf_counter()-t,tuple(e.shape),a.numel()*4/2**20)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    peak, secs, shape, input_mb = out.stdout.strip().rsplit("\n", 1)[-1].split(" ", 3)
-    return {
-        "minutes": minutes, "precision": precision, "peak_rss_mb": float(peak),
-        "seconds": float(secs), "input_audio_mb": float(input_mb), "timestamp_embeddings": shape,
-    }  # fmt: skip
+    """Peak RSS of one stereo clip of ``minutes`` through gram_t, in a fresh process (so the
+    high-water mark is this clip's alone). Includes the input audio itself."""
+    cmd = [sys.executable, "-c", LONG_CLIP_CODE, str(minutes), precision, str(SR)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return {"minutes": minutes, "precision": precision, **json.loads(out.strip().splitlines()[-1])}
 
 
 def fmt_table(rows: list[dict]) -> str:

@@ -148,17 +148,31 @@ def sinc_resample_kernel(
     return kernel.unsqueeze(1).float(), width
 
 
-def resample(audio: Tensor, orig_sr: int, new_sr: int) -> Tensor:
+def resample(audio: Tensor, orig_sr: int, new_sr: int, block_frames: int = 16384) -> Tensor:
     """Band-limited resampling of (..., N) from orig_sr to new_sr (Hz); output length
-    ceil(N * new / orig). A no-op when the rates are equal."""
+    ceil(N * new / orig). A no-op when the rates are equal.
+
+    Works through the signal in blocks of ``block_frames`` polyphase frames, each zero-padded at
+    the clip's edges exactly as a whole-signal convolution would be, so memory stays bounded on
+    long audio (one output tensor plus a block) and results do not depend on the block size.
+    """
     if orig_sr == new_sr:
         return audio
     g = math.gcd(orig_sr, new_sr)
     orig, new = orig_sr // g, new_sr // g
     kernel, width = sinc_resample_kernel(orig, new)
+    kernel = kernel.to(audio.device)
+    taps = kernel.shape[-1]  # 2 * width + orig
     shape, n = audio.shape[:-1], audio.shape[-1]
-    x = nn.functional.pad(audio.reshape(-1, 1, n).float(), (width, width + orig))
-    y = nn.functional.conv1d(x, kernel.to(x.device), stride=orig)  # (M, new, N / orig)
-    y = y.transpose(1, 2).reshape(x.shape[0], -1)
+    x = audio.reshape(-1, n)  # a view when possible
     target = math.ceil(new * n / orig)
-    return y[:, :target].reshape(*shape, target)
+    frames = math.ceil(target / new)  # polyphase frame j gives outputs [j*new, (j+1)*new)
+    out = torch.empty(x.shape[0], frames * new, device=audio.device)
+    for j0 in range(0, frames, block_frames):
+        j1 = min(frames, j0 + block_frames)
+        a, b = j0 * orig - width, (j1 - 1) * orig + taps - width  # input span of these frames
+        seg = x[:, max(a, 0) : min(b, n)].float()
+        seg = nn.functional.pad(seg, (max(0, -a), max(0, b - n))).unsqueeze(1)
+        y = nn.functional.conv1d(seg, kernel, stride=orig)  # (M, new, j1 - j0)
+        out[:, j0 * new : j1 * new] = y.transpose(1, 2).reshape(x.shape[0], -1)
+    return out[:, :target].reshape(*shape, target)

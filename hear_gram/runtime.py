@@ -193,7 +193,9 @@ class GramRuntime(nn.Module):
         x, repeat = self.adapt_channels(self.layout(audio))
         x = resample(x, self.options.sample_rate, self.cfg.features.sample_rate)
         n_frames = frame_count(x.shape[-1], self.cfg.features.hop_length)
-        per_chunk = self._chunk_outputs(x, repeat, n_frames)  # (B, K, ...)
+        padded = self.frontend.pad(x)  # (B, C, N + n_fft), reflect-padded as torch.stft
+        del x  # long clips: keep one copy of the resampled audio, not two
+        per_chunk = self._chunk_outputs(padded, repeat, n_frames)  # (B, K, ...)
         if self.options.strategy == "raw":
             emb = rearrange(per_chunk, "b k s e -> b (k s) e")[
                 :, : math.ceil(n_frames / self.cfg.patch_t)
@@ -212,32 +214,32 @@ class GramRuntime(nn.Module):
         ) * hop_ms
         return centres.float().to(device).expand(b, s).contiguous()
 
-    def _chunk_outputs(self, x: Tensor, repeat: int, n_frames: int) -> Tensor:
-        """Encode all K chunks of all B clips, at most ``max_chunks`` per forward pass."""
+    def _chunk_outputs(self, padded: Tensor, repeat: int, n_frames: int) -> Tensor:
+        """Encode all K chunks of all B clips, at most ``max_chunks`` per forward pass, from the
+        reflect-padded audio (B, C, N'); -> pooled outputs (B, K, ...)."""
         fc = self.cfg.features
-        b, t = x.shape[0], fc.chunk_frames
+        b, t = padded.shape[0], fc.chunk_frames
         k = math.ceil(n_frames / t)
         seg = (t - 1) * fc.hop_length + fc.n_fft  # samples behind one chunk's frames
-        padded = self.frontend.pad(x)  # (B, C, N + n_fft)
         need = (k - 1) * t * fc.hop_length + seg
         if padded.shape[-1] < need:
             padded = nn.functional.pad(padded, (0, need - padded.shape[-1]))
         windows = padded.unfold(-1, seg, t * fc.hop_length)  # (B, C, K, seg) view, no copy
         valid = torch.tensor([min(t, n_frames - i * t) for i in range(k)])  # real frames per chunk
         flat = [(i, j) for i in range(b) for j in range(k)]
-        outs = []
+        out = None
         for start in range(0, len(flat), self.options.max_chunks):
             idx = flat[start : start + self.options.max_chunks]
             bi, ki = torch.tensor([i for i, _ in idx]), torch.tensor([j for _, j in idx])
-            chunk_audio = windows[bi, :, ki]  # (G, C, seg)
-            feats = self.frontend(chunk_audio, center=False)  # (G, C', F, T)
+            feats = self.frontend(windows[bi, :, ki], center=False)  # (G, C', F, T)
             if repeat > 1:
                 feats = feats.repeat(1, repeat, 1, 1)
             frame = torch.arange(t, device=feats.device)
             feats = feats * (frame < valid[ki].to(feats.device)[:, None]).view(-1, 1, 1, t)
-            tokens = self.encoder(feats, self.options.layer)  # (G, L, D)
-            outs.append(self.pool(tokens, valid[ki]))
-        out = torch.cat(outs)
+            pooled = self.pool(self.encoder(feats, self.options.layer), valid[ki])
+            if out is None:  # preallocated: long audio holds one copy of the outputs
+                out = pooled.new_empty(b * k, *pooled.shape[1:])
+            out[start : start + len(idx)] = pooled
         return out.view(b, k, *out.shape[1:])
 
     def pool(self, tokens: Tensor, valid_frames: Tensor) -> Tensor:

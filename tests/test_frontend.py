@@ -92,3 +92,9 @@ def test_sliced_stft_equals_whole_clip():
 def test_tiny_clip_has_a_defined_spectrum():
     out = LogMelFrontend(CFG)(torch.randn(1, 1, 100))
     assert out.shape[-1] >= 1 and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("orig", [48000, 44100])
+def test_blockwise_resampling_equals_whole_signal(orig):
+    x = torch.randn(2, 3 * orig + 7, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(resample(x, orig, 32000, block_frames=7), resample(x, orig, 32000))
