@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 WORK ?= work
 
-.PHONY: install test test-fast lint demo bench validate clean-work
+.PHONY: install test test-fast lint demo bench validate naturalistic-hear naturalistic-hear-bench clean-work
 
 install: $(STAMP)
 
@@ -16,6 +16,8 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt requirements-hear.txt
 	$(PIP) install -q -c constraints.txt torch==2.13.0
 	$(PIP) install -q -c constraints.txt -r requirements-hear.txt
 	$(PIP) install -q -c constraints.txt --no-deps heareval==2021.1.3 hearvalidator==2021.0.2 torchaudio==2.11.0
+	# slab only for its bundled MIT KEMAR HRTF data file (read without importing slab)
+	$(PIP) install -q -c constraints.txt --no-deps slab==1.8.2
 	$(PIP) install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
@@ -45,6 +47,21 @@ validate: install
 	$(VENV)/bin/hear-validator hear_gram.gram_t_time -m $(WORK)/validate/gram-t-time.safetensors -d cpu
 	$(VENV)/bin/hear-validator hear_gram.gram_t_ambisonic -m $(WORK)/validate/gram-t-ambisonic.safetensors -d cpu
 	$(VENV)/bin/hear-validator hear_gram.gram_m -m $(WORK)/validate/gram-m.safetensors -d cpu
+
+# Nat-HEAR: re-render HEAR tasks as naturalistic scenes (REFERENCE §5).
+# make naturalistic-hear TASKS=/data/hear/tasks OUT=/data/nat-hear FORMAT=binaural [WORKERS=2] [SEED=0]
+TASKS ?= tasks
+OUT ?= $(WORK)/nat-hear
+FORMAT ?= binaural
+WORKERS ?= 2
+SEED ?= 0
+naturalistic-hear: install
+	$(PY) -m naturalistic_hear --tasks-dir $(TASKS) --out $(OUT)/$(FORMAT) --format $(FORMAT) \
+	  --workers $(WORKERS) --seed $(SEED)
+
+# clips per second and scene-bank build time on an ESC-50-sized task (2000 x 5 s)
+naturalistic-hear-bench: install
+	$(PY) -m naturalistic_hear.bench
 
 clean-work:
 	rm -rf $(WORK)

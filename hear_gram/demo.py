@@ -2,11 +2,15 @@
 
 1. builds two small HEAR-format tasks (a 5-fold scene task, an event task) with
    ``hear_gram.synthetic_tasks``;
-2. picks weights: released GRAM-T weights if ``python -m hear_gram.checkpoints fetch gramt-binaural``
-   was run, else random full-depth GRAM-T weights (said loudly: those scores are not GRAM's);
-3. runs ``python -m heareval.embeddings.runner hear_gram --model W ...`` and
-   ``python -m hear_gram.predict ...`` as subprocesses, exactly the README's commands;
-4. prints the score table.
+2. re-renders the scene task as Nat-HEAR scenes, binaural and Ambisonic
+   (``python -m naturalistic_hear``, held-out simulated rooms, built-in noise);
+3. picks weights: released GRAM-T weights where ``python -m hear_gram.checkpoints fetch NAME`` was
+   run, else random full-depth weights (said loudly: those scores are not GRAM's);
+4. runs ``python -m heareval.embeddings.runner MODULE --model W ...`` and
+   ``python -m hear_gram.predict ...`` as subprocesses, exactly the README's commands: the dry
+   tasks with ``hear_gram``, the binaural scenes with ``hear_gram.gram_t``, the Ambisonic scenes
+   with ``hear_gram.gram_t_ambisonic``;
+5. prints one score table.
 """
 
 from __future__ import annotations
@@ -26,18 +30,18 @@ from hear_gram.synthetic_tasks import make_event_task, make_scene_task
 log = logging.getLogger("hear_gram.demo")
 
 
-def pick_weights(work: Path) -> tuple[Path, str]:
-    """Released weights when cached, else random ones (created once)."""
-    cached = checkpoints.cached_path("gramt-binaural")
+def pick_weights(work: Path, name: str, preset: str) -> tuple[Path, str]:
+    """Released weights ``name`` when cached, else random ``preset`` weights (created once)."""
+    cached = checkpoints.cached_path(name)
     if cached.is_file():
-        return cached, f"released GRAM-T binaural weights ({cached})"
-    path = work / "random-gram-t.safetensors"
+        return cached, f"released {name} weights ({cached})"
+    path = work / f"random-{preset}.safetensors"
     if not path.is_file():
-        checkpoints.save_checkpoint(path, checkpoints.random_encoder("gram-t", seed=0), "released")
+        checkpoints.save_checkpoint(path, checkpoints.random_encoder(preset, seed=0), "released")
     return path, (
-        f"RANDOM full-depth GRAM-T weights ({path}), because no trained weights are available "
-        "offline; these scores show the pipeline works, not what GRAM achieves "
-        "(python -m hear_gram.checkpoints fetch gramt-binaural on a connected machine)"
+        f"RANDOM full-depth {preset} weights ({path}): no trained weights are available offline, "
+        "so these scores show the pipeline works, not what GRAM achieves "
+        f"(python -m hear_gram.checkpoints fetch {name} on a connected machine)"
     )
 
 
@@ -46,32 +50,62 @@ def run(cmd: list[str], env: dict | None = None) -> None:
     subprocess.run(cmd, check=True, env=env)
 
 
+# (set name, HEAR module, registry name, preset, naturalistic format or None for the dry tasks)
+SETS = [
+    ("dry", "hear_gram", "gramt-binaural", "gram-t", None),
+    ("nat-binaural", "hear_gram.gram_t", "gramt-binaural", "gram-t", "binaural"),
+    (
+        "nat-ambisonic",
+        "hear_gram.gram_t_ambisonic",
+        "gramt-ambisonics",
+        "gram-t-ambisonic",
+        "ambisonic",
+    ),
+]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m hear_gram.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--work", default="work/demo", help="folder for tasks, weights, embeddings")
     p.add_argument("--model-options", default='{"precision": "bf16"}')
     p.add_argument("--grid", default="fast", help="heareval grid: default, fast, faster")
+    p.add_argument("--n-scenes", type=int, default=24, help="held-out scenes in the Nat-HEAR bank")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     work = Path(args.work).resolve()
-    tasks, emb = work / "tasks", work / "embeddings"
+    dry = work / "tasks"
     t0 = time.time()
-    for make in (make_scene_task, make_event_task):
-        make(tasks, sample_rates=(48000,))
-    weights, which = pick_weights(work)
-    print(f"\ncheckpoint: {which}\n", flush=True)
+    scene = make_scene_task(dry, sample_rates=(48000,))
+    make_event_task(dry, sample_rates=(48000,))
     py = sys.executable
-    run([py, "-m", "heareval.embeddings.runner", "hear_gram", "--model", str(weights),
-         "--tasks-dir", str(tasks), "--embeddings-dir", str(emb),
-         "--model-options", args.model_options])  # fmt: skip
-    module_dir = next(d for d in sorted(emb.iterdir()) if d.name.startswith("hear_gram"))
     # heareval's small probes run fastest single-threaded on a shared 2-core machine
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    task_dirs = [str(d) for d in sorted(module_dir.iterdir()) if d.is_dir()]
-    run([py, "-m", "hear_gram.predict", *task_dirs, "--grid", args.grid, "--grid-points", "1"], env)
-    print(f"\nhear_gram scores ({which.split(' (')[0]}), {time.time() - t0:.0f} s in all:\n")
-    print(format_table(collect_scores(module_dir)))
+    table, used = [], []
+    for name, module, registry_name, preset, fmt in SETS:
+        tasks = dry
+        if fmt is not None:
+            tasks = work / f"tasks-{name}"
+            run([py, "-m", "naturalistic_hear", "--tasks-dir", str(dry), "--out", str(tasks),
+                 "--format", fmt, "--task", scene.name, "--n-scenes", str(args.n_scenes),
+                 "--cache-dir", str(work / "scene-bank"), "--workers", "2"])  # fmt: skip
+        weights, which = pick_weights(work, registry_name, preset)
+        print(f"\n[{name}] {module}, checkpoint: {which}\n", flush=True)
+        used.append(f"{name}: {which}")
+        emb = work / f"embeddings-{name}"
+        run([py, "-m", "heareval.embeddings.runner", module, "--model", str(weights),
+             "--tasks-dir", str(tasks), "--embeddings-dir", str(emb),
+             "--model-options", args.model_options])  # fmt: skip
+        module_dir = next(d for d in sorted(emb.iterdir()) if d.name.startswith(module))
+        task_dirs = [str(d) for d in sorted(module_dir.iterdir()) if d.is_dir()]
+        run([py, "-m", "hear_gram.predict", *task_dirs, "--grid", args.grid, "--grid-points", "1"], env)  # fmt: skip
+        for row in collect_scores(module_dir):
+            table.append({**row, "task": f"{row['task']} [{name}]"})
+    print(f"\nhear_gram demo scores, {time.time() - t0:.0f} s in all. Checkpoints:")
+    for line in used:
+        print(f"  {line}")
+    print()
+    print(format_table(table))
     return 0
 
 

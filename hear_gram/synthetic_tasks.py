@@ -32,6 +32,8 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 
+from hear_gram.dsp import db_to_amplitude, fade, normalize_peak
+
 logger = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "hear-gram-synthetic-1"
@@ -46,20 +48,9 @@ EVENT_POSTPROCESSING_GRID = {"median_filter_ms": [250], "min_duration": [125, 25
 
 
 # --------------------------------------------------------------------------------------------
-# DSP: pure functions, time in s, frequency in Hz, level in dB.
+# Sound synthesis: pure functions, time in s, frequency in Hz, level in dB (fades and levels
+# come from hear_gram.dsp).
 # --------------------------------------------------------------------------------------------
-
-
-def fade(x: np.ndarray, sample_rate: int, fade_s: float) -> np.ndarray:
-    """Raised-cosine fade-in and fade-out of `fade_s` seconds on the last axis of `x`."""
-    n = min(int(round(fade_s * sample_rate)), x.shape[-1] // 2)
-    if n == 0:
-        return x
-    ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(n) / n)
-    out = x.copy()
-    out[..., :n] *= ramp
-    out[..., -n:] *= ramp[::-1]
-    return out
 
 
 def harmonic_tone(
@@ -125,16 +116,6 @@ def chirp(
     k = np.log(f_end_hz / f_start_hz) / sweep_s
     # Phase of an exponential sweep: 2 pi f0 (exp(k tau) - 1) / k, restarted every sweep.
     return np.sin(2 * np.pi * f_start_hz * np.expm1(k * tau) / k)
-
-
-def normalize_peak(x: np.ndarray, peak: float) -> np.ndarray:
-    """Scale `x` so that max |x| == `peak` (linear full scale); silence stays silent."""
-    m = np.max(np.abs(x))
-    return x if m == 0 else x * (peak / m)
-
-
-def db_to_amplitude(db: float) -> float:
-    return float(10.0 ** (db / 20.0))
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,1 +1,2 @@
-"""Nat-HEAR: naturalistic re-rendering of HEAR tasks (issue 3; not built yet)."""
+"""Nat-HEAR: HEAR tasks re-rendered as naturalistic scenes (reverberant rooms, directional noise,
+binaural or first-order Ambisonic), offline and reproducibly. ``python -m naturalistic_hear --help``."""

@@ -1,0 +1,219 @@
+"""Shared DSP for scene synthesis: fades, levels, RIR convolution and SNR mixing (REFERENCE §5).
+
+One copy of each function, imported by the synthetic HEAR tasks, the Nat-HEAR generator
+(`naturalistic_hear.generate`) and pretraining alike. All are pure: randomness comes in through an
+explicit `numpy.random.Generator`. Time is in s, rates in Hz, levels in dB (dBFS: relative to a
+full-scale amplitude of 1.0, so a full-scale sine is -3 dBFS RMS).
+
+Array functions accept numpy arrays or torch tensors (any device) and return the same kind, except
+`prepare_noise`, which draws from a numpy Generator and works on numpy arrays (data loading).
+
+Dimension letters: B batch (any leading dims), C channels, K noise positions, N samples, L RIR taps.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
+
+# Scene mixing constants of REFERENCE §5 (source level, noise fades, longest noise clip) and the
+# largest peak written to a file.
+SOURCE_DBFS = -14.0
+NOISE_FADE_S = 0.2
+NOISE_MAX_S = 10.0
+MAX_PEAK = 0.999
+
+
+def db_to_amplitude(db: float) -> float:
+    """Amplitude ratio of a level difference in dB: 10 ** (db / 20)."""
+    return float(10.0 ** (db / 20.0))
+
+
+def fade(x: Array, sample_rate: int, fade_s: float) -> Array:
+    """Raised-cosine fade-in and fade-out of `fade_s` seconds on the last axis of `x`.
+
+    The ramp is 0.5 - 0.5 cos(pi k / n) for k = 0..n-1 (n = fade_s * sample_rate samples, at most
+    half the signal): the first and last samples are zeroed. Returns a new array.
+    """
+    n = min(int(round(fade_s * sample_rate)), x.shape[-1] // 2)
+    out = x.clone() if isinstance(x, torch.Tensor) else x.copy()
+    if n == 0:
+        return out
+    ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(n) / n)
+    if isinstance(x, torch.Tensor):
+        ramp = torch.as_tensor(ramp, dtype=x.dtype, device=x.device)
+        out[..., :n] *= ramp
+        out[..., -n:] *= ramp.flip(0)
+    else:
+        out[..., :n] *= ramp
+        out[..., -n:] *= ramp[::-1]
+    return out
+
+
+def normalize_peak(x: Array, peak: float) -> Array:
+    """Scale `x` so that max |x| == `peak` (linear full scale); silence stays silent."""
+    m = float(abs(x).max())
+    return x if m == 0 else x * (peak / m)
+
+
+def power(x: Array, active: Array | None = None) -> float:
+    """Mean square of `x` (..., N) over every channel together, and over the samples where the
+    boolean mask `active` (N,) is true when given. 0.0 for an empty selection."""
+    if active is not None:
+        if isinstance(x, torch.Tensor):
+            active = torch.as_tensor(active, dtype=torch.bool, device=x.device)
+        x = x[..., active]
+    if x.shape[-1] == 0 or 0 in x.shape:
+        return 0.0
+    return float((x * x).mean())
+
+
+def rms_dbfs(x: Array) -> float:
+    """RMS level of `x` over all channels in dBFS; -inf for silence."""
+    p = power(x)
+    return 10.0 * math.log10(p) if p > 0 else -math.inf
+
+
+def rms_gain(x: Array, target_dbfs: float = SOURCE_DBFS) -> float:
+    """Linear gain that brings the RMS of `x` (all channels together) to `target_dbfs`; 1.0 for
+    digital silence (nothing to normalise)."""
+    p = power(x)
+    return math.sqrt(10.0 ** (target_dbfs / 10.0) / p) if p > 0 else 1.0
+
+
+def rms_normalize(x: Array, target_dbfs: float = SOURCE_DBFS) -> Array:
+    """`x` scaled so that its RMS over all channels is `target_dbfs` (dBFS); silence unchanged."""
+    return x * rms_gain(x, target_dbfs)
+
+
+def downmix(x: Array) -> Array:
+    """Mono (N,) from audio in soundfile layout: (N,) is returned as is, (N, C) is averaged."""
+    if x.ndim == 1:
+        return x
+    if x.ndim != 2:
+        raise ValueError(f"expected audio of shape (N,) or (N, C), got {tuple(x.shape)}")
+    return x.mean(1) if isinstance(x, torch.Tensor) else x.mean(axis=1)
+
+
+def fft_size(n: int) -> int:
+    """Smallest 5-smooth integer (2^a 3^b 5^c) >= n: a length the FFTs handle fast."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35 << max(0, math.ceil(math.log2(n / p35)))  # smallest p35 * 2^a >= n
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def convolve_rir(x: Array, rir: Array | np.ndarray) -> Array:
+    """Linear convolution of signals with multi-channel RIRs by FFT, truncated to the input length.
+
+    Args:
+        x: (..., N) signals, e.g. one mono clip (N,) or a batch (B, N).
+        rir: (..., C, L) impulse responses; leading dims broadcast against those of `x`
+            (e.g. (C, L) for every item, or (B, C, L) one per item).
+
+    Returns:
+        (..., C, N): channel c of an item is x * rir[c] (full convolution) cut to its first N
+        samples, so a delayed direct path keeps its delay and the reverberant tail past the end of
+        the clip is dropped (REFERENCE §5, "output truncated to the original length"). A torch
+        input gives a tensor on its device; the RIR is moved there.
+    """
+    n, taps = x.shape[-1], rir.shape[-1]
+    size = fft_size(n + taps - 1)
+    if isinstance(x, torch.Tensor):
+        rir = torch.as_tensor(rir, device=x.device)
+        dtype = torch.promote_types(torch.promote_types(x.dtype, rir.dtype), torch.float32)
+        spec_x = torch.fft.rfft(x.to(dtype), n=size).unsqueeze(-2)  # (..., 1, K)
+        spec_h = torch.fft.rfft(rir.to(dtype), n=size)  # (..., C, K)
+        return torch.fft.irfft(spec_x * spec_h, n=size)[..., :n]
+    dtype = np.result_type(x.dtype, rir.dtype, np.float32)
+    spec_x = np.fft.rfft(np.asarray(x, dtype), n=size)[..., None, :]  # (..., 1, K)
+    spec_h = np.fft.rfft(np.asarray(rir, dtype), n=size)  # (..., C, K)
+    return np.fft.irfft(spec_x * spec_h, n=size)[..., :n].astype(dtype, copy=False)
+
+
+def snr_gain(target: Array, noise: Array, snr_db: float, active: Array | None = None) -> float:
+    """One linear gain g for `noise` so that the mix target + g * noise has SNR `snr_db` (dB).
+
+    Signal power is the mean square of `target` (C, N) over all channels and samples; noise power
+    is the mean square of `noise` (C, N) over all channels and only the samples where `active`
+    (N,) is true (the part of the clip the noise clip was placed in; None: all). The gain is common
+    to every channel, so the noise keeps its interaural level and time differences (REFERENCE §5).
+    Returns 0.0 when the noise or the target is silent (no finite gain reaches the SNR).
+    """
+    return gain_for_snr(power(target), power(noise, active), snr_db)
+
+
+def gain_for_snr(target_power: float, noise_power: float, snr_db: float) -> float:
+    """Amplitude gain g with 10 log10(target_power / (g^2 noise_power)) = snr_db; 0.0 when
+    either power is 0."""
+    if target_power == 0.0 or noise_power == 0.0:
+        return 0.0
+    return math.sqrt(target_power / (noise_power * 10.0 ** (snr_db / 10.0)))
+
+
+def measured_snr_db(target: Array, noise: Array, active: Array | None = None) -> float:
+    """SNR in dB with the powers of `snr_gain`: all channels, noise over its active part only.
+    +inf when the noise is silent, -inf when the target is."""
+    p_target, p_noise = power(target), power(noise, active)
+    if p_noise == 0.0:
+        return math.inf
+    return 10.0 * math.log10(p_target / p_noise) if p_target > 0 else -math.inf
+
+
+def mix_at_snr(
+    target: Array, noise: Array, snr_db: float, active: Array | None = None
+) -> tuple[Array, float]:
+    """target + g * noise with g = `snr_gain(target, noise, snr_db, active)`; returns (mix, g)."""
+    gain = snr_gain(target, noise, snr_db, active)
+    return target + gain * noise, gain
+
+
+def limit_peak(x: Array, max_peak: float = MAX_PEAK) -> tuple[Array, float]:
+    """Scale the whole of `x` down so that max |x| <= `max_peak` (never clips, keeps every ratio
+    between channels and components); returns (x, gain) with gain 1.0 when already below."""
+    peak = float(abs(x).max()) if x.shape[-1] else 0.0
+    if peak <= max_peak:
+        return x, 1.0
+    gain = max_peak / peak
+    return x * gain, gain
+
+
+def prepare_noise(
+    noise: np.ndarray,
+    sample_rate: int,
+    length: int,
+    rng: np.random.Generator,
+    fade_s: float = NOISE_FADE_S,
+    max_s: float = NOISE_MAX_S,
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """Place a mono noise clip in a clip of `length` samples (REFERENCE §5).
+
+    The noise (N_noise,) is cut to its first min(`max_s` s, `length`) samples, faded in and out by
+    `fade_s` s (raised cosine) and, when shorter than the clip, put at a random offset drawn
+    uniformly from [0, length - its length] with `rng`; zeros elsewhere.
+
+    Returns:
+        noise (length,) float64; offset in samples (0 when the noise fills the clip); active
+        (length,) bool, true where the noise clip lies (the part its power is measured over).
+    """
+    if noise.ndim != 1:
+        raise ValueError(f"noise must be mono (N,), got shape {noise.shape}")
+    seg_len = min(noise.shape[0], int(round(max_s * sample_rate)), length)
+    segment = fade(np.asarray(noise[:seg_len], dtype=np.float64), sample_rate, fade_s)
+    offset = int(rng.integers(0, length - seg_len + 1))
+    out = np.zeros(length)
+    out[offset : offset + seg_len] = segment
+    active = np.zeros(length, dtype=bool)
+    active[offset : offset + seg_len] = True
+    return out, offset, active

@@ -1,0 +1,783 @@
+"""Nat-HEAR generator: HEAR tasks re-rendered as binaural or Ambisonic scenes (REFERENCE §5).
+
+Per clip (`render_clip`): the source is downmixed to mono and RMS-normalised to -14 dBFS, convolved
+with a held-out scene's source RIR; one noise clip (200 ms fades, at most 10 s, random offset when
+shorter than the clip) is convolved with every noise RIR of the scene and summed; the noise gets
+one gain over all channels so that the SNR, measured over the noise-active part, is uniform in
+5..40 dB; the result keeps the input's length and is never clipped (a too-loud mix is scaled down
+as a whole, `headroom_gain`). Every draw (scene, SNR, noise) comes from a numpy Generator seeded by
+a SHA-256 of (seed, task, split, file name), so a clip is a pure function of those and the same at
+every sample rate folder, in any order, shard or worker.
+
+Per task (`process_task`): OUT/<task dir name>/ gets the input's labels, split JSONs and
+vocabulary byte for byte, task_metadata.json with a `naturalistic` block added, the audio at the
+same sample-rate folders, splits and file names with 2 (binaural) or 4 (Ambisonic) channels, and
+`naturalistic_manifest.csv` (one row per rendered file).
+
+Audio files keep the input's container and sample subtype when it is PCM_16, PCM_24, PCM_32, FLOAT
+or DOUBLE (HEAR 2021 tasks are 16-bit WAV, so Nat-HEAR is too); any other subtype (e.g. PCM_U8, or
+a lossy one) is written as 32-bit float WAV.
+
+Resuming and sharding: each file is written to a hidden temporary name and renamed into place, then
+its manifest row is appended to `.naturalistic-rows/rows-<K>-of-<N>.jsonl` (one JSON object per
+line). A file counts as done when it exists and its row is in any rows file (or in an existing
+manifest), so an interrupted run redoes at most the files in flight. Shard K of N renders the
+clips whose index in the sorted (sample rate, split, file name) list is K modulo N. Whichever
+process finds every clip of the task done (the last shard, or any rerun) writes the manifest
+sorted by (sample rate, split, file name), then removes the rows files and stray temporary files:
+the finished folder is byte-identical whatever the sharding, worker count or interruptions.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import csv
+import hashlib
+import io
+import json
+import logging
+import multiprocessing
+import os
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import soundfile as sf
+import torch
+from tqdm import tqdm
+
+from hear_gram import dsp
+from naturalistic_hear.noise import NoiseSource
+
+if TYPE_CHECKING:  # rooms imports pyroomacoustics (1 s); the mixer needs none of it
+    from naturalistic_hear.rooms import Format
+
+logger = logging.getLogger(__name__)
+
+GENERATOR_VERSION = "nat-hear-1"
+CHANNELS: dict[str, int] = {"binaural": 2, "ambisonic": 4}
+FORMAT_OF_CHANNELS = {c: f for f, c in CHANNELS.items()}
+DEFAULT_SNR_RANGE = (5.0, 40.0)
+
+# The 11 HEAR tasks of Nat-HEAR (REFERENCE §5), as named by the HEAR 2021 task folders.
+NAT_HEAR_TASKS: tuple[str, ...] = (
+    "dcase2016_task2-hear2021-full",
+    "fsd50k-v1.0-full",
+    "libricount-v1.0.0-hear2021-full",
+    "esc50-v2.0.0-full",
+    "tfds_crema_d-1.0.0-full",
+    "vox_lingua_top10-hear2021-full",
+    "speech_commands-v0.0.2-5h",
+    "nsynth_pitch-v2.2.3-5h",
+    "beijing_opera-v1.0-hear2021-full",
+    "mridangam_stroke-v1.5-full",
+    "mridangam_tonic-v1.5-full",
+)
+
+MANIFEST_NAME = "naturalistic_manifest.csv"
+ROWS_DIR = ".naturalistic-rows"
+TMP_SUFFIX = ".tmp"
+KEEP_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
+# Manifest columns. Positions are room coordinates in m, directions (azimuth, elevation, distance)
+# head coordinates in deg, deg, m, as `naturalistic_hear.rooms.Scene` gives them; lists are JSON.
+# source_gain: amplitude gain bringing the mono source to -14 dBFS RMS; noise_gain: gain on the
+# summed spatial noise (noise clip as drawn, faded); headroom_gain: gain on the whole mix (1.0
+# unless its peak would exceed 0.999); snr_db: drawn; achieved_snr_db: measured on the written
+# parts (-inf for a silent source, +inf for silent noise); noise offset and length in samples.
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "task",
+    "split",
+    "filename",
+    "sample_rate",
+    "format",
+    "channels",
+    "input_channels",
+    "num_samples",
+    "scene_index",
+    "scene_id",
+    "pool",
+    "room_dim",
+    "absorption",
+    "t60_s",
+    "listener",
+    "head_azimuth_deg",
+    "source_position",
+    "source_azimuth_deg",
+    "source_elevation_deg",
+    "source_distance_m",
+    "noise_kind",
+    "n_noises",
+    "noise_positions",
+    "noise_directions",
+    "snr_db",
+    "achieved_snr_db",
+    "source_gain",
+    "noise_gain",
+    "headroom_gain",
+    "noise_file",
+    "noise_offset_samples",
+    "noise_length_samples",
+)
+
+# Independent random streams of a clip: changing the noise source leaves scenes and SNRs alone.
+_SCENE_STREAM, _SNR_STREAM, _NOISE_STREAM = 0, 1, 2
+
+
+class TaskError(ValueError):
+    """A HEAR task directory that cannot be processed; the message names the problem."""
+
+
+# --------------------------------------------------------------------------------------------
+# One clip
+# --------------------------------------------------------------------------------------------
+
+
+def clip_rng(seed: int, task: str, split: str, filename: str, stream: int) -> np.random.Generator:
+    """Generator for one random stream of one clip, from a SHA-256 of (seed, task, split, file
+    name): stable across processes, machines and Python versions (unlike `hash()`)."""
+    key = json.dumps([int(seed), task, split, filename]).encode()
+    entropy = np.frombuffer(hashlib.sha256(key).digest(), dtype="<u4").tolist()
+    return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(stream,)))
+
+
+@dataclass(frozen=True)
+class RenderedClip:
+    """The parts of a rendered clip at their final level (after `headroom_gain`)."""
+
+    target: np.ndarray  # (C, N) reverberant source
+    noise: np.ndarray  # (C, N) spatial noise, scaled
+    active: np.ndarray  # (N,) bool, where the noise clip was placed
+    row: dict[str, Any]  # manifest row (JSON-able values)
+
+    @property
+    def mix(self) -> np.ndarray:
+        """(C, N) float32: what is written to the file."""
+        return (self.target + self.noise).astype(np.float32)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _scene_fields(scene: Any) -> dict[str, Any]:
+    """Manifest fields of a `naturalistic_hear.rooms.Scene` (directions in head coordinates)."""
+    return {
+        "scene_id": scene.scene_id,
+        "pool": scene.pool,
+        "room_dim": _jsonable(scene.room_dim),
+        "absorption": _jsonable(scene.absorption),
+        "t60_s": _jsonable(scene.t60_s),
+        "listener": _jsonable(scene.listener),
+        "head_azimuth_deg": _jsonable(scene.head_azimuth_deg),
+        "source_position": _jsonable(scene.source),
+        "source_azimuth_deg": _jsonable(scene.source_azimuth_deg),
+        "source_elevation_deg": _jsonable(scene.source_elevation_deg),
+        "source_distance_m": _jsonable(scene.source_distance_m),
+        "noise_kind": scene.noise_kind,
+        "n_noises": len(scene.noise_directions),
+        "noise_positions": _jsonable(scene.noises),
+        "noise_directions": _jsonable(scene.noise_directions),
+    }
+
+
+def render_components(
+    audio: np.ndarray,
+    sample_rate: int,
+    bank: Any,
+    noise_source: NoiseSource,
+    seed: int,
+    task: str,
+    split: str,
+    filename: str,
+    snr_range: tuple[float, float] = DEFAULT_SNR_RANGE,
+) -> RenderedClip:
+    """Render one clip and keep its parts; see `render_clip`."""
+    lo, hi = snr_range
+    if not lo <= hi:
+        raise ValueError(f"snr_range must be (low, high) with low <= high, got {snr_range}")
+    if noise_source.sample_rate != sample_rate:
+        raise ValueError(
+            f"noise source is at {noise_source.sample_rate} Hz, clip at {sample_rate} Hz: "
+            "use noise_source.at_rate(sample_rate)"
+        )
+    source = dsp.downmix(np.asarray(audio, dtype=np.float64))  # (N,)
+    n = source.shape[0]
+    source_gain = dsp.rms_gain(source, dsp.SOURCE_DBFS)
+
+    index = int(clip_rng(seed, task, split, filename, _SCENE_STREAM).integers(len(bank)))
+    scene, source_rir, noise_rirs = bank.get(index)  # (C, L), (K, C, L)
+    channels = source_rir.shape[0]
+    if channels not in FORMAT_OF_CHANNELS or noise_rirs.shape[1:] != source_rir.shape:
+        raise ValueError(
+            f"scene {index}: RIR shapes {source_rir.shape} and {noise_rirs.shape} are not "
+            "(C, L) and (K, C, L) with C = 2 (binaural) or 4 (Ambisonic)"
+        )
+    target = dsp.convolve_rir(source * source_gain, source_rir)  # (C, N)
+
+    noise_rng = clip_rng(seed, task, split, filename, _NOISE_STREAM)
+    noise_clip, noise_name = noise_source.draw(noise_rng)
+    noise, offset, active = dsp.prepare_noise(noise_clip, sample_rate, n, noise_rng)
+    # Convolution is linear: the same noise clip through every noise RIR, summed, is the clip
+    # through the summed RIRs (one convolution instead of K).
+    spatial_noise = dsp.convolve_rir(noise, noise_rirs.sum(axis=0))  # (C, N)
+
+    snr_db = float(clip_rng(seed, task, split, filename, _SNR_STREAM).uniform(lo, hi))
+    target_power = dsp.power(target)
+    if target_power == 0.0:
+        # A silent source (digital silence): the noise is set against a source at -14 dBFS.
+        target_power = 10.0 ** (dsp.SOURCE_DBFS / 10.0)
+    noise_gain = dsp.gain_for_snr(target_power, dsp.power(spatial_noise, active), snr_db)
+    _, headroom_gain = dsp.limit_peak(target + noise_gain * spatial_noise, dsp.MAX_PEAK)
+    target, spatial_noise = target * headroom_gain, spatial_noise * (noise_gain * headroom_gain)
+
+    row = {
+        "task": task,
+        "split": split,
+        "filename": filename,
+        "sample_rate": sample_rate,
+        "format": FORMAT_OF_CHANNELS[channels],
+        "channels": channels,
+        "input_channels": 1 if np.ndim(audio) == 1 else int(np.shape(audio)[1]),
+        "num_samples": n,
+        "scene_index": index,
+        **_scene_fields(scene),
+        "snr_db": snr_db,
+        "achieved_snr_db": dsp.measured_snr_db(target, spatial_noise, active),
+        "source_gain": source_gain,
+        "noise_gain": noise_gain,
+        "headroom_gain": headroom_gain,
+        "noise_file": noise_name,
+        "noise_offset_samples": offset,
+        "noise_length_samples": int(active.sum()),
+    }
+    return RenderedClip(target, spatial_noise, active, row)
+
+
+def render_clip(
+    audio: np.ndarray,
+    sample_rate: int,
+    bank: Any,
+    noise_source: NoiseSource,
+    seed: int,
+    task: str,
+    split: str,
+    filename: str,
+    snr_range: tuple[float, float] = DEFAULT_SNR_RANGE,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Re-render one HEAR clip as a naturalistic scene.
+
+    Args:
+        audio: (N,) or (N, C_in) at `sample_rate` Hz (soundfile layout); channels are averaged.
+        bank: a built `naturalistic_hear.bank.SceneBank` at `sample_rate` (or one with its
+            interface: `len`, `get(i) -> (scene, source RIR (C, L), noise RIRs (K, C, L))`).
+        noise_source: a `NoiseSource` at `sample_rate`.
+        seed, task, split, filename: the clip's identity; every random draw derives from them.
+        snr_range: (low, high) in dB; the SNR is uniform in it.
+
+    Returns:
+        mix (C, N) float32 with C = 2 (binaural) or 4 (Ambisonic), |mix| <= 0.999, and its
+        manifest row (see `MANIFEST_COLUMNS`).
+    """
+    clip = render_components(
+        audio, sample_rate, bank, noise_source, seed, task, split, filename, snr_range
+    )
+    return clip.mix, clip.row
+
+
+# --------------------------------------------------------------------------------------------
+# HEAR task directories
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Clip:
+    sample_rate: int
+    split: str
+    filename: str
+
+    def path(self, task_dir: Path) -> Path:
+        return task_dir / str(self.sample_rate) / self.split / self.filename
+
+
+@dataclass(frozen=True)
+class TaskLayout:
+    """A validated HEAR task directory."""
+
+    path: Path
+    metadata: dict
+    splits: tuple[str, ...]
+    sample_rates: tuple[int, ...]
+    clips: tuple[Clip, ...]  # sorted
+    copied_files: tuple[str, ...]  # top-level files copied byte for byte
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def _read_json(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise TaskError(f"{path.parent}: missing {what} ({path.name})")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TaskError(f"{path}: {what} is not valid JSON: {e}") from e
+
+
+def read_task(task_dir: str | Path, sample_rates: Sequence[int] | None = None) -> TaskLayout:
+    """Check a HEAR 2021 task directory and list its clips (those named in the split JSONs, at
+    every sample-rate folder, or at `sample_rates` only). Raises `TaskError` naming the problem."""
+    root = Path(task_dir)
+    if not root.is_dir():
+        raise TaskError(f"task directory {root} does not exist")
+    metadata = _read_json(root / "task_metadata.json", "task metadata")
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("splits"), list):
+        raise TaskError(f"{root}/task_metadata.json: no 'splits' list")
+    if not (root / "labelvocabulary.csv").is_file():
+        raise TaskError(f"{root}: missing labelvocabulary.csv")
+    splits = tuple(metadata["splits"])
+    labels = {s: _read_json(root / f"{s}.json", f"split file of split {s!r}") for s in splits}
+    for split, data in labels.items():
+        if not isinstance(data, dict):
+            raise TaskError(f"{root}/{split}.json: expected an object {{file name: labels}}")
+
+    found = sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+    if not found:
+        raise TaskError(f"{root}: no audio folders (sample-rate directories such as 16000/)")
+    rates = tuple(sample_rates) if sample_rates else tuple(found)
+    missing_rates = [sr for sr in rates if sr not in found]
+    if missing_rates:
+        raise TaskError(f"{root}: no audio folder for {missing_rates} Hz (found {found})")
+
+    clips = []
+    for sr in rates:
+        for split in splits:
+            folder = root / str(sr) / split
+            if not folder.is_dir():
+                raise TaskError(f"{root}: missing audio folder {sr}/{split}/")
+            for filename in labels[split]:
+                clips.append(Clip(sr, split, filename))
+                _check_audio(clips[-1].path(root), sr)
+    copied = tuple(
+        sorted(p.name for p in root.iterdir() if p.is_file() and p.name != "task_metadata.json")
+    )
+    return TaskLayout(root, metadata, splits, rates, tuple(sorted(clips)), copied)
+
+
+def _check_audio(path: Path, sample_rate: int) -> None:
+    if not path.is_file():
+        raise TaskError(f"missing audio file {path} (listed in {path.parent.name}.json)")
+    try:
+        info = sf.info(path)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise TaskError(f"unreadable audio file {path}: {e}") from e
+    if info.samplerate != sample_rate:
+        raise TaskError(f"{path} is at {info.samplerate} Hz, but lies in the {sample_rate} folder")
+
+
+def output_subtype(info: Any) -> tuple[str, str]:
+    """(container, subtype) of an output file given the input's `soundfile.info`."""
+    if info.subtype in KEEP_SUBTYPES and sf.check_format(info.format, info.subtype):
+        return info.format, info.subtype
+    return "WAV", "FLOAT"
+
+
+# --------------------------------------------------------------------------------------------
+# Files: atomic writes, manifest rows
+# --------------------------------------------------------------------------------------------
+
+
+def zero_peak_timestamp(path: Path) -> None:
+    """Zero the timestamp libsndfile writes into the PEAK chunk of float WAV files (the time of
+    writing, in s), the one thing that would make equal audio differ byte for byte."""
+    with open(path, "r+b") as f:
+        head = f.read(4096)
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        pos = 12
+        while pos + 8 <= len(head):
+            chunk, size = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
+            if chunk == b"data":
+                return
+            if chunk == b"PEAK":  # version (uint32), timestamp (uint32), peaks
+                f.seek(pos + 12)
+                f.write(b"\0\0\0\0")
+                return
+            pos += 8 + size + (size & 1)
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = _tmp_path(path)
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _write_static(path: Path, data: bytes) -> None:
+    """Write a file every shard writes identically; refuse to overwrite different content."""
+    if path.is_file():
+        if path.read_bytes() != data:
+            raise TaskError(
+                f"{path} exists with different content: it was generated from another input or "
+                "with other settings; use a new --out or delete the folder"
+            )
+        return
+    _write_bytes_atomic(path, data)
+
+
+def _cell(value: Any) -> str:
+    """Manifest cell: strings as they are, everything else as JSON (lists, floats in full)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _key(row: dict[str, str]) -> tuple[int, str, str]:
+    return int(row["sample_rate"]), row["split"], row["filename"]
+
+
+def _read_rows(out_dir: Path) -> dict[tuple[int, str, str], dict[str, str]]:
+    """Rows recorded so far: the manifest, if any, and every rows file (a torn last line, from an
+    interrupted write, is ignored)."""
+    rows = {}
+    manifest = out_dir / MANIFEST_NAME
+    if manifest.is_file():
+        with manifest.open(newline="") as f:
+            rows.update({_key(r): r for r in csv.DictReader(f)})
+    for path in sorted((out_dir / ROWS_DIR).glob("*.jsonl")):
+        try:
+            lines = path.read_text().splitlines()
+        except FileNotFoundError:  # removed by a shard that just finished the task
+            continue
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            rows[_key(row)] = row
+    return rows
+
+
+def _open_rows(path: Path) -> io.TextIOWrapper:
+    """Open a rows file for appending, first ending a line torn by an interrupted write (its
+    half row is then skipped when read, instead of swallowing the next one)."""
+    rows_file = path.open("a")
+    if rows_file.tell() > 0:
+        with path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                rows_file.write("\n")
+    return rows_file
+
+
+def _manifest_bytes(rows: list[dict[str, str]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(sorted(rows, key=_key))
+    return buffer.getvalue().encode()
+
+
+def _finish(layout: TaskLayout, out_dir: Path) -> bool:
+    """Write the manifest and clean up if every clip of the task is done; True if so."""
+    rows = _read_rows(out_dir)
+    keys = [(c.sample_rate, c.split, c.filename) for c in layout.clips]
+    if any(k not in rows for k in keys) or not all(c.path(out_dir).is_file() for c in layout.clips):
+        return False
+    manifest = out_dir / MANIFEST_NAME
+    data = _manifest_bytes([rows[k] for k in keys])
+    if not manifest.is_file() or manifest.read_bytes() != data:
+        _write_bytes_atomic(manifest, data)
+    for path in sorted((out_dir / ROWS_DIR).glob("*")):
+        path.unlink(missing_ok=True)
+    if (out_dir / ROWS_DIR).is_dir():
+        (out_dir / ROWS_DIR).rmdir()
+    for sr in layout.sample_rates:
+        for split in layout.splits:
+            for tmp in (out_dir / str(sr) / split).glob(f".*{TMP_SUFFIX}"):
+                tmp.unlink(missing_ok=True)
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering files (in this process or in workers)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a worker needs to render any clip of a task (picklable)."""
+
+    task_dir: Path
+    out_dir: Path
+    seed: int
+    snr_range: tuple[float, float]
+    bank_factory: Callable[[int], Any]
+    noise_source: NoiseSource
+
+
+class _Renderer:
+    """Renders and writes clips of one task; banks and noise sources made once per rate."""
+
+    def __init__(self, job: _Job, banks: dict[int, Any] | None = None) -> None:
+        self.job = job
+        self.banks = dict(banks or {})
+        self.noise: dict[int, NoiseSource] = {}
+
+    def bank(self, sample_rate: int) -> Any:
+        if sample_rate not in self.banks:
+            self.banks[sample_rate] = self.job.bank_factory(sample_rate).build(
+                workers=1, progress=False
+            )
+        return self.banks[sample_rate]
+
+    def noise_source(self, sample_rate: int) -> NoiseSource:
+        if sample_rate not in self.noise:
+            self.noise[sample_rate] = self.job.noise_source.at_rate(sample_rate)
+        return self.noise[sample_rate]
+
+    def __call__(self, clip: Clip) -> dict[str, str]:
+        job, sr = self.job, clip.sample_rate
+        src = clip.path(job.task_dir)
+        try:
+            info = sf.info(src)
+            audio, _ = sf.read(src, dtype="float64", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise TaskError(f"unreadable audio file {src}: {e}") from e
+        mix, row = render_clip(
+            audio,
+            sr,
+            self.bank(sr),
+            self.noise_source(sr),
+            job.seed,
+            job.task_dir.name,
+            clip.split,
+            clip.filename,
+            job.snr_range,
+        )
+        dst = clip.path(job.out_dir)
+        container, subtype = output_subtype(info)
+        tmp = _tmp_path(dst)
+        sf.write(tmp, mix.T, sr, subtype=subtype, format=container)
+        zero_peak_timestamp(tmp)
+        os.replace(tmp, dst)
+        return {k: _cell(row[k]) for k in MANIFEST_COLUMNS}
+
+
+_WORKER: _Renderer | None = None
+
+
+def _init_worker(job: _Job) -> None:
+    global _WORKER
+    torch.set_num_threads(1)  # one process per core; torch only resamples noise files
+    _WORKER = _Renderer(job)
+
+
+def _render_in_worker(clip: Clip) -> dict[str, str]:
+    assert _WORKER is not None
+    return _WORKER(clip)
+
+
+class _SingleThreadTorch:
+    """Same torch thread count as the workers, so results never depend on `workers`."""
+
+    def __enter__(self) -> None:
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc) -> None:
+        torch.set_num_threads(self.threads)
+
+
+def _run(
+    renderer: _Renderer,
+    job: _Job,
+    clips: list[Clip],
+    workers: int,
+    append: Callable[[dict[str, str]], None],
+) -> None:
+    if workers <= 1:
+        with _SingleThreadTorch():
+            for clip in clips:
+                append(renderer(clip))
+        return
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+    with cf.ProcessPoolExecutor(workers, context, _init_worker, (job,)) as pool:
+        futures = [pool.submit(_render_in_worker, clip) for clip in clips]
+        try:
+            for future in cf.as_completed(futures):
+                append(future.result())
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+# --------------------------------------------------------------------------------------------
+# A whole task
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    out_dir: Path
+    rendered: int  # files rendered by this call
+    skipped: int  # files of this shard already done
+    complete: bool  # every file of the task done and the manifest written
+
+
+def naturalistic_metadata(
+    fmt: Format,
+    seed: int,
+    snr_range: tuple[float, float],
+    noise_source: NoiseSource,
+    banks: dict[int, Any],
+) -> dict:
+    """The `naturalistic` block added to task_metadata.json (heareval ignores unknown keys)."""
+    descriptions = {str(sr): _jsonable(bank.describe()) for sr, bank in sorted(banks.items())}
+    first = next(iter(descriptions.values()))
+    return {
+        "generator": GENERATOR_VERSION,
+        "format": fmt,
+        "channels": CHANNELS[fmt],
+        "seed": seed,
+        "scene_pool": first.get("pool"),
+        "hrtf": first.get("hrtf"),
+        "snr_db_range": list(snr_range),
+        "source_dbfs": dsp.SOURCE_DBFS,
+        "noise_fade_s": dsp.NOISE_FADE_S,
+        "noise_max_s": dsp.NOISE_MAX_S,
+        "max_peak": dsp.MAX_PEAK,
+        "noise_source": noise_source.describe(),
+        "sample_rates": sorted(banks),
+        "banks": descriptions,
+        "manifest": MANIFEST_NAME,
+    }
+
+
+def _parse_shard(shard: tuple[int, int]) -> tuple[int, int]:
+    k, n = shard
+    if not (n >= 1 and 0 <= k < n):
+        raise ValueError(f"shard must be (K, N) with 0 <= K < N, got {shard}")
+    return k, n
+
+
+def process_task(
+    task_dir: str | Path,
+    out_root: str | Path,
+    fmt: Format,
+    bank_factory: Callable[[int], Any],
+    noise_source: NoiseSource,
+    seed: int = 0,
+    snr_range: tuple[float, float] = DEFAULT_SNR_RANGE,
+    workers: int = 1,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+    sample_rates: Sequence[int] | None = None,
+) -> TaskResult:
+    """Render shard `shard` = (K, N) of the HEAR task at `task_dir` into OUT/<task dir name>/.
+
+    Args:
+        fmt: "binaural" (2 channels) or "ambisonic" (4); the banks must produce that format.
+        bank_factory: sample rate (Hz) -> SceneBank, called once per sample-rate folder here and
+            in each worker process (so it must be picklable, e.g. a `functools.partial`); `build()`
+            is called on what it returns.
+        noise_source: a `NoiseSource`; `at_rate` gives it each folder's rate.
+        seed: generator seed (scene choice, SNR, noise per clip).
+        snr_range: (low, high) dB.
+        workers: processes (1: render here).
+        shard: (K, N), 0 <= K < N: this call renders the clips whose sorted index is K mod N.
+        sample_rates: only these sample-rate folders (default: all of the input's).
+
+    Returns a `TaskResult`; raises `TaskError` for a malformed task directory.
+    """
+    if fmt not in CHANNELS:
+        raise ValueError(f"fmt must be one of {sorted(CHANNELS)}, got {fmt!r}")
+    k, n = _parse_shard(shard)
+    layout = read_task(task_dir, sample_rates)
+    banks = {
+        sr: bank_factory(sr).build(workers=workers, progress=progress) for sr in layout.sample_rates
+    }
+    job = _Job(
+        layout.path,
+        Path(out_root) / layout.name,
+        seed,
+        tuple(snr_range),
+        bank_factory,
+        noise_source,
+    )
+    renderer = _Renderer(job, banks)
+    for sr in layout.sample_rates:  # fail before writing anything if the bank does not fit
+        scene, rir, _ = renderer.bank(sr).get(0)
+        if rir.shape[0] != CHANNELS[fmt]:
+            raise ValueError(f"the {sr} Hz bank gives {rir.shape[0]}-channel RIRs, not {fmt}")
+
+    out_dir = job.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metadata = dict(layout.metadata)
+    metadata["naturalistic"] = naturalistic_metadata(fmt, seed, snr_range, noise_source, banks)
+    _write_static(out_dir / "task_metadata.json", (json.dumps(metadata, indent=4) + "\n").encode())
+    for name in layout.copied_files:
+        _write_static(out_dir / name, (layout.path / name).read_bytes())
+    for sr in layout.sample_rates:
+        for split in layout.splits:
+            (out_dir / str(sr) / split).mkdir(parents=True, exist_ok=True)
+
+    mine = [c for i, c in enumerate(layout.clips) if i % n == k]
+    done = _read_rows(out_dir)
+    todo = [
+        c
+        for c in mine
+        if (c.sample_rate, c.split, c.filename) not in done or not c.path(out_dir).is_file()
+    ]
+    (out_dir / ROWS_DIR).mkdir(exist_ok=True)
+    rows_path = out_dir / ROWS_DIR / f"rows-{k}-of-{n}.jsonl"
+    bar = tqdm(
+        total=len(mine), initial=len(mine) - len(todo), desc=layout.name, disable=not progress
+    )
+    with _open_rows(rows_path) as rows_file, bar:
+
+        def append(row: dict[str, str]) -> None:
+            rows_file.write(json.dumps(row) + "\n")
+            rows_file.flush()
+            bar.update()
+
+        _run(renderer, job, todo, workers, append)
+    complete = _finish(layout, out_dir)
+    logger.info(
+        "%s: rendered %d, skipped %d%s",
+        layout.name,
+        len(todo),
+        len(mine) - len(todo),
+        ", task complete" if complete else "",
+    )
+    return TaskResult(out_dir, len(todo), len(mine) - len(todo), complete)
+
+
+def find_tasks(tasks_dir: str | Path, names: Sequence[str] | None = None) -> list[Path]:
+    """Task directories to process: `names` (each must exist), else the Nat-HEAR tasks present."""
+    root = Path(tasks_dir)
+    if not root.is_dir():
+        raise TaskError(f"tasks directory {root} does not exist")
+    present = sorted(p.name for p in root.iterdir() if (p / "task_metadata.json").is_file())
+    if names:
+        missing = [name for name in names if not (root / name).is_dir()]
+        if missing:
+            raise TaskError(f"{root}: no task folder {missing}; found {present}")
+        return [root / name for name in names]
+    chosen = [root / name for name in NAT_HEAR_TASKS if name in present]
+    if not chosen:
+        raise TaskError(
+            f"{root} holds none of the Nat-HEAR tasks {list(NAT_HEAR_TASKS)}; found task "
+            f"folders {present} (pick some with --task)"
+        )
+    return chosen
