@@ -2,14 +2,19 @@
 
     python -m naturalistic_hear --tasks-dir hear-2021.0.6/tasks --out nat-hear --format binaural \\
         [--task esc50-v2.0.0-full ...] [--sample-rate 32000] [--seed 0] [--noise-dir wham_noise/tt] \\
-        [--rirs builtin] [--hrtf FILE] [--snr-db 5 40] [--workers 2] [--shard 0/4] \\
-        [--n-scenes 200] [--cache-dir DIR]
+        [--rirs builtin | soundspaces:DIR | sofa:FILE] [--hrtf FILE] [--snr-db 5 40] \\
+        [--workers 2] [--shard 0/4] [--n-scenes 200] [--cache-dir DIR]
 
 Without --task, every Nat-HEAR task (REFERENCE §5) found under --tasks-dir is rendered. Without
 --noise-dir, noise comes from the built-in generator (a stand-in for WHAMR!; the task metadata
 says so). Runs are resumable and shardable: rerun the same command to finish an interrupted run;
 shards (--shard K/N, 0 <= K < N) may run in any order or at once, and the last one to finish a
 task writes its manifest (see naturalistic_hear.generate).
+
+--rirs picks the rooms: builtin simulates held-out rooms (naturalistic_hear.bank, cached under
+--cache-dir); soundspaces:DIR reads GRAM's SoundSpaces 2.0 scene JSON files and .npy RIRs and
+sofa:FILE measured RIRs (naturalistic_hear.external). The bank's describe() is recorded in the
+`naturalistic` block of each task_metadata.json.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from naturalistic_hear.external import ExternalRIRError, SofaBank, SoundSpacesBank
 from naturalistic_hear.generate import (
     CHANNELS,
     DEFAULT_SNR_RANGE,
@@ -32,6 +38,7 @@ from naturalistic_hear.generate import (
 from naturalistic_hear.noise import BuiltinNoise, NoiseDir, NoiseSource
 
 logger = logging.getLogger("naturalistic_hear")
+DEFAULT_N_SCENES = 200  # held-out scenes of the builtin bank
 
 
 def default_cache_dir() -> Path:
@@ -78,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rirs",
         default="builtin",
-        help="builtin (simulated held-out scenes) | soundspaces:DIR | sofa:FILE",
+        help="builtin (simulated held-out scenes) | soundspaces:DIR (GRAM/SoundSpaces 2.0 scene "
+        "JSON files and .npy RIRs at 32 kHz) | sofa:FILE (measured RIRs, e.g. SingleRoomSRIR)",
     )
     p.add_argument(
         "--hrtf",
@@ -88,20 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snr-db", type=float, nargs=2, default=DEFAULT_SNR_RANGE, metavar=("LO", "HI"))
     p.add_argument("--workers", type=int, default=1, help="processes")
     p.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N")
-    p.add_argument("--n-scenes", type=int, default=200, help="scenes in the held-out bank")
+    p.add_argument(
+        "--n-scenes",
+        type=int,
+        help=f"scenes in the bank (builtin: default {DEFAULT_N_SCENES}; sofa: default one per "
+        "measurement; soundspaces: one per sampled region, not settable)",
+    )
     p.add_argument("--cache-dir", type=Path, default=None, help="scene bank cache")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
 def bank_factory(args: argparse.Namespace) -> functools.partial:
-    """sample rate -> SceneBank for --rirs, picklable for worker processes."""
+    """sample rate -> scene bank for --rirs, picklable for worker processes."""
     kind, _, location = args.rirs.partition(":")
     if kind in ("soundspaces", "sofa"):
-        raise SystemExit(
-            f"--rirs {kind}:{location}: not implemented yet; only --rirs builtin (simulated "
-            "held-out rooms, naturalistic_hear.bank) is available"
-        )
+        return external_bank_factory(args, kind, location)
     if kind != "builtin" or location:
         raise SystemExit(f"--rirs must be builtin, soundspaces:DIR or sofa:FILE; got {args.rirs!r}")
     from naturalistic_hear.bank import SceneBank
@@ -115,10 +125,31 @@ def bank_factory(args: argparse.Namespace) -> functools.partial:
         args.cache_dir or default_cache_dir(),
         args.fmt,
         pool="test",
-        n_scenes=args.n_scenes,
+        n_scenes=DEFAULT_N_SCENES if args.n_scenes is None else args.n_scenes,
         seed=args.seed,
         hrtf=None if args.hrtf is None else load_sofa(args.hrtf),
     )
+
+
+def external_bank_factory(args: argparse.Namespace, kind: str, location: str) -> functools.partial:
+    """sample rate -> SoundSpacesBank (one scene per sampled region) or SofaBank (--n-scenes
+    scenes, default one per measurement); see naturalistic_hear.external."""
+    if not location:
+        raise SystemExit(f"--rirs {kind}: needs a path, e.g. --rirs {kind}:PATH")
+    if args.hrtf is not None:
+        raise SystemExit(
+            f"--hrtf applies to --rirs builtin only ({kind} RIRs are already rendered)"
+        )
+    path = Path(location).resolve()
+    if kind == "soundspaces":
+        if not path.is_dir():
+            raise SystemExit(f"--rirs soundspaces:DIR: {location} is not a folder")
+        if args.n_scenes is not None:
+            raise SystemExit("--n-scenes does not apply to --rirs soundspaces (one per region)")
+        return functools.partial(SoundSpacesBank, path, args.fmt)
+    if not path.is_file():
+        raise SystemExit(f"--rirs sofa:FILE: {location} is not a file")
+    return functools.partial(SofaBank, path, args.fmt, n_scenes=args.n_scenes, seed=args.seed)
 
 
 def noise_source(args: argparse.Namespace) -> NoiseSource:
@@ -161,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 result.skipped,
                 state,
             )
-    except (TaskError, FileNotFoundError) as e:
+    except (TaskError, ExternalRIRError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from e
 
 

@@ -426,7 +426,7 @@ def test_cli_errors(tmp_path, scene_task, capsys):
     base = ["--out", str(tmp_path / "out"), "--format", "binaural"]
     with pytest.raises(SystemExit, match="none of the Nat-HEAR tasks.*hear-gram-demo-scene"):
         cli.main(["--tasks-dir", str(scene_task.parent), *base])
-    with pytest.raises(SystemExit, match="not implemented yet"):
+    with pytest.raises(SystemExit, match="is not a file"):
         sofa = ["--task", scene_task.name, "--rirs", "sofa:x.sofa"]
         cli.main(["--tasks-dir", str(scene_task.parent), *base, *sofa])
     with pytest.raises(SystemExit):
