@@ -1,0 +1,85 @@
+"""What the baseline HEAR modules share: input validation, framing, STFT and band edges.
+
+Dimension letters: B clips, C channels, N samples, W windows, F frequency bins, T frames.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hear_gram.runtime import INPUT_RATES
+
+FRAME_S = 0.032  # s, STFT window (Hann), hop half of it
+TIMESTAMP_WINDOW_S = 0.2  # s, context of one timestamp embedding
+TIMESTAMP_HOP_S = 0.05  # s, spacing of timestamp embeddings (HEAR asks for <= 50 ms)
+
+
+def parse_sample_rate(options: dict[str, Any]) -> int:
+    rate = int(options.get("sample_rate", 48000))
+    if rate not in INPUT_RATES:
+        raise ValueError(f"sample_rate must be one of {INPUT_RATES}, got {rate}")
+    return rate
+
+
+def check_options(options: dict[str, Any], valid: tuple[str, ...]) -> None:
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown model option(s) {unknown}; valid options: {list(valid)}")
+
+
+def layout(audio: Tensor, channels: int, what: str) -> Tensor:
+    """(B, N, C) (as soundfile reads) or (B, C, N) -> (B, C, N) float32, `channels` channels."""
+    if not isinstance(audio, Tensor):
+        raise TypeError(f"audio must be a torch.Tensor, got {type(audio).__name__}")
+    if audio.ndim != 3:
+        raise ValueError(
+            f"{what} needs {channels}-channel audio (B, N, C) or (B, C, N), got {tuple(audio.shape)}"
+        )
+    if audio.shape[1] != channels and audio.shape[2] == channels:
+        audio = audio.transpose(1, 2)
+    if audio.shape[1] != channels:
+        raise ValueError(f"{what} needs {channels} channels, got audio {tuple(audio.shape)}")
+    if audio.shape[0] == 0 or audio.shape[-1] == 0:
+        raise ValueError(f"empty audio {tuple(audio.shape)}")
+    if not torch.isfinite(audio).all():
+        raise ValueError("audio contains NaN or Inf values")
+    return audio.float()
+
+
+def stft(x: Tensor, sample_rate: int) -> Tensor:
+    """(..., N) -> complex (..., F, T), Hann window of FRAME_S, hop FRAME_S / 2."""
+    n_fft = 2 ** round(math.log2(FRAME_S * sample_rate))
+    lead, n = x.shape[:-1], x.shape[-1]
+    window = torch.hann_window(n_fft, device=x.device)
+    spec = torch.stft(
+        x.reshape(-1, n), n_fft, n_fft // 2, window=window, center=True, return_complex=True
+    )
+    return spec.reshape(*lead, *spec.shape[-2:])
+
+
+def band_masks(sample_rate: int, n_freqs: int, edges_hz: Tensor) -> Tensor:
+    """(K, F) float masks of the bins of K bands [edges[k], edges[k+1]) Hz; bands above
+    Nyquist are empty (their features come out as 0)."""
+    freqs = torch.linspace(0, sample_rate / 2, n_freqs)
+    return ((freqs >= edges_hz[:-1, None]) & (freqs < edges_hz[1:, None])).float()
+
+
+def log_band_edges(low_hz: float, high_hz: float, n_bands: int) -> Tensor:
+    return torch.logspace(math.log10(low_hz), math.log10(high_hz), n_bands + 1)
+
+
+def windows(x: Tensor, sample_rate: int) -> tuple[Tensor, Tensor]:
+    """(B, C, N) -> windows (B, W, C, L) of TIMESTAMP_WINDOW_S centred every TIMESTAMP_HOP_S
+    (zero-padded at the ends) and their centres (B, W) in ms."""
+    length = int(round(TIMESTAMP_WINDOW_S * sample_rate))
+    hop = int(round(TIMESTAMP_HOP_S * sample_rate))
+    n = x.shape[-1]
+    n_windows = n // hop + 1
+    padded = torch.nn.functional.pad(x, (length // 2, length // 2 + hop))
+    frames = padded.unfold(-1, length, hop)[:, :, :n_windows]  # (B, C, W, L)
+    centres = torch.arange(n_windows, device=x.device) * hop / sample_rate * 1000.0
+    return frames.permute(0, 2, 1, 3), centres.expand(x.shape[0], -1)

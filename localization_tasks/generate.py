@@ -1,0 +1,470 @@
+"""Localization and T60 tasks built from HEAR scene tasks (REFERENCE §5, "Localization tasks").
+
+    python -m localization_tasks.generate --tasks-dir hear/tasks --out loc-tasks \\
+        [--task esc50-v2.0.0-full --task speech_commands-v0.0.2-5h] \\
+        [--format binaural ambisonic] [--seed 0] [--n-scenes 200] [--sample-rate 48000] \\
+        [--noise-dir wham_noise/tt] [--cache-dir DIR]
+
+Per source task and format (binaural: 2 channels, Ambisonic: 4 channels ACN/SN3D W, Y, Z, X) we
+write five HEAR-like tasks under OUT/:
+
+    {task}-loc-{format}-clean       direction, no noise
+    {task}-loc-{format}-snr05-10    direction, SNR uniform in 5..10 dB
+    {task}-loc-{format}-snr10-20    direction, SNR uniform in 10..20 dB
+    {task}-loc-{format}-snr20-40    direction, SNR uniform in 20..40 dB
+    {task}-t60-{format}             T60 in s, no noise (same audio as -clean)
+
+Rendering is `naturalistic_hear.generate.render_components` (the Nat-HEAR code path, one copy):
+the clip's scene, noise clip and SNR draw come from `clip_rng(seed, source task, split, file)`,
+so a clip has the SAME scene and noise in every bin and format; only the SNR range changes (the
+SNR is the same uniform draw mapped into each bin). The noise-free audio is the rendered target
+(reverberant source) before noise, at the same level (the mix's headroom gain undone, peak-limited
+again alone).
+
+Coordinate frame of the targets ("head"): origin at the centre of the listener's head, x = the
+facing direction, y = the listener's left, z = up (right-handed); azimuth counter-clockwise from
+the front (+90 deg = left), elevation up. Target = [cos(el) cos(az), cos(el) sin(az), sin(el)].
+
+Layout (HEAR 2021 layout, read by labhamlet/listen-eval-kit with `--localization
+cartesian-regression`: it reads a scene task's `{split}.json` labels as they are and makes
+`torch.tensor(label)` the target, so a label must be the bare 3-vector; `nlabels` is 3; the
+"evaluation" scores are its names "MAE" (mean angular error) and "DOE" (median angular error)):
+
+    OUT/{name}/task_metadata.json   HEAR keys of the source (task_name replaced, splits, folds,
+                                    split_mode kept), embedding_type "scene", prediction_type
+                                    "cartesian-regression" (T60: "regression") and a
+                                    `localization` block {target, frame, units, snr_bin, ...}
+    OUT/{name}/labelvocabulary.csv  idx,label rows 0,x 1,y 2,z (T60: 0,t60_s): names of the
+                                    target's components (listen-eval-kit copies this file)
+    OUT/{name}/{split}.json         {"file.wav": [x, y, z]} (T60: {"file.wav": [t60_s]})
+    OUT/{name}/{sr}/{split}/{file}  audio, same splits, sample-rate folders and file names
+    OUT/{name}/localization_manifest.csv   one row per (sample rate, split, file): azimuth,
+                                    elevation, distance, SNR, room, T60, target components
+
+Resuming: files are written to a temporary name and renamed; a clip counts as done when every
+output file exists and its row is in `.localization-rows.jsonl` of the first variant. Labels and
+manifests are written once every clip is done, sorted, so the output is a pure function of the
+inputs and settings whatever the interruptions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import io
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from hear_gram import dsp
+from naturalistic_hear.generate import (
+    CHANNELS,
+    TaskError,
+    TaskLayout,
+    output_subtype,
+    read_task,
+    render_components,
+    zero_peak_timestamp,
+)
+from naturalistic_hear.noise import BuiltinNoise, NoiseDir, NoiseSource
+from naturalistic_hear.rooms import head_to_unit_vector
+
+logger = logging.getLogger(__name__)
+
+GENERATOR_VERSION = "localization-1"
+DEFAULT_TASKS = ("esc50-v2.0.0-full", "speech_commands-v0.0.2-5h")
+# (name, low dB, high dB), REFERENCE §5.
+SNR_BINS: tuple[tuple[str, float, float], ...] = (
+    ("snr05-10", 5.0, 10.0),
+    ("snr10-20", 10.0, 20.0),
+    ("snr20-40", 20.0, 40.0),
+)
+FRAME = {
+    "name": "head",
+    "origin": "centre of the listener's head",
+    "x": "front (facing direction)",
+    "y": "left",
+    "z": "up",
+    "azimuth": "deg, counter-clockwise from the front (+90 = left)",
+    "elevation": "deg, up from the horizontal plane (+90 = above)",
+    "vector": "[cos(el) cos(az), cos(el) sin(az), sin(el)]",
+}
+MANIFEST_NAME = "localization_manifest.csv"
+ROWS_NAME = ".localization-rows.jsonl"
+TMP_SUFFIX = ".tmp"
+MANIFEST_COLUMNS = (
+    "task",
+    "source_task",
+    "split",
+    "filename",
+    "sample_rate",
+    "format",
+    "target",
+    "snr_bin",
+    "snr_db",
+    "achieved_snr_db",
+    "azimuth_deg",
+    "elevation_deg",
+    "distance_m",
+    "x",
+    "y",
+    "z",
+    "t60_s",
+    "scene_index",
+    "scene_id",
+    "room_dim",
+    "absorption",
+    "head_azimuth_deg",
+    "noise_kind",
+    "n_noises",
+    "noise_file",
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One output task of a (source task, format): a direction task at an SNR bin or clean, or
+    the T60 task."""
+
+    suffix: str  # e.g. "loc-ambisonic-snr20-40"
+    target: str  # "direction" | "t60"
+    snr_bin: str  # bin name, or "clean"
+    snr_range: tuple[float, float] | None  # dB, None = no noise
+
+    def name(self, task: str) -> str:
+        return f"{task}-{self.suffix}"
+
+
+def variants(fmt: str) -> tuple[Variant, ...]:
+    """The five output tasks of one format, clean direction first."""
+    out = [Variant(f"loc-{fmt}-clean", "direction", "clean", None)]
+    out += [Variant(f"loc-{fmt}-{b}", "direction", b, (lo, hi)) for b, lo, hi in SNR_BINS]
+    out.append(Variant(f"t60-{fmt}", "t60", "clean", None))
+    return tuple(out)
+
+
+def direction_target(azimuth_deg: float, elevation_deg: float) -> list[float]:
+    """[x, y, z] unit vector in the head frame (see module docstring)."""
+    return [float(v) for v in head_to_unit_vector(azimuth_deg, elevation_deg)]
+
+
+# --------------------------------------------------------------------------------------------
+# One clip, every variant
+# --------------------------------------------------------------------------------------------
+
+
+def render_variants(
+    audio: np.ndarray,
+    sample_rate: int,
+    bank: Any,
+    noise_source: NoiseSource,
+    seed: int,
+    task: str,
+    split: str,
+    filename: str,
+    fmt: str,
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+    """Audio (C, N) float32 and manifest row of every variant of one clip, keyed by suffix."""
+    audios, rows = {}, {}
+    clean = None
+    for v in variants(fmt):
+        if v.snr_range is not None:
+            part = render_components(
+                audio, sample_rate, bank, noise_source, seed, task, split, filename, v.snr_range
+            )
+            audios[v.suffix] = part.mix
+            rows[v.suffix] = _row(part.row, task, v, fmt)
+            if clean is None:
+                # The target before the mix's headroom gain, limited alone: the noise-free clip.
+                target = part.target / part.row["headroom_gain"]
+                clean = dsp.limit_peak(target, dsp.MAX_PEAK)[0].astype(np.float32)
+                clean_row = dict(part.row, snr_db=math.inf, achieved_snr_db=math.inf)
+    for v in variants(fmt):
+        if v.snr_range is None:
+            audios[v.suffix] = clean
+            rows[v.suffix] = _row(clean_row, task, v, fmt)
+    return audios, rows
+
+
+def _row(r: dict[str, Any], source_task: str, v: Variant, fmt: str) -> dict[str, Any]:
+    x, y, z = direction_target(r["source_azimuth_deg"], r["source_elevation_deg"])
+    return {
+        "task": v.name(source_task),
+        "source_task": source_task,
+        "split": r["split"],
+        "filename": r["filename"],
+        "sample_rate": r["sample_rate"],
+        "format": fmt,
+        "target": v.target,
+        "snr_bin": v.snr_bin,
+        "snr_db": r["snr_db"],
+        "achieved_snr_db": r["achieved_snr_db"],
+        "azimuth_deg": r["source_azimuth_deg"],
+        "elevation_deg": r["source_elevation_deg"],
+        "distance_m": r["source_distance_m"],
+        "x": x,
+        "y": y,
+        "z": z,
+        "t60_s": r["t60_s"],
+        "scene_index": r["scene_index"],
+        "scene_id": r["scene_id"],
+        "room_dim": r["room_dim"],
+        "absorption": r["absorption"],
+        "head_azimuth_deg": r["head_azimuth_deg"],
+        "noise_kind": r["noise_kind"],
+        "n_noises": r["n_noises"],
+        "noise_file": r["noise_file"],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Task directories
+# --------------------------------------------------------------------------------------------
+
+
+def task_metadata(layout: TaskLayout, v: Variant, fmt: str, seed: int, banks: dict) -> dict:
+    """task_metadata.json of a variant: the source's split keys, our target and a
+    `localization` block (heareval and listen-eval-kit ignore unknown keys)."""
+    src = layout.metadata
+    keep = ("split_mode", "nfolds", "sample_duration", "mode", "splits", "version")
+    meta = {k: src[k] for k in keep if k in src}
+    direction = v.target == "direction"
+    meta.update(
+        task_name=v.name(layout.name),
+        embedding_type="scene",
+        prediction_type="cartesian-regression" if direction else "regression",
+        evaluation=["MAE", "DOE"] if direction else ["t60_median_abs_error"],
+    )
+    first_bank = banks[min(banks)].describe()
+    meta["localization"] = {
+        "generator": GENERATOR_VERSION,
+        "source_task": layout.name,
+        "target": "direction" if direction else "t60",
+        "target_components": ["x", "y", "z"] if direction else ["t60_s"],
+        "units": "unit vector" if direction else "s",
+        "frame": FRAME if direction else None,
+        "format": fmt,
+        "channels": CHANNELS[fmt],
+        "ambisonic_channels": "ACN/SN3D: W, Y, Z, X" if fmt == "ambisonic" else None,
+        "snr_bin": v.snr_bin,
+        "snr_db_range": list(v.snr_range) if v.snr_range else None,
+        "seed": seed,
+        "scene_pool": first_bank.get("pool"),
+        "n_scenes": first_bank.get("n_scenes"),
+        "hrtf": first_bank.get("hrtf"),
+        "manifest": MANIFEST_NAME,
+    }
+    return meta
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    _write_atomic(path, (json.dumps(obj, indent=4) + "\n").encode())
+
+
+def _cell(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _read_rows(path: Path) -> dict[tuple[int, str, str], dict]:
+    rows = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line torn by an interrupted write
+                continue
+            rows[(int(row["sample_rate"]), row["split"], row["filename"])] = row
+    return rows
+
+
+def _finish(
+    layout: TaskLayout, fmt: str, out_root: Path, rows: dict[tuple[int, str, str], dict]
+) -> None:
+    """Labels and manifests of every variant, from the recorded rows (sorted)."""
+    keys = sorted(rows)
+    for v in variants(fmt):
+        out_dir = out_root / v.name(layout.name)
+        labels: dict[str, dict] = {s: {} for s in layout.splits}
+        for sr, split, filename in keys:
+            row = rows[(sr, split, filename)][v.suffix]
+            target = [row["x"], row["y"], row["z"]] if v.target == "direction" else [row["t60_s"]]
+            labels[split][filename] = target  # identical at every sample rate
+        for split, split_labels in labels.items():
+            _write_json(out_dir / f"{split}.json", split_labels)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(
+            {k: _cell(rows[key][v.suffix][k]) for k in MANIFEST_COLUMNS} for key in keys
+        )
+        _write_atomic(out_dir / MANIFEST_NAME, buffer.getvalue().encode())
+
+
+def generate_task(
+    task_dir: str | Path,
+    out_root: str | Path,
+    fmt: str,
+    bank_factory: Callable[[int], Any],
+    noise_source: NoiseSource,
+    seed: int = 0,
+    sample_rates: Sequence[int] | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Write the five variants (see module docstring) of one HEAR scene task in one format.
+
+    Args:
+        bank_factory: sample rate (Hz) -> scene bank (`naturalistic_hear.bank.SceneBank` or one
+            with its interface); `build()` is called on it.
+        noise_source: a `NoiseSource` (its `at_rate` gives each folder's rate).
+        sample_rates: only these sample-rate folders (default: all of the source's).
+
+    Returns the output task directories.
+    """
+    if fmt not in CHANNELS:
+        raise ValueError(f"fmt must be one of {sorted(CHANNELS)}, got {fmt!r}")
+    layout = read_task(task_dir, sample_rates)
+    if layout.metadata.get("embedding_type", "scene") != "scene":
+        raise TaskError(f"{layout.path}: only scene tasks can be turned into localization tasks")
+    banks = {sr: bank_factory(sr).build(workers=1, progress=progress) for sr in layout.sample_rates}
+    noises = {sr: noise_source.at_rate(sr) for sr in layout.sample_rates}
+    out_root = Path(out_root)
+    dirs = []
+    for v in variants(fmt):
+        out_dir = out_root / v.name(layout.name)
+        for sr in layout.sample_rates:
+            for split in layout.splits:
+                (out_dir / str(sr) / split).mkdir(parents=True, exist_ok=True)
+        _write_json(out_dir / "task_metadata.json", task_metadata(layout, v, fmt, seed, banks))
+        vocab = "idx,label\n" + ("0,x\n1,y\n2,z\n" if v.target == "direction" else "0,t60_s\n")
+        _write_atomic(out_dir / "labelvocabulary.csv", vocab.encode())
+        dirs.append(out_dir)
+
+    rows_path = dirs[0] / ROWS_NAME
+    rows = _read_rows(rows_path)
+    todo = [
+        c
+        for c in layout.clips
+        if (c.sample_rate, c.split, c.filename) not in rows
+        or not all(c.path(d).is_file() for d in dirs)
+    ]
+    bar = tqdm(todo, desc=f"{layout.name} {fmt}", disable=not progress)
+    with rows_path.open("a") as rows_file:
+        for clip in bar:
+            sr = clip.sample_rate
+            src = clip.path(layout.path)
+            info = sf.info(src)
+            audio, _ = sf.read(src, dtype="float64", always_2d=True)
+            audios, clip_rows = render_variants(
+                audio, sr, banks[sr], noises[sr], seed, layout.name, clip.split, clip.filename, fmt
+            )
+            container, subtype = output_subtype(info)
+            for v, out_dir in zip(variants(fmt), dirs, strict=True):
+                dst = clip.path(out_dir)
+                tmp = dst.with_name(f".{dst.name}.{os.getpid()}{TMP_SUFFIX}")
+                sf.write(tmp, audios[v.suffix].T, sr, subtype=subtype, format=container)
+                zero_peak_timestamp(tmp)
+                os.replace(tmp, dst)
+            record = {"sample_rate": sr, "split": clip.split, "filename": clip.filename}
+            rows_file.write(json.dumps({**record, **clip_rows}) + "\n")
+            rows_file.flush()
+            rows[(sr, clip.split, clip.filename)] = clip_rows
+    _finish(layout, fmt, out_root, rows)
+    rows_path.unlink()
+    logger.info("%s/%s: rendered %d clips into %d tasks", layout.name, fmt, len(todo), len(dirs))
+    return dirs
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m localization_tasks.generate",
+        description="Localization (direction per SNR bin) and T60 tasks from HEAR scene tasks.",
+    )
+    p.add_argument("--tasks-dir", type=Path, required=True, help="folder of HEAR task folders")
+    p.add_argument("--out", type=Path, required=True, help="output tasks folder")
+    p.add_argument(
+        "--task",
+        action="append",
+        dest="tasks",
+        metavar="NAME",
+        help=f"source scene task; repeat for several (default: {' '.join(DEFAULT_TASKS)})",
+    )
+    p.add_argument(
+        "--format",
+        nargs="+",
+        choices=sorted(CHANNELS),
+        default=["binaural", "ambisonic"],
+        dest="formats",
+    )
+    p.add_argument("--seed", type=int, default=0, help="scene bank and per-clip draws")
+    p.add_argument("--n-scenes", type=int, default=200, help="scenes in the held-out bank")
+    p.add_argument("--sample-rate", type=int, action="append", dest="sample_rates", metavar="HZ")
+    p.add_argument("--noise-dir", type=Path, help="noise recordings (default: built-in noise)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="scene bank cache")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from naturalistic_hear.__main__ import default_cache_dir
+    from naturalistic_hear.bank import SceneBank
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    names = args.tasks or list(DEFAULT_TASKS)
+    noise: NoiseSource = (
+        BuiltinNoise(sample_rate=16000)
+        if args.noise_dir is None
+        else NoiseDir(args.noise_dir, sample_rate=16000)
+    )
+    try:
+        for name in names:
+            task_dir = args.tasks_dir / name
+            if not task_dir.is_dir():
+                raise TaskError(f"{args.tasks_dir}: no task folder {name!r}")
+            for fmt in args.formats:
+                # Held-out scenes (the "test" pool), as Nat-HEAR.
+                factory = functools.partial(
+                    SceneBank,
+                    args.cache_dir or default_cache_dir(),
+                    fmt,
+                    pool="test",
+                    n_scenes=args.n_scenes,
+                    seed=args.seed,
+                )
+                generate_task(
+                    task_dir,
+                    args.out,
+                    fmt,
+                    factory,
+                    noise,
+                    seed=args.seed,
+                    sample_rates=args.sample_rates,
+                    progress=not args.quiet,
+                )
+    except TaskError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    main()

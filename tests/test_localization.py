@@ -1,0 +1,291 @@
+"""Localization and T60 tasks: generator, metrics, baselines, evaluator (localization_tasks)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+from hear_gram.checkpoints import random_encoder, save_checkpoint
+from hear_gram.synthetic_tasks import make_scene_task
+from localization_tasks import evaluate, metrics
+from localization_tasks.baselines import chance, gcc_phat, intensity_vector
+from localization_tasks.generate import generate_task, variants
+from naturalistic_hear.bank import SceneBank
+from naturalistic_hear.noise import BuiltinNoise
+
+SR = 16000
+# Broadband classes only: steady pure tones (hum, whistle) set up standing waves in a room, for
+# which no intensity (or GCC) estimate points at the source.
+BROADBAND = ("hiss", "clicks", "chirp")
+
+
+def _generate(root, fmt, n_per_class, n_scenes, name):
+    src = make_scene_task(
+        root / "src",
+        name=name,
+        n_per_class=n_per_class,
+        classes=BROADBAND,
+        kfold=3,
+        sample_rates=(SR,),
+        duration_s=1.0,
+    )
+    bank = functools.partial(SceneBank, root / "cache", fmt, n_scenes=n_scenes)
+    generate_task(src, root / "out", fmt, bank, BuiltinNoise(SR), seed=0, progress=False)
+    return src, root / "out"
+
+
+@pytest.fixture(scope="module")
+def small_binaural(tmp_path_factory):
+    return _generate(tmp_path_factory.mktemp("loc-bin"), "binaural", 2, 6, "tinyb")
+
+
+@pytest.fixture(scope="module")
+def small_ambisonic(tmp_path_factory):
+    return _generate(tmp_path_factory.mktemp("loc-amb-small"), "ambisonic", 2, 6, "tinys")
+
+
+@pytest.fixture(scope="module")
+def ambisonic_task(tmp_path_factory):
+    return _generate(tmp_path_factory.mktemp("loc-amb"), "ambisonic", 24, 48, "tinya")
+
+
+# --- generator ------------------------------------------------------------------------------
+
+
+def test_targets_are_unit_vectors_of_manifest_directions(small_binaural):
+    src, out = small_binaural
+    names = [v.name("tinyb") for v in variants("binaural")]
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    src_meta = json.loads((src / "task_metadata.json").read_text())
+    first = None
+    for v in variants("binaural"):
+        task = out / v.name("tinyb")
+        meta = json.loads((task / "task_metadata.json").read_text())
+        assert meta["splits"] == src_meta["splits"] and meta["split_mode"] == src_meta["split_mode"]
+        assert meta["localization"]["snr_bin"] == v.snr_bin
+        man = pd.read_csv(task / "localization_manifest.csv")
+        for split in meta["splits"]:
+            labels = json.loads((task / f"{split}.json").read_text())
+            assert sorted(labels) == sorted(json.loads((src / f"{split}.json").read_text()))
+            for fn in labels:
+                assert (task / str(SR) / split / fn).is_file()
+                row = man[(man.split == split) & (man.filename == fn)].iloc[0]
+                if v.target == "t60":
+                    assert labels[fn] == pytest.approx([row.t60_s])
+                    continue
+                az, el = math.radians(row.azimuth_deg), math.radians(row.elevation_deg)
+                # head frame: x front, y left, z up, azimuth counter-clockwise
+                expected = [math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)]
+                assert labels[fn] == pytest.approx(expected, abs=1e-9)
+                assert np.linalg.norm(labels[fn]) == pytest.approx(1.0)
+        if v.snr_range:
+            lo, hi = v.snr_range
+            assert man.snr_db.between(lo, hi).all()
+        if v.target == "direction":
+            labels = {s: json.loads((task / f"{s}.json").read_text()) for s in meta["splits"]}
+            first = first or labels
+            assert labels == first  # same scene per clip in every bin
+    audio, rate = sf.read(out / "tinyb-loc-binaural-clean" / str(SR) / "fold00" / "clip0000.wav")
+    assert rate == SR and audio.shape[1] == 2
+
+
+def test_generation_is_deterministic(small_binaural, tmp_path):
+    src, out = small_binaural
+    bank = functools.partial(SceneBank, tmp_path / "cache", "binaural", n_scenes=6)
+    generate_task(src, tmp_path / "again", "binaural", bank, BuiltinNoise(SR), progress=False)
+    for task in ("tinyb-loc-binaural-snr05-10", "tinyb-t60-binaural"):
+        for rel in ("fold01.json", "localization_manifest.csv", f"{SR}/fold01/clip0001.wav"):
+            assert (out / task / rel).read_bytes() == (tmp_path / "again" / task / rel).read_bytes()
+
+
+# --- metrics --------------------------------------------------------------------------------
+
+
+def test_metrics_reference_values():
+    t = np.array([[1.0, 0, 0], [0, 1.0, 0], [0.8, 0.6, 0], [0, 0, 1.0]])
+    p = np.array([[2.0, 0, 0], [1.0, 1.0, 0], [-0.8, 0.6, 0], [0, 0, -3.0]])
+    assert metrics.angular_error_deg(p, t) == pytest.approx(
+        [0, 45, 2 * math.degrees(math.acos(0.6)), 180]
+    )
+    assert metrics.azimuth_error_deg(np.array([[1, -0.01, 0]]), np.array([[1, 0.01, 0]]))[0] < 2
+    confused, counted = metrics.front_back_confusions(p, t)
+    # item 2 is a pure front-back mirror; item 1 is lateral (excluded), item 4 is on the y-z plane
+    assert confused.tolist() == [False, False, True, False]
+    assert counted.tolist() == [True, False, True, False]
+    assert metrics.direction_metrics(p, t)["front_back_confusion_rate"] == pytest.approx(0.5)
+    assert metrics.t60_metrics(np.array([0.5, 1.0]), np.array([0.4, 1.5]))[
+        "median_abs_error_s"
+    ] == pytest.approx(0.3)
+
+
+def test_data_splits_follow_heareval():
+    splits = evaluate.data_splits({"split_mode": "new_split_kfold", "splits": ["f2", "f0", "f1"]})
+    assert splits[0] == {"train": ["f2"], "valid": ["f1"], "test": ["f0"]}
+    assert [s["test"] for s in splits] == [["f0"], ["f1"], ["f2"]]
+    assert evaluate.data_splits({"split_mode": "trainvaltest"})[0]["test"] == ["test"]
+
+
+def test_random_chance_is_90_degrees():
+    y = metrics.unit(np.random.default_rng(1).standard_normal((4000, 3)))
+    pred = chance.predict("direction", y, 4000, "random", seed=2)
+    assert metrics.angular_error_deg(pred, y).mean() == pytest.approx(90.0, abs=3.0)
+
+
+# --- baselines ------------------------------------------------------------------------------
+
+
+def test_baseline_modules_follow_the_hear_api():
+    for mod, c in ((gcc_phat, 2), (intensity_vector, 4)):
+        model = mod.load_model("", sample_rate=SR)
+        assert isinstance(model.scene_embedding_size, int) and model.sample_rate == SR
+        audio = torch.randn(3, SR // 2, c, generator=torch.Generator().manual_seed(0)) * 0.1
+        scene = mod.get_scene_embeddings(audio, model)
+        assert scene.shape == (3, model.scene_embedding_size) and torch.isfinite(scene).all()
+        one = mod.get_scene_embeddings(audio[1:2], model)
+        torch.testing.assert_close(one[0], scene[1], rtol=1e-4, atol=1e-5)  # batch independent
+        emb, ts = mod.get_timestamp_embeddings(audio, model)
+        assert emb.shape[:2] == ts.shape and emb.shape[2] == model.timestamp_embedding_size
+        assert torch.diff(ts[0]).max() <= 50.0
+        with pytest.raises(ValueError):
+            mod.load_model("", nonsense=1)
+
+
+def test_gcc_phat_sees_the_interaural_delay():
+    model = gcc_phat.load_model("", sample_rate=SR)
+    x = torch.randn(SR, generator=torch.Generator().manual_seed(0))
+    delay = 8  # samples = 0.5 ms, left ear leads (source on the left)
+    audio = torch.stack([x[delay:], x[:-delay]], dim=-1)[None]
+    itd_ms = gcc_phat.get_scene_embeddings(audio, model)[0, -1]
+    assert float(itd_ms) == pytest.approx(0.5, abs=0.07)
+
+
+# --- acceptance: intensity baseline, chance, SNR trend --------------------------------------
+
+
+@pytest.mark.slow
+def test_intensity_baseline_beats_chance_and_degrades_with_noise(ambisonic_task, tmp_path):
+    _, out = ambisonic_task
+    opts = {"sample_rate": SR}
+    result = evaluate.evaluate(
+        "localization_tasks.baselines.intensity_vector",
+        out,
+        tmp_path,
+        "",
+        opts,
+        grid="fast",
+        progress=False,
+    )
+    entries = json.loads((result / "results.json").read_text())["tasks"]
+    print("\nintensity_vector + MLP probe (pooled over 3 folds)\n" + evaluate.format_table(entries))
+    by_bin = {e["snr_bin"]: e for e in entries if e["target"] == "direction"}
+    assert by_bin["snr20-40"]["mean_angular_error_deg"] < 20.0
+    assert (
+        by_bin["snr05-10"]["mean_angular_error_deg"] > by_bin["snr20-40"]["mean_angular_error_deg"]
+    )
+    t60 = next(e for e in entries if e["target"] == "t60")
+
+    for mode in ("mean", "random"):
+        chance_dir = evaluate.evaluate("chance", out, tmp_path, "", {"mode": mode}, progress=False)
+        chance_entries = json.loads((chance_dir / "results.json").read_text())["tasks"]
+        print(f"chance ({mode})\n" + evaluate.format_table(chance_entries))
+        for e in chance_entries:
+            if e["target"] == "direction":
+                assert 65.0 < e["mean_angular_error_deg"] < 115.0
+            else:
+                assert t60["median_abs_error_s"] < 1.5 * e["median_abs_error_s"]
+
+    # Probe-free: the baseline's own direction output in the 20-40 dB bin.
+    task = out / "tinya-loc-ambisonic-snr20-40"
+    model = intensity_vector.load_model("", **opts)
+    errors = []
+    for split in ("fold00", "fold01", "fold02"):
+        labels = json.loads((task / f"{split}.json").read_text())
+        audio = np.stack([sf.read(task / str(SR) / split / f, dtype="float32")[0] for f in labels])
+        d = intensity_vector.direction(
+            intensity_vector.get_scene_embeddings(torch.from_numpy(audio), model)
+        )
+        errors += metrics.angular_error_deg(d.numpy(), np.array(list(labels.values()))).tolist()
+    print(f"intensity direction, no probe, 20-40 dB: mean {np.mean(errors):.1f} deg")
+    assert np.mean(errors) < 20.0
+
+
+# --- evaluator end to end with GRAM modules and a baseline ----------------------------------
+
+
+@pytest.mark.slow
+def test_evaluator_end_to_end_with_hear_modules(small_binaural, small_ambisonic, tmp_path):
+    _, bin_out = small_binaural
+    _, amb_out = small_ambisonic
+    ckpt = tmp_path / "ckpt"
+    t_bin = save_checkpoint(ckpt / "t.safetensors", random_encoder("gram-t", depth=1), "released")
+    t_amb = save_checkpoint(
+        ckpt / "a.safetensors", random_encoder("gram-t-ambisonic", depth=1), "released"
+    )
+    cls = {"strategy": "cls", "sample_rate": SR}
+    runs = [
+        (
+            "hear_gram.gram_t",
+            str(t_bin),
+            cls,
+            bin_out,
+            ["tinyb-loc-binaural-clean", "tinyb-t60-binaural"],
+        ),
+        ("hear_gram.gram_t_ambisonic", str(t_amb), cls, amb_out, ["tinys-loc-ambisonic-snr20-40"]),
+        ("localization_tasks.baselines.gcc_phat", "", {"sample_rate": SR}, bin_out, None),
+    ]
+    for module, weights, opts, tasks_dir, tasks in runs:
+        evaluate.main(
+            [
+                "--module",
+                module,
+                "--model",
+                weights,
+                "--model-options",
+                json.dumps(opts),
+                "--tasks-dir",
+                str(tasks_dir),
+                "--out",
+                str(tmp_path / "res"),
+                "--grid",
+                "tiny",
+                "--quiet",
+            ]
+            + sum((["--task", t] for t in tasks or []), [])
+        )
+        result = tmp_path / "res" / evaluate.module_tag(module, weights, opts)
+        summary = json.loads((result / "results.json").read_text())
+        expected = tasks or sorted(p.name for p in bin_out.iterdir())
+        assert [e["task"] for e in summary["tasks"]] == expected
+        for e in summary["tasks"]:
+            key = "mean_angular_error_deg" if e["target"] == "direction" else "median_abs_error_s"
+            assert math.isfinite(e[key]) and len(e["folds"]) == 3
+        assert len(pd.read_csv(result / "results.csv")) == len(expected)
+        for png in ("error_vs_snr.png", "azimuth_scatter.png"):
+            assert (result / png).read_bytes()[:4] == b"\x89PNG"
+        cached = tmp_path / "res" / "embeddings" / result.name / expected[0] / "fold00.npz"
+        assert cached.is_file()
+    # Resumable: a rerun reads the cache (an unloadable weights path would fail otherwise).
+    before = (result / "results.json").read_text()
+    evaluate.main(
+        [
+            "--module",
+            "localization_tasks.baselines.gcc_phat",
+            "--model-options",
+            json.dumps({"sample_rate": SR}),
+            "--tasks-dir",
+            str(bin_out),
+            "--out",
+            str(tmp_path / "res"),
+            "--grid",
+            "tiny",
+            "--quiet",
+        ]
+    )
+    assert (result / "results.json").read_text() == before
