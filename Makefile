@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 WORK ?= work
 
-.PHONY: install test test-fast lint demo bench validate naturalistic-hear naturalistic-hear-bench clean-work
+.PHONY: install test test-fast lint demo bench validate naturalistic-hear naturalistic-hear-bench localization clean-work
 
 install: $(STAMP)
 
@@ -62,6 +62,14 @@ naturalistic-hear: install
 # clips per second and scene-bank build time on an ESC-50-sized task (2000 x 5 s)
 naturalistic-hear-bench: install
 	$(PY) -m naturalistic_hear.bench
+
+# Localization and T60 tasks (REFERENCE §5) from ESC-50 and Speech Commands 5h under TASKS, scored
+# with the DSP baselines, chance and GRAM-T (give weights: GRAM_T=... GRAM_T_AMBISONIC=...)
+GRAM_T ?=
+GRAM_T_AMBISONIC ?=
+localization: install
+	$(PY) -m localization_tasks.suite --tasks-dir $(TASKS) --work $(WORK)/localization \
+	  $(if $(GRAM_T),--gram-t $(GRAM_T)) $(if $(GRAM_T_AMBISONIC),--gram-t-ambisonic $(GRAM_T_AMBISONIC))
 
 clean-work:
 	rm -rf $(WORK)

@@ -10,7 +10,10 @@
    ``python -m hear_gram.predict ...`` as subprocesses, exactly the README's commands: the dry
    tasks with ``hear_gram``, the binaural scenes with ``hear_gram.gram_t``, the Ambisonic scenes
    with ``hear_gram.gram_t_ambisonic``;
-5. prints one score table.
+5. prints one score table;
+6. builds the localization and T60 tasks from the scene task (``localization_tasks.suite``) and
+   prints the localization table: GCC-PHAT / intensity-vector baselines, GRAM-T and chance, per
+   format and noise bin.
 """
 
 from __future__ import annotations
@@ -106,6 +109,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {line}")
     print()
     print(format_table(table))
+    from localization_tasks.suite import run as localization_suite
+
+    print(
+        "\nlocalization (same checkpoints; CLS strategy), tasks built from the demo scene task:\n"
+    )
+    weights = {preset: pick_weights(work, reg, preset)[0] for _, _, reg, preset, _ in SETS}
+    print(
+        localization_suite(
+            dry, work / "localization", [scene.name], str(weights["gram-t"]),
+            str(weights["gram-t-ambisonic"]), args.n_scenes, args.grid, work / "scene-bank",
+        )
+    )  # fmt: skip
     return 0
 
 

@@ -398,10 +398,6 @@ def _num(entry: dict, key: str, fmt: str = "7.1f") -> str:
     return format(entry.get(key, math.nan), fmt)
 
 
-def _num(entry: dict, key: str, fmt: str = "7.1f") -> str:
-    return format(entry.get(key, math.nan), fmt)
-
-
 def format_table(entries: list[dict]) -> str:
     """A plain-text table of the pooled metrics, one line per task."""
     lines = [
