@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-scenes", type=int, default=24, help="held-out scenes in the Nat-HEAR bank")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("localization_tasks").setLevel(logging.WARNING)  # per-task dicts: see files
     work = Path(args.work).resolve()
     dry = work / "tasks"
     t0 = time.time()
