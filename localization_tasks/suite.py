@@ -91,7 +91,7 @@ def run(tasks_dir: Path, work: Path, tasks: Sequence[str] | None, gram_t: str, g
     for fmt in ("binaural", "ambisonic"):
         names = sorted(d.name for d in loc_tasks.iterdir() if d.is_dir() and f"-{fmt}" in d.name)
         for label, module, weights, options in models(fmt, gram_t, gram_t_ambisonic):
-            out = evaluate(module, loc_tasks, work / "results", weights, options, names, grid)
+            out = evaluate(module, loc_tasks, work / "results" / fmt, weights, options, names, grid)
             results[(label, fmt)] = json.loads((out / "results.json").read_text())["tasks"]
     text = table(results)
     (work / "summary.txt").write_text(text + "\n")
