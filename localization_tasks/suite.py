@@ -110,7 +110,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--gram-t-ambisonic", default="", help="GRAM-T Ambisonic weights (omit to skip)")
     p.add_argument("--n-scenes", type=int, default=200)
     p.add_argument("--cache-dir", type=Path, default=None, help="scene bank cache")
-    p.add_argument("--grid", default="fast")
+    p.add_argument(
+        "--grid", default="default", help="probe grid: default (heareval-like), fast, tiny"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     print(run(args.tasks_dir, args.work, args.tasks, args.gram_t, args.gram_t_ambisonic,

@@ -179,16 +179,18 @@ def test_intensity_baseline_beats_chance_and_degrades_with_noise(ambisonic_task,
         tmp_path,
         "",
         opts,
-        grid="fast",
+        grid="default",  # heareval's full probe grid: the "fast" one is too noisy per bin here
         progress=False,
     )
     entries = json.loads((result / "results.json").read_text())["tasks"]
     print("\nintensity_vector + MLP probe (pooled over 3 folds)\n" + evaluate.format_table(entries))
     by_bin = {e["snr_bin"]: e for e in entries if e["target"] == "direction"}
     assert by_bin["snr20-40"]["mean_angular_error_deg"] < 20.0
-    assert (
-        by_bin["snr05-10"]["mean_angular_error_deg"] > by_bin["snr20-40"]["mean_angular_error_deg"]
-    )
+    # the error grows as the SNR falls: clean <= 20-40 <= 10-20 <= 5-10 dB
+    errors = [
+        by_bin[b]["mean_angular_error_deg"] for b in ("clean", "snr20-40", "snr10-20", "snr05-10")
+    ]
+    assert errors == sorted(errors), errors
     t60 = next(e for e in entries if e["target"] == "t60")
 
     for mode in ("mean", "random"):
