@@ -8,34 +8,17 @@ Picklable (worker processes rebuild it from its factory).
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from naturalistic_hear.rooms import Scene
+
 SPEED_OF_SOUND = 343.0
 
 
-@dataclass(frozen=True)
-class FakeScene:
-    scene_id: str
-    pool: str
-    room_dim: tuple[float, float, float]
-    absorption: float
-    t60_s: float
-    listener: tuple[float, float, float]
-    head_azimuth_deg: float
-    source: tuple[float, float, float]
-    source_azimuth_deg: float
-    source_elevation_deg: float
-    source_distance_m: float
-    noise_kind: str
-    noises: tuple[tuple[float, float, float], ...]
-    noise_directions: tuple[tuple[float, float, float], ...]
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+# The real Scene record: the fake bank fakes only the acoustics.
+FakeScene = Scene
 
 
 def _direction_rir(az_deg, el_deg, dist_m, fmt, sample_rate, length, t60_s, rng) -> np.ndarray:
