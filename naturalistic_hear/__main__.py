@@ -93,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="HRTF SOFA file (SimpleFreeFieldHRIR) for binaural RIRs (default: MIT KEMAR)",
     )
+    p.add_argument(
+        "--ambisonic-convention",
+        choices=["acn-sn3d", "fuma"],
+        default="acn-sn3d",
+        help="channel order and normalisation of Ambisonic output: ACN/SN3D (W, Y, Z, X; what "
+        "hear_gram.gram_t_ambisonic reads as W then three first-order channels) or FuMa "
+        "(W/sqrt(2), X, Y, Z)",
+    )
     p.add_argument("--snr-db", type=float, nargs=2, default=DEFAULT_SNR_RANGE, metavar=("LO", "HI"))
     p.add_argument("--workers", type=int, default=1, help="processes")
     p.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N")
@@ -119,6 +127,8 @@ def bank_factory(args: argparse.Namespace) -> functools.partial:
 
     if args.hrtf is not None and args.fmt != "binaural":
         raise SystemExit("--hrtf applies to --format binaural only")
+    if args.ambisonic_convention != "acn-sn3d" and args.fmt != "ambisonic":
+        raise SystemExit("--ambisonic-convention applies to --format ambisonic only")
     # Nat-HEAR renders held-out scenes: the "test" pool of naturalistic_hear.rooms.
     return functools.partial(
         SceneBank,
@@ -128,6 +138,7 @@ def bank_factory(args: argparse.Namespace) -> functools.partial:
         n_scenes=DEFAULT_N_SCENES if args.n_scenes is None else args.n_scenes,
         seed=args.seed,
         hrtf=None if args.hrtf is None else load_sofa(args.hrtf),
+        ambisonic_convention=args.ambisonic_convention if args.fmt == "ambisonic" else "acn-sn3d",
     )
 
 

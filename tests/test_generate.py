@@ -434,6 +434,18 @@ def test_cli_errors(tmp_path, scene_task, capsys):
     assert "0 <= K < N" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="no task folder"):
         cli.main(["--tasks-dir", str(scene_task.parent), "--task", "nope", *base])
+    with pytest.raises(SystemExit, match="--ambisonic-convention applies to --format ambisonic"):
+        fuma = ["--task", scene_task.name, "--ambisonic-convention", "fuma"]
+        cli.main(["--tasks-dir", str(scene_task.parent), *base, *fuma])
+
+
+def test_cli_passes_the_ambisonic_convention_to_the_bank(tmp_path):
+    args = cli.build_parser().parse_args(
+        ["--tasks-dir", ".", "--out", "o", "--format", "ambisonic", "--ambisonic-convention", "fuma",
+         "--cache-dir", str(tmp_path)]
+    )  # fmt: skip
+    bank = cli.bank_factory(args)(16000)
+    assert bank.describe()["ambisonic_convention"] == "fuma"
 
 
 # --- with the real pieces ------------------------------------------------------------------------
