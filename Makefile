@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 WORK ?= work
 
-.PHONY: install test test-fast lint demo bench validate naturalistic-hear naturalistic-hear-bench localization clean-work
+.PHONY: install test test-fast lint demo bench validate naturalistic-hear naturalistic-hear-bench localization pretrain-demo clean-work
 
 install: $(STAMP)
 
@@ -70,6 +70,10 @@ GRAM_T_AMBISONIC ?=
 localization: install
 	$(PY) -m localization_tasks.suite --tasks-dir $(TASKS) --work $(WORK)/localization \
 	  $(if $(GRAM_T),--gram-t $(GRAM_T)) $(if $(GRAM_T_AMBISONIC),--gram-t-ambisonic $(GRAM_T_AMBISONIC))
+
+# GRAM pretraining at demo scale on CPU (a small GRAM-T on an offline corpus; ~11-15 min on 2 cores)
+pretrain-demo: install
+	$(PY) -m hear_gram.pretrain --config demo-cpu out_dir=$(WORK)/pretrain/demo-cpu
 
 clean-work:
 	rm -rf $(WORK)

@@ -1,0 +1,330 @@
+"""Pretraining of GRAM with PyTorch Lightning 1.9.5 (REFERENCE §6): the training recipe, the
+named run configurations, and the end-of-run artefacts.
+
+    python -m hear_gram.pretrain --config demo-cpu [key=value ...]
+
+A run directory holds ``logs/version_*/metrics.csv`` (CSV logger, one version per start), ``checkpoints/last.ckpt`` (resumed
+automatically), and at the end ``model.safetensors`` (the encoder in hear-gram's layout, loads with
+``hear_gram.load_model``), ``decoder.safetensors`` (decoder keys, for continuing pretraining
+elsewhere) and ``loss.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from safetensors.torch import save_file
+from torch.utils.data import DataLoader
+
+from hear_gram.checkpoints import save_checkpoint
+from hear_gram.config import GramConfig, preset
+from hear_gram.pretrain.data import AudioFolder, Featurizer, SceneMixer, make_demo_corpus
+from hear_gram.pretrain.model import GramMAE
+
+log = logging.getLogger(__name__)
+
+SpatialFormat = Literal["binaural", "ambisonic"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a pretraining run depends on. Defaults = the paper's recipe (REFERENCE §6)."""
+
+    model: str = "gram-t"  # a hear_gram.config preset
+    depth: int | None = None  # GramConfig overrides (None: the preset's)
+    width: int | None = None
+    heads: int | None = None
+    mlp_dim: int | None = None
+    decoder_width: int = 512
+    decoder_depth: int = 8
+    mask_ratio: float = 0.8
+    fmt: SpatialFormat = "binaural"
+    # data
+    # a folder of audio (AudioSet, your own); "demo": the offline demo corpus built in the run dir
+    data_dir: str = ""
+    demo_clips: int = 300
+    clean_ratio: float = 0.0  # lambda: probability that a batch stays dry (GRAM-Clean: 1)
+    bank_dir: str = "work/pretrain/banks"
+    bank_scenes: int = 10000
+    noise_dir: str = ""  # empty: naturalistic_hear's builtin noise (stand-in for WHAMR!)
+    batch_clips: int = 96
+    crops: int = 16
+    num_workers: int = 4
+    # optimisation
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 10_000
+    max_steps: int = 500_000
+    grad_clip: float = 5.0
+    precision: Literal["32", "bf16"] = "bf16"
+    devices: int = 1
+    accelerator: str = "auto"
+    strategy: str = "auto"
+    seed: int = 0
+    out_dir: str = "work/pretrain/run"
+    log_every: int = 10
+    ckpt_every: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.fmt not in typing.get_args(SpatialFormat):
+            raise ValueError(f"fmt must be one of {typing.get_args(SpatialFormat)}")
+        if self.precision not in ("32", "bf16"):
+            raise ValueError(f"precision must be '32' or 'bf16', got {self.precision!r}")
+        if not 0 < self.warmup_steps <= self.max_steps:
+            raise ValueError("need 0 < warmup_steps <= max_steps")
+
+    def gram_config(self) -> GramConfig:
+        over = {k: getattr(self, k) for k in ("depth", "width", "heads", "mlp_dim")}
+        return preset(self.model, **{k: v for k, v in over.items() if v is not None})
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+# --- named run configurations (one registry) ---------------------------------------------------
+CONFIGS: dict[str, TrainConfig] = {
+    # REFERENCE does not state lambda for the spatial models; 0 = every batch is a scene mix.
+    "paper-binaural": TrainConfig(),
+    "paper-ambisonic": TrainConfig(model="gram-t-ambisonic", fmt="ambisonic"),
+    "paper-clean": TrainConfig(clean_ratio=1.0),
+    "gram-m": TrainConfig(model="gram-m"),
+    # ~15 min on 2 CPU cores: a small GRAM-T and decoder, higher lr to move in few steps.
+    "demo-cpu": TrainConfig(
+        depth=4,
+        width=192,
+        heads=3,
+        mlp_dim=768,
+        decoder_width=128,
+        decoder_depth=2,
+        data_dir="demo",
+        clean_ratio=0.5,
+        bank_scenes=32,
+        batch_clips=4,
+        crops=8,
+        num_workers=1,
+        lr=1e-3,
+        warmup_steps=50,
+        max_steps=1000,
+        precision="32",
+        accelerator="cpu",
+        out_dir="work/pretrain/demo-cpu",
+        log_every=1,
+        ckpt_every=200,
+    ),
+}
+
+
+def get_config(name: str, overrides: list[str] | None = None) -> TrainConfig:
+    """A named configuration with ``key=value`` overrides, each parsed to the field's type."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown config {name!r}; valid: {sorted(CONFIGS)}")
+    cfg, hints = CONFIGS[name], typing.get_type_hints(TrainConfig)
+    changes = {}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or key not in hints:
+            raise ValueError(f"bad override {item!r}; keys: {sorted(hints)}")
+        changes[key] = _parse(value, hints[key])
+    return cfg.replace(**changes)
+
+
+def _parse(value: str, hint) -> object:
+    types = typing.get_args(hint) or (hint,)
+    if value.lower() in ("none", "null") and type(None) in types:
+        return None
+    for t in (int, float):
+        if t in types:
+            return t(value)
+    return value
+
+
+# --- learning-rate schedule --------------------------------------------------------------------
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Multiplier of the peak lr: linear warm-up over `warmup` steps, then cosine to 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _seed(*parts: int) -> int:
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little")
+
+
+# --- the Lightning module ----------------------------------------------------------------------
+class PretrainModule(pl.LightningModule):
+    """GramMAE + in-batch scene mixing and features; AdamW, warm-up + cosine (REFERENCE §6)."""
+
+    def __init__(self, cfg: TrainConfig, mixer: SceneMixer) -> None:
+        super().__init__()
+        self.cfg, self.mixer = cfg, mixer
+        gcfg = cfg.gram_config()
+        self.mae = GramMAE(gcfg, cfg.decoder_width, cfg.decoder_depth, mask_ratio=cfg.mask_ratio)
+        self.featurizer = Featurizer(
+            gcfg.features, ambisonic=gcfg.in_channels == 7, crops=cfg.crops
+        )
+
+    def crops(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Generator]:
+        """(B, N) clips -> (B*R, C', F, T) crops; the draws depend on (seed, step, rank) only."""
+        seed = _seed(self.cfg.seed, self.global_step, self.global_rank)
+        rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed % 2**63)
+        with torch.autocast(self.device.type, enabled=False):  # DSP in float32
+            return self.featurizer(self.mixer(clips.float(), rng), gen), gen
+
+    def training_step(self, clips: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        crops, gen = self.crops(clips)
+        loss, _, _ = self.mae(crops, generator=gen)
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        # The logger's own step is off by one after resuming from an end-of-epoch checkpoint
+        # (Lightning 1.9 restores its batch counter late); log the optimiser step explicitly.
+        self.log("global_step", float(self.global_step))
+        return loss
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(
+            self.mae.parameters(),
+            lr=self.cfg.lr,
+            betas=(0.9, 0.95),
+            weight_decay=self.cfg.weight_decay,
+        )
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: warmup_cosine(s, self.cfg.warmup_steps, self.cfg.max_steps)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+# --- building a run ----------------------------------------------------------------------------
+def build_mixer(cfg: TrainConfig) -> SceneMixer:
+    """The scene mixer for `cfg`, rendering the train-pool bank on first use."""
+    channels = 4 if cfg.fmt == "ambisonic" else 2
+    if cfg.clean_ratio >= 1.0:
+        return SceneMixer(channels, 1.0)
+    from naturalistic_hear.bank import SceneBank
+    from naturalistic_hear.noise import BuiltinNoise, NoiseDir
+
+    sr = cfg.gram_config().features.sample_rate
+    bank = SceneBank(cfg.bank_dir, cfg.fmt, sr, pool="train", n_scenes=cfg.bank_scenes)
+    bank.build()
+    noise = NoiseDir(cfg.noise_dir).at_rate(sr) if cfg.noise_dir else BuiltinNoise(sr)
+    return SceneMixer(channels, cfg.clean_ratio, bank, noise)
+
+
+def build_loader(cfg: TrainConfig) -> DataLoader:
+    if not cfg.data_dir:
+        raise ValueError(
+            "no training audio: pass data_dir=/path/to/audio (e.g. AudioSet clips), or "
+            "data_dir=demo for the small offline demo corpus"
+        )
+    data_dir = cfg.data_dir
+    if data_dir == "demo":
+        data_dir = str(
+            make_demo_corpus(Path(cfg.out_dir) / "corpus", cfg.demo_clips, cfg.seed).root
+        )
+    return DataLoader(
+        AudioFolder(data_dir),
+        batch_size=cfg.batch_clips,
+        shuffle=True,
+        drop_last=True,
+        num_workers=cfg.num_workers,
+        persistent_workers=cfg.num_workers > 0,
+    )
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run (or resume) `cfg`; returns the path of the saved encoder."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(cfg.seed, workers=True)
+    module = PretrainModule(cfg, build_mixer(cfg))
+    ckpt_cb = pl.callbacks.ModelCheckpoint(
+        dirpath=str(out / "checkpoints"), save_last=True, every_n_train_steps=cfg.ckpt_every
+    )
+    accelerator = (
+        cfg.accelerator
+        if cfg.accelerator != "auto"
+        else ("gpu" if torch.cuda.is_available() else "cpu")
+    )
+    trainer = pl.Trainer(
+        max_steps=cfg.max_steps,
+        accelerator=accelerator,
+        devices=cfg.devices,
+        strategy=None if cfg.strategy == "auto" else cfg.strategy,
+        precision="bf16" if cfg.precision == "bf16" else 32,
+        gradient_clip_val=cfg.grad_clip,
+        # A new version per (re)start: CSVLogger rewrites its file, so resuming into one would
+        # lose the earlier steps; read_losses merges the versions.
+        logger=pl.loggers.CSVLogger(str(out), name="logs"),
+        callbacks=[ckpt_cb],
+        log_every_n_steps=cfg.log_every,
+        enable_model_summary=False,
+    )
+    last = out / "checkpoints" / "last.ckpt"
+    trainer.fit(module, build_loader(cfg), ckpt_path=str(last) if last.exists() else None)
+    if trainer.global_rank != 0:
+        return out / "model.safetensors"
+    path = save_checkpoint(out / "model.safetensors", module.mae.encoder, "hear-gram")
+    save_decoder(out / "decoder.safetensors", module.mae)
+    plot_loss(out / "logs", out / "loss.png")
+    log.info("saved %s", path)
+    return path
+
+
+def save_decoder(path: Path, mae: GramMAE) -> None:
+    """The decoder's tensors (every GramMAE key outside ``encoder.``), with the run's sizes."""
+    state = {
+        k: v.detach().float().contiguous().cpu()
+        for k, v in mae.state_dict().items()
+        if not k.startswith("encoder.")
+    }
+    meta = {"config": mae.cfg.to_json(), "mask_ratio": str(mae.mask_ratio)}
+    save_file(state, str(path), metadata=meta)
+
+
+def read_losses(log_root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, losses) of ``train/loss`` over every ``version_*/metrics.csv`` under `log_root`
+    (one per start of a resumed run), a later version overriding an earlier one's steps."""
+    import csv
+
+    by_step: dict[int, float] = {}
+    versions = sorted(Path(log_root).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    for version in versions:
+        if not (version / "metrics.csv").exists():
+            continue
+        with open(version / "metrics.csv") as f:
+            for row in csv.DictReader(f):
+                if row.get("train/loss"):
+                    step = row.get("global_step") or row["step"]
+                    by_step[int(float(step))] = float(row["train/loss"])
+    steps = np.array(sorted(by_step), dtype=int)
+    return steps, np.array([by_step[s] for s in steps])
+
+
+def plot_loss(log_root: Path, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, losses = read_losses(log_root)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, losses, lw=0.6, alpha=0.35, label="per step")
+    if len(losses) >= 50:  # the per-step loss is noisy (random crops, masks and scenes)
+        smooth = np.convolve(losses, np.ones(50) / 50, mode="valid")
+        ax.plot(steps[49:], smooth, lw=1.5, label="mean of 50 steps")
+    ax.legend()
+    ax.set(xlabel="step", ylabel="masked-patch MSE x channels", yscale="log")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
