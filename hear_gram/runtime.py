@@ -18,6 +18,7 @@ L tokens, D width, Fg x Tg patch grid, S time steps.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
@@ -54,6 +55,21 @@ def _as_int(name: str, v: Any) -> int:
     return int(v)
 
 
+def check_option_names(options: dict[str, Any], valid: Sequence[str]) -> None:
+    """An unknown model option is an error that lists the valid ones (HEAR modules share it)."""
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown model option(s) {unknown}; valid options: {list(valid)}")
+
+
+def parse_sample_rate(value: Any) -> int:
+    """The `sample_rate` model option: one of INPUT_RATES (Hz), given as int or string."""
+    rate = _as_int("sample_rate", value)
+    if rate not in INPUT_RATES:
+        raise ValueError(f"sample_rate must be one of {INPUT_RATES}, got {rate}")
+    return rate
+
+
 @dataclass(frozen=True)
 class EmbeddingOptions:
     """``--model-options`` of the HEAR runner, validated.
@@ -77,10 +93,7 @@ class EmbeddingOptions:
 
     @classmethod
     def parse(cls, options: dict[str, Any]) -> EmbeddingOptions:
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown model option(s) {unknown}; valid options: {valid}")
+        check_option_names(options, [f.name for f in fields(cls)])
         o = dict(options)
         strategy = str(o.get("strategy", "raw"))
         if strategy.startswith("layer="):
@@ -94,9 +107,7 @@ class EmbeddingOptions:
         precision = str(o.get("precision", "fp32")).lower()
         if precision not in DTYPES:
             raise ValueError(f"precision must be one of {list(DTYPES)}, got {precision!r}")
-        rate = _as_int("sample_rate", o.get("sample_rate", 48000))
-        if rate not in INPUT_RATES:
-            raise ValueError(f"sample_rate must be one of {INPUT_RATES}, got {rate}")
+        rate = parse_sample_rate(o.get("sample_rate", 48000))
         max_chunks = _as_int("max_chunks", o.get("max_chunks", 32))
         if max_chunks < 1:
             raise ValueError(f"max_chunks must be >= 1, got {max_chunks}")

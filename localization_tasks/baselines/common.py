@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hear_gram.runtime import INPUT_RATES
+from hear_gram import runtime
 
 FRAME_S = 0.032  # s, STFT window (Hann), hop half of it
 TIMESTAMP_WINDOW_S = 0.2  # s, context of one timestamp embedding
@@ -19,16 +19,11 @@ TIMESTAMP_HOP_S = 0.05  # s, spacing of timestamp embeddings (HEAR asks for <= 5
 
 
 def parse_sample_rate(options: dict[str, Any]) -> int:
-    rate = int(options.get("sample_rate", 48000))
-    if rate not in INPUT_RATES:
-        raise ValueError(f"sample_rate must be one of {INPUT_RATES}, got {rate}")
-    return rate
+    return runtime.parse_sample_rate(options.get("sample_rate", 48000))
 
 
 def check_options(options: dict[str, Any], valid: tuple[str, ...]) -> None:
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown model option(s) {unknown}; valid options: {list(valid)}")
+    runtime.check_option_names(options, valid)
 
 
 def layout(audio: Tensor, channels: int, what: str) -> Tensor:
@@ -83,3 +78,11 @@ def windows(x: Tensor, sample_rate: int) -> tuple[Tensor, Tensor]:
     frames = padded.unfold(-1, length, hop)[:, :, :n_windows]  # (B, C, W, L)
     centres = torch.arange(n_windows, device=x.device) * hop / sample_rate * 1000.0
     return frames.permute(0, 2, 1, 3), centres.expand(x.shape[0], -1)
+
+
+def timestamp_features(x: Tensor, model: Any) -> tuple[Tensor, Tensor]:
+    """(B, C, N) -> model.features of each timestamp window (B, W, E), and centres (B, W) in ms."""
+    frames, centres = windows(x, model.sample_rate)  # (B, W, C, L)
+    b, n_w = frames.shape[:2]
+    emb = model.features(frames.reshape(b * n_w, *frames.shape[2:]))
+    return emb.reshape(b, n_w, -1), centres

@@ -85,8 +85,4 @@ def get_scene_embeddings(audio: Tensor, model: GccPhat) -> Tensor:
 @torch.no_grad()
 def get_timestamp_embeddings(audio: Tensor, model: GccPhat) -> tuple[Tensor, Tensor]:
     """Binaural -> features of 200 ms windows every 50 ms (B, W, E), centres (B, W) in ms."""
-    x = common.layout(audio, 2, "gcc_phat")
-    frames, centres = common.windows(x, model.sample_rate)  # (B, W, 2, L)
-    b, n_w = frames.shape[:2]
-    emb = model.features(frames.reshape(b * n_w, *frames.shape[2:]))
-    return emb.reshape(b, n_w, -1), centres
+    return common.timestamp_features(common.layout(audio, 2, "gcc_phat"), model)

@@ -116,8 +116,4 @@ def get_scene_embeddings(audio: Tensor, model: IntensityVector) -> Tensor:
 @torch.no_grad()
 def get_timestamp_embeddings(audio: Tensor, model: IntensityVector) -> tuple[Tensor, Tensor]:
     """FOA -> features of 200 ms windows every 50 ms (B, W, E) and their centres (B, W) in ms."""
-    x = common.layout(audio, 4, "intensity_vector")
-    frames, centres = common.windows(x, model.sample_rate)  # (B, W, 4, L)
-    b, n_w = frames.shape[:2]
-    emb = model.features(frames.reshape(b * n_w, *frames.shape[2:]))
-    return emb.reshape(b, n_w, -1), centres
+    return common.timestamp_features(common.layout(audio, 4, "intensity_vector"), model)
