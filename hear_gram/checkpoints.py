@@ -8,11 +8,15 @@ Layouts understood (REFERENCE §3):
   (decoder, ``melspec.*``; GRAM-M's unused ``encoder_norm``);
 - hear-gram's own ``.safetensors``: the encoder's keys and the ``GramConfig`` as JSON metadata.
 
+Registry entries are released weights (``"source": "huggingface"``, downloaded by ``fetch`` into
+``cache_dir()``) or files a command of this repository makes (``"source": "local"``, e.g.
+``gram-demo-cpu`` from ``make pretrain-demo``, under ``work/``).
+
 Nothing in a file can run code: safetensors, or ``torch.load(weights_only=True)``; a legacy pickle
 that needs more is refused unless the caller opts in with ``allow_pickle=True``.
 
     python -m hear_gram.checkpoints list
-    python -m hear_gram.checkpoints info PATH
+    python -m hear_gram.checkpoints info PATH|NAME
     python -m hear_gram.checkpoints random --model gram-t [--depth N] --out PATH
     python -m hear_gram.checkpoints fetch NAME
     python -m hear_gram.checkpoints convert IN OUT [--allow-pickle]
@@ -105,6 +109,18 @@ def read_state(
     raise CheckpointError(
         f"{path} holds a {type(obj).__name__}, not a state dict or a Lightning checkpoint"
     )
+
+
+def stored_config(path: str | os.PathLike) -> GramConfig | None:
+    """The config a hear-gram safetensors file carries in its metadata, read without loading its
+    tensors; None for other layouts."""
+    if Path(path).suffix != ".safetensors":
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != OWN_FORMAT:
+        return None
+    return GramConfig.from_dict(json.loads(meta["config"]))
 
 
 def _torch_load(path: Path, allow_pickle: bool) -> object:
@@ -302,42 +318,97 @@ def random_encoder(model: str, depth: int | None = None, seed: int = 0) -> GramE
 
 
 # --- registry ---------------------------------------------------------------------------------
+# An entry's ``source`` says where its file comes from, and which keys it must have:
+# "huggingface": downloaded by ``fetch`` into ``cache_dir()``;
+# "local": made by a command of this repository (``made_by``, e.g. ``make pretrain-demo``) at
+# ``path``, relative to the repository root; never downloaded, never committed.
+SOURCE_KEYS = {"huggingface": ("repo_id", "file"), "local": ("path", "made_by")}
+
+
 def registry() -> dict[str, dict]:
-    return json.loads(REGISTRY_PATH.read_text())["checkpoints"]
+    """The entries of ``checkpoints.json`` by name, each checked for a known source and its keys."""
+    entries = json.loads(REGISTRY_PATH.read_text())["checkpoints"]
+    for name, entry in entries.items():
+        _check_entry(name, entry)
+    return entries
+
+
+def _check_entry(name: str, entry: Mapping) -> None:
+    source = entry.get("source")
+    if source not in SOURCE_KEYS:
+        raise CheckpointError(
+            f"{REGISTRY_PATH} entry {name!r} has source {source!r}; valid kinds: {sorted(SOURCE_KEYS)}"
+        )
+    missing = [k for k in SOURCE_KEYS[source] if not entry.get(k)]
+    if missing:
+        raise CheckpointError(
+            f"{REGISTRY_PATH} entry {name!r} ({source}) lacks {', '.join(missing)}"
+        )
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("HEAR_GRAM_HOME", Path.home() / ".cache" / "hear_gram"))
 
 
-def cached_path(name: str) -> Path:
-    entry = _entry(name)
-    return cache_dir() / name / entry["file"]
-
-
-def _entry(name: str) -> dict:
+def _entry(name: str, source: str | None = None) -> dict:
+    """Registry entry ``name``; with ``source``, an error unless it is of that kind."""
     reg = registry()
     if name not in reg:
         raise CheckpointError(f"unknown checkpoint {name!r}; known: {sorted(reg)}")
-    return reg[name]
+    entry = reg[name]
+    if source is not None and entry["source"] != source:
+        raise CheckpointError(
+            f"checkpoint {name!r} is a {entry['source']} entry, not {source}: {_origin(name, entry)}"
+        )
+    return entry
+
+
+def _origin(name: str, entry: Mapping) -> str:
+    if entry["source"] == "local":
+        return f"made by `{entry['made_by']}` at {local_path(name)}, never downloaded"
+    return f"downloaded by `python -m hear_gram.checkpoints fetch {name}` into {cached_path(name)}"
+
+
+def cached_path(name: str) -> Path:
+    """Where ``fetch`` puts the file of Hugging Face entry ``name`` (whether or not it is there)."""
+    entry = _entry(name, "huggingface")
+    return cache_dir() / name / entry["file"]
+
+
+def local_path(name: str) -> Path:
+    """Where the command of local entry ``name`` writes its file (whether or not it is there);
+    a relative ``path`` is under the repository root (the folder of ``checkpoints.json``)."""
+    path = Path(_entry(name, "local")["path"])
+    return path if path.is_absolute() else REGISTRY_PATH.parent / path
+
+
+def _registered_path(name: str) -> Path:
+    """The file of registry entry ``name``, of either source (whether or not it is there)."""
+    return local_path(name) if _entry(name)["source"] == "local" else cached_path(name)
 
 
 def resolve(name_or_path: str | os.PathLike) -> Path:
-    """A file path as given, or the cached file of a registry name (fetched beforehand)."""
+    """A file path as given, or the file of a registry name: fetched (Hugging Face) or made
+    (local) beforehand; an error says which command gives it."""
     p = Path(name_or_path)
     if p.is_file():
         return p
-    if str(name_or_path) in registry():
-        cached = cached_path(str(name_or_path))
-        if cached.is_file():
-            return cached
+    name = str(name_or_path)
+    if name in registry():
+        path = _registered_path(name)
+        if path.is_file():
+            return path
+        entry = _entry(name)
+        if entry["source"] == "local":
+            raise CheckpointError(
+                f"checkpoint {name!r} has not been made yet ({path} missing): run {entry['made_by']}"
+            )
         raise CheckpointError(
-            f"checkpoint {name_or_path!r} is not downloaded yet ({cached} missing): run "
-            f"python -m hear_gram.checkpoints fetch {name_or_path}"
+            f"checkpoint {name!r} is not downloaded yet ({path} missing): run "
+            f"python -m hear_gram.checkpoints fetch {name}"
         )
     raise CheckpointError(
-        f"weights file {str(name_or_path)!r} does not exist and is not a registry name "
-        f"({sorted(registry())})"
+        f"weights file {name!r} does not exist and is not a registry name ({sorted(registry())})"
     )
 
 
@@ -352,8 +423,11 @@ def sha256(path: Path) -> str:
 def fetch(name: str, timeout: float = 30.0) -> Path:
     """Download a registry checkpoint into the cache, verify its checksum and its keys."""
     entry = _entry(name)
-    if entry.get("source") != "huggingface":
-        raise CheckpointError(f"{name} is built locally ({entry.get('how', '')}), not downloaded")
+    if entry["source"] == "local":
+        raise CheckpointError(
+            f"{name} is a local checkpoint: it is made, not downloaded. Run {entry['made_by']} "
+            f"(it writes {local_path(name)})"
+        )
     url = f"https://huggingface.co/{entry['repo_id']}/resolve/{entry.get('revision', 'main')}/{entry['file']}"
     dest = cached_path(name)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -383,13 +457,23 @@ def fetch(name: str, timeout: float = 30.0) -> Path:
 # --- command line -----------------------------------------------------------------------------
 def _cmd_list(_: argparse.Namespace) -> None:
     for name, e in registry().items():
-        where = cached_path(name)
-        state = "cached" if where.is_file() else "not downloaded"
-        print(f"{name:24s} {e.get('preset', ''):18s} {e.get('module', ''):26s} {state}")
+        print(f"{name:24s} {e.get('preset', ''):18s} {e.get('module', ''):26s} {_state(name, e)}")
         print(f"{'':24s} {e.get('description', '')}")
 
 
+def _state(name: str, entry: Mapping) -> str:
+    """Source, location and whether the file is there, in one line."""
+    path = _registered_path(name)
+    if entry["source"] == "local":
+        there = "present" if path.is_file() else f"not made yet: run {entry['made_by']}"
+        return f"local, {there} ({path})"
+    there = "cached" if path.is_file() else "not downloaded"
+    return f"huggingface {entry['repo_id']}, {there}"
+
+
 def _cmd_info(args: argparse.Namespace) -> None:
+    if args.path in registry():
+        print(f"registry:    {args.path} ({_state(args.path, _entry(args.path))})")
     encoder, rep = load_encoder(resolve(args.path), allow_pickle=args.allow_pickle)
     n = sum(p.numel() for p in encoder.parameters())
     print(f"file:        {rep.path}")
@@ -428,8 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hear_gram.checkpoints", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="known checkpoints and whether they are cached")
-    p = sub.add_parser("info", help="architecture and key check of a weights file")
+    sub.add_parser("list", help="known checkpoints: source, and whether downloaded or made")
+    p = sub.add_parser("info", help="architecture and key check of a weights file or registry name")
     p.add_argument("path")
     p.add_argument("--allow-pickle", action="store_true")
     p = sub.add_parser("random", help="randomly initialised weights (released layout by default)")

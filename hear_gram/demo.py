@@ -5,7 +5,9 @@
 2. re-renders the scene task as Nat-HEAR scenes, binaural and Ambisonic
    (``python -m naturalistic_hear``, held-out simulated rooms, built-in noise);
 3. picks weights: released GRAM-T weights where ``python -m hear_gram.checkpoints fetch NAME`` was
-   run, else random full-depth weights (said loudly: those scores are not GRAM's);
+   run; else, for the binaural sets, the demo-scale GRAM-T of ``make pretrain-demo``
+   (``gram-demo-cpu``) where it was made; else random full-depth weights (said loudly: those
+   scores are not GRAM's);
 4. runs ``python -m heareval.embeddings.runner MODULE --model W ...`` and
    ``python -m hear_gram.predict ...`` as subprocesses, exactly the README's commands: the dry
    tasks with ``hear_gram``, the binaural scenes with ``hear_gram.gram_t``, the Ambisonic scenes
@@ -33,18 +35,43 @@ from hear_gram.synthetic_tasks import make_event_task, make_scene_task
 log = logging.getLogger("hear_gram.demo")
 
 
+# Stand-ins for released weights that ``make pretrain-demo`` makes, by registry name. The demo
+# model is binaural GRAM-T (16x8 patches), so only the binaural sets have one.
+DEMO_STANDINS = {"gramt-binaural": "gram-demo-cpu"}
+
+
 def pick_weights(work: Path, name: str, preset: str) -> tuple[Path, str]:
-    """Released weights ``name`` when cached, else random ``preset`` weights (created once)."""
+    """Released weights ``name`` when cached; else its demo-pretrained stand-in when made; else
+    random full-depth ``preset`` weights (created once in ``work``). Returns (file, what it is)."""
     cached = checkpoints.cached_path(name)
     if cached.is_file():
         return cached, f"released {name} weights ({cached})"
+    standin = DEMO_STANDINS.get(name)
+    if standin is not None and (path := checkpoints.local_path(standin)).is_file():
+        return path, demo_note(standin, path)
     path = work / f"random-{preset}.safetensors"
     if not path.is_file():
         checkpoints.save_checkpoint(path, checkpoints.random_encoder(preset, seed=0), "released")
+    hint = f"; {made_by(standin)} gives a trained demo model" if standin else ""
     return path, (
         f"RANDOM full-depth {preset} weights ({path}): no trained weights are available offline, "
         "so these scores show the pipeline works, not what GRAM achieves "
-        f"(python -m hear_gram.checkpoints fetch {name} on a connected machine)"
+        f"(python -m hear_gram.checkpoints fetch {name} on a connected machine{hint})"
+    )
+
+
+def made_by(name: str) -> str:
+    """The command that makes local registry entry ``name``."""
+    return checkpoints.registry()[name]["made_by"]
+
+
+def demo_note(name: str, path: Path) -> str:
+    """What the demo-pretrained checkpoint is; its size read from the file, not assumed."""
+    cfg = checkpoints.stored_config(path)
+    size = f"{cfg.depth} layers, width {cfg.width}" if cfg else "size not recorded"
+    return (
+        f"demo-scale GRAM-T pretrained by {made_by(name)} ({path}): "
+        f"{size}, trained for minutes on synthetic audio; expect far below the paper's numbers"
     )
 
 

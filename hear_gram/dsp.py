@@ -162,6 +162,20 @@ def gain_for_snr(target_power: float, noise_power: float, snr_db: float) -> floa
     return math.sqrt(target_power / (noise_power * 10.0 ** (snr_db / 10.0)))
 
 
+def snr_gains(
+    target: torch.Tensor, noise: torch.Tensor, snr_db: torch.Tensor, active: torch.Tensor
+) -> torch.Tensor:
+    """`snr_gain` for a batch at once: target and noise (B, C, N), snr_db (B,) in dB, active
+    (B, N) bool -> gains (B,), 0 where the target or the active noise is silent."""
+    mask = active[:, None, :].to(noise.dtype)  # (B, 1, N)
+    target_power = (target * target).mean(dim=(1, 2))
+    n_active = mask.sum(dim=(1, 2)) * noise.shape[1]
+    noise_power = (noise * noise * mask).sum(dim=(1, 2)) / n_active.clamp(min=1)
+    ratio = target_power / (noise_power * 10.0 ** (snr_db.to(noise.dtype) / 10.0))
+    silent = (target_power == 0) | (noise_power == 0)
+    return torch.where(silent, torch.zeros_like(ratio), ratio.clamp(min=0).sqrt())
+
+
 def measured_snr_db(target: Array, noise: Array, active: Array | None = None) -> float:
     """SNR in dB with the powers of `snr_gain`: all channels, noise over its active part only.
     +inf when the noise is silent, -inf when the target is."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import urllib.error
+from pathlib import Path, PurePosixPath
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import hear_gram
 from hear_gram import checkpoints as ck
 from hear_gram.checkpoints import CheckpointError, load_encoder, random_encoder, save_checkpoint
 
@@ -115,12 +118,107 @@ def test_foreign_mel_filterbank_is_refused(tmp_path, gram_t_file):
         load_encoder(tmp_path / "x.safetensors")
 
 
-def test_registry_lists_the_released_weights():
+def test_registry_lists_the_released_weights_and_the_demo_model():
     reg = ck.registry()
     assert {"gramt-binaural", "gramt-binaural-time", "gramt-ambisonics", "gramt-mono"} <= set(reg)
+    assert reg["gram-demo-cpu"]["made_by"] == "make pretrain-demo"
     for name, e in reg.items():
-        assert e["repo_id"] == f"labhamlet/{name}" and e["file"] == "model.safetensors"
-        assert e["preset"] in ck.PRESETS and e["license"]
+        assert e["preset"] in ck.PRESETS and importlib.util.find_spec(e["module"])
+        if e["source"] == "huggingface":
+            assert e["repo_id"] == f"labhamlet/{name}" and e["file"] == "model.safetensors"
+            assert e["license"]
+        else:  # made by a command of this repository, under the never-committed work/
+            path = PurePosixPath(e["path"])
+            assert not path.is_absolute() and path.parts[0] == "work" and ".." not in path.parts
+            assert e["made_by"] and e["description"]
+
+
+LOCAL = {
+    "source": "local",
+    "path": "work/demo/model.safetensors",
+    "made_by": "make pretrain-demo",
+    "preset": "gram-t",
+    "module": "hear_gram.gram_t",
+    "sha256": None,
+    "description": "a test entry",
+}
+HUB = {"source": "huggingface", "repo_id": "labhamlet/x", "file": "model.safetensors"}
+
+
+def use_registry(monkeypatch, root: Path, **entries: dict) -> None:
+    """Point the registry at a checkpoints.json in ``root`` holding ``entries``."""
+    (root / "checkpoints.json").write_text(json.dumps({"schema": 1, "checkpoints": entries}))
+    monkeypatch.setattr(ck, "REGISTRY_PATH", root / "checkpoints.json")
+
+
+def test_local_entry_resolves_to_its_file_and_loads(tmp_path, monkeypatch):
+    use_registry(monkeypatch, tmp_path, demo=LOCAL)
+    enc = random_encoder("gram-t", depth=1)
+    path = save_checkpoint(tmp_path / "work" / "demo" / "model.safetensors", enc, "hear-gram")
+    assert ck.resolve("demo") == ck.local_path("demo") == path
+    loaded, report = load_encoder(ck.resolve("demo"))
+    assert report.layout == "hear-gram" and report.config == enc.cfg
+    same_outputs(enc, loaded)
+    model = hear_gram.load_model("demo")
+    assert model.source == str(path) and model.cfg == enc.cfg
+
+
+def test_local_entry_may_give_an_absolute_path(tmp_path, monkeypatch):
+    use_registry(monkeypatch, tmp_path, demo={**LOCAL, "path": str(tmp_path / "elsewhere.st")})
+    assert ck.local_path("demo") == tmp_path / "elsewhere.st"
+
+
+def test_missing_local_file_says_which_command_makes_it(tmp_path, monkeypatch):
+    use_registry(monkeypatch, tmp_path, demo=LOCAL)
+    with pytest.raises(CheckpointError, match="not been made yet.*run make pretrain-demo"):
+        ck.resolve("demo")
+    with pytest.raises(CheckpointError, match="local entry, not huggingface.*make pretrain-demo"):
+        ck.cached_path("demo")
+
+
+def test_fetch_of_a_local_entry_is_an_error_and_downloads_nothing(tmp_path, monkeypatch):
+    use_registry(monkeypatch, tmp_path, demo=LOCAL)
+
+    def no_download(*a, **k):
+        raise AssertionError("fetch of a local entry must not download")
+
+    monkeypatch.setattr(ck.urllib.request, "urlopen", no_download)
+    with pytest.raises(CheckpointError, match="made, not downloaded. Run make pretrain-demo"):
+        ck.fetch("demo")
+
+
+def test_unknown_source_kind_is_an_error_naming_the_entry(tmp_path, monkeypatch):
+    use_registry(monkeypatch, tmp_path, odd={**LOCAL, "source": "s3"})
+    with pytest.raises(
+        CheckpointError,
+        match=r"entry 'odd' has source 's3'; valid kinds: \['huggingface', 'local'\]",
+    ):
+        ck.resolve("odd")
+
+
+@pytest.mark.parametrize(
+    "entry, missing",
+    [
+        ({**HUB, "repo_id": None}, "repo_id"),
+        ({k: v for k, v in LOCAL.items() if k != "path"}, "path"),
+    ],
+)
+def test_entry_lacking_the_keys_of_its_source_is_an_error(tmp_path, monkeypatch, entry, missing):
+    use_registry(monkeypatch, tmp_path, bad=entry)
+    with pytest.raises(CheckpointError, match=f"entry 'bad' .* lacks {missing}"):
+        ck.registry()
+
+
+def test_cli_list_and_info_show_local_entries(tmp_path, monkeypatch, capsys):
+    use_registry(monkeypatch, tmp_path, demo=LOCAL)
+    assert ck.main(["list"]) == 0
+    assert "local, not made yet: run make pretrain-demo" in capsys.readouterr().out
+    path = save_checkpoint(tmp_path / LOCAL["path"], random_encoder("gram-t", depth=1), "hear-gram")
+    assert ck.main(["list"]) == 0
+    assert f"local, present ({path})" in capsys.readouterr().out
+    assert ck.main(["info", "demo"]) == 0
+    text = capsys.readouterr().out
+    assert f"registry:    demo (local, present ({path}))" in text and "depth 1" in text
 
 
 def test_unfetched_name_says_how_to_fetch(tmp_path, monkeypatch):

@@ -9,12 +9,21 @@ import sys
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader, default_collate
 
 from hear_gram.config import preset
-from hear_gram.dsp import measured_snr_db
+from hear_gram.dsp import convolve_rir, measured_snr_db, snr_gain
 from hear_gram.encoder import PatchEmbed
-from hear_gram.pretrain.data import Featurizer, SceneMixer, demo_clip
+from hear_gram.pretrain.data import (
+    AudioClips,
+    Featurizer,
+    SceneMixer,
+    StepSampler,
+    TrainItems,
+    demo_clip,
+)
 from hear_gram.pretrain.model import (
     GramMAE,
     MultiWindowAttention,
@@ -154,32 +163,98 @@ def test_few_steps_reduce_loss_on_fixed_batch():
 
 
 # --- data --------------------------------------------------------------------------------------
+class MemoryAudio:
+    """An in-memory audio source (the `open_audio` interface): clip i = demo clip i at 32 kHz."""
+
+    def __init__(self, n: int) -> None:
+        self.clips = [demo_clip(0, i)[:, None] for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def read(self, i: int):
+        return self.clips[i], 32000
+
+
 def test_featurizer_crops_and_dry_mixer():
     clips = torch.randn(2, 32000 * 10) * 0.1
-    dry = SceneMixer(2, 1.0)(clips, np.random.default_rng(0))
+    dry = SceneMixer(2)({"clip": clips})
     assert dry.shape == (2, 2, 320000) and torch.equal(dry[:, 0], dry[:, 1])
     feats = Featurizer(preset("gram-t").features, ambisonic=False, crops=3)
     out = feats(dry, torch.Generator().manual_seed(0))
     assert out.shape == (6, 2, 128, 200) and torch.isfinite(out).all()
-    with pytest.raises(ValueError):
-        SceneMixer(2, 0.5)
+    with pytest.raises(ValueError, match="scene bank"):
+        SceneMixer(2).components({"clip": clips})
+    with pytest.raises(ValueError, match="noise source"):
+        TrainItems(AudioClips(MemoryAudio(1)), 0, 0, 0.5)
 
 
 @pytest.mark.parametrize(("fmt", "channels", "features"), [("binaural", 2, 2), ("ambisonic", 4, 7)])
 def test_scene_mixer_snr_and_formats(fmt, channels, features):
+    """The batched mix equals the per-clip mix of `hear_gram.dsp` (convolution with the source
+    RIR and the summed noise RIRs, one gain) and reaches each clip's drawn SNR."""
     from naturalistic_hear.noise import BuiltinNoise
     from tests.fake_bank import FakeSceneBank
 
     bank = FakeSceneBank(".", fmt, 32000, n_scenes=3, length_s=0.3).build()
-    mixer = SceneMixer(channels, 0.0, bank, BuiltinNoise(32000))
-    clip = torch.from_numpy(demo_clip(0, 1)).float()
-    target, noise, active, snr = mixer.components(clip, np.random.default_rng(5))
-    mix = mixer.mix_one(clip, np.random.default_rng(5))
-    assert mix.shape == (channels, 320000) and 5.0 <= snr <= 40.0
-    assert measured_snr_db(target, mix - target, active) == pytest.approx(snr, abs=1e-2)
-    batch = mixer(clip[None].expand(2, -1), np.random.default_rng(0))
+    items = TrainItems(AudioClips(MemoryAudio(2)), 0, 0, 0.0, BuiltinNoise(32000), len(bank))
+    batch = default_collate([items[(5, slot, slot)] for slot in range(2)])
+    mixer = SceneMixer(channels, bank)
+    mix = mixer(batch)
+    assert mix.shape == (2, channels, 320000)
+    for b in range(2):
+        _, src_rir, noise_rirs = bank.get(int(batch["scene"][b]))
+        target = convolve_rir(batch["clip"][b], torch.from_numpy(src_rir))
+        noise = convolve_rir(batch["noise"][b], torch.from_numpy(noise_rirs)).sum(0)
+        active = batch["active"][b]
+        snr = float(batch["snr"][b])
+        assert 5.0 <= snr <= 40.0
+        expected = target + snr_gain(target, noise, snr, active) * noise
+        torch.testing.assert_close(mix[b], expected, rtol=1e-4, atol=1e-5)
+        assert measured_snr_db(target, mix[b] - target, active) == pytest.approx(snr, abs=1e-2)
     feats = Featurizer(preset("gram-t").features, ambisonic=fmt == "ambisonic", crops=2)
-    assert feats(batch, torch.Generator().manual_seed(0)).shape == (4, features, 128, 200)
+    assert feats(mix, torch.Generator().manual_seed(0)).shape == (4, features, 128, 200)
+
+
+def test_step_sampler_covers_each_epoch_and_resumes_mid_epoch():
+    n, batch, world = 12, 2, 2
+    ranks = [StepSampler(n, batch, seed=3, rank=r, world=world) for r in range(world)]
+    streams = [iter(r) for r in ranks]
+    epoch0 = [key[2] for _ in range(n // (batch * world)) for it in streams for key in next(it)]
+    assert sorted(epoch0) == list(range(n))  # every clip once per epoch over all ranks
+    epoch1 = [key[2] for _ in range(n // (batch * world)) for it in streams for key in next(it)]
+    assert sorted(epoch1) == list(range(n)) and epoch1 != epoch0  # a new order each epoch
+    full = iter(StepSampler(n, batch, seed=3, rank=1, world=world))
+    batches = [next(full) for _ in range(7)]
+    resumed = iter(StepSampler(n, batch, seed=3, rank=1, world=world, start_step=4))
+    assert [next(resumed) for _ in range(3)] == batches[4:]
+    assert all(
+        key[:2] == (step, slot) for step, b in enumerate(batches) for slot, key in enumerate(b)
+    )
+
+
+def test_train_items_lambda_and_worker_independence():
+    from naturalistic_hear.noise import BuiltinNoise
+
+    clips = AudioClips(MemoryAudio(4))
+    half = TrainItems(clips, 0, 0, 0.5, BuiltinNoise(32000), n_scenes=3)
+    dry = [half.is_dry(step) for step in range(400)]
+    assert 0.4 < np.mean(dry) < 0.6
+    assert not any(
+        TrainItems(clips, 0, 0, 0.0, BuiltinNoise(32000), 3).is_dry(s) for s in range(50)
+    )
+    assert all(TrainItems(clips, 0, 0, 1.0).is_dry(s) for s in range(50))
+    wet = next(s for s in range(400) if not dry[s])
+    sampler = StepSampler(len(clips), 2, seed=0, start_step=wet)
+
+    def first_batch(workers: int) -> dict:
+        loader = DataLoader(half, batch_sampler=sampler, num_workers=workers)
+        return next(iter(loader))
+
+    a, b = first_batch(0), first_batch(2)
+    assert set(a) == {"clip", "noise", "active", "scene", "snr"}
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
 
 
 def test_demo_clip_is_reproducible():
@@ -219,22 +294,47 @@ TINY_RUN = [
 ]
 
 
+class InterruptAt(pl.Callback):
+    """Ctrl-C before step `step` (after `step` optimiser steps)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt
+
+
 def test_train_saves_loadable_encoder_and_resumes(tmp_path):
+    """A run interrupted at step 2 and resumed gives the losses of an uninterrupted run (same
+    data, crops, masks and optimiser state), and its encoder loads through the HEAR module."""
     from hear_gram import gram_t
 
-    overrides = [*TINY_RUN, f"out_dir={tmp_path}", f"bank_dir={tmp_path / 'bank'}"]
-    cfg = get_config("demo-cpu", [*overrides, "bank_scenes=2", "max_steps=2"])
-    path = train(cfg)
-    model = gram_t.load_model(str(path))
+    def config(out):
+        overrides = [*TINY_RUN, f"out_dir={out}", f"bank_dir={tmp_path / 'bank'}"]
+        return get_config(
+            "demo-cpu", [*overrides, "bank_scenes=2", "max_steps=4", "clean_ratio=0.5"]
+        )
+
+    straight = train(config(tmp_path / "a"))
+    assert train(config(tmp_path / "b"), callbacks=[InterruptAt(2)]) is None
+    assert not (tmp_path / "b" / "model.safetensors").exists()
+    steps_cut, _ = read_losses(tmp_path / "b" / "logs")
+    assert steps_cut.tolist() == [0, 1]
+    resumed = train(config(tmp_path / "b"))
+    steps_a, losses_a = read_losses(tmp_path / "a" / "logs")
+    steps_b, losses_b = read_losses(tmp_path / "b" / "logs")
+    assert steps_a.tolist() == steps_b.tolist() == [0, 1, 2, 3]
+    np.testing.assert_allclose(losses_b, losses_a, rtol=1e-5)
+    model = gram_t.load_model(str(resumed))
     audio = torch.randn(2, 32000) * 0.1
-    emb, ts = gram_t.get_timestamp_embeddings(audio, model)
+    emb, _ = gram_t.get_timestamp_embeddings(audio, model)
     assert emb.shape[0] == 2 and torch.isfinite(emb).all()
-    assert (tmp_path / "loss.png").stat().st_size > 0
-    assert (tmp_path / "decoder.safetensors").exists()
-    # resume from last.ckpt to 4 steps: the log continues at steps 2, 3
-    train(cfg.replace(max_steps=4))
-    steps, losses = read_losses(tmp_path / "logs")
-    assert steps.tolist() == [0, 1, 2, 3] and np.isfinite(losses).all()
+    torch.testing.assert_close(
+        emb, gram_t.get_timestamp_embeddings(audio, gram_t.load_model(str(straight)))[0]
+    )
+    assert (tmp_path / "b" / "loss.png").stat().st_size > 0
+    assert (tmp_path / "b" / "decoder.safetensors").exists()
 
 
 def test_ddp_two_processes_gloo(tmp_path):

@@ -1,17 +1,26 @@
-"""Pretraining data (REFERENCE §5-6): mono 10 s clips from a folder, scenes mixed in-batch on
-the training device, log-mel, and random 200-frame crops.
+"""Pretraining data (REFERENCE §5-6): mono 10 s clips from a folder or WebDataset shards, the
+random draws of each training item made in DataLoader workers, scenes mixed batch-wise on the
+training device, log-mel, and random 200-frame crops.
 
 Steps, each a small function or class:
-- `AudioFolder`: files of a folder (any format soundfile reads, sorted), mono, 32 kHz, -14 dBFS,
-  padded or cut to 10 s -> (N,) float32.
-- `SceneMixer`: per batch, with probability lambda (clean-data ratio) the batch stays dry
-  (duplicated to the format's channels); else each clip gets a random train-pool scene (source
-  RIR, noise RIRs), a noise clip and an SNR uniform in 5-40 dB, one gain over all channels.
+- `open_audio`: a folder of audio files (any format soundfile reads, sorted) or WebDataset tar
+  shards (`hear_gram.pretrain.shards.TarShards`), indexed.
+- `AudioClips`: clip i, mono, 32 kHz, -14 dBFS, padded or cut to 10 s -> (N,) float32.
+- `StepSampler`: step s -> the keys (s, slot, index) of this rank's batch, an epoch-wise
+  permutation of the clips; starts at any step, so a resumed run reads what an uninterrupted one
+  would have read.
+- `TrainItems`: key -> clip plus its scene draws (in the workers: the noise synthesis or file read
+  is the costly part): per batch, with probability lambda (clean-data ratio) the batch stays dry;
+  else each clip gets a random train-pool scene, a noise clip placed in the 10 s and an SNR uniform
+  in 5-40 dB.
+- `SceneMixer`: a collated batch -> waveforms (B, C, N) on the training device: batched FFT
+  convolution with the scenes' RIRs, one gain over all channels per clip.
 - `Featurizer`: log-mel (training log floor 1e-5), padded to 1024 frames, 16 random crops.
 - `make_demo_corpus`: an offline corpus of synthetic 10 s clips.
 
-Randomness is explicit: the mixer and the cropper draw from generators seeded with
-(seed, step, rank), so a resumed run sees the same data as an uninterrupted one.
+Randomness is explicit: every draw comes from a generator seeded with (seed, step, rank[, slot]),
+so the data are a pure function of the step, whatever the number of workers, and a resumed run
+sees the same data as an uninterrupted one.
 
 Dimension letters: B clips, C channels, K noise positions, N samples, L RIR taps, F mel bins,
 T frames, R crops per clip.
@@ -19,7 +28,10 @@ T frames, R crops per clip.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -29,13 +41,18 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from hear_gram.dsp import SOURCE_DBFS, convolve_rir, prepare_noise, rms_normalize, snr_gain
+from hear_gram.dsp import SOURCE_DBFS, convolve_rir, prepare_noise, rms_normalize, snr_gains
 from hear_gram.frontend import LogMelFrontend, resample
 from hear_gram.synthetic_tasks import SCENE_CLASSES, SOUND_CLASSES, ClipSpec, Event, render_clip
 
 log = logging.getLogger(__name__)
 
 TRAIN_LOG_EPS = 1e-5  # log floor used in training (REFERENCE §2)
+
+
+def step_rng(*key: int) -> np.random.Generator:
+    """The generator of one draw, e.g. key (seed, step, rank) or (seed, step, rank, slot)."""
+    return np.random.default_rng(np.random.SeedSequence([int(k) for k in key]))
 
 
 # --- source clips ------------------------------------------------------------------------------
@@ -48,68 +65,180 @@ def audio_files(root: str | Path) -> list[Path]:
     return files
 
 
-class AudioFolder(Dataset):
-    """Clip i of a folder as mono (N,) float32 at `sample_rate` Hz, -14 dBFS, `seconds` long."""
+class AudioFiles:
+    """The audio files of a folder, by index (sorted paths)."""
 
-    def __init__(self, root: str | Path, sample_rate: int = 32000, seconds: float = 10.0):
+    def __init__(self, root: str | Path) -> None:
         self.files = audio_files(root)
-        self.sample_rate, self.length = sample_rate, int(round(seconds * sample_rate))
 
     def __len__(self) -> int:
         return len(self.files)
 
+    def read(self, i: int) -> tuple[np.ndarray, int]:
+        """(N, C) float32 and the file's sample rate."""
+        return sf.read(self.files[i], dtype="float32", always_2d=True)
+
+    def key(self, i: int) -> str:
+        return str(self.files[i])
+
+
+def open_audio(spec: str | Path):
+    """`spec` -> an indexed audio source: a folder of audio files, or WebDataset tar shards (a
+    ``.tar`` file, a brace pattern ``shard-{000000..000099}.tar``, or a folder holding only
+    ``*.tar``)."""
+    from hear_gram.pretrain.shards import TarShards
+
+    path = Path(spec)
+    if path.is_dir():
+        if any(path.glob("*.tar")) and not _has_audio(path):
+            return TarShards([path])
+        return AudioFiles(path)
+    if str(spec).endswith(".tar") or "{" in str(spec):
+        return TarShards([spec])
+    raise FileNotFoundError(
+        f"training audio {str(spec)!r} is neither a folder nor WebDataset .tar shards"
+    )
+
+
+def _has_audio(root: Path) -> bool:
+    try:
+        audio_files(root)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+class AudioClips(Dataset):
+    """Clip i of an audio source as mono (N,) float32 at `sample_rate` Hz, -14 dBFS, `seconds`
+    long (REFERENCE §5: mono, level-normalised, 10 s)."""
+
+    def __init__(self, source, sample_rate: int = 32000, seconds: float = 10.0) -> None:
+        self.source = source
+        self.sample_rate, self.length = sample_rate, int(round(seconds * sample_rate))
+
+    def __len__(self) -> int:
+        return len(self.source)
+
     def __getitem__(self, i: int) -> Tensor:
-        audio, sr = sf.read(self.files[i], dtype="float32", always_2d=True)  # (N, C)
-        x = torch.from_numpy(audio.mean(axis=1))
+        audio, sr = self.source.read(i)  # (N, C)
+        x = torch.from_numpy(np.ascontiguousarray(audio.mean(axis=1)))
         x = resample(x, sr, self.sample_rate)[: self.length]
         x = torch.nn.functional.pad(x, (0, self.length - x.shape[-1]))
         return rms_normalize(x, SOURCE_DBFS).float()
 
 
-# --- scene mixing ------------------------------------------------------------------------------
-class SceneMixer:
-    """Mono clips (B, N) -> scene mixes (B, C, N) on the clips' device (REFERENCE §5-6).
+# --- which clips, at which step ----------------------------------------------------------------
+class StepSampler:
+    """Batch sampler: step s -> [(s, slot, index)] for slot in range(`batch`), for this `rank` of
+    `world`. The stream of clip indices over all ranks runs through one permutation of the
+    `n_items` clips per epoch (seeded by (seed, epoch)); position p = (s * world + rank) * batch
+    + slot. Endless; Lightning stops at max_steps. `start_step` resumes mid-epoch exactly."""
 
-    `bank` is a built `naturalistic_hear.bank.SceneBank` (pool "train"); `noise` a
-    `NoiseSource` (`BuiltinNoise` or `NoiseDir`) at the clips' rate. With `bank=None` every batch
-    stays dry (GRAM-Clean, lambda = 1).
-    """
+    def __init__(self, n_items: int, batch: int, seed: int, rank: int = 0, world: int = 1,
+                 start_step: int = 0) -> None:  # fmt: skip
+        if n_items < 1 or batch < 1:
+            raise ValueError(f"need at least one clip and batch >= 1 (got {n_items}, {batch})")
+        self.n_items, self.batch, self.seed = n_items, batch, seed
+        self.rank, self.world, self.start_step = rank, world, start_step
+        self._epoch, self._perm = -1, np.empty(0, dtype=np.int64)
 
-    def __init__(self, channels: int, clean_ratio: float, bank=None, noise=None, snr_db=(5, 40)):
+    def index(self, step: int, slot: int) -> int:
+        epoch, pos = divmod((step * self.world + self.rank) * self.batch + slot, self.n_items)
+        if epoch != self._epoch:
+            self._epoch, self._perm = (
+                epoch,
+                step_rng(self.seed, 11, epoch).permutation(self.n_items),
+            )
+        return int(self._perm[pos])
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        for step in itertools.count(self.start_step):
+            yield [(step, slot, self.index(step, slot)) for slot in range(self.batch)]
+
+
+# --- the draws of one item ---------------------------------------------------------------------
+class TrainItems(Dataset):
+    """Key (step, slot, index) -> {"clip": (N,)} for a dry batch, else also "noise" (N,) (the
+    noise clip placed in the 10 s), "active" (N,) bool (where it lies), "scene" (int, a bank
+    index) and "snr" (dB). Whether the batch is dry is drawn once per (seed, step, rank), with
+    probability `clean_ratio` (lambda); the rest per (seed, step, rank, slot)."""
+
+    def __init__(self, clips: AudioClips, seed: int, rank: int, clean_ratio: float,
+                 noise=None, n_scenes: int = 0, snr_db: tuple[float, float] = (5.0, 40.0)) -> None:  # fmt: skip
         if not 0.0 <= clean_ratio <= 1.0:
             raise ValueError(f"clean ratio must be in [0, 1], got {clean_ratio}")
-        if clean_ratio < 1.0 and (bank is None or noise is None):
-            raise ValueError("a clean ratio below 1 needs a scene bank and a noise source")
-        self.channels, self.clean_ratio = channels, clean_ratio
-        self.bank, self.noise, self.snr_db = bank, noise, snr_db
+        if clean_ratio < 1.0 and (noise is None or n_scenes < 1):
+            raise ValueError("a clean ratio below 1 needs scenes (a bank) and a noise source")
+        self.clips, self.seed, self.rank, self.clean_ratio = clips, seed, rank, clean_ratio
+        self.noise, self.n_scenes, self.snr_db = noise, n_scenes, snr_db
 
-    def __call__(self, clips: Tensor, rng: np.random.Generator) -> Tensor:
-        if rng.random() < self.clean_ratio:
+    def is_dry(self, step: int) -> bool:
+        return bool(step_rng(self.seed, step, self.rank).random() < self.clean_ratio)
+
+    def __getitem__(self, key: tuple[int, int, int]) -> dict:
+        step, slot, index = key
+        clip = self.clips[index]
+        if self.is_dry(step):
+            return {"clip": clip}
+        rng = step_rng(self.seed, step, self.rank, slot)
+        scene = int(rng.integers(self.n_scenes))
+        raw, _ = self.noise.draw(rng)
+        noise, _, active = prepare_noise(raw, self.clips.sample_rate, clip.shape[-1], rng)
+        return {
+            "clip": clip,
+            "noise": torch.from_numpy(noise).float(),
+            "active": torch.from_numpy(active),
+            "scene": scene,
+            "snr": float(rng.uniform(*self.snr_db)),
+        }
+
+
+# --- scene mixing ------------------------------------------------------------------------------
+class SceneMixer:
+    """A collated `TrainItems` batch -> waveforms (B, C, N) on the clips' device (REFERENCE §5-6).
+
+    A dry batch: the mono clip on every channel. Otherwise target = clip * source RIR and noise =
+    noise clip * (sum of the scene's K noise RIRs: one clip from K directions, as
+    ``naturalistic_hear.generate``), both by one batched FFT convolution on the device, mixed with
+    one gain over all channels per clip, the noise power measured where the noise clip lies.
+    `bank`: a built `naturalistic_hear.bank.SceneBank` (pool "train"), or None (GRAM-Clean).
+    """
+
+    def __init__(self, channels: int, bank=None) -> None:
+        self.channels, self.bank = channels, bank
+
+    def __call__(self, batch: dict) -> Tensor:
+        clips = batch["clip"]
+        if "noise" not in batch:
             return self.dry(clips)
-        return torch.stack([self.mix_one(x, rng) for x in clips])
+        target, noise = self.components(batch)
+        snr = torch.as_tensor(batch["snr"], device=clips.device)
+        gains = snr_gains(target, noise, snr, batch["active"].to(clips.device))  # (B,)
+        return target + gains[:, None, None] * noise
 
     def dry(self, clips: Tensor) -> Tensor:
         """(B, N) -> (B, C, N): the mono clip on every channel."""
         return clips[:, None].expand(-1, self.channels, -1).contiguous()
 
-    def components(self, clip: Tensor, rng: np.random.Generator):
-        """(N,) -> target (C, N) = source * RIR, noise (C, N) = sum_k noise * RIR_k, the noise's
-        active samples (N,) and an SNR (dB) drawn uniformly in `snr_db`."""
-        _, src_rir, noise_rirs = self.bank.get(int(rng.integers(len(self.bank))))
-        n = clip.shape[-1]
-        target = convolve_rir(clip, torch.tensor(src_rir))  # (C, N)
-        raw, _ = self.noise.draw(rng)
-        noise, _, active = prepare_noise(raw, self.bank.sample_rate, n, rng)
-        noise_t = torch.from_numpy(noise).to(clip.device, torch.float32)
-        noisy = convolve_rir(noise_t, torch.tensor(noise_rirs)).sum(0)  # (K, C, N) -> (C, N)
-        active_t = torch.from_numpy(active).to(clip.device)
-        return target, noisy, active_t, float(rng.uniform(*self.snr_db))
+    def components(self, batch: dict) -> tuple[Tensor, Tensor]:
+        """Spatial target and noise, each (B, C, N), before the SNR gain."""
+        if self.bank is None:
+            raise ValueError("this batch asks for scenes but the mixer has no scene bank")
+        clips = batch["clip"]
+        source, noise = self.rirs([int(i) for i in batch["scene"]], clips.device)
+        target = convolve_rir(clips, source)  # (B, N) * (B, C, L) -> (B, C, N)
+        return target, convolve_rir(batch["noise"].to(clips.device), noise)
 
-    def mix_one(self, clip: Tensor, rng: np.random.Generator) -> Tensor:
-        """(N,) -> (C, N): target + g * noise, one gain g over all channels, the noise power
-        measured where the noise clip lies (REFERENCE §5)."""
-        target, noise, active, snr = self.components(clip, rng)
-        return target + snr_gain(target, noise, snr, active) * noise
+    def rirs(self, scenes: list[int], device) -> tuple[Tensor, Tensor]:
+        """Source RIRs (B, C, L) and summed noise RIRs (B, C, L), zero-padded to the longest."""
+        pairs = [self.bank.get(i)[1:] for i in scenes]
+        taps = max(src.shape[-1] for src, _ in pairs)
+
+        def stack(arrays: list[np.ndarray]) -> Tensor:
+            padded = [np.pad(a, ((0, 0), (0, taps - a.shape[-1]))) for a in arrays]
+            return torch.from_numpy(np.stack(padded)).to(device, torch.float32)
+
+        return stack([s for s, _ in pairs]), stack([n.sum(axis=0) for _, n in pairs])
 
 
 # --- features and crops ------------------------------------------------------------------------
@@ -165,7 +294,8 @@ def make_demo_corpus(root: str | Path, n_clips: int = 300, seed: int = 0) -> Dem
     for i in range(n_clips):
         path = root / f"clip-{i:05d}.wav"
         if not path.exists():
-            tmp = path.with_name(path.stem + ".partial.wav")
+            # per-process name: DDP ranks may write the same corpus at once
+            tmp = path.with_name(f"{path.stem}.partial-{os.getpid()}.wav")
             sf.write(tmp, demo_clip(seed, i), 32000, subtype="PCM_16")
             tmp.replace(path)
     return DemoCorpus(root, n_clips)

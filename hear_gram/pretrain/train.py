@@ -16,6 +16,7 @@ import hashlib
 import logging
 import math
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -28,7 +29,15 @@ from torch.utils.data import DataLoader
 
 from hear_gram.checkpoints import save_checkpoint
 from hear_gram.config import GramConfig, preset
-from hear_gram.pretrain.data import AudioFolder, Featurizer, SceneMixer, make_demo_corpus
+from hear_gram.pretrain.data import (
+    AudioClips,
+    Featurizer,
+    SceneMixer,
+    StepSampler,
+    TrainItems,
+    make_demo_corpus,
+    open_audio,
+)
 from hear_gram.pretrain.model import GramMAE
 
 log = logging.getLogger(__name__)
@@ -174,15 +183,26 @@ class PretrainModule(pl.LightningModule):
             gcfg.features, ambisonic=gcfg.in_channels == 7, crops=cfg.crops
         )
 
-    def crops(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Generator]:
-        """(B, N) clips -> (B*R, C', F, T) crops; the draws depend on (seed, step, rank) only."""
+    def crops(self, batch: dict) -> tuple[torch.Tensor, torch.Generator]:
+        """A `TrainItems` batch of B clips -> (B*R, C', F, T) crops; the crop and mask draws
+        depend on (seed, step, rank) only."""
         seed = _seed(self.cfg.seed, self.global_step, self.global_rank)
-        rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed % 2**63)
+        gen = torch.Generator().manual_seed(seed % 2**63)
         with torch.autocast(self.device.type, enabled=False):  # DSP in float32
-            return self.featurizer(self.mixer(clips.float(), rng), gen), gen
+            return self.featurizer(self.mixer(batch), gen), gen
 
-    def training_step(self, clips: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        crops, gen = self.crops(clips)
+    def train_dataloader(self) -> DataLoader:
+        # Built here, after a resumed run has restored its step: the loader starts at that step.
+        return build_loader(
+            self.cfg,
+            rank=self.global_rank,
+            world=self.trainer.world_size,
+            start_step=self.global_step,
+            n_scenes=len(self.mixer.bank) if self.mixer.bank is not None else 0,
+        )
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        crops, gen = self.crops(batch)
         loss, _, _ = self.mae(crops, generator=gen)
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
@@ -206,47 +226,61 @@ class PretrainModule(pl.LightningModule):
 
 # --- building a run ----------------------------------------------------------------------------
 def build_mixer(cfg: TrainConfig) -> SceneMixer:
-    """The scene mixer for `cfg`, rendering the train-pool bank on first use."""
+    """The scene mixer for `cfg`, rendering the train-pool bank on first use (none for lambda 1)."""
     channels = 4 if cfg.fmt == "ambisonic" else 2
     if cfg.clean_ratio >= 1.0:
-        return SceneMixer(channels, 1.0)
+        return SceneMixer(channels)
     from naturalistic_hear.bank import SceneBank
-    from naturalistic_hear.noise import BuiltinNoise, NoiseDir
 
     sr = cfg.gram_config().features.sample_rate
     bank = SceneBank(cfg.bank_dir, cfg.fmt, sr, pool="train", n_scenes=cfg.bank_scenes)
     bank.build()
-    noise = NoiseDir(cfg.noise_dir).at_rate(sr) if cfg.noise_dir else BuiltinNoise(sr)
-    return SceneMixer(channels, cfg.clean_ratio, bank, noise)
+    return SceneMixer(channels, bank)
 
 
-def build_loader(cfg: TrainConfig) -> DataLoader:
+def data_dir(cfg: TrainConfig) -> str:
+    """The training audio of `cfg` (the demo corpus is written on first use)."""
     if not cfg.data_dir:
         raise ValueError(
-            "no training audio: pass data_dir=/path/to/audio (e.g. AudioSet clips), or "
-            "data_dir=demo for the small offline demo corpus"
+            "no training audio: pass data_dir=/path/to/audio (a folder, or WebDataset .tar "
+            "shards as for AudioSet), or data_dir=demo for the small offline demo corpus"
         )
-    data_dir = cfg.data_dir
-    if data_dir == "demo":
-        data_dir = str(
-            make_demo_corpus(Path(cfg.out_dir) / "corpus", cfg.demo_clips, cfg.seed).root
-        )
+    if cfg.data_dir == "demo":
+        return str(make_demo_corpus(Path(cfg.out_dir) / "corpus", cfg.demo_clips, cfg.seed).root)
+    return cfg.data_dir
+
+
+def build_loader(
+    cfg: TrainConfig, rank: int = 0, world: int = 1, start_step: int = 0, n_scenes: int = 0
+) -> DataLoader:
+    """Batches of `TrainItems` for this rank from `start_step` on (the worker processes read the
+    audio and draw the scenes and noise)."""
+    sr = cfg.gram_config().features.sample_rate
+    clips = AudioClips(open_audio(data_dir(cfg)), sr)
+    noise = None
+    if cfg.clean_ratio < 1.0:
+        from naturalistic_hear.noise import BuiltinNoise, NoiseDir
+
+        noise = NoiseDir(cfg.noise_dir).at_rate(sr) if cfg.noise_dir else BuiltinNoise(sr)
+    items = TrainItems(clips, cfg.seed, rank, cfg.clean_ratio, noise, n_scenes)
+    sampler = StepSampler(len(clips), cfg.batch_clips, cfg.seed, rank, world, start_step)
     return DataLoader(
-        AudioFolder(data_dir),
-        batch_size=cfg.batch_clips,
-        shuffle=True,
-        drop_last=True,
+        items,
+        batch_sampler=sampler,
         num_workers=cfg.num_workers,
         persistent_workers=cfg.num_workers > 0,
     )
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Run (or resume) `cfg`; returns the path of the saved encoder."""
+def train(cfg: TrainConfig, callbacks: Sequence[pl.Callback] = ()) -> Path | None:
+    """Run (or resume) `cfg`; returns the path of the saved encoder, or None when the run was
+    interrupted (Ctrl-C): then ``checkpoints/last.ckpt`` holds its state and the same command
+    resumes it."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True)
     module = PretrainModule(cfg, build_mixer(cfg))
+    data_dir(cfg)  # before DDP starts the other ranks: they would all write the demo corpus
     ckpt_cb = pl.callbacks.ModelCheckpoint(
         dirpath=str(out / "checkpoints"), save_last=True, every_n_train_steps=cfg.ckpt_every
     )
@@ -265,12 +299,20 @@ def train(cfg: TrainConfig) -> Path:
         # A new version per (re)start: CSVLogger rewrites its file, so resuming into one would
         # lose the earlier steps; read_losses merges the versions.
         logger=pl.loggers.CSVLogger(str(out), name="logs"),
-        callbacks=[ckpt_cb],
+        callbacks=[ckpt_cb, *callbacks],
         log_every_n_steps=cfg.log_every,
         enable_model_summary=False,
+        replace_sampler_ddp=False,  # StepSampler splits the data over the ranks itself
     )
     last = out / "checkpoints" / "last.ckpt"
-    trainer.fit(module, build_loader(cfg), ckpt_path=str(last) if last.exists() else None)
+    trainer.fit(module, ckpt_path=str(last) if last.exists() else None)
+    # The final state too (the step-wise callback saves only at multiples of ckpt_every), so a
+    # finished run can be continued to a larger max_steps.
+    trainer.save_checkpoint(str(last))
+    if trainer.interrupted:
+        log.warning("interrupted at step %d; state saved in %s: run the same command to resume",
+                    trainer.global_step, last)  # fmt: skip
+        return None
     if trainer.global_rank != 0:
         return out / "model.safetensors"
     path = save_checkpoint(out / "model.safetensors", module.mae.encoder, "hear-gram")

@@ -1,0 +1,56 @@
+"""make demo's choice of weights: released if fetched, else the demo-pretrained GRAM-T (binaural
+sets only), else random full-depth weights."""
+
+from __future__ import annotations
+
+import json
+
+from hear_gram import checkpoints as ck
+from hear_gram.checkpoints import random_encoder, save_checkpoint
+from hear_gram.config import preset
+from hear_gram.demo import pick_weights
+from hear_gram.encoder import build_encoder
+
+
+def test_pick_weights_prefers_released_then_demo_then_random(tmp_path, monkeypatch):
+    # the real registry's entries, with the repository root and the download cache in tmp_path
+    (tmp_path / "repo").mkdir()
+    registry = tmp_path / "repo" / "checkpoints.json"
+    registry.write_text(json.dumps({"schema": 1, "checkpoints": ck.registry()}))
+    monkeypatch.setattr(ck, "REGISTRY_PATH", registry)
+    monkeypatch.setenv("HEAR_GRAM_HOME", str(tmp_path / "cache"))
+    work = tmp_path / "work"
+    # made beforehand, so that pick_weights reuses them instead of building full-depth ones
+    random_t = save_checkpoint(
+        work / "random-gram-t.safetensors", random_encoder("gram-t", depth=1), "released"
+    )
+    random_a = save_checkpoint(
+        work / "random-gram-t-ambisonic.safetensors",
+        random_encoder("gram-t-ambisonic", depth=1),
+        "released",
+    )
+
+    path, which = pick_weights(work, "gramt-binaural", "gram-t")
+    assert path == random_t and which.startswith("RANDOM full-depth gram-t")
+    assert "make pretrain-demo gives a trained demo model" in which
+
+    small = preset("gram-t", depth=4, width=192, heads=3, mlp_dim=768)
+    demo = save_checkpoint(ck.local_path("gram-demo-cpu"), build_encoder(small), "hear-gram")
+    assert demo == tmp_path / "repo" / "work" / "pretrain" / "demo-cpu" / "model.safetensors"
+    path, which = pick_weights(work, "gramt-binaural", "gram-t")
+    assert path == demo
+    assert which == (
+        f"demo-scale GRAM-T pretrained by make pretrain-demo ({demo}): 4 layers, width 192, "
+        "trained for minutes on synthetic audio; expect far below the paper's numbers"
+    )
+    # the demo model is binaural: the Ambisonic set stays released-or-random, with no hint
+    path, which = pick_weights(work, "gramt-ambisonics", "gram-t-ambisonic")
+    assert path == random_a and "pretrain-demo" not in which
+
+    released = save_checkpoint(
+        ck.cached_path("gramt-binaural"), random_encoder("gram-t", depth=1), "released"
+    )
+    assert pick_weights(work, "gramt-binaural", "gram-t") == (
+        released,
+        f"released gramt-binaural weights ({released})",
+    )
