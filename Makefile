@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 WORK ?= work
 
-.PHONY: install test test-fast lint demo bench validate naturalistic-hear naturalistic-hear-bench localization pretrain-demo clean-work
+.PHONY: install test test-fast lint demo bench validate naturalistic-hear naturalistic-hear-bench localization pretrain-demo pretrain-report clean-work
 
 install: $(STAMP)
 
@@ -74,6 +74,11 @@ localization: install
 # GRAM pretraining at demo scale on CPU (a small GRAM-T on an offline corpus; ~11-15 min on 2 cores)
 pretrain-demo: install
 	$(PY) -m hear_gram.pretrain --config demo-cpu out_dir=$(WORK)/pretrain/demo-cpu
+
+# Naturalistic vs clean (lambda 1) vs random init at demo scale, through the HEAR tools: writes
+# $(WORK)/pretrain-report/REPORT.md + figures (trains the two runs first when missing, ~8 min each)
+pretrain-report: install
+	$(PY) -m hear_gram.pretrain.report --work $(WORK)/pretrain-report --run-dir $(WORK)/pretrain/demo-cpu
 
 clean-work:
 	rm -rf $(WORK)

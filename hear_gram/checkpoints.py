@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 
 REGISTRY_PATH = Path(__file__).resolve().parent.parent / "checkpoints.json"
 OWN_FORMAT = "hear-gram/1"
+# The entry hear_gram.pretrain adds to its Lightning checkpoints (format, config, encoder prefix).
+LIGHTNING_KEY = "hear_gram"
 RELEASED_PREFIX = "model."
 ENCODER_PREFIXES = ("patch_embed.", "cls_token", "encoder.", "encoder_pos_embed", "encoder_v.")
 DECODER_PREFIXES = (
@@ -100,6 +102,15 @@ def read_state(
         return state, meta, "state-dict"
     obj = _torch_load(path, allow_pickle)
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        own = obj.get(LIGHTNING_KEY)
+        if isinstance(own, Mapping) and own.get("format") == OWN_FORMAT:
+            # hear_gram.pretrain's own training checkpoint: the encoder under a prefix, the
+            # config beside it (decoder and optimiser state stay in the file, unused here)
+            prefix = own["encoder_prefix"]
+            state = {
+                k[len(prefix) :]: v for k, v in obj["state_dict"].items() if k.startswith(prefix)
+            }
+            return state, {"config": own["config"]}, "hear-gram-lightning"
         return dict(obj["state_dict"]), {}, "lightning"
     if isinstance(obj, Mapping) and all(isinstance(v, Tensor) for v in obj.values()):
         state = dict(obj)

@@ -80,6 +80,21 @@ def run(cmd: list[str], env: dict | None = None) -> None:
     subprocess.run(cmd, check=True, env=env)
 
 
+def score(module: str, weights: Path, tasks: Path, emb: Path, model_options: str, grid: str) -> list[dict]:  # fmt: skip
+    """Embed every task under `tasks` with ``heareval.embeddings.runner`` and score them with
+    ``hear_gram.predict`` (the README's commands, as subprocesses); `collect_scores` rows."""
+    py = sys.executable
+    run([py, "-m", "heareval.embeddings.runner", module, "--model", str(weights),
+         "--tasks-dir", str(tasks), "--embeddings-dir", str(emb),
+         "--model-options", model_options])  # fmt: skip
+    module_dir = next(d for d in sorted(emb.iterdir()) if d.name.startswith(module))
+    task_dirs = [str(d) for d in sorted(module_dir.iterdir()) if d.is_dir()]
+    # heareval's small probes run fastest single-threaded on a shared 2-core machine
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run([py, "-m", "hear_gram.predict", *task_dirs, "--grid", grid, "--grid-points", "1"], env)
+    return collect_scores(module_dir)
+
+
 # (set name, HEAR module, registry name, preset, naturalistic format or None for the dry tasks)
 SETS = [
     ("dry", "hear_gram", "gramt-binaural", "gram-t", None),
@@ -110,8 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     scene = make_scene_task(dry, sample_rates=(48000,))
     make_event_task(dry, sample_rates=(48000,))
     py = sys.executable
-    # heareval's small probes run fastest single-threaded on a shared 2-core machine
-    env = dict(os.environ, OMP_NUM_THREADS="1")
     table, used = [], []
     for name, module, registry_name, preset, fmt in SETS:
         tasks = dry
@@ -123,15 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         weights, which = pick_weights(work, registry_name, preset)
         print(f"\n[{name}] {module}, checkpoint: {which}\n", flush=True)
         used.append(f"{name}: {which}")
-        emb = work / f"embeddings-{name}"
-        run([py, "-m", "heareval.embeddings.runner", module, "--model", str(weights),
-             "--tasks-dir", str(tasks), "--embeddings-dir", str(emb),
-             "--model-options", args.model_options])  # fmt: skip
-        module_dir = next(d for d in sorted(emb.iterdir()) if d.name.startswith(module))
-        task_dirs = [str(d) for d in sorted(module_dir.iterdir()) if d.is_dir()]
-        run([py, "-m", "hear_gram.predict", *task_dirs, "--grid", args.grid, "--grid-points", "1"], env)  # fmt: skip
-        for row in collect_scores(module_dir):
-            table.append({**row, "task": f"{row['task']} [{name}]"})
+        rows = score(module, weights, tasks, work / f"embeddings-{name}", args.model_options,
+                     args.grid)  # fmt: skip
+        table += [{**row, "task": f"{row['task']} [{name}]"} for row in rows]
     print(f"\nhear_gram demo scores, {time.time() - t0:.0f} s in all. Checkpoints:")
     for line in used:
         print(f"  {line}")

@@ -335,6 +335,36 @@ def test_train_saves_loadable_encoder_and_resumes(tmp_path):
     )
     assert (tmp_path / "b" / "loss.png").stat().st_size > 0
     assert (tmp_path / "b" / "decoder.safetensors").exists()
+    # the Lightning checkpoint itself loads through the HEAR module too (same encoder)
+    from_ckpt = gram_t.load_model(str(tmp_path / "b" / "checkpoints" / "last.ckpt"))
+    torch.testing.assert_close(gram_t.get_timestamp_embeddings(audio, from_ckpt)[0], emb)
+
+
+@pytest.mark.parametrize(
+    ("model", "fmt", "module"),
+    [
+        ("gram-t-ambisonic", "ambisonic", "gram_t_ambisonic"),
+        ("gram-t-time", "binaural", "gram_t_time"),
+        ("gram-m", "binaural", "gram_m"),
+    ],
+)
+def test_every_variant_trains_on_scenes_and_loads_in_its_module(tmp_path, model, fmt, module):
+    """One scene-mixed step per variant (Ambisonic intensity features, time patches, Mamba),
+    and the saved encoder loads in the matching HEAR module."""
+    import importlib
+
+    overrides = [*TINY_RUN, f"out_dir={tmp_path}", f"bank_dir={tmp_path / 'bank'}", "bank_scenes=2"]
+    cfg = get_config("demo-cpu", [*overrides, f"model={model}", f"fmt={fmt}", "clean_ratio=0",
+                                  "max_steps=1", "demo_clips=2"])  # fmt: skip
+    path = train(cfg)
+    _, losses = read_losses(tmp_path / "logs")
+    assert len(losses) == 1 and np.isfinite(losses).all()
+    hear = importlib.import_module(f"hear_gram.{module}")
+    loaded = hear.load_model(str(path))
+    assert loaded.encoder.cfg == cfg.gram_config()
+    audio = torch.randn(1, 4 if fmt == "ambisonic" else 2, 32000) * 0.1
+    emb = hear.get_scene_embeddings(audio, loaded)
+    assert emb.shape[0] == 1 and torch.isfinite(emb).all()
 
 
 def test_ddp_two_processes_gloo(tmp_path):

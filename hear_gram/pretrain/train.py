@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
-from hear_gram.checkpoints import save_checkpoint
+from hear_gram.checkpoints import LIGHTNING_KEY, OWN_FORMAT, save_checkpoint
 from hear_gram.config import GramConfig, preset
 from hear_gram.pretrain.data import (
     AudioClips,
@@ -210,6 +210,14 @@ class PretrainModule(pl.LightningModule):
         # (Lightning 1.9 restores its batch counter late); log the optimiser step explicitly.
         self.log("global_step", float(self.global_step))
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # What hear_gram.load_model needs to read the encoder straight from a .ckpt.
+        checkpoint[LIGHTNING_KEY] = {
+            "format": OWN_FORMAT,
+            "config": self.mae.encoder.cfg.to_json(),
+            "encoder_prefix": "mae.encoder.",
+        }
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(
