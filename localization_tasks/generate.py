@@ -14,12 +14,14 @@ write five HEAR-like tasks under OUT/:
     {task}-loc-{format}-snr20-40    direction, SNR uniform in 20..40 dB
     {task}-t60-{format}             T60 in s, no noise (same audio as -clean)
 
-Rendering is `naturalistic_hear.generate.render_components` (the Nat-HEAR code path, one copy):
-the clip's scene, noise clip and SNR draw come from `clip_rng(seed, source task, split, file)`,
-so a clip has the SAME scene and noise in every bin and format; only the SNR range changes (the
-SNR is the same uniform draw mapped into each bin). The noise-free audio is the rendered target
-(reverberant source) before noise, at the same level (the mix's headroom gain undone, peak-limited
-again alone).
+Rendering is the Nat-HEAR code path (`naturalistic_hear.generate`, one copy): the clip's scene,
+noise clip and SNR draw come from `clip_rng(seed, source task, split, file)`, so a clip has the
+SAME scene and noise in every bin and format; only the SNR range changes (the SNR is the same
+uniform draw mapped into each bin). The scene rendering (`render_spatial`: source and noise
+convolved with their RIRs) is done once per clip and mixed per bin (`mix_spatial`), which gives
+exactly what `render_components` gives at that bin's range. The noise-free audio is the rendered
+target (reverberant source) before noise, at the same level as in the mixes before their headroom
+gain, peak-limited alone.
 
 Coordinate frame of the targets ("head"): origin at the centre of the listener's head, x = the
 facing direction, y = the listener's left, z = up (right-handed); azimuth counter-clockwise from
@@ -71,9 +73,11 @@ from naturalistic_hear.generate import (
     CHANNELS,
     TaskError,
     TaskLayout,
+    draw_snr_db,
+    mix_spatial,
     output_subtype,
     read_task,
-    render_components,
+    render_spatial,
     zero_peak_timestamp,
 )
 from naturalistic_hear.noise import BuiltinNoise, NoiseDir, NoiseSource
@@ -174,25 +178,22 @@ def render_variants(
     filename: str,
     fmt: str,
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
-    """Audio (C, N) float32 and manifest row of every variant of one clip, keyed by suffix."""
+    """Audio (C, N) float32 and manifest row of every variant of one clip, keyed by suffix.
+
+    The clip is rendered in its scene once (`render_spatial`: both convolutions) and mixed per
+    SNR bin (`mix_spatial`); each bin equals `render_components` at that bin's range."""
+    spatial = render_spatial(audio, sample_rate, bank, noise_source, seed, task, split, filename)
+    # The noise-free clip: the target at the mix's level before its headroom gain, limited alone.
+    clean = dsp.limit_peak(spatial.target, dsp.MAX_PEAK)[0].astype(np.float32)
+    clean_row = dict(spatial.row, snr_db=math.inf, achieved_snr_db=math.inf)
     audios, rows = {}, {}
-    clean = None
-    for v in variants(fmt):
-        if v.snr_range is not None:
-            part = render_components(
-                audio, sample_rate, bank, noise_source, seed, task, split, filename, v.snr_range
-            )
-            audios[v.suffix] = part.mix
-            rows[v.suffix] = _row(part.row, task, v, fmt)
-            if clean is None:
-                # The target before the mix's headroom gain, limited alone: the noise-free clip.
-                target = part.target / part.row["headroom_gain"]
-                clean = dsp.limit_peak(target, dsp.MAX_PEAK)[0].astype(np.float32)
-                clean_row = dict(part.row, snr_db=math.inf, achieved_snr_db=math.inf)
     for v in variants(fmt):
         if v.snr_range is None:
-            audios[v.suffix] = clean
-            rows[v.suffix] = _row(clean_row, task, v, fmt)
+            audios[v.suffix], rows[v.suffix] = clean, _row(clean_row, task, v, fmt)
+        else:
+            snr_db = draw_snr_db(seed, task, split, filename, v.snr_range)
+            part = mix_spatial(spatial, snr_db)
+            audios[v.suffix], rows[v.suffix] = part.mix, _row(part.row, task, v, fmt)
     return audios, rows
 
 

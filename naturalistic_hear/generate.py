@@ -7,7 +7,9 @@ one gain over all channels so that the SNR, measured over the noise-active part,
 5..40 dB; the result keeps the input's length and is never clipped (a too-loud mix is scaled down
 as a whole, `headroom_gain`). Every draw (scene, SNR, noise) comes from a numpy Generator seeded by
 a SHA-256 of (seed, task, split, file name), so a clip is a pure function of those and the same at
-every sample rate folder, in any order, shard or worker.
+every sample rate folder, in any order, shard or worker. The work is split in two:
+`render_spatial` (draws and convolutions) and `mix_spatial` (SNR gain and headroom), so a clip can
+be mixed at several SNRs for the cost of one rendering (`localization_tasks.generate`).
 
 Per task (`process_task`): OUT/<task dir name>/ gets the input's labels, split JSONs and
 vocabulary byte for byte, task_metadata.json with a `naturalistic` block added, the audio at the
@@ -189,7 +191,33 @@ def _scene_fields(scene: Any) -> dict[str, Any]:
     }
 
 
-def render_components(
+@dataclass(frozen=True)
+class SpatialClip:
+    """A clip rendered in its scene but not yet mixed: the parts that are the same at every SNR
+    (`render_spatial`), to be mixed at one SNR or several (`mix_spatial`)."""
+
+    target: np.ndarray  # (C, N) reverberant source (mono source at -14 dBFS RMS, convolved)
+    noise: np.ndarray  # (C, N) spatial noise at unit gain (noise clip as drawn, faded, convolved)
+    active: np.ndarray  # (N,) bool, where the noise clip was placed
+    row: dict[str, Any]  # the manifest fields that do not depend on the SNR
+
+
+def draw_snr_db(
+    seed: int,
+    task: str,
+    split: str,
+    filename: str,
+    snr_range: tuple[float, float] = DEFAULT_SNR_RANGE,
+) -> float:
+    """The clip's SNR in dB, uniform in `snr_range` = (low, high) dB. Its own random stream: the
+    same uniform draw mapped into any range, independent of the scene and noise draws."""
+    lo, hi = snr_range
+    if not lo <= hi:
+        raise ValueError(f"snr_range must be (low, high) with low <= high, got {snr_range}")
+    return float(clip_rng(seed, task, split, filename, _SNR_STREAM).uniform(lo, hi))
+
+
+def render_spatial(
     audio: np.ndarray,
     sample_rate: int,
     bank: Any,
@@ -198,12 +226,9 @@ def render_components(
     task: str,
     split: str,
     filename: str,
-    snr_range: tuple[float, float] = DEFAULT_SNR_RANGE,
-) -> RenderedClip:
-    """Render one clip and keep its parts; see `render_clip`."""
-    lo, hi = snr_range
-    if not lo <= hi:
-        raise ValueError(f"snr_range must be (low, high) with low <= high, got {snr_range}")
+) -> SpatialClip:
+    """Everything of `render_clip` but the SNR: the scene and noise draws and both convolutions
+    (the costly part), done once however many SNRs the clip is mixed at."""
     if noise_source.sample_rate != sample_rate:
         raise ValueError(
             f"noise source is at {noise_source.sample_rate} Hz, clip at {sample_rate} Hz: "
@@ -230,15 +255,6 @@ def render_components(
     # through the summed RIRs (one convolution instead of K).
     spatial_noise = dsp.convolve_rir(noise, noise_rirs.sum(axis=0))  # (C, N)
 
-    snr_db = float(clip_rng(seed, task, split, filename, _SNR_STREAM).uniform(lo, hi))
-    target_power = dsp.power(target)
-    if target_power == 0.0:
-        # A silent source (digital silence): the noise is set against a source at -14 dBFS.
-        target_power = 10.0 ** (dsp.SOURCE_DBFS / 10.0)
-    noise_gain = dsp.gain_for_snr(target_power, dsp.power(spatial_noise, active), snr_db)
-    _, headroom_gain = dsp.limit_peak(target + noise_gain * spatial_noise, dsp.MAX_PEAK)
-    target, spatial_noise = target * headroom_gain, spatial_noise * (noise_gain * headroom_gain)
-
     row = {
         "task": task,
         "split": split,
@@ -250,16 +266,51 @@ def render_components(
         "num_samples": n,
         "scene_index": index,
         **_scene_fields(scene),
-        "snr_db": snr_db,
-        "achieved_snr_db": dsp.measured_snr_db(target, spatial_noise, active),
         "source_gain": source_gain,
-        "noise_gain": noise_gain,
-        "headroom_gain": headroom_gain,
         "noise_file": noise_name,
         "noise_offset_samples": offset,
         "noise_length_samples": int(active.sum()),
     }
-    return RenderedClip(target, spatial_noise, active, row)
+    return SpatialClip(target, spatial_noise, active, row)
+
+
+def mix_spatial(clip: SpatialClip, snr_db: float) -> RenderedClip:
+    """Mix a rendered clip at `snr_db` dB: one gain on the noise over all channels, the SNR
+    measured over the noise-active part, then the whole mix scaled down if its peak would exceed
+    0.999 (`headroom_gain`). Cheap: no convolution."""
+    target_power = dsp.power(clip.target)
+    if target_power == 0.0:
+        # A silent source (digital silence): the noise is set against a source at -14 dBFS.
+        target_power = 10.0 ** (dsp.SOURCE_DBFS / 10.0)
+    noise_gain = dsp.gain_for_snr(target_power, dsp.power(clip.noise, clip.active), snr_db)
+    _, headroom_gain = dsp.limit_peak(clip.target + noise_gain * clip.noise, dsp.MAX_PEAK)
+    target, noise = clip.target * headroom_gain, clip.noise * (noise_gain * headroom_gain)
+    fields = {
+        **clip.row,
+        "snr_db": snr_db,
+        "achieved_snr_db": dsp.measured_snr_db(target, noise, clip.active),
+        "noise_gain": noise_gain,
+        "headroom_gain": headroom_gain,
+    }
+    return RenderedClip(target, noise, clip.active, {k: fields[k] for k in MANIFEST_COLUMNS})
+
+
+def render_components(
+    audio: np.ndarray,
+    sample_rate: int,
+    bank: Any,
+    noise_source: NoiseSource,
+    seed: int,
+    task: str,
+    split: str,
+    filename: str,
+    snr_range: tuple[float, float] = DEFAULT_SNR_RANGE,
+) -> RenderedClip:
+    """Render one clip and keep its parts; see `render_clip`. `render_spatial`, then
+    `mix_spatial` at the clip's drawn SNR."""
+    snr_db = draw_snr_db(seed, task, split, filename, snr_range)
+    spatial = render_spatial(audio, sample_rate, bank, noise_source, seed, task, split, filename)
+    return mix_spatial(spatial, snr_db)
 
 
 def render_clip(

@@ -202,6 +202,34 @@ def test_silent_source_still_gets_noise():
     assert 0 < float(np.abs(mix).max()) <= 0.999
 
 
+def test_split_rendering_is_render_components_at_any_snr():
+    """One `render_spatial` mixed at several SNRs (`mix_spatial`) is `render_components` at each
+    range, bit for bit: the localization generator renders a clip once for its four SNR bins."""
+    bank, noise = _clip_args(LoudBank)  # mixes above full scale: the headroom gain is exercised
+    audio = np.random.default_rng(4).standard_normal(SR) * 0.1
+    ident = (0, "t", "s", "f.wav")
+    spatial = gen.render_spatial(audio, SR, bank, noise, *ident)
+    assert "snr_db" not in spatial.row and spatial.noise.shape == spatial.target.shape
+    ranges = [(5.0, 10.0), (10.0, 20.0), (20.0, 40.0), (5.0, 40.0)]
+    quantiles = []
+    for lo, hi in ranges:
+        ref = gen.render_components(audio, SR, bank, noise, *ident, snr_range=(lo, hi))
+        part = gen.mix_spatial(spatial, gen.draw_snr_db(*ident, (lo, hi)))
+        assert np.array_equal(part.mix, ref.mix) and np.array_equal(part.noise, ref.noise)
+        assert part.row == ref.row and list(part.row) == list(gen.MANIFEST_COLUMNS)
+        assert part.row["headroom_gain"] < 1.0
+        # the same target at every SNR, only scaled by that mix's headroom gain
+        np.testing.assert_allclose(
+            part.target / part.row["headroom_gain"], spatial.target, rtol=1e-12, atol=0
+        )
+        assert lo <= part.row["snr_db"] <= hi
+        assert part.row["achieved_snr_db"] == pytest.approx(part.row["snr_db"], abs=1e-9)
+        quantiles.append((part.row["snr_db"] - lo) / (hi - lo))
+    assert quantiles == pytest.approx([quantiles[0]] * len(ranges))  # one draw, mapped per range
+    with pytest.raises(ValueError, match="low <= high"):
+        gen.draw_snr_db(*ident, (9.0, 1.0))
+
+
 def test_render_clip_checks_its_inputs():
     bank, noise = _clip_args()
     with pytest.raises(ValueError, match="at_rate"):

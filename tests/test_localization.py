@@ -12,13 +12,16 @@ import pytest
 import soundfile as sf
 import torch
 
+from hear_gram import dsp
 from hear_gram.checkpoints import random_encoder, save_checkpoint
 from hear_gram.synthetic_tasks import make_scene_task
 from localization_tasks import evaluate, metrics
 from localization_tasks.baselines import chance, gcc_phat, intensity_vector
-from localization_tasks.generate import generate_task, variants
+from localization_tasks.generate import generate_task, render_variants, variants
 from naturalistic_hear.bank import SceneBank
+from naturalistic_hear.generate import render_components, render_spatial
 from naturalistic_hear.noise import BuiltinNoise
+from tests.fake_bank import FakeSceneBank
 
 SR = 16000
 # Broadband classes only: steady pure tones (hum, whistle) set up standing waves in a room, for
@@ -103,6 +106,58 @@ def test_generation_is_deterministic(small_binaural, tmp_path):
     for task in ("tinyb-loc-binaural-snr05-10", "tinyb-t60-binaural"):
         for rel in ("fold01.json", "localization_manifest.csv", f"{SR}/fold01/clip0001.wav"):
             assert (out / task / rel).read_bytes() == (tmp_path / "again" / task / rel).read_bytes()
+
+
+class _CountingLoudBank(FakeSceneBank):
+    """Counts scene look-ups; source RIRs x 30 so that mixes need the headroom gain."""
+
+    gets = 0
+
+    def get(self, i):
+        self.gets += 1
+        scene, rir, noise_rirs = super().get(i)
+        return scene, rir * 30.0, noise_rirs
+
+
+@pytest.mark.parametrize("fmt", ["binaural", "ambisonic"])
+def test_variants_render_the_scene_once_and_mix_it_per_bin(fmt, monkeypatch):
+    """Regression: `render_variants` called `render_components` once per SNR bin, redoing the
+    scene look-up and both convolutions each time. Now one rendering is mixed per bin, and each
+    bin is still exactly `render_components` at its range."""
+    bank = _CountingLoudBank(".", fmt, SR, n_scenes=6, length_s=0.3).build()
+    noise = BuiltinNoise(SR)
+    audio = np.random.default_rng(0).standard_normal(SR) * 0.1
+    ident = (0, "tiny", "fold00", "a.wav")
+    convolutions = []
+    convolve_rir = dsp.convolve_rir
+
+    def counting_convolve_rir(x, rir):
+        convolutions.append(rir.shape)
+        return convolve_rir(x, rir)
+
+    monkeypatch.setattr(dsp, "convolve_rir", counting_convolve_rir)
+    audios, rows = render_variants(audio, SR, bank, noise, *ident, fmt)
+    assert bank.gets == 1 and len(convolutions) == 2  # source and summed noise, once
+
+    spatial = render_spatial(audio, SR, bank, noise, *ident)
+    clean = dsp.limit_peak(spatial.target, dsp.MAX_PEAK)[0].astype(np.float32)
+    for v in variants(fmt):
+        row = rows[v.suffix]
+        assert row["azimuth_deg"] == spatial.row["source_azimuth_deg"]
+        assert row["noise_file"] == spatial.row["noise_file"]
+        if v.snr_range is None:  # clean direction and T60: the shared target, limited alone
+            assert np.array_equal(audios[v.suffix], clean) and row["snr_db"] == math.inf
+            continue
+        ref = render_components(audio, SR, bank, noise, *ident, snr_range=v.snr_range)
+        assert np.array_equal(audios[v.suffix], ref.mix)
+        assert ref.row["headroom_gain"] < 1.0
+        # the noisy mix's target component is the clean variant's target at the mix's level
+        np.testing.assert_allclose(
+            ref.target / ref.row["headroom_gain"], spatial.target, rtol=1e-12, atol=0
+        )
+        lo, hi = v.snr_range
+        assert lo <= row["snr_db"] <= hi and row["snr_db"] == ref.row["snr_db"]
+        assert row["achieved_snr_db"] == pytest.approx(row["snr_db"], abs=1e-9)
 
 
 # --- metrics --------------------------------------------------------------------------------
