@@ -40,8 +40,9 @@ def test_compare_needs_two_standard_errors():
     assert compare("a", err(30.0), "b", err(60.0), "loc", " deg").startswith(
         "loc: a is better than b by 30 deg"
     )
-    # a single fold has no spread estimate: its standard error is 0, any difference counts
-    assert "better" in compare("a", acc(0.81, 0.0, 1), "b", acc(0.80, 0.0, 1), "x")
+    # a single test split has no spread estimate: stated, never judged
+    single = compare("a", acc(0.95, 0.0, 1), "b", acc(0.80, 0.0, 1), "x")
+    assert "single test split" in single and "better" not in single and "within" not in single
 
 
 def test_outcome_covers_every_pair_task_and_bin():
@@ -50,12 +51,15 @@ def test_outcome_covers_every_pair_task_and_bin():
     }
     loc = {m: {**{b: err(v) for b in LOC_BINS}, "t60": Score(0.1, 0.01, 3, False)}
            for m, v in zip(MODELS, (20.0, 40.0, 60.0), strict=True)}  # fmt: skip
-    lines = outcome(cls, loc)
-    assert len(lines) == 3 * (1 + len(LOC_BINS) + 1)
+    lines = outcome(cls, {"cls": loc, "mean": loc})
+    assert len(lines) == 3 * (1 + 2 * (len(LOC_BINS) + 1))
     assert "scene [dry] top1_acc: naturalistic is better than random" in lines[0]
     assert "naturalistic and clean are within noise" in lines[2]
-    assert any("direction error, snr05-10: naturalistic is better than clean" in s for s in lines)
-    assert sum("T60" in s and "within noise" in s for s in lines) == 3
+    assert any(
+        "direction error, snr05-10 (mean pooling): naturalistic is better than clean" in s
+        for s in lines
+    )
+    assert sum("T60" in s and "within noise" in s for s in lines) == 6
 
 
 def write_metrics(run_dir, losses):
@@ -83,10 +87,12 @@ def test_report_markdown_tables_and_figures(tmp_path):
     }
     for m in MODELS:
         loc[m]["t60"] = Score(0.1, 0.01, 3, False)
-    loc["chance"] = {b: err(90.0) for b in LOC_BINS}
-    path = write_report(tmp_path, cls, loc, runs, {"date": "today", "seconds": 1.0})
+    baselines = {"chance": {b: err(90.0) for b in LOC_BINS}}
+    meta = {"date": "today", "seconds": 1.0}
+    path = write_report(tmp_path, cls, {"cls": loc}, baselines, runs, meta)
     text = path.read_text()
     assert "| naturalistic | 0.900 ± 0.020 |" in text
+    assert "| random (cls) | 60.00 ± 2.00 |" in text
     assert "| chance | 90.00 ± 2.00 | 90.00 ± 2.00 | 90.00 ± 2.00 | 90.00 ± 2.00 | - |" in text
     assert "lambda = 0.5" in text
     for png in ("loss.png", "classification.png", "localization.png"):
