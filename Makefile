@@ -71,9 +71,9 @@ localization: install
 	$(PY) -m localization_tasks.suite --tasks-dir $(TASKS) --work $(WORK)/localization \
 	  $(if $(GRAM_T),--gram-t $(GRAM_T)) $(if $(GRAM_T_AMBISONIC),--gram-t-ambisonic $(GRAM_T_AMBISONIC))
 
-# GRAM pretraining at demo scale on CPU (a small GRAM-T on an offline corpus; ~11-15 min on 2 cores)
+# GRAM pretraining at demo scale on CPU (a small GRAM-T on an offline corpus; ~8-11 min on 2 cores)
 pretrain-demo: install
-	$(PY) -m hear_gram.pretrain --config demo-cpu out_dir=$(WORK)/pretrain/demo-cpu
+	$(PY) -m hear_gram.pretrain --config demo-cpu out_dir=$(WORK)/pretrain/demo-cpu bank_dir=$(WORK)/pretrain/banks
 
 # Naturalistic vs clean (lambda 1) vs random init at demo scale, through the HEAR tools: writes
 # $(WORK)/pretrain-report/REPORT.md + figures (trains the two runs first when missing, ~8 min each)

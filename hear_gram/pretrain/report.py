@@ -72,7 +72,8 @@ def run_config(model: str, run_dir: str = "") -> TrainConfig:
     """The training run behind `model` ("naturalistic" or "clean"): ``demo-cpu`` in `run_dir`
     (default: its own), the clean run beside it with the suffix ``-clean``."""
     cfg = get_config("demo-cpu")
-    cfg = cfg.replace(out_dir=run_dir) if run_dir else cfg
+    if run_dir:  # as make pretrain-demo lays it out: the bank beside the run
+        cfg = cfg.replace(out_dir=run_dir, bank_dir=str(Path(run_dir).parent / "banks"))
     if model == "clean":
         return cfg.replace(clean_ratio=1.0, out_dir=cfg.out_dir + "-clean")
     return cfg
