@@ -74,9 +74,10 @@ def test_report_markdown_tables_and_figures(tmp_path):
     runs["clean"] = run_config("clean", str(tmp_path / "run"))
     assert runs["clean"].out_dir == str(tmp_path / "run") + "-clean"
     assert runs["clean"].clean_ratio == 1.0 and runs["naturalistic"].clean_ratio < 1.0
-    assert runs["clean"].replace(clean_ratio=0.5, out_dir="x") == runs["naturalistic"].replace(
-        out_dir="x"
-    )  # the two runs differ only in lambda and where they live
+    nat_ratio = runs["naturalistic"].clean_ratio
+    assert runs["clean"].replace(clean_ratio=nat_ratio, out_dir="x") == runs[
+        "naturalistic"
+    ].replace(out_dir="x")  # the two runs differ only in lambda and where they live
     for cfg in runs.values():
         write_metrics(Path(cfg.out_dir), [2.0 / (1 + s / 10) for s in range(120)])
     cls = {
@@ -94,7 +95,7 @@ def test_report_markdown_tables_and_figures(tmp_path):
     assert "| naturalistic | 0.900 ± 0.020 |" in text
     assert "| random (cls) | 60.00 ± 2.00 |" in text
     assert "| chance | 90.00 ± 2.00 | 90.00 ± 2.00 | 90.00 ± 2.00 | 90.00 ± 2.00 | - |" in text
-    assert "lambda = 0.5" in text
+    assert f"lambda = {nat_ratio}" in text
     for png in ("loss.png", "classification.png", "localization.png"):
         assert (tmp_path / png).stat().st_size > 1000 and f"]({png})" in text
     # the chance and baseline rows are shown but not compared

@@ -107,7 +107,8 @@ CONFIGS: dict[str, TrainConfig] = {
     "paper-ambisonic": TrainConfig(model="gram-t-ambisonic", fmt="ambisonic"),
     "paper-clean": TrainConfig(clean_ratio=1.0),
     "gram-m": TrainConfig(model="gram-m"),
-    # ~15 min on 2 CPU cores: a small GRAM-T and decoder, higher lr to move in few steps.
+    # ~8 min on 2 CPU cores: a small GRAM-T and decoder, higher lr to move in few steps; every
+    # batch a scene mix (lambda 0), as paper-binaural.
     "demo-cpu": TrainConfig(
         depth=4,
         width=192,
@@ -116,7 +117,7 @@ CONFIGS: dict[str, TrainConfig] = {
         decoder_width=128,
         decoder_depth=2,
         data_dir="demo",
-        clean_ratio=0.5,
+        clean_ratio=0.0,
         bank_scenes=32,
         batch_clips=4,
         crops=8,
