@@ -80,10 +80,19 @@ def run(cmd: list[str], env: dict | None = None) -> None:
     subprocess.run(cmd, check=True, env=env)
 
 
+def weights_dir(root: Path, weights: Path) -> Path:
+    """`root`/w-<first 12 hex of the weights' sha256>: heareval's runner skips every task whose
+    embeddings are marked done, whatever weights made them, so each weights file gets its own
+    folder (a retrained or newly fetched checkpoint is never scored on stale embeddings)."""
+    return root / f"w-{checkpoints.sha256(Path(weights))[:12]}"
+
+
 def score(module: str, weights: Path, tasks: Path, emb: Path, model_options: str, grid: str) -> list[dict]:  # fmt: skip
-    """Embed every task under `tasks` with ``heareval.embeddings.runner`` and score them with
-    ``hear_gram.predict`` (the README's commands, as subprocesses); `collect_scores` rows."""
+    """Embed every task under `tasks` with ``heareval.embeddings.runner`` into a folder of `emb`
+    for these weights, and score them with ``hear_gram.predict`` (the README's commands, as
+    subprocesses); `collect_scores` rows."""
     py = sys.executable
+    emb = weights_dir(emb, weights)
     run([py, "-m", "heareval.embeddings.runner", module, "--model", str(weights),
          "--tasks-dir", str(tasks), "--embeddings-dir", str(emb),
          "--model-options", model_options])  # fmt: skip

@@ -131,11 +131,12 @@ def read_labels(task_dir: Path, split: str) -> tuple[list[str], np.ndarray]:
 
 
 def module_tag(module: str, model_path: str, options: dict) -> str:
-    """Folder name of a (module, weights, options) combination."""
-    stat = ""
-    if model_path and Path(model_path).is_file():
-        stat = str(Path(model_path).resolve()) + f":{Path(model_path).stat().st_size}"
-    key = json.dumps([module, model_path, stat, options], sort_keys=True)
+    """Folder name of a (module, weights, options) combination. The weights count by content
+    (sha256), so a file retrained in place never reuses the old file's cached embeddings."""
+    from hear_gram.checkpoints import sha256
+
+    content = sha256(Path(model_path)) if model_path and Path(model_path).is_file() else ""
+    key = json.dumps([module, model_path, content, options], sort_keys=True)
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", module.rsplit(".", 1)[-1])
     return f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 

@@ -54,3 +54,19 @@ def test_pick_weights_prefers_released_then_demo_then_random(tmp_path, monkeypat
         released,
         f"released gramt-binaural weights ({released})",
     )
+
+
+def test_embeddings_folder_follows_the_weights_content(tmp_path):
+    """Regression: heareval's runner skips tasks already marked done, so a checkpoint retrained
+    in place (same path, same size) was scored on the old weights' embeddings."""
+    from hear_gram.demo import weights_dir
+
+    path = tmp_path / "model.safetensors"
+    save_checkpoint(path, random_encoder("gram-t", depth=1, seed=0), "hear-gram")
+    before = weights_dir(tmp_path / "emb", path)
+    size = path.stat().st_size
+    save_checkpoint(path, random_encoder("gram-t", depth=1, seed=1), "hear-gram")
+    assert path.stat().st_size == size and weights_dir(tmp_path / "emb", path) != before
+    copy = tmp_path / "copy.safetensors"
+    copy.write_bytes(path.read_bytes())
+    assert weights_dir(tmp_path / "emb", copy) == weights_dir(tmp_path / "emb", path)

@@ -346,3 +346,18 @@ def test_evaluator_end_to_end_with_hear_modules(small_binaural, small_ambisonic,
         ]
     )
     assert (result / "results.json").read_text() == before
+
+
+def test_module_tag_follows_the_weights_content(tmp_path):
+    """Regression: the tag used the path and size only, so weights retrained in place reused
+    the old embeddings cache."""
+    from hear_gram.checkpoints import random_encoder, save_checkpoint
+
+    path = tmp_path / "w.safetensors"
+    save_checkpoint(path, random_encoder("gram-t", depth=1, seed=0), "hear-gram")
+    before = evaluate.module_tag("hear_gram.gram_t", str(path), {"strategy": "cls"})
+    save_checkpoint(path, random_encoder("gram-t", depth=1, seed=1), "hear-gram")
+    after = evaluate.module_tag("hear_gram.gram_t", str(path), {"strategy": "cls"})
+    assert before != after
+    assert after == evaluate.module_tag("hear_gram.gram_t", str(path), {"strategy": "cls"})
+    assert after != evaluate.module_tag("hear_gram.gram_t", str(path), {"strategy": "mean"})
