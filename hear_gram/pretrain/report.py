@@ -40,7 +40,7 @@ import torch
 
 from hear_gram.checkpoints import save_checkpoint
 from hear_gram.pretrain.model import GramMAE
-from hear_gram.pretrain.train import TrainConfig, get_config, read_losses, train
+from hear_gram.pretrain.train import TrainConfig, get_config, read_losses, running_mean, train
 
 log = logging.getLogger(__name__)
 
@@ -202,22 +202,25 @@ def _pyplot():
     return plt
 
 
+def _save(fig, png: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    _pyplot().close(fig)
+    return png
+
+
 def plot_losses(runs: dict[str, Path], png: Path) -> Path:
     """Masked-patch loss (mean of 50 steps) of each training run: {label: run dir}."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for label, run_dir in runs.items():
         steps, losses = read_losses(run_dir / "logs")
-        k = min(50, len(losses))
-        if k:
-            ax.plot(steps[k - 1 :], np.convolve(losses, np.ones(k) / k, mode="valid"), label=label)
+        if len(losses):
+            ax.plot(*running_mean(steps, losses, min(50, len(losses))), label=label)
     ax.set(xlabel="step", ylabel="masked-patch MSE x channels (mean of 50)", yscale="log")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
-    return png
+    return _save(fig, png)
 
 
 def plot_classification(cls: dict[str, dict[str, Score]], png: Path) -> Path:
@@ -233,10 +236,7 @@ def plot_classification(cls: dict[str, dict[str, Score]], png: Path) -> Path:
     ax.set_xticks(np.arange(len(tasks)), [t.replace(" [", "\n[") for t in tasks], fontsize=7)
     ax.set_ylabel("test score (mean ± fold std)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
-    return png
+    return _save(fig, png)
 
 
 def plot_localization(loc: dict[str, dict[str, Score]], png: Path) -> Path:
@@ -250,10 +250,7 @@ def plot_localization(loc: dict[str, dict[str, Score]], png: Path) -> Path:
     ax.set(xlabel="SNR bin (dB)", ylabel="mean angular error (deg)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
-    return png
+    return _save(fig, png)
 
 
 # --- the markdown ------------------------------------------------------------------------------

@@ -361,6 +361,11 @@ def read_losses(log_root: Path) -> tuple[np.ndarray, np.ndarray]:
     return steps, np.array([by_step[s] for s in steps])
 
 
+def running_mean(steps: np.ndarray, losses: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of each `k` consecutive losses, at the step that ends the window."""
+    return steps[k - 1 :], np.convolve(losses, np.ones(k) / k, mode="valid")
+
+
 def plot_loss(log_root: Path, png: Path) -> None:
     import matplotlib
 
@@ -371,8 +376,7 @@ def plot_loss(log_root: Path, png: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(steps, losses, lw=0.6, alpha=0.35, label="per step")
     if len(losses) >= 50:  # the per-step loss is noisy (random crops, masks and scenes)
-        smooth = np.convolve(losses, np.ones(50) / 50, mode="valid")
-        ax.plot(steps[49:], smooth, lw=1.5, label="mean of 50 steps")
+        ax.plot(*running_mean(steps, losses, 50), lw=1.5, label="mean of 50 steps")
     ax.legend()
     ax.set(xlabel="step", ylabel="masked-patch MSE x channels", yscale="log")
     ax.grid(alpha=0.3)
