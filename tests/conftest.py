@@ -72,3 +72,34 @@ def gram_m_file(ckpt_dir):
 def noise(shape, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(shape, generator=g) * 2 - 1
+
+
+def pytest_configure(config):
+    config._hostile_counts = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Count the cases of the hostile-input matrix per kind (tests/hostile.py)."""
+    report = (yield).get_result()
+    marker = item.get_closest_marker("hostile")
+    if marker is None or not (report.when == "call" or report.outcome != "passed"):
+        return
+    from tests.hostile import KINDS
+
+    kind = marker.args[0]
+    assert kind in KINDS, f"unknown hostile kind {kind!r}; see tests/hostile.py"
+    counts = item.config._hostile_counts.setdefault(kind, {"passed": 0, "failed": 0, "skipped": 0})
+    counts[report.outcome] += 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    counts = getattr(config, "_hostile_counts", {})
+    if not counts:
+        return
+    parts = [f"{kind} {c['passed']}/{sum(c.values())}" for kind, c in sorted(counts.items())]
+    passed = sum(c["passed"] for c in counts.values())
+    n = sum(sum(c.values()) for c in counts.values())
+    terminalreporter.write_line(
+        f"hostile-input matrix: {passed}/{n} cases pass ({', '.join(parts)})"
+    )

@@ -1,0 +1,99 @@
+"""The one place where names read from task data become file-system paths.
+
+HEAR task directories are made by others: a split JSON's file names, a metadata file's split
+names and a cache's keys are data, not trusted paths. Every tool that joins such a name to a
+folder goes through `child`, and every file a tool writes under its output folder is opened
+through `write_bytes_atomic` / `open_append`, which never follow a symbolic link planted at the
+destination.
+
+The rules, and why:
+- A name is one or more plain path components (`a.wav`, or `sub/a.wav` where `subdirs=True`):
+  no absolute path, no drive, no `..`, no `.`, no empty component, no NUL or backslash. HEAR 2021
+  task files are flat (hearbenchmark/hear-preprocess writes `<rate>/<split>/<file>`), so
+  sub-folders are refused unless the caller allows them.
+- The resolved result must stay inside the resolved root: a symbolic link inside the task that
+  points outside is an escape too.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+
+class UnsafePathError(ValueError):
+    """A name from data that would lead outside its folder (or is not a plain name)."""
+
+
+def check_name(name: object, what: str, subdirs: bool = False) -> str:
+    """`name` if it is a safe relative name (see the module docstring), else UnsafePathError."""
+    if not isinstance(name, str):
+        raise UnsafePathError(f"{what} must be a string, got {type(name).__name__}: {name!r}")
+    bad = (
+        not name
+        or "\0" in name
+        or "\\" in name
+        or name.startswith("/")
+        or (len(name) > 1 and name[1] == ":")
+    )
+    parts = PurePosixPath(name).parts if not bad else ()
+    if bad or any(p in ("", ".", "..") for p in name.split("/")):
+        raise UnsafePathError(f"{what} {name!r} is not a plain relative name")
+    if len(parts) > 1 and not subdirs:
+        raise UnsafePathError(f"{what} {name!r} names a sub-folder; HEAR task files are flat")
+    if any(len(p.encode()) > 255 for p in parts):
+        raise UnsafePathError(f"{what} {name[:60]!r}... has a component over 255 bytes")
+    return name
+
+
+def child(root: str | os.PathLike, name: object, what: str, subdirs: bool = False) -> Path:
+    """`root / name`, refusing names that are not plain (`check_name`) and results that resolve
+    (through symbolic links) outside `root`. The path need not exist."""
+    rel = check_name(name, what, subdirs)
+    base = Path(root)
+    path = base / rel
+    real_root = base.resolve()
+    real = path.resolve()
+    if real != real_root and real_root not in real.parents:
+        raise UnsafePathError(f"{what} {rel!r} leads outside {base} (to {real})")
+    return path
+
+
+def refuse_symlink(path: Path) -> None:
+    """Raise if `path` is a symbolic link: outputs are never written through one."""
+    if path.is_symlink():
+        raise UnsafePathError(f"{path} is a symbolic link; refusing to write through it")
+
+
+def write_bytes_atomic(path: Path, data: bytes, tmp_suffix: str = ".tmp") -> None:
+    """Write `data` to a hidden temporary file next to `path`, then rename it into place.
+
+    The rename replaces a link planted at `path` (it never writes through it), and the
+    temporary file is created with O_EXCL | O_NOFOLLOW, so a link planted at the temporary name
+    is removed (never followed) before the file is created."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{tmp_suffix}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(tmp, flags, 0o644)
+    except FileExistsError:  # a stale temporary of a killed run, or a planted link: unlinking
+        tmp.unlink()  # removes the entry itself, never what a link points to
+        fd = os.open(tmp, flags, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def open_append(path: Path):
+    """Open `path` for appending text, refusing to follow a symbolic link planted there."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        if path.is_symlink():
+            raise UnsafePathError(f"{path} is a symbolic link; refusing to append to it") from e
+        raise
+    return os.fdopen(fd, "a", encoding="utf-8", newline="")
