@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 WORK ?= work
 
-.PHONY: install test test-fast lint demo bench validate naturalistic-hear naturalistic-hear-bench localization pretrain-demo pretrain-report clean-work
+.PHONY: install test test-fast lint demo bench bench-resample validate naturalistic-hear naturalistic-hear-bench localization pretrain-demo pretrain-report clean-work
 
 install: $(STAMP)
 
@@ -36,6 +36,10 @@ demo: install
 
 bench: install
 	$(PY) -m hear_gram.bench --out $(WORK)/bench/bench.json
+
+# time, peak RSS and 1 kHz-sine SNR of resampling 1 s of audio, HEAR rates and coprime pairs
+bench-resample: install
+	$(PY) -m hear_gram.bench --resample --out $(WORK)/bench/resample.json
 
 # hear-validator on all five modules with full-depth random weights (released layout)
 validate: install

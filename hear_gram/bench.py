@@ -7,6 +7,12 @@ fp32 scene embeddings. Optionally, the peak RSS of one long stereo clip in a fre
 Weights are random (full depth): speed does not depend on their values.
 
     python -m hear_gram.bench [--modules gram_t gram_m] [--precisions fp32 bf16] [--long-minutes 20]
+    python -m hear_gram.bench --resample    # resampler only (``make bench-resample``)
+
+``--resample``: time and peak RSS of resampling 1 s of mono audio for the HEAR input rates and
+coprime pairs, each in a fresh process, with the accuracy on a 1 kHz sine (SNR against the analytic
+sine at the new rate, 20 ms edges excluded) and, per pair, the polyphase kernel the old
+kernel-only resampler would have built.
 """
 
 from __future__ import annotations
@@ -161,6 +167,73 @@ def long_clip_peak(minutes: float, precision: str) -> dict:
     return {"minutes": minutes, "precision": precision, **json.loads(out.strip().splitlines()[-1])}
 
 
+RESAMPLE_PAIRS = [(48000, 32000), (44100, 32000), (22050, 32000), (16000, 32000),
+                  (7919, 32000), (44101, 48000), (22051, 32000), (32000, 7919)]  # fmt: skip
+
+RESAMPLE_CODE = """
+import json, math, sys, time, torch
+from hear_gram.bench import peak_rss_mb, reset_peak_rss
+from hear_gram.resample import resample
+torch.set_num_threads(1)
+orig, new, method = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+x = torch.sin(2 * math.pi * 1000 * torch.arange(orig, dtype=torch.float64) / orig).float()
+resample(x[:64], 1000, 999)  # load torch's kernels before measuring
+reset_peak_rss()
+base = peak_rss_mb()
+t0 = time.perf_counter()
+y = resample(x, orig, new, method=method)
+seconds = time.perf_counter() - t0
+peak = peak_rss_mb() - base
+edge = new // 50
+ref = torch.sin(2 * math.pi * 1000 * torch.arange(new, dtype=torch.float64) / new)
+err = (y.double() - ref)[edge:-edge]
+snr = 10 * math.log10(ref[edge:-edge].square().sum() / err.square().sum())
+print(json.dumps({"seconds": seconds, "peak_rss_delta_mb": peak, "snr_db": snr,
+                  "out_len": y.shape[-1]}))
+"""
+
+
+def resample_case(orig: int, new: int, method: str = "auto") -> dict:
+    """One resample of 1 s of a 1 kHz sine in a fresh process (so its RSS high-water mark is
+    this call's alone)."""
+    cmd = [sys.executable, "-c", RESAMPLE_CODE, str(orig), str(new), method]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def bench_resample() -> dict:
+    """Side-by-side table of `resample` for RESAMPLE_PAIRS, plus the two paths compared on
+    44100 -> 32000 (the forced fractional path against the polyphase one the features use)."""
+    from hear_gram.resample import POLYPHASE_MAX_TAPS, polyphase_taps, resample
+
+    head = (f"{'orig -> new':>15s} {'path':>10s} {'old kernel MB':>13s} {'seconds':>8s} "
+            f"{'peak MB':>8s} {'sine SNR dB':>11s}")  # fmt: skip
+    print(head)
+    print("-" * len(head))
+    rows = []
+    for orig, new in RESAMPLE_PAIRS:
+        taps = polyphase_taps(orig, new)
+        row = {"orig": orig, "new": new, **resample_case(orig, new)}
+        row["path"] = "polyphase" if taps <= POLYPHASE_MAX_TAPS else "fractional"
+        row["polyphase_kernel_mb"] = taps * 4 / 2**20  # float32; the float64 build is twice that
+        rows.append(row)
+        print(f"{orig:>7d} -> {new:<5d} {row['path']:>10s} {row['polyphase_kernel_mb']:13.1f} "
+              f"{row['seconds']:8.4f} {row['peak_rss_delta_mb']:8.1f} {row['snr_db']:11.1f}",
+              flush=True)  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 44100, generator=g)
+    poly = resample(x, 44100, 32000, method="polyphase")
+    frac = resample(x, 44100, 32000, method="fractional")
+    auto = resample(x, 44100, 32000)
+    paths = {
+        "auto_equals_polyphase_44100_32000": bool(torch.equal(auto, poly)),
+        "fractional_vs_polyphase_max_abs_diff_44100_32000": float((frac - poly).abs().max()),
+    }
+    for k, v in paths.items():
+        print(f"{k}: {v}")
+    return {"rows": rows, **paths}
+
+
 def fmt_table(rows: list[dict]) -> str:
     head = (f"{'module':17s} {'prec':5s} {'8x5s s/s':>9s} {'120s s/s':>9s} {'rt/bare':>8s} "
             f"{'ms/chunk':>9s} {'cos':>8s} {'peakMB':>8s}")  # fmt: skip
@@ -187,7 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--long-minutes", type=float, default=20.0, help="0 to skip the long-clip test")
     p.add_argument("--long-precision", default="fp32")
     p.add_argument("--out", default="work/bench/bench.json")
+    p.add_argument("--resample", action="store_true", help="only the resampler benchmark")
     args = p.parse_args(argv)
+    if args.resample:
+        result = bench_resample()
+        write_json(Path(args.out), result)
+        return 0
     device = torch.device(args.device)
     precisions = args.precisions or (
         ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"]
@@ -235,11 +313,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"long clip {lc['minutes']} min stereo ({lc['precision']}): peak RSS {lc['peak_rss_mb']:.0f} MB "
               f"(input audio itself {lc['input_audio_mb']:.0f} MB), {lc['seconds']:.1f} s")  # fmt: skip
     print(f"reference: {UPSTREAM_REFERENCE}")
-    out = Path(args.out)
+    write_json(Path(args.out), result)
+    return 0
+
+
+def write_json(out: Path, result: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
-    return 0
 
 
 if __name__ == "__main__":

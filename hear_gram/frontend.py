@@ -17,6 +17,19 @@ from torch import Tensor, nn
 
 from hear_gram.config import FeatureConfig
 
+# Resampling lives in hear_gram.resample; re-exported here because the runtime, the scene
+# generators and the localization evaluation import it from the front-end.
+from hear_gram.resample import resample, sinc_resample_kernel
+
+__all__ = [
+    "LogMelFrontend",
+    "frame_count",
+    "mel_filterbank",
+    "mel_to_hz",
+    "resample",
+    "sinc_resample_kernel",
+]
+
 
 def mel_to_hz(m: Tensor) -> Tensor:
     """Inverse of the HTK mel scale m = 2595 log10(1 + f / 700); returns Hz."""
@@ -127,52 +140,3 @@ class LogMelFrontend(nn.Module):
         """Waveform (B, C, N) -> features (B, C', F, T) with T = N // hop + 1 when centred."""
         padded = self.pad(audio) if center else audio
         return self.features(self.stft(padded))
-
-
-# --- resampling --------------------------------------------------------------------------------
-def sinc_resample_kernel(
-    orig: int, new: int, width_zero_crossings: int = 6, rolloff: float = 0.99
-) -> tuple[Tensor, int]:
-    """Polyphase Hann-windowed sinc kernels (new, 1, taps) for orig -> new (already divided by their
-    gcd), and the one-sided padding they need. Same design as torchaudio's default
-    ``sinc_interp_hann`` resampler (6 zero crossings, roll-off 0.99)."""
-    base = min(orig, new) * rolloff
-    width = math.ceil(width_zero_crossings * orig / base)
-    idx = torch.arange(-width, width + orig, dtype=torch.float64) / orig
-    t = torch.arange(0, -new, -1, dtype=torch.float64)[:, None] / new + idx[None, :]
-    t = (t * base).clamp(-width_zero_crossings, width_zero_crossings)
-    window = torch.cos(t * math.pi / width_zero_crossings / 2) ** 2
-    t = t * math.pi
-    sinc = torch.where(t == 0, torch.ones_like(t), torch.sin(t) / t)
-    kernel = sinc * window * (base / orig)
-    return kernel.unsqueeze(1).float(), width
-
-
-def resample(audio: Tensor, orig_sr: int, new_sr: int, block_frames: int = 16384) -> Tensor:
-    """Band-limited resampling of (..., N) from orig_sr to new_sr (Hz); output length
-    ceil(N * new / orig). A no-op when the rates are equal.
-
-    Works through the signal in blocks of ``block_frames`` polyphase frames, each zero-padded at
-    the clip's edges exactly as a whole-signal convolution would be, so memory stays bounded on
-    long audio (one output tensor plus a block) and results do not depend on the block size.
-    """
-    if orig_sr == new_sr:
-        return audio
-    g = math.gcd(orig_sr, new_sr)
-    orig, new = orig_sr // g, new_sr // g
-    kernel, width = sinc_resample_kernel(orig, new)
-    kernel = kernel.to(audio.device)
-    taps = kernel.shape[-1]  # 2 * width + orig
-    shape, n = audio.shape[:-1], audio.shape[-1]
-    x = audio.reshape(-1, n)  # a view when possible
-    target = math.ceil(new * n / orig)
-    frames = math.ceil(target / new)  # polyphase frame j gives outputs [j*new, (j+1)*new)
-    out = torch.empty(x.shape[0], frames * new, device=audio.device)
-    for j0 in range(0, frames, block_frames):
-        j1 = min(frames, j0 + block_frames)
-        a, b = j0 * orig - width, (j1 - 1) * orig + taps - width  # input span of these frames
-        seg = x[:, max(a, 0) : min(b, n)].float()
-        seg = nn.functional.pad(seg, (max(0, -a), max(0, b - n))).unsqueeze(1)
-        y = nn.functional.conv1d(seg, kernel, stride=orig)  # (M, new, j1 - j0)
-        out[:, j0 * new : j1 * new] = y.transpose(1, 2).reshape(x.shape[0], -1)
-    return out[:, :target].reshape(*shape, target)
