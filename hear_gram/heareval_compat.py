@@ -1,4 +1,4 @@
-"""Runtime fixes that let heareval 2021.1.3's predictions runner work on today's stack.
+"""Runtime fixes that let heareval 2021.1.3's predictions runner work on today's stack, safely.
 
 heareval (hearbenchmark/hear-eval-kit) was written for torch 1.9 and pytorch-lightning 1.4. With
 torch 2.13, pytorch-lightning 1.9.5, numpy 2 and pandas 3 two things break in
@@ -26,20 +26,40 @@ path run unchanged on CPU (checked end to end by `tests/test_heareval_compat.py`
    `trainer.current_epoch` reads before calling the unchanged original, which restores the
    intended behaviour: test events use the post-processing of the checkpointed (best) epoch.
    `trainer.test` does not restore fit-loop progress from the checkpoint, so the value holds.
+
+3. Label files run no code. `SplitMemmapDataset` reads `{split}.target-labels.pkl` from the
+   embeddings directory with a bare `pickle.load`, so a planted or foreign file there runs
+   arbitrary code (a `__reduce__` payload) the moment predictions start. heareval's embeddings
+   runner writes those files from the task's JSON labels: a list (one entry per clip or per
+   timestamp) of lists of strings or numbers, which pickle stores without a single global
+   reference. We swap the `pickle` name inside `heareval.predictions.task_predictions` for a copy
+   whose `load` refuses every global (`LabelUnpickler`) and checks that shape, raising
+   `UnsafePickleError` naming the file; `pickle.dump` (its predictions files) is unchanged.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import io
 import logging
 import os
+import pickle
+import types
 import warnings
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_ONLY_ENV = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 _PATCHED = "_hear_gram_patched"
+
+
+class CompatError(RuntimeError):
+    """The environment cannot run heareval's predictions (versions, conflicting switches)."""
+
+
+class UnsafePickleError(ValueError):
+    """A label pickle references code or is not heareval's label layout."""
 
 
 def allow_heareval_checkpoints() -> None:
@@ -49,7 +69,7 @@ def allow_heareval_checkpoints() -> None:
     Only call this in a process that runs heareval on checkpoints it writes itself.
     """
     if os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "0").lower() in ("1", "y", "yes", "true"):
-        raise RuntimeError(
+        raise CompatError(
             "TORCH_FORCE_WEIGHTS_ONLY_LOAD is set; heareval's own Lightning checkpoints cannot be "
             "loaded with weights_only=True. Unset it to run the predictions."
         )
@@ -92,13 +112,73 @@ def patch_event_test_epoch() -> None:
     tp.task_predictions_test = task_predictions_test
 
 
+class LabelUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and scalars only: any global (class, function) is refused, so
+    no `__reduce__` payload can run."""
+
+    def find_class(self, module: str, name: str):
+        raise UnsafePickleError(f"it references {module}.{name}")
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError("it uses persistent ids")
+
+
+def _check_labels(labels: object) -> list:
+    """heareval's layout: a list of lists of str/int/float (one inner list per clip or frame)."""
+    if not isinstance(labels, list):
+        raise UnsafePickleError(f"it holds a {type(labels).__name__}, not a list of label lists")
+    for i, item in enumerate(labels):
+        if not isinstance(item, list) or not all(isinstance(v, (str, int, float)) for v in item):
+            raise UnsafePickleError(
+                f"entry {i} is {item!r:.60}, not a list of label strings or numbers"
+            )
+    return labels
+
+
+def load_labels(file) -> list:
+    """`pickle.load` for heareval's `*.target-labels.pkl`: no globals, heareval's layout only.
+
+    Raises UnsafePickleError naming the file (a planted, foreign or corrupt label file)."""
+    name = getattr(file, "name", "label pickle")
+    try:
+        return _check_labels(LabelUnpickler(file).load())
+    except UnsafePickleError as e:
+        reason = str(e)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as e:
+        reason = f"it is not a valid pickle ({type(e).__name__}: {e})"
+    raise UnsafePickleError(
+        f"refusing to load {name}: {reason}; heareval's embeddings runner writes only lists of "
+        "label strings and numbers there, so this file was planted or made by other code "
+        "(recompute the embeddings with python -m hear_gram.embed)"
+    )
+
+
+def _labels_only_pickle() -> types.ModuleType:
+    """A stand-in for the `pickle` module whose `load`/`loads`/`Unpickler` are label-only."""
+    shim = types.ModuleType("pickle", "pickle, with hear_gram's label-only loading")
+    shim.__dict__.update({k: v for k, v in vars(pickle).items() if not k.startswith("__")})
+    shim.load = load_labels
+    shim.loads = lambda data: load_labels(io.BytesIO(data))
+    shim.Unpickler = LabelUnpickler
+    setattr(shim, _PATCHED, True)
+    return shim
+
+
+def patch_label_unpickling() -> None:
+    """Fix 3: heareval's predictions read label pickles with `load_labels`. Idempotent."""
+    from heareval.predictions import task_predictions as tp
+
+    if not getattr(tp.pickle, _PATCHED, False):
+        tp.pickle = _labels_only_pickle()
+
+
 def check_versions() -> None:
     """Fail early on a pytorch-lightning that heareval 2021.1.3 cannot run on at all."""
     import pytorch_lightning as pl
 
     major = int(pl.__version__.split(".")[0])
     if major >= 2:
-        raise RuntimeError(
+        raise CompatError(
             f"pytorch-lightning {pl.__version__}: heareval 2021.1.3 needs 1.x "
             "(it passes Trainer(gpus=...) and defines validation_epoch_end); install 1.9.5"
         )
@@ -109,4 +189,8 @@ def apply() -> None:
     check_versions()
     allow_heareval_checkpoints()
     patch_event_test_epoch()
-    logger.info("heareval compat: %s=1, task_predictions_test epoch fix (#432)", WEIGHTS_ONLY_ENV)
+    patch_label_unpickling()
+    logger.info(
+        "heareval compat: %s=1, task_predictions_test epoch fix (#432), label-only unpickling",
+        WEIGHTS_ONLY_ENV,
+    )
