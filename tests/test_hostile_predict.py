@@ -112,3 +112,98 @@ def test_predict_on_a_file_is_one_line(tmp_path):
     f.write_text("")
     res = run_cli(["hear_gram.predict", str(f)], cwd=tmp_path, timeout=300)
     assert_clean_failure(res, "hear_gram.predict: error", "should be a directory")
+
+
+# ------------------------------------------------------------------ hear_gram.embed
+
+
+@pytest.fixture(scope="module")
+def embed_setup(tmp_path_factory):
+    """A 5-clip 16 kHz scene task and two depth-1 GRAM-T weights files."""
+    from hear_gram import synthetic_tasks
+    from hear_gram.checkpoints import random_encoder, save_checkpoint
+
+    work = tmp_path_factory.mktemp("embed")
+    synthetic_tasks.make_scene_task(
+        work / "tasks", n_per_class=1, kfold=3, duration_s=1.0, sample_rates=(16000,)
+    )
+    a, b = (
+        save_checkpoint(work / f"{n}.safetensors", random_encoder("gram-t", depth=1, seed=s),
+                        "released")
+        for n, s in (("a", 0), ("b", 1))
+    )  # fmt: skip
+    return work, a, b
+
+
+def embed(work: Path, weights: Path, timeout: float = 300):
+    return run_cli(
+        ["hear_gram.embed", "hear_gram", "--model", str(weights), "--tasks-dir",
+         str(work / "tasks"), "--embeddings-dir", str(work / "emb"),
+         "--model-options", '{"sample_rate": 16000}'],
+        cwd=work, timeout=timeout,
+    )  # fmt: skip
+
+
+def clip_embedding(folder: Path) -> tuple[str, np.ndarray]:
+    """(split, embedding) of clip0000 in heareval's layout `{task}/{split}/{file}.embedding.npy`."""
+    path = next((folder / "hear-gram-demo-scene").glob("*/clip0000.wav.embedding.npy"))
+    return path.parent.name, np.load(path)
+
+
+@pytest.mark.slow
+@pytest.mark.hostile("stale")
+def test_new_weights_never_reuse_old_embeddings(embed_setup):
+    """Weights A, then weights B into the same base folder: B's embeddings are B's (checked
+    against the HEAR API in this process), in their own folder; heareval's runner alone would
+    have skipped the task (marked done) and kept A's."""
+    import soundfile as sf
+    import torch
+
+    from hear_gram import get_scene_embeddings, load_model
+    from hear_gram.checkpoints import sha256
+
+    work, a, b = embed_setup
+    res_a, res_b = embed(work, a), embed(work, b)
+    assert res_a.returncode == 0, res_a.stderr[-2000:]
+    assert res_b.returncode == 0, res_b.stderr[-2000:]
+    folder_a, folder_b = (
+        work / "emb" / f"w-{sha256(w)[:12]}" / "hear_gram-sample-rate=16000" for w in (a, b)
+    )
+    assert res_b.stdout.strip().splitlines()[-1] == f"embeddings: {folder_b}"
+    (_, emb_a), (split, emb_b) = clip_embedding(folder_a), clip_embedding(folder_b)
+    wav = work / "tasks" / "hear-gram-demo-scene" / "16000" / split / "clip0000.wav"
+    audio, _ = sf.read(wav, dtype="float32")
+    ref = get_scene_embeddings(torch.from_numpy(audio)[None], load_model(str(b), sample_rate=16000))
+    np.testing.assert_allclose(emb_b, ref[0].numpy(), rtol=1e-3, atol=2e-4)  # batching, threads
+    assert not np.allclose(emb_a, emb_b, atol=1e-3)
+    record = json.loads((folder_b.parent / "hear-gram-embed.json").read_text())
+    assert record["weights_sha256"] == sha256(b)
+    assert list(record["folders"]["hear_gram-sample-rate=16000"]["tasks"]) == [
+        "hear-gram-demo-scene"
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.hostile("stale")
+def test_changed_task_or_mixed_record_is_refused(embed_setup):
+    work, a, _ = embed_setup
+    if not any((work / "emb").glob("w-*")):
+        assert embed(work, a).returncode == 0
+    from hear_gram.checkpoints import sha256
+
+    out = work / "emb" / f"w-{sha256(a)[:12]}"
+    labels = next((work / "tasks" / "hear-gram-demo-scene").glob("fold00.json"))
+    original = labels.read_bytes()
+    labels.write_bytes(original.replace(b"]", b"] ", 1))  # regenerated task, same names
+    try:
+        res = embed(work, a)
+        assert_clean_failure(res, "hear_gram.embed: error", "hear-gram-demo-scene", "changed since")
+    finally:
+        labels.write_bytes(original)
+    record_path = out / "hear-gram-embed.json"
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps({**record, "weights_sha256": "0" * 64}))
+    try:
+        assert_clean_failure(embed(work, a), "hear_gram.embed: error", "weights " + "0" * 64)
+    finally:
+        record_path.write_text(json.dumps(record))
