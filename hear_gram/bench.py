@@ -38,6 +38,7 @@ MODULES = {  # HEAR module -> (preset, input channels)
     "gram_m": ("gram-m", 2),
 }
 SR = 48000
+MAX_LONG_MINUTES = 240.0  # a stereo 48 kHz clip of 4 h is 5.5 GB of float32 already
 UPSTREAM_REFERENCE = (
     "upstream GRAM-T runtime, 8 x 5 s, fp32, 2 threads, quoted from issue #2: 9.4 s/s"
 )
@@ -262,11 +263,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="work/bench/bench.json")
     p.add_argument("--resample", action="store_true", help="only the resampler benchmark")
     args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error(f"--repeats must be at least 1, got {args.repeats}")
+    if not 0 <= args.long_minutes <= MAX_LONG_MINUTES:  # also refuses NaN
+        p.error(f"--long-minutes must be in [0, {MAX_LONG_MINUTES}], got {args.long_minutes}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as e:
+        p.error(f"--device {args.device!r}: {e}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: no CUDA device is available")
+    try:
+        return run(args, device)
+    except (ValueError, OSError) as e:
+        print(f"{p.prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace, device: torch.device) -> int:
     if args.resample:
         result = bench_resample()
         write_json(Path(args.out), result)
         return 0
-    device = torch.device(args.device)
     precisions = args.precisions or (
         ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"]
     )

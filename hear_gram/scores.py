@@ -28,15 +28,36 @@ def _fold_entries(scores: dict) -> dict[str, dict]:
     return {k: v for k, v in scores.items() if isinstance(v, dict) and "test_score" in v}
 
 
+class ScoresError(ValueError):
+    """A scores or metadata file that is not what heareval writes."""
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as e:
+        raise ScoresError(f"{path} is not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise ScoresError(f"{path} holds a {type(data).__name__}, not heareval's JSON object")
+    return data
+
+
 def _task_rows(task_dir: Path) -> list[dict]:
-    scores = json.loads((task_dir / SCORES_FILE).read_text())
+    scores = _read_json(task_dir / SCORES_FILE)
     metadata_path = task_dir / "task_metadata.json"
-    metadata = json.loads(metadata_path.read_text()) if metadata_path.exists() else {}
+    metadata = _read_json(metadata_path) if metadata_path.exists() else {}
     metrics = metadata.get("evaluation") or ["score"]
     folds = _fold_entries(scores)
+    if not folds:
+        raise ScoresError(f"{task_dir / SCORES_FILE} has no fold entries with a test_score")
     rows = []
     for metric in metrics:
-        values = [float(fold[f"test_{metric}"]) for fold in folds.values()]
+        try:
+            values = [float(fold[f"test_{metric}"]) for fold in folds.values()]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ScoresError(
+                f"{task_dir / SCORES_FILE}: a fold lacks a numeric test_{metric} ({e!r})"
+            ) from e
         rows.append(
             {
                 "module": task_dir.parent.name,
@@ -83,15 +104,26 @@ def format_table(rows: list[dict]) -> str:
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     import argparse
+    import sys
 
+    prog = "python -m hear_gram.scores"
     parser = argparse.ArgumentParser(
-        prog="python -m hear_gram.scores", description="Print heareval test scores as a table."
+        prog=prog, description="Print heareval test scores as a table."
     )
     parser.add_argument("embeddings_root", type=Path)
-    args = parser.parse_args()
-    print(format_table(collect_scores(args.embeddings_root)))
+    args = parser.parse_args(argv)
+    try:
+        if not args.embeddings_root.is_dir():
+            raise FileNotFoundError(f"{args.embeddings_root} is not a directory")
+        rows = collect_scores(args.embeddings_root)
+        if not rows:
+            raise ScoresError(f"no {SCORES_FILE} under {args.embeddings_root}")
+    except (ValueError, OSError) as e:
+        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(2)
+    print(format_table(rows))
 
 
 if __name__ == "__main__":

@@ -207,3 +207,59 @@ def test_changed_task_or_mixed_record_is_refused(embed_setup):
         assert_clean_failure(embed(work, a), "hear_gram.embed: error", "weights " + "0" * 64)
     finally:
         record_path.write_text(json.dumps(record))
+
+
+# ------------------------------------------------------------------ one clear line, exit 2
+
+
+@pytest.mark.hostile("crash")
+def test_scores_cli_failures_are_one_line(tmp_path):
+    res = run_cli(["hear_gram.scores", str(tmp_path / "missing")], cwd=tmp_path)
+    assert_clean_failure(res, "hear_gram.scores: error", "missing", "not a directory")
+    res = run_cli(["hear_gram.scores", str(tmp_path)], cwd=tmp_path)
+    assert_clean_failure(res, "hear_gram.scores: error", "no test.predicted-scores.json")
+    task = tmp_path / "m" / "t"
+    task.mkdir(parents=True)
+    (task / "test.predicted-scores.json").write_text('{"test": {"test_score": 1.0}')
+    res = run_cli(["hear_gram.scores", str(tmp_path)], cwd=tmp_path)
+    assert_clean_failure(res, "hear_gram.scores: error", "not valid json")
+    (task / "test.predicted-scores.json").write_text('{"test": {"test_score": 1.0}}')
+    (task / "task_metadata.json").write_text('{"evaluation": ["top1_acc"]}')
+    res = run_cli(["hear_gram.scores", str(tmp_path)], cwd=tmp_path)
+    assert_clean_failure(res, "hear_gram.scores: error", "test_top1_acc")
+
+
+@pytest.mark.hostile("crash")
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["--repeats", "0"], "--repeats"), (["--long-minutes", "nan"], "--long-minutes"),
+     (["--long-minutes", "1e9"], "--long-minutes"), (["--device", "cuda:0"], "--device")],
+)  # fmt: skip
+def test_bench_cli_refuses_absurd_arguments(tmp_path, args, needle):
+    if "cuda:0" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            args = ["--device", "nonsense"]
+    res = run_cli(["hear_gram.bench", *args, "--out", str(tmp_path / "b.json")], cwd=tmp_path)
+    assert_clean_failure(res, "hear_gram.bench: error", needle)
+    assert not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.hostile("path")
+def test_embed_cli_refuses_a_task_name_outside_the_tasks_dir(tmp_path):
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    res = run_cli(["hear_gram.embed", "hear_gram", "--tasks-dir", str(tmp_path / "tasks"),
+                   "--task", "../elsewhere", "--embeddings-dir", str(tmp_path / "emb")],
+                  cwd=tmp_path)  # fmt: skip
+    assert_clean_failure(res, "hear_gram.embed: error", "--task", "../elsewhere")
+    assert not (tmp_path / "emb").exists()
+
+
+@pytest.mark.hostile("crash")
+def test_embed_cli_refuses_missing_weights(tmp_path):
+    (tmp_path / "tasks").mkdir()
+    res = run_cli(["hear_gram.embed", "hear_gram", "--model", str(tmp_path / "w.safetensors"),
+                   "--tasks-dir", str(tmp_path / "tasks")], cwd=tmp_path)  # fmt: skip
+    assert_clean_failure(res, "hear_gram.embed: error", "w.safetensors", "not a file")
