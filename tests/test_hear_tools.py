@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from hear_gram import scores, synthetic_tasks
-from hear_gram.checkpoints import random_encoder, save_checkpoint
+from hear_gram.checkpoints import random_encoder, save_checkpoint, sha256
 from tests.conftest import REPO, run_module
 
 VALIDATOR = Path(sys.executable).with_name("hear-validator")
@@ -44,18 +44,20 @@ def test_hear_validator_looks_good(tmp_path, module, model):
 
 @pytest.fixture(scope="module")
 def hear_run(tmp_path_factory):
-    """README: heareval.embeddings.runner hear_gram --model W, then hear_gram.predict."""
+    """README: hear_gram.embed hear_gram --model W (heareval's runner in a per-weights folder),
+    then hear_gram.predict."""
     work = tmp_path_factory.mktemp("hear_gram_e2e")
     tasks, emb = work / "tasks", work / "embeddings"
     synthetic_tasks.make_scene_task(tasks, sample_rates=(48000,))
     synthetic_tasks.make_event_task(tasks, sample_rates=(48000,))
     weights = save_checkpoint(work / "w.safetensors", random_encoder("gram-t", depth=1), "released")
     run_module(
-        ["heareval.embeddings.runner", "hear_gram", "--model", str(weights),
+        ["hear_gram.embed", "hear_gram", "--model", str(weights),
          "--tasks-dir", str(tasks), "--embeddings-dir", str(emb)],
         cwd=work, log=work / "embeddings.log", threads=2,
     )  # fmt: skip
-    module_dir = emb / "hear_gram"
+    module_dir = emb / f"w-{sha256(weights)[:12]}" / "hear_gram"
+    assert f"embeddings: {module_dir}" in (work / "embeddings.log").read_text()
     task_dirs = sorted(str(p) for p in module_dir.iterdir())
     run_module(
         ["hear_gram.predict", *task_dirs, "--grid", "fast", "--grid-points", "1"],
