@@ -88,7 +88,8 @@ def parse_sample_rate(value: Any) -> int:
 
 
 def check_dtype(dtype: torch.dtype) -> None:
-    """HEAR audio is floating point in [-1, 1]; other dtypes are refused, not guessed at."""
+    """HEAR audio is floating point in [-1, 1]: float16/bfloat16/float64 are converted to float32;
+    integer, bool and complex audio is refused (the scale of an integer array is a guess)."""
     if dtype.is_complex:
         raise ValueError(
             f"audio has complex dtype {dtype}: pass the real waveform (e.g. audio.real) as float"
@@ -96,10 +97,18 @@ def check_dtype(dtype: torch.dtype) -> None:
     if dtype == torch.bool:
         raise ValueError("audio has dtype torch.bool: pass float samples in [-1, 1]")
     if not dtype.is_floating_point:
-        bits = torch.iinfo(dtype).bits
+        try:
+            bits, signed = torch.iinfo(dtype).bits, torch.iinfo(dtype).min < 0
+        except TypeError:  # quantized and other exotic dtypes
+            raise ValueError(f"audio has dtype {dtype}: pass float samples in [-1, 1]") from None
+        half = 2 ** (bits - 1)
+        how = (
+            f"audio.float() / {half} for signed {bits}-bit PCM"
+            if signed
+            else f"(audio.float() - {half}) / {half} for unsigned {bits}-bit PCM"
+        )
         raise ValueError(
-            f"audio has integer dtype {dtype}: pass float samples in [-1, 1]; for signed PCM "
-            f"convert with audio.float() / {2 ** (bits - 1)} (2**(bits - 1))"
+            f"audio has integer dtype {dtype}: pass float samples in [-1, 1], e.g. {how}"
         )
 
 
