@@ -311,8 +311,12 @@ class GramRuntime(nn.Module):
         reflect-padded audio (B, C, N'); -> pooled outputs (B, K, ...)."""
         fc = self.cfg.features
         b, t = padded.shape[0], fc.chunk_frames
-        k = math.ceil(n_frames / t)
+        k = math.ceil(n_frames / t)  # no phantom chunk when n_frames % t == 0
         seg = (t - 1) * fc.hop_length + fc.n_fft  # samples behind one chunk's frames
+        # Frame j reads padded[j*hop : j*hop + n_fft]; the last real frame, j = N // hop, ends
+        # at or before N + n_fft, the reflect-padded length, so every real frame is computed from
+        # real (or reflected) samples. The zeros appended here only feed the masked frames of the
+        # last chunk's tail.
         need = (k - 1) * t * fc.hop_length + seg
         if padded.shape[-1] < need:
             padded = nn.functional.pad(padded, (0, need - padded.shape[-1]))
