@@ -1,4 +1,5 @@
-"""Feature front-ends of GRAM (REFERENCE §2): binaural log-mels and the Ambisonic 7-channel input.
+"""Feature front-ends of GRAM (arXiv 2506.00934; labhamlet/GRAM-T
+``hear_api/feature_helper_gram_t.py``): binaural log-mels and the Ambisonic 7-channel input.
 
 Plain PyTorch, numerically the same as torchaudio's ``MelSpectrogram`` / ``MelScale`` with the
 settings of the released weights (HTK mel scale, no filter-bank norm, periodic Hann window, power 2,
@@ -6,6 +7,15 @@ reflect-padded centred frames), so torchaudio is not a runtime dependency.
 
 Dimension letters: B batch, C channels, N samples, K frequency bins of the STFT, F mel bins,
 T frames.
+
+Ambisonic channel order: ACN, i.e. W, Y, Z, X (AmbiX). Upstream's training pipeline
+(labhamlet/GRAM-T ``src/data_modules/iterators/SceneIterator.py``, ``hear_api/heaRIR``) feeds the
+stored SoundSpaces first-order RIRs without reordering, and SoundSpaces' Ambisonic RIRs are ACN
+(its maintainers answered "ACN/N3D" for the released RIR set, facebookresearch/sound-spaces
+issue #58; the SoundSpaces 2.0 documentation names no order); its DCASE/STARSS fine-tuning code
+(``seld-dcase-2022-GRAM/cls_feature_class_gram.py``) likewise reads FOA files, which DCASE ships
+in ACN/SN3D, in file order. Upstream's extractor comments say "[W, X, Y, Z]", but its arithmetic
+only uses "channel 0 is W, 1-3 are first order", so the released model expects ACN order.
 """
 
 from __future__ import annotations
@@ -29,6 +39,9 @@ __all__ = [
     "resample",
     "sinc_resample_kernel",
 ]
+
+# The channel order the released Ambisonic model was trained on (module docstring).
+AMBISONIC_ORDER = "first-order Ambisonics in ACN order W, Y, Z, X"
 
 
 def mel_to_hz(m: Tensor) -> Tensor:
@@ -58,23 +71,24 @@ def mel_filterbank(
 
 
 def frame_count(n_samples: int, hop_length: int) -> int:
-    """Frames whose centres lie inside the clip: ceil(N / hop), at least 1.
-
-    torch.stft with ``center=True`` returns N // hop + 1 frames; when N is a multiple of the hop the
-    last one is centred exactly on the clip's end and is dropped here. That is what removes the
-    upstream "phantom chunk" (REFERENCE §4): a clip of exactly 2 s is one 200-frame chunk, not two.
-    """
-    return max(1, math.ceil(n_samples / hop_length))
+    """Frames of a centred STFT of N samples: N // hop + 1 (torch.stft / torchaudio
+    ``MelSpectrogram`` with ``center=True``), the frames upstream's HEAR runtime encodes
+    (labhamlet/GRAM-T ``hear_api/feature_helper_gram_t.py``). Frame j is centred on sample j * hop,
+    so when N is a multiple of the hop the last frame is centred on the clip's end (and half made
+    of reflected samples); it is kept, as upstream keeps it. A 4.0 s clip at 32 kHz has 401."""
+    if n_samples < 1 or hop_length < 1:
+        raise ValueError(f"need at least one sample and hop, got {n_samples}, {hop_length}")
+    return n_samples // hop_length + 1
 
 
 class LogMelFrontend(nn.Module):
     """Waveform (B, C, N) at ``cfg.sample_rate`` -> features (B, C', F, T).
 
     ``ambisonic=False``: C' = C log-mels, ``log(mel + log_eps)``.
-    ``ambisonic=True``: input is first-order Ambisonics (W then three first-order channels, in file
-    order) and C' = 7: four log-mels with eps 1e-6 and three mel-scaled normalised active-intensity
-    channels ``MelScale(2 Re(W* c_i) / (eps + |W|^2 + sum |c|^2))`` (no log), as the released
-    Ambisonic model was trained on.
+    ``ambisonic=True``: input is first-order Ambisonics in ACN order (W, Y, Z, X; see the module
+    docstring) and C' = 7: four log-mels with eps 1e-6 and three mel-scaled normalised
+    active-intensity channels ``MelScale(2 Re(W* c_i) / (eps + |W|^2 + sum |c|^2))`` (no log) for
+    c_i = Y, Z, X, as the released Ambisonic model was trained on.
     """
 
     def __init__(self, cfg: FeatureConfig, ambisonic: bool = False) -> None:
@@ -127,7 +141,7 @@ class LogMelFrontend(nn.Module):
             return torch.log(self.mel(power) + self.cfg.log_eps)
         if spec.shape[1] != 4:
             raise ValueError(
-                f"Ambisonic features need 4 channels (W, X, Y, Z), got {spec.shape[1]}"
+                f"Ambisonic features need 4 channels ({AMBISONIC_ORDER}), got {spec.shape[1]}"
             )
         eps = self.cfg.ambisonic_eps
         log_mels = torch.log(self.mel(power) + eps)  # (B, 4, F, T)

@@ -1,15 +1,29 @@
 """The HEAR runtime: audio in, GRAM embeddings out, following the HEAR 2021 API literally.
 
-Pipeline (REFERENCE §2, §4): validate and lay out the audio as (B, C, N); adapt channels to the
-model (mono duplicated, W of a 4-channel file for binaural models); resample to 32 kHz; log-mel
-features computed per 2 s chunk on slices of the reflect-padded clip (identical to a whole-clip
-STFT, bounded memory); zero-pad the last chunk in the log-mel domain; encode every chunk of every
-clip in batches of at most ``max_chunks``; pool per strategy.
+Pipeline (arXiv 2506.00934; upstream labhamlet/GRAM-T ``hear_api/runtime.py``): validate and lay
+out the audio as (B, C, N) before anything moves to its device; adapt channels to the model (mono
+duplicated, W of a 4-channel file for binaural models); resample to 32 kHz; log-mel features of
+all N // 320 + 1 centred frames (as torchaudio's ``MelSpectrogram(center=True)`` upstream),
+computed per 2 s chunk on slices of the reflect-padded clip (identical to a whole-clip STFT,
+bounded memory); ceil(frames / 200) chunks, the last zero-padded in the log-mel domain; each chunk
+layer-normed on its own and encoded, at most ``max_chunks`` per forward; pooled per strategy.
+``raw`` returns exactly upstream's steps: ceil(frames / 8) (patch) or ceil(frames / 2) (time),
+which is what upstream's trim of ``int(steps_per_chunk * pad / 200)`` padded steps leaves.
 
-Fixed upstream bugs: the size attributes match what is returned; the phantom all-zero chunk of
-upstream (frames multiple of 200) is never created and padded time steps are never pooled;
-timestamps are the centres of the time steps, in ms; no ``.cuda()``: outputs follow the input's
-device; JSON ``true`` options are read as true.
+Deliberate numeric differences from upstream (``RuntimeGRAMT.encode``), and only these:
+  1. No phantom chunk: upstream pads ``200 - frames % 200`` frames, a whole all-zero chunk when
+     frames % 200 == 0 (e.g. a 3.99 s clip, 400 frames), and stacks it into ``mean``/``cls``
+     outputs and scene embeddings. Here there are ceil(frames / 200) chunks. (``raw`` is
+     unaffected: upstream's trim removes that chunk's steps.)
+  2. ``mean`` averages a chunk's real time steps only; upstream also averages the tokens of the
+     zero-padded frames of the last chunk.
+Non-numeric fixes: the declared embedding sizes match what is returned (upstream declares 768 and
+returns 6144 for ``raw``); timestamps are the centres of the time steps in ms (upstream: evenly
+spaced starts); no ``.cuda()``: outputs follow the input's device; JSON ``true`` options are read
+as true.
+
+Ambisonic input is first-order Ambisonics in ACN order (W, Y, Z, X), the order the released model
+was trained on (see ``hear_gram.frontend``).
 
 Dimension letters: B clips, C channels, N samples, K chunks per clip, G chunks in one forward,
 L tokens, D width, Fg x Tg patch grid, S time steps.
@@ -17,6 +31,7 @@ L tokens, D width, Fg x Tg patch grid, S time steps.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -28,7 +43,9 @@ from torch import Tensor, nn
 
 from hear_gram.config import GramConfig
 from hear_gram.encoder import GramEncoder, cast_matmuls
-from hear_gram.frontend import LogMelFrontend, frame_count, resample
+from hear_gram.frontend import AMBISONIC_ORDER, LogMelFrontend, frame_count, resample
+
+log = logging.getLogger(__name__)
 
 Strategy = Literal["raw", "mean", "cls"]
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -68,6 +85,31 @@ def parse_sample_rate(value: Any) -> int:
     if rate not in INPUT_RATES:
         raise ValueError(f"sample_rate must be one of {INPUT_RATES}, got {rate}")
     return rate
+
+
+def check_dtype(dtype: torch.dtype) -> None:
+    """HEAR audio is floating point in [-1, 1]: float16/bfloat16/float64 are converted to float32;
+    integer, bool and complex audio is refused (the scale of an integer array is a guess)."""
+    if dtype.is_complex:
+        raise ValueError(
+            f"audio has complex dtype {dtype}: pass the real waveform (e.g. audio.real) as float"
+        )
+    if dtype == torch.bool:
+        raise ValueError("audio has dtype torch.bool: pass float samples in [-1, 1]")
+    if not dtype.is_floating_point:
+        try:
+            bits, signed = torch.iinfo(dtype).bits, torch.iinfo(dtype).min < 0
+        except TypeError:  # quantized and other exotic dtypes
+            raise ValueError(f"audio has dtype {dtype}: pass float samples in [-1, 1]") from None
+        half = 2 ** (bits - 1)
+        how = (
+            f"audio.float() / {half} for signed {bits}-bit PCM"
+            if signed
+            else f"(audio.float() - {half}) / {half} for unsigned {bits}-bit PCM"
+        )
+        raise ValueError(
+            f"audio has integer dtype {dtype}: pass float samples in [-1, 1], e.g. {how}"
+        )
 
 
 @dataclass(frozen=True)
@@ -144,12 +186,25 @@ class GramRuntime(nn.Module):
         size = cfg.raw_dim if options.strategy == "raw" else cfg.width
         self.scene_embedding_size: int = int(size)
         self.timestamp_embedding_size: int = int(size)
+        self._warned_mono = False  # the mono-to-Ambisonic warning is logged once per runtime
 
     # --- input handling -----------------------------------------------------------------------
     def layout(self, audio: Tensor) -> Tensor:
-        """Accept (B, N) mono, (B, N, C) (heareval's multi-channel WAVs) or (B, C, N); -> (B, C, N)."""
+        """Validate audio and lay it out: (B, N) mono, (B, N, C) (heareval's multi-channel WAVs)
+        or (B, C, N) -> float32 (B, C, N) on the input's device.
+
+        Refused, before any work or any move of the model: non-tensors, tensors on the ``meta``
+        device (no data), integer, bool and complex dtypes (HEAR audio is float in [-1, 1]; the
+        message says how to convert PCM integers), empty or oddly shaped batches, NaN or Inf.
+        """
         if not isinstance(audio, Tensor):
             raise TypeError(f"audio must be a torch.Tensor, got {type(audio).__name__}")
+        if audio.device.type == "meta":
+            raise ValueError(
+                "audio is a 'meta' tensor (shape only, no samples): pass real audio on a CPU or "
+                "GPU device"
+            )
+        check_dtype(audio.dtype)
         if audio.ndim not in (2, 3):
             raise ValueError(
                 f"audio must be (B, N), (B, N, C) or (B, C, N), got {audio.ndim} dims {tuple(audio.shape)}"
@@ -166,21 +221,32 @@ class GramRuntime(nn.Module):
             )
         if audio.shape[-1] == 0:
             raise ValueError("audio has 0 samples")
-        if not torch.isfinite(audio).all():
+        if not bool(torch.isfinite(audio).all()):
             raise ValueError("audio contains NaN or Inf values")
         return audio.float()
 
     def adapt_channels(self, audio: Tensor) -> tuple[Tensor, int]:
         """(B, C, N) -> (audio to featurise, how many times to repeat its features)."""
         c, want = audio.shape[1], self.cfg.in_channels
-        if want == 7:  # Ambisonic model: needs W, X, Y, Z
+        if want == 7:  # Ambisonic model: needs W, Y, Z, X
             if c == 4:
                 return audio, 1
             if c == 1:  # as upstream: a mono clip is placed on all four channels
+                if not self._warned_mono:
+                    self._warned_mono = True
+                    log.warning(
+                        "%s: mono audio given to the Ambisonic model is copied to all four "
+                        "channels (W, Y, Z, X); it carries no direction, so direction-dependent "
+                        "features (intensity channels) are those of a sound with no spatial "
+                        "information. Pass %s for spatial embeddings.",
+                        self.source or "GRAM-T Ambisonic",
+                        AMBISONIC_ORDER,
+                    )
                 return audio.expand(-1, 4, -1), 1
             raise ValueError(
-                f"the Ambisonic model needs 4-channel FOA (W, X, Y, Z) or mono audio, got {c} "
-                "channels; for binaural audio use hear_gram.gram_t"
+                f"the Ambisonic model needs 4-channel {AMBISONIC_ORDER} (reorder W, X, Y, Z "
+                f"files to W, Y, Z, X) or mono audio, got {c} channels; for binaural audio use "
+                "hear_gram.gram_t"
             )
         if c == 4:  # first-order Ambisonics into a binaural/mono model: use the W channel
             audio, c = audio[:, :1], 1
@@ -192,16 +258,31 @@ class GramRuntime(nn.Module):
             return audio, 1
         raise ValueError(f"the binaural model takes 1, 2 or 4 channels, got {c}")
 
+    def follow(self, device: torch.device) -> None:
+        """Move the model to ``device`` (as hear-baseline: the model follows the audio). A move
+        that fails is undone, so one bad call cannot leave the model unusable for the next."""
+        here = self.encoder.cls_token.device
+        if here == device:
+            return
+        try:
+            self.to(device)
+        except Exception as err:
+            self.to(here)
+            raise ValueError(
+                f"cannot run the model on the audio's device {device}: {err}; pass the audio on "
+                f"a usable device (the model stays on {here})"
+            ) from err
+
     # --- embedding ----------------------------------------------------------------------------
     @torch.no_grad()
     def embed(self, audio: Tensor) -> tuple[Tensor, Tensor]:
         """Audio -> (embeddings (B, S, E) float32 on the input's device, timestamps (B, S) in ms)."""
-        device = audio.device
+        x = self.layout(audio)  # validate first: a refused input must not move the model
+        device = x.device
         if self.options.precision == "fp16" and device.type != "cuda":
             raise ValueError("precision fp16 needs a CUDA device; on CPU use bf16 or fp32")
-        if self.encoder.cls_token.device != device:
-            self.to(device)  # as hear-baseline: the model follows the audio
-        x, repeat = self.adapt_channels(self.layout(audio))
+        x, repeat = self.adapt_channels(x)
+        self.follow(device)
         x = resample(x, self.options.sample_rate, self.cfg.features.sample_rate)
         n_frames = frame_count(x.shape[-1], self.cfg.features.hop_length)
         padded = self.frontend.pad(x)  # (B, C, N + n_fft), reflect-padded as torch.stft
@@ -230,8 +311,12 @@ class GramRuntime(nn.Module):
         reflect-padded audio (B, C, N'); -> pooled outputs (B, K, ...)."""
         fc = self.cfg.features
         b, t = padded.shape[0], fc.chunk_frames
-        k = math.ceil(n_frames / t)
+        k = math.ceil(n_frames / t)  # no phantom chunk when n_frames % t == 0
         seg = (t - 1) * fc.hop_length + fc.n_fft  # samples behind one chunk's frames
+        # Frame j reads padded[j*hop : j*hop + n_fft]; the last real frame, j = N // hop, ends
+        # at or before N + n_fft, the reflect-padded length, so every real frame is computed from
+        # real (or reflected) samples. The zeros appended here only feed the masked frames of the
+        # last chunk's tail.
         need = (k - 1) * t * fc.hop_length + seg
         if padded.shape[-1] < need:
             padded = nn.functional.pad(padded, (0, need - padded.shape[-1]))

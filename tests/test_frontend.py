@@ -71,10 +71,19 @@ def test_resample_keeps_a_tone_below_nyquist():
     assert (y[200:-200] - ref[200:-200]).abs().max() < 1e-3
 
 
+@pytest.mark.parametrize("n", [64000, 64001, 63999, 128000, 160000, 87680, 700])
+def test_frame_count_is_torchaudios_centred_frame_count(n):
+    """Upstream featurises with torchaudio's MelSpectrogram (center=True): the frame centred on
+    the last sample counts too when N is a multiple of the hop (every 1, 2, 4, 5 s clip)."""
+    frames = ta.transforms.Spectrogram(n_fft=1024, hop_length=320)(torch.zeros(n)).shape[-1]
+    assert frame_count(n, 320) == frames
+
+
 @pytest.mark.parametrize(
-    ("n", "frames"), [(64000, 200), (64001, 201), (63999, 200), (1, 1), (320, 1), (321, 2)]
+    ("n", "frames"),
+    [(32000, 101), (64000, 201), (127680, 400), (128000, 401), (160000, 501), (1, 1), (320, 2)],
 )
-def test_frame_count_keeps_frames_centred_inside_the_clip(n, frames):
+def test_frame_count_of_hear_clip_lengths(n, frames):
     assert frame_count(n, 320) == frames
 
 

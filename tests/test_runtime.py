@@ -11,7 +11,7 @@ from einops import rearrange
 
 import hear_gram
 from hear_gram import gram_t, gram_t_ambisonic, gram_t_time
-from hear_gram.frontend import LogMelFrontend, frame_count
+from hear_gram.frontend import LogMelFrontend
 from tests.conftest import noise
 
 SR = 48000
@@ -23,13 +23,13 @@ def model(gram_t_file):
 
 
 def reference_raw(model, audio32):
-    """REFERENCE §2/§4 spelled out on a whole clip at 32 kHz: centred log-mel frames inside the
-    clip, consecutive 200-frame chunks, last one zero-padded in the log-mel domain, encoder,
-    drop CLS, (f t) d -> t (f d), keep the steps that hold real frames."""
+    """The paper's HEAR embedding spelled out on a whole clip at 32 kHz: all N // 320 + 1 centred
+    log-mel frames, consecutive 200-frame chunks, last one zero-padded in the log-mel domain,
+    encoder, drop CLS, (f t) d -> t (f d), keep the steps that hold real frames."""
     cfg = model.cfg
     feats = LogMelFrontend(cfg.features)(audio32)
-    n = frame_count(audio32.shape[-1], 320)
-    feats = feats[..., :n]
+    n = audio32.shape[-1] // 320 + 1
+    assert feats.shape[-1] == n
     k = math.ceil(n / 200)
     feats = torch.nn.functional.pad(feats, (0, k * 200 - n))
     chunks = rearrange(feats, "b c f (k t) -> (b k) c f t", t=200)
@@ -49,13 +49,15 @@ def test_raw_embeddings_equal_the_reference_semantics(gram_t_file, seconds):
     torch.testing.assert_close(emb, ref, atol=1e-4, rtol=1e-4)
 
 
-def test_exact_two_seconds_is_one_chunk_no_phantom(gram_t_file):
-    """Upstream appended an all-zero chunk and averaged it into `mean`/`cls` (REFERENCE §4)."""
+def test_exactly_200_frames_is_one_chunk_no_phantom(gram_t_file):
+    """Upstream padded 200 - frames % 200 frames: a whole all-zero chunk when the frames fill
+    whole chunks, averaged into `mean`/`cls` (labhamlet/GRAM-T hear_api/runtime.py)."""
     model = gram_t.load_model(str(gram_t_file), sample_rate=32000, strategy="cls")
-    audio = noise((1, 64000), seed=2)
+    audio = noise((1, 63999), seed=2)  # 63999 // 320 + 1 = 200 frames
     emb, ts = gram_t.get_timestamp_embeddings(audio, model)
     assert emb.shape == (1, 1, 768) and ts.tolist() == [[995.0]]
-    feats = LogMelFrontend(model.cfg.features)(audio.unsqueeze(1).expand(-1, 2, -1))[..., :200]
+    feats = LogMelFrontend(model.cfg.features)(audio.unsqueeze(1).expand(-1, 2, -1))
+    assert feats.shape[-1] == 200
     with torch.no_grad():
         cls = model.encoder(feats)[:, 0]
     torch.testing.assert_close(gram_t.get_scene_embeddings(audio, model), cls, atol=1e-5, rtol=1e-5)
@@ -63,7 +65,7 @@ def test_exact_two_seconds_is_one_chunk_no_phantom(gram_t_file):
 
 def test_mean_strategy_ignores_padded_steps(gram_t_file):
     model = gram_t.load_model(str(gram_t_file), sample_rate=32000, strategy="mean")
-    audio = noise((1, 3 * 32000), seed=3)  # 300 frames: chunk 2 holds 100 real frames = 13 steps
+    audio = noise((1, 3 * 32000), seed=3)  # 301 frames: chunk 2 holds 101 real frames = 13 steps
     emb, _ = gram_t.get_timestamp_embeddings(audio, model)
     _, tokens = reference_raw(model, audio.unsqueeze(1).expand(-1, 2, -1))
     t2 = rearrange(tokens[1], "(f t) d -> t f d", f=8)[:13]
@@ -87,13 +89,13 @@ def test_declared_sizes_are_ints_matching_outputs(gram_t_file, strategy, size):
 
 def test_timestamps_are_step_centres_evenly_spaced(model, gram_t_time_file):
     _, ts = gram_t.get_timestamp_embeddings(noise((2, 5 * SR)), model)
-    assert ts.shape == (2, math.ceil(500 / 8))
+    assert ts.shape == (2, math.ceil(501 / 8))  # 5 s at 32 kHz: 501 frames
     assert torch.allclose(ts[0, :3], torch.tensor([35.0, 115.0, 195.0]))
     assert torch.allclose(ts.diff(dim=1), torch.tensor(80.0))
     tmodel = gram_t_time.load_model(str(gram_t_time_file))
     emb, ts = gram_t_time.get_timestamp_embeddings(noise((1, SR)), tmodel)
     assert (
-        emb.shape == (1, 50, 768)
+        emb.shape == (1, 51, 768)  # 101 frames, 2 per step
         and ts[0, 0] == 5.0
         and torch.allclose(ts.diff(), torch.tensor(20.0))
     )
@@ -133,7 +135,9 @@ def test_channel_layouts(model):
 def test_ambisonic_model_takes_foa_and_refuses_stereo(gram_t_ambi_file):
     m = gram_t_ambisonic.load_model(str(gram_t_ambi_file))
     assert gram_t_ambisonic.get_scene_embeddings(noise((2, 4, SR)), m).shape == (2, 6144)
-    with pytest.raises(ValueError, match="needs 4-channel FOA"):
+    with pytest.raises(
+        ValueError, match="needs 4-channel first-order Ambisonics in ACN order W, Y, Z, X"
+    ):
         gram_t_ambisonic.get_scene_embeddings(noise((2, 2, SR)), m)
 
 
@@ -218,7 +222,7 @@ def test_gram_m_module(gram_m_file, gram_t_file):
     m = gram_m.load_model(str(gram_m_file))
     audio = noise((2, 2, int(2.5 * SR)), seed=9)
     emb, ts = gram_m.get_timestamp_embeddings(audio, m)
-    assert emb.shape == (2, math.ceil(250 / 8), 6144) and torch.isfinite(emb).all()
+    assert emb.shape == (2, math.ceil(251 / 8), 6144) and torch.isfinite(emb).all()
     fast = gram_m.load_model(str(gram_m_file), precision="bf16")
     cos = torch.nn.functional.cosine_similarity(
         gram_m.get_scene_embeddings(audio, fast), emb.mean(1)
