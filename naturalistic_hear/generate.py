@@ -128,7 +128,8 @@ KEEP_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
 # source_gain: amplitude gain bringing the mono source to -14 dBFS RMS; noise_gain: gain on the
 # summed spatial noise (noise clip as drawn, faded); headroom_gain: gain on the whole mix (1.0
 # unless its peak would exceed 0.999); snr_db: drawn; achieved_snr_db: measured on the written
-# parts (-inf for a silent source, +inf for silent noise); noise offset and length in samples.
+# parts (-inf for a silent source); noise offset and length in samples. Scene fields an external
+# bank does not know are null.
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "task",
     "split",
@@ -379,8 +380,9 @@ def mix_spatial(clip: SpatialClip, snr_db: float) -> RenderedClip:
         "noise_gain": noise_gain,
         "headroom_gain": headroom_gain,
     }
-    nan = [k for k, v in fields.items() if isinstance(v, float) and math.isnan(v)]
-    if nan:  # unreachable with finite inputs (dsp checks them); a manifest never holds NaN
+    computed = ("snr_db", "achieved_snr_db", "source_gain", "noise_gain", "headroom_gain")
+    nan = [k for k in computed if math.isnan(fields[k])]
+    if nan:  # unreachable with finite inputs (dsp checks them): never a NaN level in a manifest
         raise dsp.NonFiniteError(f"{clip.row['filename']}: NaN in {nan}")
     return RenderedClip(target, noise, clip.active, {k: fields[k] for k in MANIFEST_COLUMNS})
 
@@ -606,9 +608,19 @@ def _write_static(path: Path, data: bytes) -> None:
     write_bytes_atomic(path, data, TMP_SUFFIX)
 
 
+def _no_nan(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_no_nan(v) for v in value]
+    return value
+
+
 def _cell(value: Any) -> str:
-    """Manifest cell: strings as they are, everything else as JSON (lists, floats in full)."""
-    return value if isinstance(value, str) else json.dumps(value)
+    """Manifest cell: strings as they are, everything else as JSON (lists, floats in full). A
+    scene field an external bank does not know (NaN in its `Scene`) is written `null`: NaN is
+    not JSON, and a manifest never holds it."""
+    return value if isinstance(value, str) else json.dumps(_no_nan(value))
 
 
 def _key(row: dict[str, str]) -> tuple[int, str, str]:
