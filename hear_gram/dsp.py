@@ -1,4 +1,4 @@
-"""Shared DSP for scene synthesis: fades, levels, RIR convolution and SNR mixing (REFERENCE §5).
+"""Shared DSP for scene synthesis: fades, levels, RIR convolution and SNR mixing (GRAM, arXiv 2506.00934).
 
 One copy of each function, imported by the synthetic HEAR tasks, the Nat-HEAR generator
 (`naturalistic_hear.generate`) and pretraining alike. All are pure: randomness comes in through an
@@ -152,7 +152,7 @@ def convolve_rir(x: Array, rir: Array | np.ndarray) -> Array:
     Returns:
         (..., C, N): channel c of an item is x * rir[c] (full convolution) cut to its first N
         samples, so a delayed direct path keeps its delay and the reverberant tail past the end of
-        the clip is dropped (REFERENCE §5, "output truncated to the original length"). A torch
+        the clip is dropped (GRAM, arXiv 2506.00934, "output truncated to the original length"). A torch
         input gives a tensor on its device; the RIR is moved there.
     """
     n, taps = x.shape[-1], rir.shape[-1]
@@ -175,7 +175,7 @@ def snr_gain(target: Array, noise: Array, snr_db: float, active: Array | None = 
     Signal power is the mean square of `target` (C, N) over all channels and samples; noise power
     is the mean square of `noise` (C, N) over all channels and only the samples where `active`
     (N,) is true (the part of the clip the noise clip was placed in; None: all). The gain is common
-    to every channel, so the noise keeps its interaural level and time differences (REFERENCE §5).
+    to every channel, so the noise keeps its interaural level and time differences (GRAM, arXiv 2506.00934).
     Returns 0.0 when the noise or the target is silent (no finite gain reaches the SNR).
     """
     return gain_for_snr(power(target), power(noise, active), snr_db)
@@ -245,7 +245,7 @@ def prepare_noise(
     fade_s: float = NOISE_FADE_S,
     max_s: float = NOISE_MAX_S,
 ) -> tuple[np.ndarray, int, np.ndarray]:
-    """Place a mono noise clip in a clip of `length` samples (REFERENCE §5).
+    """Place a mono noise clip in a clip of `length` samples (GRAM, arXiv 2506.00934).
 
     The noise (N_noise,) is cut to its first min(`max_s` s, `length`) samples, faded in and out by
     `fade_s` s (raised cosine) and, when shorter than the clip, put at a random offset drawn

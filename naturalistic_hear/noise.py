@@ -6,7 +6,7 @@ pure function of its seed. `at_rate(sr)` gives the same source at another rate (
 sample-rate folder of a HEAR task) and `describe()` the JSON-able record kept in task metadata.
 
 The built-in generator is an offline stand-in for WHAMR! noise (recorded cafés, restaurants, bars
-and parks, REFERENCE §5): it makes broadband ambiences of varied colour, texture and modulation so
+and parks, GRAM, arXiv 2506.00934): it makes broadband ambiences of varied colour, texture and modulation so
 the generator and its tests run without the dataset. Results with it are not comparable to the
 paper's; the metadata says which source was used.
 """
