@@ -1,4 +1,4 @@
-"""Shared DSP for scene synthesis: fades, levels, RIR convolution and SNR mixing (REFERENCE §5).
+"""Shared DSP for scene synthesis: fades, levels, RIR convolution and SNR mixing (GRAM, arXiv 2506.00934).
 
 One copy of each function, imported by the synthetic HEAR tasks, the Nat-HEAR generator
 (`naturalistic_hear.generate`) and pretraining alike. All are pure: randomness comes in through an
@@ -7,6 +7,14 @@ full-scale amplitude of 1.0, so a full-scale sine is -3 dBFS RMS).
 
 Array functions accept numpy arrays or torch tensors (any device) and return the same kind, except
 `prepare_noise`, which draws from a numpy Generator and works on numpy arrays (data loading).
+
+Finite or fail: the level and gain functions (`power`, `rms_gain`, `normalize_peak`,
+`gain_for_snr`, `snr_gain`, `measured_snr_db`, `limit_peak`) raise `NonFiniteError` when their
+input holds NaN or an infinity, instead of returning a NaN gain (which a 16-bit writer turns into
+constant -32768) or, through a failed comparison, a plausible 1.0. The check costs nothing extra:
+it looks at the one reduced number (a NaN or infinite sample makes the mean square or the peak
+non-finite). `snr_gains`, the batched device version used by pretraining, does not check (that
+would synchronise the device on every batch); its callers feed it checked data.
 
 Dimension letters: B batch (any leading dims), C channels, K noise positions, N samples, L RIR taps.
 """
@@ -21,12 +29,30 @@ import torch
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
-# Scene mixing constants of REFERENCE §5 (source level, noise fades, longest noise clip) and the
-# largest peak written to a file.
+# Scene mixing constants of arXiv 2602.03307 (source level, noise fades, longest noise clip) and
+# the largest peak written to a file.
 SOURCE_DBFS = -14.0
 NOISE_FADE_S = 0.2
 NOISE_MAX_S = 10.0
 MAX_PEAK = 0.999
+# Shortest noise clip the scene generators accept (s; or the whole clip when that is shorter).
+# Not from the paper: the SNR is measured over the part the noise clip covers, so a clip of a
+# few samples (mostly fade, its energy smeared past that part by the RIR) got a huge gain that
+# the headroom then took out of the source (a 1-sample file left it at 2.7e-6 of its level while
+# the manifest reported the drawn SNR). Two 0.2 s fades fit in 0.5 s with 0.1 s at full level.
+NOISE_MIN_S = 0.5
+
+
+class NonFiniteError(ValueError):
+    """Audio, a level or a gain that is NaN or infinite where a finite number is needed."""
+
+
+def _finite(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        raise NonFiniteError(
+            f"{what} is {value}: the input holds NaN or infinite samples (or overflows)"
+        )
+    return value
 
 
 def db_to_amplitude(db: float) -> float:
@@ -57,20 +83,21 @@ def fade(x: Array, sample_rate: int, fade_s: float) -> Array:
 
 def normalize_peak(x: Array, peak: float) -> Array:
     """Scale `x` so that max |x| == `peak` (linear full scale); silence stays silent."""
-    m = float(abs(x).max())
+    m = _finite(float(abs(x).max()), "the peak of the signal")
     return x if m == 0 else x * (peak / m)
 
 
 def power(x: Array, active: Array | None = None) -> float:
     """Mean square of `x` (..., N) over every channel together, and over the samples where the
-    boolean mask `active` (N,) is true when given. 0.0 for an empty selection."""
+    boolean mask `active` (N,) is true when given. 0.0 for an empty selection; NonFiniteError
+    when the selection holds NaN or infinite samples (or its mean square overflows)."""
     if active is not None:
         if isinstance(x, torch.Tensor):
             active = torch.as_tensor(active, dtype=torch.bool, device=x.device)
         x = x[..., active]
     if x.shape[-1] == 0 or 0 in x.shape:
         return 0.0
-    return float((x * x).mean())
+    return _finite(float((x * x).mean()), "the power (mean square) of the signal")
 
 
 def rms_dbfs(x: Array) -> float:
@@ -125,7 +152,7 @@ def convolve_rir(x: Array, rir: Array | np.ndarray) -> Array:
     Returns:
         (..., C, N): channel c of an item is x * rir[c] (full convolution) cut to its first N
         samples, so a delayed direct path keeps its delay and the reverberant tail past the end of
-        the clip is dropped (REFERENCE §5, "output truncated to the original length"). A torch
+        the clip is dropped (GRAM, arXiv 2506.00934, "output truncated to the original length"). A torch
         input gives a tensor on its device; the RIR is moved there.
     """
     n, taps = x.shape[-1], rir.shape[-1]
@@ -148,7 +175,7 @@ def snr_gain(target: Array, noise: Array, snr_db: float, active: Array | None = 
     Signal power is the mean square of `target` (C, N) over all channels and samples; noise power
     is the mean square of `noise` (C, N) over all channels and only the samples where `active`
     (N,) is true (the part of the clip the noise clip was placed in; None: all). The gain is common
-    to every channel, so the noise keeps its interaural level and time differences (REFERENCE §5).
+    to every channel, so the noise keeps its interaural level and time differences (GRAM, arXiv 2506.00934).
     Returns 0.0 when the noise or the target is silent (no finite gain reaches the SNR).
     """
     return gain_for_snr(power(target), power(noise, active), snr_db)
@@ -156,7 +183,13 @@ def snr_gain(target: Array, noise: Array, snr_db: float, active: Array | None = 
 
 def gain_for_snr(target_power: float, noise_power: float, snr_db: float) -> float:
     """Amplitude gain g with 10 log10(target_power / (g^2 noise_power)) = snr_db; 0.0 when
-    either power is 0."""
+    either power is 0. The powers must be finite and >= 0 and `snr_db` finite (else
+    NonFiniteError / ValueError: a NaN here used to become a NaN gain)."""
+    _finite(target_power, "the target power")
+    _finite(noise_power, "the noise power")
+    _finite(snr_db, "the SNR in dB")
+    if target_power < 0.0 or noise_power < 0.0:
+        raise ValueError(f"powers must be >= 0, got {target_power} and {noise_power}")
     if target_power == 0.0 or noise_power == 0.0:
         return 0.0
     return math.sqrt(target_power / (noise_power * 10.0 ** (snr_db / 10.0)))
@@ -195,8 +228,9 @@ def mix_at_snr(
 
 def limit_peak(x: Array, max_peak: float = MAX_PEAK) -> tuple[Array, float]:
     """Scale the whole of `x` down so that max |x| <= `max_peak` (never clips, keeps every ratio
-    between channels and components); returns (x, gain) with gain 1.0 when already below."""
-    peak = float(abs(x).max()) if x.shape[-1] else 0.0
+    between channels and components); returns (x, gain) with gain 1.0 when already below.
+    NonFiniteError for NaN or infinite samples (their peak used to give a NaN gain)."""
+    peak = _finite(float(abs(x).max()) if x.shape[-1] else 0.0, "the peak of the mix")
     if peak <= max_peak:
         return x, 1.0
     gain = max_peak / peak
@@ -211,7 +245,7 @@ def prepare_noise(
     fade_s: float = NOISE_FADE_S,
     max_s: float = NOISE_MAX_S,
 ) -> tuple[np.ndarray, int, np.ndarray]:
-    """Place a mono noise clip in a clip of `length` samples (REFERENCE §5).
+    """Place a mono noise clip in a clip of `length` samples (GRAM, arXiv 2506.00934).
 
     The noise (N_noise,) is cut to its first min(`max_s` s, `length`) samples, faded in and out by
     `fade_s` s (raised cosine) and, when shorter than the clip, put at a random offset drawn

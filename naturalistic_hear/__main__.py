@@ -5,7 +5,7 @@
         [--rirs builtin | soundspaces:DIR | sofa:FILE] [--hrtf FILE] [--snr-db 5 40] \\
         [--workers 2] [--shard 0/4] [--n-scenes 200] [--cache-dir DIR]
 
-Without --task, every Nat-HEAR task (REFERENCE §5) found under --tasks-dir is rendered. Without
+Without --task, every Nat-HEAR task (GRAM, arXiv 2506.00934) found under --tasks-dir is rendered. Without
 --noise-dir, noise comes from the built-in generator (a stand-in for WHAMR!; the task metadata
 says so). Runs are resumable and shardable: rerun the same command to finish an interrupted run;
 shards (--shard K/N, 0 <= K < N) may run in any order or at once, and the last one to finish a
@@ -15,6 +15,9 @@ task writes its manifest (see naturalistic_hear.generate).
 --cache-dir); soundspaces:DIR reads GRAM's SoundSpaces 2.0 scene JSON files and .npy RIRs and
 sofa:FILE measured RIRs (naturalistic_hear.external). The bank's describe() is recorded in the
 `naturalistic` block of each task_metadata.json.
+
+Expected failures (a malformed or hostile task, unreadable noise or RIRs, bad options) end with
+one line `python -m naturalistic_hear: error: ...` on stderr and exit status 2, no traceback.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,11 +35,17 @@ from naturalistic_hear.generate import (
     CHANNELS,
     DEFAULT_SNR_RANGE,
     NAT_HEAR_TASKS,
+    SNR_LIMIT_DB,
     TaskError,
     find_tasks,
     process_task,
 )
 from naturalistic_hear.noise import BuiltinNoise, NoiseDir, NoiseSource
+from naturalistic_hear.paths import UnsafePathError
+
+# What main reports as one line (exit 2): the project's own errors (TaskError, UnsafePathError,
+# ExternalRIRError, NonFiniteError are ValueErrors) and missing or wrong-kind files (OSError).
+EXPECTED_ERRORS = (TaskError, UnsafePathError, ExternalRIRError, ValueError, OSError)
 
 logger = logging.getLogger("naturalistic_hear")
 DEFAULT_N_SCENES = 200  # held-out scenes of the builtin bank
@@ -54,6 +64,29 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not (n >= 1 and 0 <= k < n):
         raise argparse.ArgumentTypeError(f"--shard K/N needs 0 <= K < N; got {text!r}")
     return k, n
+
+
+def snr_db(text: str) -> float:
+    """A finite SNR in dB within +-SNR_LIMIT_DB (argparse's float accepts 'nan' and 'inf')."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or abs(value) > SNR_LIMIT_DB:
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number of dB within +-{SNR_LIMIT_DB:g}, got {text!r}"
+        )
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,12 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
         "hear_gram.gram_t_ambisonic reads as W then three first-order channels) or FuMa "
         "(W/sqrt(2), X, Y, Z)",
     )
-    p.add_argument("--snr-db", type=float, nargs=2, default=DEFAULT_SNR_RANGE, metavar=("LO", "HI"))
-    p.add_argument("--workers", type=int, default=1, help="processes")
+    p.add_argument(
+        "--snr-db", type=snr_db, nargs=2, default=DEFAULT_SNR_RANGE, metavar=("LO", "HI")
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="processes (capped, with a warning, at the CPU cores)",
+    )
     p.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N")
     p.add_argument(
         "--n-scenes",
-        type=int,
+        type=positive_int,
         help=f"scenes in the bank (builtin: default {DEFAULT_N_SCENES}; sofa: default one per "
         "measurement; soundspaces: one per sampled region, not settable)",
     )
@@ -121,14 +161,14 @@ def bank_factory(args: argparse.Namespace) -> functools.partial:
     if kind in ("soundspaces", "sofa"):
         return external_bank_factory(args, kind, location)
     if kind != "builtin" or location:
-        raise SystemExit(f"--rirs must be builtin, soundspaces:DIR or sofa:FILE; got {args.rirs!r}")
+        raise ValueError(f"--rirs must be builtin, soundspaces:DIR or sofa:FILE; got {args.rirs!r}")
     from naturalistic_hear.bank import SceneBank
     from naturalistic_hear.hrtf import load_sofa
 
     if args.hrtf is not None and args.fmt != "binaural":
-        raise SystemExit("--hrtf applies to --format binaural only")
+        raise ValueError("--hrtf applies to --format binaural only")
     if args.ambisonic_convention != "acn-sn3d" and args.fmt != "ambisonic":
-        raise SystemExit("--ambisonic-convention applies to --format ambisonic only")
+        raise ValueError("--ambisonic-convention applies to --format ambisonic only")
     # Nat-HEAR renders held-out scenes: the "test" pool of naturalistic_hear.rooms.
     return functools.partial(
         SceneBank,
@@ -146,20 +186,22 @@ def external_bank_factory(args: argparse.Namespace, kind: str, location: str) ->
     """sample rate -> SoundSpacesBank (one scene per sampled region) or SofaBank (--n-scenes
     scenes, default one per measurement); see naturalistic_hear.external."""
     if not location:
-        raise SystemExit(f"--rirs {kind}: needs a path, e.g. --rirs {kind}:PATH")
+        raise ValueError(f"--rirs {kind}: needs a path, e.g. --rirs {kind}:PATH")
     if args.hrtf is not None:
-        raise SystemExit(
+        raise ValueError(
             f"--hrtf applies to --rirs builtin only ({kind} RIRs are already rendered)"
         )
     path = Path(location).resolve()
     if kind == "soundspaces":
         if not path.is_dir():
-            raise SystemExit(f"--rirs soundspaces:DIR: {location} is not a folder")
+            state = "is a file, not a folder" if path.exists() else "does not exist"
+            raise ValueError(f"--rirs soundspaces:DIR: {location} {state}")
         if args.n_scenes is not None:
-            raise SystemExit("--n-scenes does not apply to --rirs soundspaces (one per region)")
+            raise ValueError("--n-scenes does not apply to --rirs soundspaces (one per region)")
         return functools.partial(SoundSpacesBank, path, args.fmt)
     if not path.is_file():
-        raise SystemExit(f"--rirs sofa:FILE: {location} is not a file")
+        state = "is a directory, not a file" if path.is_dir() else "is not a file"
+        raise ValueError(f"--rirs sofa:FILE: {location} {state}")
     return functools.partial(SofaBank, path, args.fmt, n_scenes=args.n_scenes, seed=args.seed)
 
 
@@ -171,40 +213,45 @@ def noise_source(args: argparse.Namespace) -> NoiseSource:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    if args.workers < 1:
-        raise SystemExit("--workers must be >= 1")
     lo, hi = args.snr_db
     if lo > hi:
-        raise SystemExit(f"--snr-db LO HI needs LO <= HI, got {lo} {hi}")
+        parser.error(f"--snr-db LO HI needs LO <= HI, got {lo} {hi}")
     try:
-        tasks = find_tasks(args.tasks_dir, args.tasks)
-        factory, noise = bank_factory(args), noise_source(args)
-        for task_dir in tasks:
-            result = process_task(
-                task_dir,
-                args.out,
-                args.fmt,
-                factory,
-                noise,
-                seed=args.seed,
-                snr_range=(lo, hi),
-                workers=args.workers,
-                shard=args.shard,
-                progress=not args.quiet,
-                sample_rates=args.sample_rates,
-            )
-            state = "complete" if result.complete else "waiting for other shards"
-            logger.info(
-                "%s: %d rendered, %d already done (%s)",
-                result.out_dir,
-                result.rendered,
-                result.skipped,
-                state,
-            )
-    except (TaskError, ExternalRIRError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}") from e
+        run(args)
+    except EXPECTED_ERRORS as e:
+        logger.debug("details", exc_info=True)
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Render every task of the command line (main, without the error handling)."""
+    tasks = find_tasks(args.tasks_dir, args.tasks)
+    factory, noise = bank_factory(args), noise_source(args)
+    for task_dir in tasks:
+        result = process_task(
+            task_dir,
+            args.out,
+            args.fmt,
+            factory,
+            noise,
+            seed=args.seed,
+            snr_range=tuple(args.snr_db),
+            workers=args.workers,
+            shard=args.shard,
+            progress=not args.quiet,
+            sample_rates=args.sample_rates,
+        )
+        state = "complete" if result.complete else "waiting for other shards"
+        logger.info(
+            "%s: %d rendered, %d already done (%s)",
+            result.out_dir,
+            result.rendered,
+            result.skipped,
+            state,
+        )
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from hear_gram.frontend import resample
+from naturalistic_hear.hrtf import check_sofa_path
 from naturalistic_hear.rooms import DIFFUSE_NOISE_COUNTS, Format, Scene, head_direction
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ def channels_first(rir: np.ndarray, fmt: Format, path: Path | str) -> np.ndarray
     want = CHANNELS[fmt]
     if rir.ndim != 2:
         raise ExternalRIRError(f"{path}: RIR of shape {rir.shape}; expected (C, L) or (L, C)")
+    if not np.isfinite(rir).all():  # one NaN tap would turn every clip of the scene into NaN
+        raise ExternalRIRError(f"{path}: the RIR holds NaN or infinite taps")
     if rir.shape[0] == want:
         return rir
     if rir.shape[1] == want:
@@ -433,8 +436,7 @@ class SofaBank(_LazyBank):
     def _index(self) -> None:
         import sofar  # netCDF4 behind it: only when a SOFA bank is used
 
-        if not self.path.is_file():
-            raise FileNotFoundError(f"SOFA file {self.path} does not exist")
+        check_sofa_path(self.path, "SOFA file")
         digest = hashlib.sha256()
         with self.path.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
@@ -446,6 +448,8 @@ class SofaBank(_LazyBank):
         self._checksum, self._convention = digest.hexdigest(), str(sofa.GLOBAL_SOFAConventions)
         self._rate = int(np.asarray(sofa.Data_SamplingRate).reshape(-1)[0])
         ir = _ir_mren(sofa, self.path)
+        if not np.isfinite(ir).all():
+            raise ExternalRIRError(f"{self.path}: the RIRs hold NaN or infinite taps")
         m, r, e, _ = ir.shape
         if r != CHANNELS[self.fmt]:
             raise ExternalRIRError(

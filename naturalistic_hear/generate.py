@@ -1,4 +1,5 @@
-"""Nat-HEAR generator: HEAR tasks re-rendered as binaural or Ambisonic scenes (REFERENCE §5).
+"""Nat-HEAR generator: HEAR tasks re-rendered as binaural or Ambisonic scenes (GRAM, arXiv
+2506.00934, Nat-HEAR; scene simulation as in its training data).
 
 Per clip (`render_clip`): the source is downmixed to mono and RMS-normalised to -14 dBFS, convolved
 with a held-out scene's source RIR; one noise clip (200 ms fades, at most 10 s, random offset when
@@ -28,20 +29,42 @@ clips whose index in the sorted (sample rate, split, file name) list is K modulo
 process finds every clip of the task done (the last shard, or any rerun) writes the manifest
 sorted by (sample rate, split, file name), then removes the rows files and stray temporary files:
 the finished folder is byte-identical whatever the sharding, worker count or interruptions.
+
+Hostile or broken input (issue 10):
+- Names from the task's JSON (split names, file names) and the task's top-level files become
+  paths only through `naturalistic_hear.paths.child`: an absolute, `..` or sub-folder name, or a
+  symbolic link leading outside the task, is an `UnsafePathError` before anything is written.
+  Every file under the output folder is written by `write_bytes_atomic` / `open_append`, which
+  never write through a link planted there, and output folders are `child`ren of --out too.
+- Audio, noise and RIRs must be finite (`hear_gram.dsp.NonFiniteError` naming the file); a noise
+  clip shorter than `hear_gram.dsp.NOISE_MIN_S` (or than the clip) or silent over the part it
+  covers is an error, never a mix whose manifest claims an SNR its source was erased for.
+- Concurrent runs: shard K/N of an output task is held by one run at a time (a lock file; a
+  second run of the same shard stops with "another run holds ..."); different shards may run at
+  once (the shared files are written under a short task lock, and what one shard removes when the
+  task is complete no other shard still needs). Worker processes end with their parent, also
+  when it is killed with SIGKILL (`_die_with_parent`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import csv
+import ctypes
 import hashlib
 import io
 import json
 import logging
+import math
 import multiprocessing
 import os
+import signal
 import struct
-from collections.abc import Callable, Sequence
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +76,18 @@ from tqdm import tqdm
 
 from hear_gram import dsp
 from naturalistic_hear.noise import NoiseSource
+from naturalistic_hear.paths import (
+    UnsafePathError,
+    check_name,
+    child,
+    open_append,
+    write_bytes_atomic,
+)
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locks (concurrent runs of one shard are then not refused)
+    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:  # rooms imports pyroomacoustics (1 s); the mixer needs none of it
     from naturalistic_hear.rooms import Format
@@ -63,8 +98,11 @@ GENERATOR_VERSION = "nat-hear-1"
 CHANNELS: dict[str, int] = {"binaural": 2, "ambisonic": 4}
 FORMAT_OF_CHANNELS = {c: f for f, c in CHANNELS.items()}
 DEFAULT_SNR_RANGE = (5.0, 40.0)
+# The widest SNR range accepted (dB): beyond it the noise is inaudible or the source is, and
+# 10 ** (snr / 10) leaves the range where the mix's powers are meaningful.
+SNR_LIMIT_DB = 100.0
 
-# The 11 HEAR tasks of Nat-HEAR (REFERENCE §5), as named by the HEAR 2021 task folders.
+# The 11 HEAR tasks of Nat-HEAR (GRAM, arXiv 2506.00934), as named by the HEAR 2021 task folders.
 NAT_HEAR_TASKS: tuple[str, ...] = (
     "dcase2016_task2-hear2021-full",
     "fsd50k-v1.0-full",
@@ -82,13 +120,16 @@ NAT_HEAR_TASKS: tuple[str, ...] = (
 MANIFEST_NAME = "naturalistic_manifest.csv"
 ROWS_DIR = ".naturalistic-rows"
 TMP_SUFFIX = ".tmp"
+TASK_LOCK = ".naturalistic-task.lock"
+SHARD_LOCK = ".naturalistic-shard-{k}-of-{n}.lock"
 KEEP_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
 # Manifest columns. Positions are room coordinates in m, directions (azimuth, elevation, distance)
 # head coordinates in deg, deg, m, as `naturalistic_hear.rooms.Scene` gives them; lists are JSON.
 # source_gain: amplitude gain bringing the mono source to -14 dBFS RMS; noise_gain: gain on the
 # summed spatial noise (noise clip as drawn, faded); headroom_gain: gain on the whole mix (1.0
 # unless its peak would exceed 0.999); snr_db: drawn; achieved_snr_db: measured on the written
-# parts (-inf for a silent source, +inf for silent noise); noise offset and length in samples.
+# parts (-inf for a silent source); noise offset and length in samples. Scene fields an external
+# bank does not know are null.
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "task",
     "split",
@@ -211,10 +252,28 @@ def draw_snr_db(
 ) -> float:
     """The clip's SNR in dB, uniform in `snr_range` = (low, high) dB. Its own random stream: the
     same uniform draw mapped into any range, independent of the scene and noise draws."""
-    lo, hi = snr_range
-    if not lo <= hi:
-        raise ValueError(f"snr_range must be (low, high) with low <= high, got {snr_range}")
+    lo, hi = check_snr_range(snr_range)
     return float(clip_rng(seed, task, split, filename, _SNR_STREAM).uniform(lo, hi))
+
+
+def check_snr_range(snr_range: Sequence[float]) -> tuple[float, float]:
+    """(low, high) in dB as floats; ValueError unless both are finite, low <= high and both lie
+    within +-SNR_LIMIT_DB (a NaN used to pass `low > high` and reach the task metadata)."""
+    try:
+        lo, hi = (float(v) for v in snr_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"snr_range must be (low, high) in dB, got {snr_range!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"the SNR range must be finite, got {lo} {hi} dB")
+    if not lo <= hi:
+        raise ValueError(f"snr_range must be (low, high) with low <= high, got {lo} {hi}")
+    if not (-SNR_LIMIT_DB <= lo and hi <= SNR_LIMIT_DB):
+        raise ValueError(f"the SNR range must lie within +-{SNR_LIMIT_DB:g} dB, got {lo} {hi}")
+    return lo, hi
+
+
+def _count_nonfinite(x: np.ndarray) -> int:
+    return int(x.size - np.count_nonzero(np.isfinite(x)))
 
 
 def render_spatial(
@@ -234,7 +293,12 @@ def render_spatial(
             f"noise source is at {noise_source.sample_rate} Hz, clip at {sample_rate} Hz: "
             "use noise_source.at_rate(sample_rate)"
         )
-    source = dsp.downmix(np.asarray(audio, dtype=np.float64))  # (N,)
+    clip_name = f"{task}/{split}/{filename}"
+    audio = np.asarray(audio, dtype=np.float64)
+    bad = _count_nonfinite(audio)
+    if bad:  # a NaN sample would spread through the convolution into every output sample
+        raise dsp.NonFiniteError(f"{clip_name}: the audio holds {bad} NaN or infinite samples")
+    source = dsp.downmix(audio)  # (N,)
     n = source.shape[0]
     source_gain = dsp.rms_gain(source, dsp.SOURCE_DBFS)
 
@@ -246,10 +310,14 @@ def render_spatial(
             f"scene {index}: RIR shapes {source_rir.shape} and {noise_rirs.shape} are not "
             "(C, L) and (K, C, L) with C = 2 (binaural) or 4 (Ambisonic)"
         )
+    if _count_nonfinite(source_rir) or _count_nonfinite(noise_rirs):
+        raise dsp.NonFiniteError(f"scene {index} ({scene.scene_id}): NaN or infinite RIR taps")
     target = dsp.convolve_rir(source * source_gain, source_rir)  # (C, N)
 
     noise_rng = clip_rng(seed, task, split, filename, _NOISE_STREAM)
     noise_clip, noise_name = noise_source.draw(noise_rng)
+    noise_clip = np.asarray(noise_clip, dtype=np.float64)
+    _check_noise(noise_clip, noise_name, sample_rate, n, clip_name)
     noise, offset, active = dsp.prepare_noise(noise_clip, sample_rate, n, noise_rng)
     # Convolution is linear: the same noise clip through every noise RIR, summed, is the clip
     # through the summed RIRs (one convolution instead of K).
@@ -274,6 +342,19 @@ def render_spatial(
     return SpatialClip(target, spatial_noise, active, row)
 
 
+def _check_noise(noise: np.ndarray, name: str, sample_rate: int, n: int, clip_name: str) -> None:
+    """A noise clip must be finite and at least NOISE_MIN_S long (or as long as the clip)."""
+    bad = _count_nonfinite(noise)
+    if bad:
+        raise dsp.NonFiniteError(f"{clip_name}: noise {name} holds {bad} NaN or infinite samples")
+    need = min(n, int(round(dsp.NOISE_MIN_S * sample_rate)))
+    if noise.shape[-1] < need:
+        raise ValueError(
+            f"{clip_name}: noise {name} has {noise.shape[-1]} samples at {sample_rate} Hz, fewer "
+            f"than the {need} needed ({dsp.NOISE_MIN_S} s, or the whole clip) to set an SNR over"
+        )
+
+
 def mix_spatial(clip: SpatialClip, snr_db: float) -> RenderedClip:
     """Mix a rendered clip at `snr_db` dB: one gain on the noise over all channels, the SNR
     measured over the noise-active part, then the whole mix scaled down if its peak would exceed
@@ -282,7 +363,14 @@ def mix_spatial(clip: SpatialClip, snr_db: float) -> RenderedClip:
     if target_power == 0.0:
         # A silent source (digital silence): the noise is set against a source at -14 dBFS.
         target_power = 10.0 ** (dsp.SOURCE_DBFS / 10.0)
-    noise_gain = dsp.gain_for_snr(target_power, dsp.power(clip.noise, clip.active), snr_db)
+    noise_power = dsp.power(clip.noise, clip.active)
+    if noise_power == 0.0 and clip.active.any():
+        row = clip.row
+        raise ValueError(
+            f"{row['task']}/{row['split']}/{row['filename']}: noise {row['noise_file']} is silent "
+            f"over the part it covers (after the scene's noise RIRs): no gain reaches {snr_db} dB"
+        )
+    noise_gain = dsp.gain_for_snr(target_power, noise_power, snr_db)
     _, headroom_gain = dsp.limit_peak(clip.target + noise_gain * clip.noise, dsp.MAX_PEAK)
     target, noise = clip.target * headroom_gain, clip.noise * (noise_gain * headroom_gain)
     fields = {
@@ -292,6 +380,10 @@ def mix_spatial(clip: SpatialClip, snr_db: float) -> RenderedClip:
         "noise_gain": noise_gain,
         "headroom_gain": headroom_gain,
     }
+    computed = ("snr_db", "achieved_snr_db", "source_gain", "noise_gain", "headroom_gain")
+    nan = [k for k in computed if math.isnan(fields[k])]
+    if nan:  # unreachable with finite inputs (dsp checks them): never a NaN level in a manifest
+        raise dsp.NonFiniteError(f"{clip.row['filename']}: NaN in {nan}")
     return RenderedClip(target, noise, clip.active, {k: fields[k] for k in MANIFEST_COLUMNS})
 
 
@@ -356,7 +448,13 @@ class Clip:
     filename: str
 
     def path(self, task_dir: Path) -> Path:
-        return task_dir / str(self.sample_rate) / self.split / self.filename
+        """task_dir/<rate>/<split>/<file name>. The split and file names come from the task's
+        JSON: UnsafePathError unless each is a plain name and the result, links resolved, lies
+        inside `task_dir` (so neither a read nor a write can leave the task)."""
+        check_name(self.split, "split name")
+        check_name(self.filename, f"file name in {self.split}.json")
+        rel = f"{self.sample_rate}/{self.split}/{self.filename}"
+        return child(task_dir, rel, "audio file", subdirs=True)
 
 
 @dataclass(frozen=True)
@@ -376,6 +474,8 @@ class TaskLayout:
 
 
 def _read_json(path: Path, what: str) -> Any:
+    if path.is_dir():
+        raise TaskError(f"{path}: {what} is a directory, not a file")
     if not path.is_file():
         raise TaskError(f"{path.parent}: missing {what} ({path.name})")
     try:
@@ -389,14 +489,25 @@ def read_task(task_dir: str | Path, sample_rates: Sequence[int] | None = None) -
     every sample-rate folder, or at `sample_rates` only). Raises `TaskError` naming the problem."""
     root = Path(task_dir)
     if not root.is_dir():
-        raise TaskError(f"task directory {root} does not exist")
-    metadata = _read_json(root / "task_metadata.json", "task metadata")
+        state = "is not a directory" if root.exists() else "does not exist"
+        raise TaskError(f"task directory {root} {state}")
+    metadata = _read_json(child(root, "task_metadata.json", "task file"), "task metadata")
     if not isinstance(metadata, dict) or not isinstance(metadata.get("splits"), list):
         raise TaskError(f"{root}/task_metadata.json: no 'splits' list")
-    if not (root / "labelvocabulary.csv").is_file():
+    if not child(root, "labelvocabulary.csv", "task file").is_file():
         raise TaskError(f"{root}: missing labelvocabulary.csv")
     splits = tuple(metadata["splits"])
-    labels = {s: _read_json(root / f"{s}.json", f"split file of split {s!r}") for s in splits}
+    for split in splits:  # split names become folder and file names: plain names only
+        try:
+            check_name(split, "split name")
+        except UnsafePathError as e:
+            raise UnsafePathError(f"{root}/task_metadata.json: {e}") from None
+    if len(set(splits)) != len(splits):
+        raise TaskError(f"{root}/task_metadata.json: repeated split names in {list(splits)}")
+    labels = {
+        s: _read_json(child(root, f"{s}.json", "split file"), f"split file of split {s!r}")
+        for s in splits
+    }
     for split, data in labels.items():
         if not isinstance(data, dict):
             raise TaskError(f"{root}/{split}.json: expected an object {{file name: labels}}")
@@ -418,13 +529,18 @@ def read_task(task_dir: str | Path, sample_rates: Sequence[int] | None = None) -
             for filename in labels[split]:
                 clips.append(Clip(sr, split, filename))
                 _check_audio(clips[-1].path(root), sr)
-    copied = tuple(
-        sorted(p.name for p in root.iterdir() if p.is_file() and p.name != "task_metadata.json")
-    )
-    return TaskLayout(root, metadata, splits, rates, tuple(sorted(clips)), copied)
+    # Top-level files are copied byte for byte: a link leading outside the task would copy a
+    # file of the user's into the output, so `child` refuses it (links inside are followed).
+    copied = []
+    for p in sorted(root.iterdir()):
+        if p.name != "task_metadata.json" and p.is_file():
+            copied.append(child(root, p.name, "top-level file of the task").name)
+    return TaskLayout(root, metadata, splits, rates, tuple(sorted(clips)), tuple(copied))
 
 
 def _check_audio(path: Path, sample_rate: int) -> None:
+    if path.is_dir():
+        raise TaskError(f"audio file {path} is a directory")
     if not path.is_file():
         raise TaskError(f"missing audio file {path} (listed in {path.parent.name}.json)")
     try:
@@ -451,46 +567,60 @@ def zero_peak_timestamp(path: Path) -> None:
     """Zero the timestamp libsndfile writes into the PEAK chunk of float WAV files (the time of
     writing, in s), the one thing that would make equal audio differ byte for byte."""
     with open(path, "r+b") as f:
-        head = f.read(4096)
-        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        _zero_peak(f)
+
+
+def _zero_peak(f: Any) -> None:
+    f.seek(0)
+    head = f.read(4096)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk, size = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
+        if chunk == b"data":
             return
-        pos = 12
-        while pos + 8 <= len(head):
-            chunk, size = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
-            if chunk == b"data":
-                return
-            if chunk == b"PEAK":  # version (uint32), timestamp (uint32), peaks
-                f.seek(pos + 12)
-                f.write(b"\0\0\0\0")
-                return
-            pos += 8 + size + (size & 1)
+        if chunk == b"PEAK":  # version (uint32), timestamp (uint32), peaks
+            f.seek(pos + 12)
+            f.write(b"\0\0\0\0")
+            return
+        pos += 8 + size + (size & 1)
 
 
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = _tmp_path(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def encode_audio(mix: np.ndarray, sample_rate: int, container: str, subtype: str) -> bytes:
+    """The bytes of an audio file holding `mix` (C, N) (PEAK timestamp zeroed): encoded in
+    memory, so that the file is then written once, atomically, never through a planted link."""
+    buffer = io.BytesIO()
+    sf.write(buffer, mix.T, sample_rate, subtype=subtype, format=container)
+    _zero_peak(buffer)
+    return buffer.getvalue()
 
 
 def _write_static(path: Path, data: bytes) -> None:
     """Write a file every shard writes identically; refuse to overwrite different content."""
-    if path.is_file():
+    if path.is_file() and not path.is_symlink():
         if path.read_bytes() != data:
             raise TaskError(
                 f"{path} exists with different content: it was generated from another input or "
                 "with other settings; use a new --out or delete the folder"
             )
         return
-    _write_bytes_atomic(path, data)
+    write_bytes_atomic(path, data, TMP_SUFFIX)
+
+
+def _no_nan(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_no_nan(v) for v in value]
+    return value
 
 
 def _cell(value: Any) -> str:
-    """Manifest cell: strings as they are, everything else as JSON (lists, floats in full)."""
-    return value if isinstance(value, str) else json.dumps(value)
+    """Manifest cell: strings as they are, everything else as JSON (lists, floats in full). A
+    scene field an external bank does not know (NaN in its `Scene`) is written `null`: NaN is
+    not JSON, and a manifest never holds it."""
+    return value if isinstance(value, str) else json.dumps(_no_nan(value))
 
 
 def _key(row: dict[str, str]) -> tuple[int, str, str]:
@@ -502,10 +632,12 @@ def _read_rows(out_dir: Path) -> dict[tuple[int, str, str], dict[str, str]]:
     interrupted write, is ignored)."""
     rows = {}
     manifest = out_dir / MANIFEST_NAME
-    if manifest.is_file():
+    if manifest.is_file() and not manifest.is_symlink():
         with manifest.open(newline="") as f:
             rows.update({_key(r): r for r in csv.DictReader(f)})
     for path in sorted((out_dir / ROWS_DIR).glob("*.jsonl")):
+        if path.is_symlink():  # not ours: rows files are only ever created by open_append
+            continue
         try:
             lines = path.read_text().splitlines()
         except FileNotFoundError:  # removed by a shard that just finished the task
@@ -521,13 +653,17 @@ def _read_rows(out_dir: Path) -> dict[tuple[int, str, str], dict[str, str]]:
 
 def _open_rows(path: Path) -> io.TextIOWrapper:
     """Open a rows file for appending, first ending a line torn by an interrupted write (its
-    half row is then skipped when read, instead of swallowing the next one)."""
-    rows_file = path.open("a")
-    if rows_file.tell() > 0:
-        with path.open("rb") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
+    half row is then skipped when read, instead of swallowing the next one). A link planted at
+    `path` is refused (`open_append`), never appended through."""
+    rows_file = open_append(path)
+    size = os.fstat(rows_file.fileno()).st_size
+    if size > 0:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            if os.pread(fd, 1, size - 1) != b"\n":
                 rows_file.write("\n")
+        finally:
+            os.close(fd)
     return rows_file
 
 
@@ -547,16 +683,21 @@ def _finish(layout: TaskLayout, out_dir: Path) -> bool:
         return False
     manifest = out_dir / MANIFEST_NAME
     data = _manifest_bytes([rows[k] for k in keys])
-    if not manifest.is_file() or manifest.read_bytes() != data:
-        _write_bytes_atomic(manifest, data)
-    for path in sorted((out_dir / ROWS_DIR).glob("*")):
+    if manifest.is_symlink() or not manifest.is_file() or manifest.read_bytes() != data:
+        write_bytes_atomic(manifest, data, TMP_SUFFIX)
+    # Every clip is done, so no shard has work in flight: its debris can go. A run of another
+    # shard finishing at the same time does the same (hence missing_ok), under the task lock.
+    rows_dir = out_dir / ROWS_DIR
+    for path in sorted(rows_dir.glob("*")):
         path.unlink(missing_ok=True)
-    if (out_dir / ROWS_DIR).is_dir():
-        (out_dir / ROWS_DIR).rmdir()
+    with contextlib.suppress(FileNotFoundError):
+        rows_dir.rmdir()
     for sr in layout.sample_rates:
         for split in layout.splits:
             for tmp in (out_dir / str(sr) / split).glob(f".*{TMP_SUFFIX}"):
                 tmp.unlink(missing_ok=True)
+    for lock in out_dir.glob(SHARD_LOCK.format(k="*", n="*")):
+        _remove_stale_lock(lock)
     return True
 
 
@@ -605,6 +746,9 @@ class _Renderer:
             audio, _ = sf.read(src, dtype="float64", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as e:
             raise TaskError(f"unreadable audio file {src}: {e}") from e
+        bad = _count_nonfinite(audio)
+        if bad:
+            raise dsp.NonFiniteError(f"audio file {src} holds {bad} NaN or infinite samples")
         mix, row = render_clip(
             audio,
             sr,
@@ -616,20 +760,42 @@ class _Renderer:
             clip.filename,
             job.snr_range,
         )
-        dst = clip.path(job.out_dir)
         container, subtype = output_subtype(info)
-        tmp = _tmp_path(dst)
-        sf.write(tmp, mix.T, sr, subtype=subtype, format=container)
-        zero_peak_timestamp(tmp)
-        os.replace(tmp, dst)
+        data = encode_audio(mix, sr, container, subtype)
+        write_bytes_atomic(clip.path(job.out_dir), data, TMP_SUFFIX)
         return {k: _cell(row[k]) for k in MANIFEST_COLUMNS}
 
 
 _WORKER: _Renderer | None = None
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _init_worker(job: _Job) -> None:
+def _die_with_parent(parent: int, poll_s: float = 0.5) -> None:
+    """End this worker process when `parent` ends, SIGKILL included (a pool's own clean-up never
+    runs then, and its workers used to live on, reparented to PID 1, holding the output). Linux:
+    the kernel sends SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG); everywhere: a daemon
+    thread polls the parent id. Checked once right away, in case the parent died before."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no libc symbol: the thread below still works
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _init_worker(job: _Job, parent: int | None = None) -> None:
     global _WORKER
+    if parent is not None:
+        _die_with_parent(parent)
     torch.set_num_threads(1)  # one process per core; torch only resamples noise files
     _WORKER = _Renderer(job)
 
@@ -663,7 +829,7 @@ def _run(
                 append(renderer(clip))
         return
     context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-    with cf.ProcessPoolExecutor(workers, context, _init_worker, (job,)) as pool:
+    with cf.ProcessPoolExecutor(workers, context, _init_worker, (job, os.getpid())) as pool:
         futures = [pool.submit(_render_in_worker, clip) for clip in clips]
         try:
             for future in cf.as_completed(futures):
@@ -671,6 +837,93 @@ def _run(
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+
+
+# --------------------------------------------------------------------------------------------
+# Locks: one run per shard of an output task; short critical sections for the shared files
+# --------------------------------------------------------------------------------------------
+
+
+def _lock_holder(fd: int) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        return os.pread(fd, 32, 0).decode().strip() or "?"
+    return "?"
+
+
+@contextlib.contextmanager
+def _locked(path: Path, wait: bool) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created, never through a link; removed on release so
+    that a finished folder holds no lock files). `wait`: block until free, else TaskError at
+    once. A run that opened the file just before its holder removed it sees that the path no
+    longer names the inode it locked, and tries again."""
+    if fcntl is None:
+        yield
+        return
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as e:
+            if path.is_symlink():
+                raise UnsafePathError(f"{path} is a symbolic link; refusing to use it") from e
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise TaskError(
+                f"another run holds {path} (pid {holder}): the same shard of this task is being "
+                "rendered into the same --out; wait for it to finish (or stop it) and rerun"
+            ) from None
+        try:
+            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still held: the next run creates a fresh one
+        os.close(fd)
+
+
+def _remove_stale_lock(path: Path) -> None:
+    """Remove a shard lock file no run holds (left by a killed run, or another sharding)."""
+    if fcntl is None or path.is_symlink():
+        path.unlink(missing_ok=True)
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink(missing_ok=True)
+    except BlockingIOError:
+        pass  # a live run: it removes its own
+    finally:
+        os.close(fd)
+
+
+def _cpu_count() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def check_workers(workers: int) -> int:
+    """`workers` if it is an int >= 1, capped (with a warning) at the CPU cores available: the
+    rendering is CPU-bound, so more processes only multiply memory."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    cores = _cpu_count()
+    if workers > cores:
+        logger.warning("workers: %d capped at %d (the CPU cores available)", workers, cores)
+    return min(workers, cores)
 
 
 # --------------------------------------------------------------------------------------------
@@ -754,15 +1007,17 @@ def process_task(
     if fmt not in CHANNELS:
         raise ValueError(f"fmt must be one of {sorted(CHANNELS)}, got {fmt!r}")
     k, n = _parse_shard(shard)
+    snr_range = check_snr_range(snr_range)
+    workers = check_workers(workers)
     layout = read_task(task_dir, sample_rates)
     banks = {
         sr: bank_factory(sr).build(workers=workers, progress=progress) for sr in layout.sample_rates
     }
     job = _Job(
         layout.path,
-        Path(out_root) / layout.name,
+        child(out_root, layout.name, "task folder name"),
         seed,
-        tuple(snr_range),
+        snr_range,
         bank_factory,
         noise_source,
     )
@@ -776,13 +1031,49 @@ def process_task(
     out_dir.mkdir(parents=True, exist_ok=True)
     metadata = dict(layout.metadata)
     metadata["naturalistic"] = naturalistic_metadata(fmt, seed, snr_range, noise_source, banks)
-    _write_static(out_dir / "task_metadata.json", (json.dumps(metadata, indent=4) + "\n").encode())
+    # allow_nan=False: a NaN that slipped through would not be valid JSON for other readers
+    meta_bytes = (json.dumps(metadata, indent=4, allow_nan=False) + "\n").encode()
+    with _locked(out_dir / SHARD_LOCK.format(k=k, n=n), wait=False):
+        with _locked(out_dir / TASK_LOCK, wait=True):
+            _prepare_output(layout, out_dir, meta_bytes)
+        rendered, skipped = _render_shard(layout, job, renderer, (k, n), workers, progress)
+        with _locked(out_dir / TASK_LOCK, wait=True):
+            complete = _finish(layout, out_dir)
+    logger.info(
+        "%s: rendered %d, skipped %d%s",
+        layout.name,
+        rendered,
+        skipped,
+        ", task complete" if complete else "",
+    )
+    return TaskResult(out_dir, rendered, skipped, complete)
+
+
+def _prepare_output(layout: TaskLayout, out_dir: Path, meta_bytes: bytes) -> None:
+    """The files every shard writes identically, and the audio folders (all under out_dir)."""
+    _write_static(child(out_dir, "task_metadata.json", "output file"), meta_bytes)
     for name in layout.copied_files:
-        _write_static(out_dir / name, (layout.path / name).read_bytes())
+        data = child(layout.path, name, "top-level file of the task").read_bytes()
+        _write_static(child(out_dir, name, "output file"), data)
     for sr in layout.sample_rates:
         for split in layout.splits:
-            (out_dir / str(sr) / split).mkdir(parents=True, exist_ok=True)
+            child(out_dir, f"{sr}/{split}", "output folder", subdirs=True).mkdir(
+                parents=True, exist_ok=True
+            )
+    child(out_dir, ROWS_DIR, "output folder").mkdir(exist_ok=True)
 
+
+def _render_shard(
+    layout: TaskLayout,
+    job: _Job,
+    renderer: _Renderer,
+    shard: tuple[int, int],
+    workers: int,
+    progress: bool,
+) -> tuple[int, int]:
+    """Render this shard's clips not done yet; (rendered, skipped)."""
+    k, n = shard
+    out_dir = job.out_dir
     mine = [c for i, c in enumerate(layout.clips) if i % n == k]
     done = _read_rows(out_dir)
     todo = [
@@ -790,8 +1081,7 @@ def process_task(
         for c in mine
         if (c.sample_rate, c.split, c.filename) not in done or not c.path(out_dir).is_file()
     ]
-    (out_dir / ROWS_DIR).mkdir(exist_ok=True)
-    rows_path = out_dir / ROWS_DIR / f"rows-{k}-of-{n}.jsonl"
+    rows_path = child(out_dir, f"{ROWS_DIR}/rows-{k}-of-{n}.jsonl", "rows file", subdirs=True)
     bar = tqdm(
         total=len(mine), initial=len(mine) - len(todo), desc=layout.name, disable=not progress
     )
@@ -802,24 +1092,19 @@ def process_task(
             rows_file.flush()
             bar.update()
 
-        _run(renderer, job, todo, workers, append)
-    complete = _finish(layout, out_dir)
-    logger.info(
-        "%s: rendered %d, skipped %d%s",
-        layout.name,
-        len(todo),
-        len(mine) - len(todo),
-        ", task complete" if complete else "",
-    )
-    return TaskResult(out_dir, len(todo), len(mine) - len(todo), complete)
+        _run(renderer, job, todo, min(workers, max(len(todo), 1)), append)
+    return len(todo), len(mine) - len(todo)
 
 
 def find_tasks(tasks_dir: str | Path, names: Sequence[str] | None = None) -> list[Path]:
     """Task directories to process: `names` (each must exist), else the Nat-HEAR tasks present."""
     root = Path(tasks_dir)
     if not root.is_dir():
-        raise TaskError(f"tasks directory {root} does not exist")
+        state = "is not a directory" if root.exists() else "does not exist"
+        raise TaskError(f"tasks directory {root} {state}")
     present = sorted(p.name for p in root.iterdir() if (p / "task_metadata.json").is_file())
+    for name in names or ():
+        check_name(name, "--task")
     if names:
         missing = [name for name in names if not (root / name).is_dir()]
         if missing:

@@ -145,15 +145,39 @@ def load_kemar() -> HRTF:
     return HRTF("mit-kemar-normal-pinna", int(obj.samplerate), sources[:, :2], hrirs)
 
 
+def check_sofa_path(path: Path, what: str) -> None:
+    """Refuse, naming `path`, what sofar would misreport: a directory, a missing file, or a
+    name not ending in `.sofa` (sofar would open `path.with_suffix('.sofa')` instead)."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a directory, not a SOFA file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    if path.suffix != ".sofa":
+        raise ValueError(
+            f"{what} {path}: the name must end in .sofa (sofar, which reads it, would open "
+            f"{path.with_suffix('.sofa').name} instead); rename or link it"
+        )
+
+
 def load_sofa(path: str | Path) -> HRTF:
-    """An HRTF from a SOFA file of convention SimpleFreeFieldHRIR (read with `sofar`)."""
+    """An HRTF from a SOFA file of convention SimpleFreeFieldHRIR (read with `sofar`).
+
+    Errors name `path` as given: sofar itself swaps any other extension for `.sofa` and then
+    reports that (non-existent) name, so such files are refused here first."""
     import sofar
 
-    sofa = sofar.read_sofa(str(path), verbose=False)
+    path = Path(path)
+    check_sofa_path(path, "HRTF file")
+    try:
+        sofa = sofar.read_sofa(str(path), verbose=False)
+    except Exception as e:  # netCDF4 and sofar raise many kinds
+        raise ValueError(f"HRTF file {path}: not a readable SOFA file: {e}") from e
     if sofa.GLOBAL_SOFAConventions != "SimpleFreeFieldHRIR":
         raise ValueError(f"{path}: expected SimpleFreeFieldHRIR, got {sofa.GLOBAL_SOFAConventions}")
     ir = np.asarray(sofa.Data_IR, dtype=np.float32)  # (M, R, N)
-    if ir.shape[1] != 2:
+    if not np.isfinite(ir).all():
+        raise ValueError(f"{path}: the HRIRs hold NaN or infinite taps")
+    if ir.ndim != 3 or ir.shape[1] != 2:
         raise ValueError(f"{path}: expected 2 receivers (ears), got {ir.shape[1]}")
     pos = np.atleast_2d(np.asarray(sofa.SourcePosition, dtype=np.float64))
     if str(sofa.SourcePosition_Type).lower() == "cartesian":

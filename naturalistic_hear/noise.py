@@ -6,7 +6,7 @@ pure function of its seed. `at_rate(sr)` gives the same source at another rate (
 sample-rate folder of a HEAR task) and `describe()` the JSON-able record kept in task metadata.
 
 The built-in generator is an offline stand-in for WHAMR! noise (recorded cafés, restaurants, bars
-and parks, REFERENCE §5): it makes broadband ambiences of varied colour, texture and modulation so
+and parks, GRAM, arXiv 2506.00934): it makes broadband ambiences of varied colour, texture and modulation so
 the generator and its tests run without the dataset. Results with it are not comparable to the
 paper's; the metadata says which source was used.
 """
@@ -25,6 +25,8 @@ import soundfile as sf
 import torch
 
 from hear_gram.dsp import (
+    NOISE_MIN_S,
+    NonFiniteError,
     convolve_rir,
     db_to_amplitude,
     downmix,
@@ -59,7 +61,12 @@ def _audio_extensions() -> set[str]:
 class NoiseDir:
     """Noise recordings from a folder (searched recursively, files in sorted path order): each draw
     picks one file uniformly, averages its channels to mono and resamples it to `sample_rate` Hz
-    (hear_gram.frontend.resample). Point it at e.g. `wham_noise/tt` for held-out WHAM! noise."""
+    (hear_gram.frontend.resample). Point it at e.g. `wham_noise/tt` for held-out WHAM! noise.
+
+    Listing the folder reads every file's header (cheap): a file soundfile cannot open or shorter
+    than `hear_gram.dsp.NOISE_MIN_S` is an error naming it, before anything is rendered. A file
+    holding NaN or infinite samples, or only zeros, is an error when it is drawn (its samples are
+    only read then). Symbolic links are followed: the folder is the user's own input."""
 
     path: Path
     sample_rate: int
@@ -68,8 +75,10 @@ class NoiseDir:
 
     def __post_init__(self) -> None:
         root = Path(self.path)
+        if root.exists() and not root.is_dir():
+            raise NotADirectoryError(f"noise folder {root} is a file, not a folder")
         if not root.is_dir():
-            raise FileNotFoundError(f"noise folder {root} does not exist or is not a folder")
+            raise FileNotFoundError(f"noise folder {root} does not exist")
         if not self.files:
             ext = _audio_extensions()
             found = sorted(
@@ -82,6 +91,7 @@ class NoiseDir:
                     f"noise folder {root} holds no audio files soundfile can read "
                     f"(looked for {', '.join(sorted(ext))})"
                 )
+            _check_lengths(root, found)
             object.__setattr__(self, "files", tuple(found))
         object.__setattr__(self, "path", root)
 
@@ -90,10 +100,18 @@ class NoiseDir:
 
     def load(self, name: str) -> np.ndarray:
         """File `name` (relative to the folder) as mono float64 at `sample_rate` Hz."""
+        path = self.path / name
         try:
-            audio, sr = sf.read(self.path / name, dtype="float32", always_2d=True)
+            audio, sr = sf.read(path, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as e:
-            raise ValueError(f"cannot read noise file {self.path / name}: {e}") from e
+            raise ValueError(f"cannot read noise file {path}: {e}") from e
+        bad = int(audio.size - np.count_nonzero(np.isfinite(audio)))
+        if bad:  # checked before resampling, which would smear one NaN over the whole clip
+            raise NonFiniteError(f"noise file {path} holds {bad} NaN or infinite samples")
+        if not audio.any():
+            raise ValueError(
+                f"noise file {path} is silent (all samples are 0): no gain can set its SNR"
+            )
         mono = torch.from_numpy(downmix(audio))
         return resample(mono, sr, self.sample_rate).numpy().astype(np.float64)
 
@@ -102,15 +120,40 @@ class NoiseDir:
         return self.load(name), name
 
     def describe(self) -> dict:
-        # The folder's name and a digest of its file list, not its absolute path: shards run on
-        # different machines must write identical metadata.
-        listing = "\n".join(self.files).encode()
+        # The folder's name and a digest of its file list and sizes, not its absolute path: shards
+        # run on different machines must write identical metadata, and a resumed run must refuse
+        # another folder of the same name (the sizes tell copies of a listing apart cheaply).
+        listing = "\n".join(f"{name}\0{(self.path / name).stat().st_size}" for name in self.files)
+        listing = listing.encode()
         return {
             "kind": "dir",
             "folder": self.path.name,
             "n_files": len(self.files),
             "files_sha256": hashlib.sha256(listing).hexdigest(),
         }
+
+
+def _check_lengths(root: Path, names: list[str]) -> None:
+    """Refuse unreadable files and files shorter than NOISE_MIN_S, from their headers."""
+    short, unreadable = [], []
+    for name in names:
+        try:
+            info = sf.info(root / name)
+        except (sf.LibsndfileError, RuntimeError) as e:
+            unreadable.append(f"{name} ({e})")
+            continue
+        if info.frames < NOISE_MIN_S * info.samplerate:
+            short.append(f"{name} ({info.frames} samples at {info.samplerate} Hz)")
+    if unreadable:
+        raise ValueError(
+            f"noise folder {root}: unreadable audio files: {', '.join(unreadable[:5])}"
+        )
+    if short:
+        raise ValueError(
+            f"noise folder {root}: {len(short)} file(s) shorter than {NOISE_MIN_S} s, too short to "
+            f"set an SNR over (remove them): {', '.join(short[:5])}"
+            + (", ..." if len(short) > 5 else "")
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Scene sampling and spatial room impulse responses (binaural or first-order Ambisonics).
 
-The paper (REFERENCE.md section 5) renders its scenes with SoundSpaces 2.0 in Matterport3D houses;
+The paper (GRAM, arXiv 2506.00934) renders its scenes with SoundSpaces 2.0 in Matterport3D houses;
 offline we use shoebox rooms simulated with pyroomacoustics and keep the paper's scene rules:
 listener at 1.5 m height with a random head azimuth, source at 1.5-5 m in any direction, noise
 either localized (1 position, 50 %) or diffuse (3, 4 or 5 positions, 50 %), RIRs cut or padded to

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -358,19 +359,23 @@ def test_cli_renders_with_external_rirs(tmp_path, soundspaces, sofa_file, kind):
     assert all(r["pool"] == kind for r in rows)
 
 
-def test_cli_external_rirs_errors(tmp_path, soundspaces, sofa_file):
+def test_cli_external_rirs_errors(tmp_path, soundspaces, sofa_file, capsys):
+    """One line `<prog>: error: ...` and exit status 2 for each bad --rirs."""
     task = synthetic_tasks.make_scene_task(tmp_path / "tasks", n_per_class=1, kfold=3)
     base = ["--tasks-dir", str(task.parent), "--task", task.name, "--out", str(tmp_path / "out"),
             "--format", "binaural"]  # fmt: skip
-    with pytest.raises(SystemExit, match="x.sofa is not a file"):
-        cli.main([*base, "--rirs", f"sofa:{tmp_path / 'x.sofa'}"])
-    with pytest.raises(SystemExit, match="is not a folder"):
-        cli.main([*base, "--rirs", f"soundspaces:{tmp_path / 'nowhere'}"])
-    with pytest.raises(SystemExit, match="--n-scenes does not apply"):
-        cli.main([*base, "--rirs", f"soundspaces:{soundspaces}", "--n-scenes", "3"])
-    with pytest.raises(SystemExit, match="needs a path"):
-        cli.main([*base, "--rirs", "sofa:"])
-    with pytest.raises(SystemExit, match="--hrtf applies to --rirs builtin only"):
-        cli.main([*base, "--rirs", f"sofa:{sofa_file}", "--hrtf", str(sofa_file)])
-    with pytest.raises(SystemExit, match=r"error: .*srir\.sofa: 4 receivers; binaural needs 2"):
-        cli.main([*base, "--rirs", f"sofa:{sofa_file}", "--quiet"])
+    cases = [
+        (["--rirs", f"sofa:{tmp_path / 'x.sofa'}"], "x.sofa is not a file"),
+        (["--rirs", f"soundspaces:{tmp_path / 'nowhere'}"], "nowhere does not exist"),
+        (["--rirs", f"soundspaces:{sofa_file}"], "is a file, not a folder"),
+        (["--rirs", f"soundspaces:{soundspaces}", "--n-scenes", "3"], "--n-scenes does not apply"),
+        (["--rirs", "sofa:"], "needs a path"),
+        (["--rirs", f"sofa:{sofa_file}", "--hrtf", str(sofa_file)], "--hrtf applies to --rirs"),
+        (["--rirs", f"sofa:{sofa_file}", "--quiet"], r"srir\.sofa: 4 receivers; binaural needs 2"),
+    ]
+    for extra, pattern in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([*base, *extra])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and "Traceback" not in err, (extra, err)
+        assert re.search("^python -m naturalistic_hear: error: .*" + pattern, err.splitlines()[-1])

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -451,20 +452,32 @@ def test_cli_renders_the_nat_hear_tasks_present(tmp_path, monkeypatch):
 
 
 def test_cli_errors(tmp_path, scene_task, capsys):
-    base = ["--out", str(tmp_path / "out"), "--format", "binaural"]
-    with pytest.raises(SystemExit, match="none of the Nat-HEAR tasks.*hear-gram-demo-scene"):
-        cli.main(["--tasks-dir", str(scene_task.parent), *base])
-    with pytest.raises(SystemExit, match="is not a file"):
-        sofa = ["--task", scene_task.name, "--rirs", "sofa:x.sofa"]
-        cli.main(["--tasks-dir", str(scene_task.parent), *base, *sofa])
-    with pytest.raises(SystemExit):
-        cli.main(["--tasks-dir", str(scene_task.parent), *base, "--shard", "2/2"])
-    assert "0 <= K < N" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="no task folder"):
-        cli.main(["--tasks-dir", str(scene_task.parent), "--task", "nope", *base])
-    with pytest.raises(SystemExit, match="--ambisonic-convention applies to --format ambisonic"):
-        fuma = ["--task", scene_task.name, "--ambisonic-convention", "fuma"]
-        cli.main(["--tasks-dir", str(scene_task.parent), *base, *fuma])
+    """Expected failures end with one line `<prog>: error: ...` and exit status 2."""
+    base = ["--tasks-dir", str(scene_task.parent), "--out", str(tmp_path / "out")]
+    base += ["--format", "binaural"]
+    task = ["--task", scene_task.name]
+    cases = [
+        ([], "none of the Nat-HEAR tasks.*hear-gram-demo-scene"),
+        ([*task, "--rirs", "sofa:x.sofa"], "sofa:FILE: x.sofa is not a file"),
+        ([*task, "--rirs", f"sofa:{tmp_path}"], "is a directory, not a file"),
+        (["--shard", "2/2"], "0 <= K < N"),
+        (["--task", "nope"], "no task folder"),
+        ([*task, "--ambisonic-convention", "fuma"], "--ambisonic-convention applies to --format"),
+        ([*task, "--workers", "0"], "--workers: must be >= 1"),
+        ([*task, "--snr-db", "nan", "40"], "--snr-db: must be a finite number"),
+        ([*task, "--snr-db", "5", "inf"], "--snr-db: must be a finite number"),
+        ([*task, "--snr-db", "40", "5"], "needs LO <= HI"),
+        ([*task, "--n-scenes", "0"], "--n-scenes: must be >= 1"),
+    ]
+    for extra, pattern in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([*base, *extra])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2, (extra, err)
+        lines = err.strip().splitlines()
+        assert "Traceback" not in err and re.search(pattern, lines[-1]), (extra, err)
+        assert lines[-1].startswith("python -m naturalistic_hear: error: ")
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_passes_the_ambisonic_convention_to_the_bank(tmp_path):
