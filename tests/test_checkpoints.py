@@ -23,22 +23,25 @@ def same_outputs(a, b, spec=SPEC):
         torch.testing.assert_close(a(spec), b(spec))
 
 
-@pytest.mark.parametrize("layout", ["released", "hear-gram"])
-def test_round_trip_keeps_outputs(tmp_path, layout):
+@pytest.mark.parametrize("layout, found", [("released", "runtime"), ("hear-gram", "hear-gram")])
+def test_round_trip_keeps_outputs(tmp_path, layout, found):
     enc = random_encoder("gram-t", depth=2, seed=3)
     path = save_checkpoint(tmp_path / "w.safetensors", enc, layout)
     loaded, report = load_encoder(path)
-    assert report.layout == layout and report.config == enc.cfg
+    assert report.layout == found and report.config == enc.cfg
     same_outputs(enc, loaded)
 
 
-def test_released_layout_has_model_prefix_and_mel_buffers(gram_t_file):
+def test_released_layout_is_upstream_runtime_layout(gram_t_file):
+    """RuntimeGRAMT's state dict: GRAMT under model. (with its own melspec), the runtime's
+    FeatureExtractor at the top level (labhamlet/GRAM-T hear_api/runtime.py)."""
     keys = set(load_file(str(gram_t_file)))
-    assert all(k.startswith("model.") for k in keys)
-    assert {
-        "model.mel_spec.melspec.spectrogram.window",
-        "model.mel_spec.melspec.mel_scale.fb",
-    } <= keys
+    assert {k for k in keys if not k.startswith("model.")} == {
+        "mel_spec.melspec.spectrogram.window",
+        "mel_spec.melspec.mel_scale.fb",
+    }
+    assert {"model.melspec.spectrogram.window", "model.melspec.mel_scale.fb"} <= keys
+    assert not any(k.startswith("model.mel_spec.") for k in keys)
     assert "model.encoder.layers.encoder_layer_1.self_attention.in_proj_weight" in keys
 
 
@@ -110,9 +113,7 @@ def test_pickled_objects_need_an_explicit_opt_in(tmp_path):
 
 def test_foreign_mel_filterbank_is_refused(tmp_path, gram_t_file):
     state = load_file(str(gram_t_file))
-    state["model.mel_spec.melspec.mel_scale.fb"] = (
-        state["model.mel_spec.melspec.mel_scale.fb"] * 1.1
-    )
+    state["mel_spec.melspec.mel_scale.fb"] = state["mel_spec.melspec.mel_scale.fb"] * 1.1
     save_file(state, str(tmp_path / "x.safetensors"))
     with pytest.raises(CheckpointError, match="other features"):
         load_encoder(tmp_path / "x.safetensors")
