@@ -271,7 +271,7 @@ def parse_config(text: object, path: str | os.PathLike) -> GramConfig:
             raise ValueError(f"expected JSON text, got {type(text).__name__}")
         return GramConfig.from_dict(json.loads(text))
     except (ValueError, TypeError) as err:  # json.JSONDecodeError is a ValueError
-        raise CheckpointError(f"{path}: the stored config is malformed: {err}") from err
+        raise CheckpointError(f"{path}: the stored config is invalid: {err}") from err
 
 
 def _torch_load(path: Path, kind: str, allow_pickle: bool) -> object:
@@ -280,12 +280,12 @@ def _torch_load(path: Path, kind: str, allow_pickle: bool) -> object:
     except pickle.UnpicklingError as err:
         # torch says "Weights only load failed" for any unreadable pickle; only a file that
         # names a Python global it would have to import can be helped by allow_pickle
-        if "Unsupported global" not in str(err):
+        if "GLOBAL " not in str(err):  # "Unsupported global: GLOBAL x" / "unsupported GLOBAL x"
             raise CheckpointError(f"{path} is a corrupt {kind} checkpoint ({_line(err)})") from err
         if not allow_pickle:
             raise CheckpointError(
                 f"{path} contains pickled Python objects that torch.load(weights_only=True) "
-                f"refuses ({_line(err, 'Unsupported global')}). Loading it would run code from "
+                f"refuses ({_line(err, 'GLOBAL ')}). Loading it would run code from "
                 "the file. If you trust it, pass allow_pickle=True (model option "
                 '{"allow_pickle": true}), or convert it once: python -m hear_gram.checkpoints '
                 "convert IN OUT.safetensors --allow-pickle"
@@ -526,14 +526,11 @@ def load_encoder(
     Everything cheap is checked before the model is built: key kinds, dtypes, finiteness, the
     stored config's bounds and its agreement with the tensors, the mel buffers."""
     state, meta, layout = read_state(path, allow_pickle)
+    stored = parse_config(meta["config"], path) if "config" in meta else None
     enc_state, other = split_state(state)
     check_tensors(state, [*enc_state, *other["frontend"]])
-    if "config" in meta:
-        cfg = parse_config(meta["config"], path)
-        check_config(cfg, enc_state)
-    else:
-        cfg = infer_config(enc_state)
-        check_config(cfg, enc_state)
+    cfg = stored or infer_config(enc_state)
+    check_config(cfg, enc_state)
     check_frontend(state, other["frontend"], cfg)
     encoder = build_encoder(cfg)
     load_strict(encoder, enc_state)

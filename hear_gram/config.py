@@ -44,6 +44,9 @@ LIMITS: dict[str, tuple[int, int]] = {
     "chunk_frames": (1, 10000),
 }
 MAX_PATCHES = 16384  # tokens per chunk (upstream: 200 patch, 100 time variant)
+# Entries of the fixed positional table, (1 + tokens) x width: it is computed (in float64) even
+# to learn shapes, so it is bounded too (upstream: 201 x 768 = 154 k).
+MAX_POSITIONS = 1 << 22
 
 
 def check_int(name: str, value: Any) -> None:
@@ -155,6 +158,11 @@ class GramConfig:
             raise ValueError(
                 f"patch {self.patch_f}x{self.patch_t} gives {self.num_patches} tokens per chunk; "
                 f"at most {MAX_PATCHES}"
+            )
+        if (1 + self.num_patches) * self.width > MAX_POSITIONS:
+            raise ValueError(
+                f"{self.num_patches} tokens of width {self.width} need a positional table of "
+                f"{(1 + self.num_patches) * self.width} entries; at most {MAX_POSITIONS}"
             )
         if self.backbone == "transformer" and self.width % self.heads:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
