@@ -288,3 +288,21 @@ def test_gram_m_upstream_checkpoint_keys(tmp_path):
 def test_parameter_count_of_gram_m():
     n = sum(p.numel() for p in random_encoder("gram-m").parameters())
     assert 89e6 < n < 92e6  # REFERENCE §3: ~90 M
+
+
+def test_early_hear_gram_released_files_still_load_and_say_so(tmp_path, gram_t_file):
+    """hear-gram once wrote the runtime's mel buffers under model.mel_spec.* (upstream never
+    does); such files load, checked, under their own layout name."""
+    state = load_file(str(gram_t_file))
+    legacy = {k: v for k, v in state.items() if not k.startswith(("mel_spec.", "model.melspec."))}
+    legacy |= {"model." + k: v for k, v in state.items() if k.startswith("mel_spec.")}
+    save_file(legacy, str(tmp_path / "old.safetensors"))
+    loaded, report = load_encoder(tmp_path / "old.safetensors")
+    assert report.layout == "hear-gram-legacy" and len(report.frontend_keys) == 2
+    same_outputs(load_encoder(gram_t_file)[0], loaded)
+    legacy["model.mel_spec.melspec.mel_scale.fb"] = (
+        legacy["model.mel_spec.melspec.mel_scale.fb"] * 2
+    )
+    save_file(legacy, str(tmp_path / "old.safetensors"))
+    with pytest.raises(CheckpointError, match="other features"):
+        load_encoder(tmp_path / "old.safetensors")
