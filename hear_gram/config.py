@@ -1,7 +1,7 @@
 """Configuration of GRAM models: one frozen dataclass per concept, named presets in one registry.
 
-Every size, rate and shape the rest of the package uses comes from here (REFERENCE §2-3), so a
-hyper-parameter is typed once. Checkpoints store a `GramConfig` so they can rebuild their model.
+Every size, rate and shape the rest of the package uses comes from here (arXiv 2506.00934;
+labhamlet/GRAM-T and GRAM-M), so a hyper-parameter is typed once. Checkpoints store a `GramConfig` so they can rebuild their model.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 Backbone = Literal["transformer", "mamba"]
 Mixer = Literal["mamba1", "mamba2"]
 
-# Channel count of the encoder input -> the spatial format it was trained on (REFERENCE §2).
+# Channel count of the encoder input -> the spatial format it was trained on (arXiv 2506.00934).
 FORMATS: dict[int, str] = {1: "mono", 2: "binaural", 7: "ambisonic"}
 
 # Sane bounds on sizes. A config can come from a weights file made by anyone: checking it against
@@ -68,7 +68,7 @@ def check_float(name: str, value: Any, positive: bool = False) -> None:
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """The log-mel front-end the released weights expect (REFERENCE §2). Units: Hz, samples."""
+    """The log-mel front-end the released weights expect (labhamlet/GRAM-T `hear_api/feature_helper_gram_t.py`). Units: Hz, samples."""
 
     sample_rate: int = 32000
     n_mels: int = 128
@@ -231,7 +231,7 @@ def _check_fields(cls: type, d: dict[str, Any]) -> None:
         raise ValueError(f"unknown {cls.__name__} fields {unknown}; valid: {sorted(known)}")
 
 
-# --- named presets (the released models, REFERENCE §1, §3) -------------------------------------
+# --- named presets (the released models; labhamlet/GRAM-T and GRAM-M) --------------------------
 PRESETS: dict[str, GramConfig] = {
     "gram-t": GramConfig(),
     "gram-t-time": GramConfig(patch_f=128, patch_t=2),

@@ -259,7 +259,7 @@ def test_cli_error_exit_code(tmp_path, capsys):
 
 @pytest.mark.parametrize("model", ["gram-m", "gram-m-v1", "gram-t-ambisonic", "gram-t-mono"])
 def test_every_preset_round_trips_through_the_released_layout(tmp_path, model):
-    """Architecture inference covers both Mamba mixers (REFERENCE §3) and every channel count."""
+    """Architecture inference covers both Mamba mixers (GRAM-M's Mamba-2, the v1 paper's Mamba-1) and every channel count."""
     enc = random_encoder(model, depth=2, seed=1)
     loaded, report = load_encoder(save_checkpoint(tmp_path / "w.safetensors", enc, "released"))
     assert report.config == enc.cfg
@@ -287,7 +287,7 @@ def test_gram_m_upstream_checkpoint_keys(tmp_path):
 
 def test_parameter_count_of_gram_m():
     n = sum(p.numel() for p in random_encoder("gram-m").parameters())
-    assert 89e6 < n < 92e6  # REFERENCE §3: ~90 M
+    assert 89e6 < n < 92e6  # arXiv 2506.00934: ~90 M
 
 
 def test_early_hear_gram_released_files_still_load_and_say_so(tmp_path, gram_t_file):
