@@ -1,7 +1,8 @@
 """Configuration of GRAM models: one frozen dataclass per concept, named presets in one registry.
 
 Every size, rate and shape the rest of the package uses comes from here (arXiv 2506.00934;
-labhamlet/GRAM-T and GRAM-M), so a hyper-parameter is typed once. Checkpoints store a `GramConfig` so they can rebuild their model.
+labhamlet/GRAM-T and GRAM-M), so a hyper-parameter is typed once. Checkpoints store a
+`GramConfig` so they can rebuild their model.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def check_float(name: str, value: Any, positive: bool = False) -> None:
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """The log-mel front-end the released weights expect (labhamlet/GRAM-T `hear_api/feature_helper_gram_t.py`). Units: Hz, samples."""
+    """The log-mel front-end the released weights expect (labhamlet/GRAM-T
+    ``hear_api/feature_helper_gram_t.py``). Units: Hz, samples."""
 
     sample_rate: int = 32000
     n_mels: int = 128
