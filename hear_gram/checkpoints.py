@@ -552,11 +552,10 @@ def upstream_decoder_state(mae) -> dict[str, Tensor]:
 
     Upstream GRAMT (labhamlet/GRAM-T ``src/model/GRAMT.py``) holds ``decoder_embed``,
     ``mask_token``, ``decoder_blocks.{i}`` (``MWMHABlock``, ``src/model/layers/mwmae.py``:
-    ``norm1``,
-    ``wmha.qkv``, ``wmha.attn_heads.{h}.relative_position_bias_table`` (2w - 1, 1) and
-    ``relative_position_index`` (w, w) for windowed heads, ``wmha.proj``, ``norm2``, ``mlp.fc1``,
-    ``mlp.fc2``), ``decoder_pos_embed``, ``decoder_norm`` and ``spec_pred.0``; GRAMM names the
-    blocks ``decoder_v``. Our blocks compute the same function under shorter names."""
+    ``norm1``, ``wmha.qkv``, ``wmha.attn_heads.{h}.relative_position_bias_table`` (2w - 1, 1)
+    and ``relative_position_index`` (w, w) for windowed heads, ``wmha.proj``, ``norm2``,
+    ``mlp.fc1``, ``mlp.fc2``), ``decoder_pos_embed``, ``decoder_norm`` and ``spec_pred.0``;
+    GRAMM names the blocks ``decoder_v``. Our blocks compute the same function under shorter names."""
     blocks = "decoder_blocks" if mae.cfg.backbone == "transformer" else "decoder_v"
     out = {
         "decoder_embed.weight": mae.decoder_embed.weight,
