@@ -1,13 +1,15 @@
 """Configuration of GRAM models: one frozen dataclass per concept, named presets in one registry.
 
-Every size, rate and shape the rest of the package uses comes from here (REFERENCE §2-3), so a
-hyper-parameter is typed once. Checkpoints store a `GramConfig` so they can rebuild their model.
+Every size, rate and shape the rest of the package uses comes from here (arXiv 2506.00934;
+labhamlet/GRAM-T and GRAM-M), so a hyper-parameter is typed once. Checkpoints store a
+`GramConfig` so they can rebuild their model.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -16,13 +18,59 @@ import numpy as np
 Backbone = Literal["transformer", "mamba"]
 Mixer = Literal["mamba1", "mamba2"]
 
-# Channel count of the encoder input -> the spatial format it was trained on (REFERENCE §2).
+# Channel count of the encoder input -> the spatial format it was trained on (arXiv 2506.00934).
 FORMATS: dict[int, str] = {1: "mono", 2: "binaural", 7: "ambisonic"}
+
+# Sane bounds on sizes. A config can come from a weights file made by anyone: checking it against
+# these before building anything keeps a few bytes of metadata from asking for terabytes (upstream's
+# largest ViT, "huge", is 32 layers of width 1280; the released models are 12-24 of width 768).
+LIMITS: dict[str, tuple[int, int]] = {
+    "depth": (1, 256),
+    "width": (1, 8192),
+    "heads": (1, 8192),
+    "mlp_dim": (1, 65536),
+    "patch_f": (1, 1024),
+    "patch_t": (1, 10000),
+    "d_state": (1, 1024),
+    "d_conv": (1, 64),
+    "expand": (1, 16),
+    "headdim": (1, 8192),
+    "ngroups": (1, 1024),
+    "dt_rank": (1, 8192),
+    "sample_rate": (1000, 384000),
+    "n_mels": (1, 1024),
+    "n_fft": (2, 65536),
+    "win_length": (1, 65536),
+    "hop_length": (1, 65536),
+    "chunk_frames": (1, 10000),
+}
+MAX_PATCHES = 16384  # tokens per chunk (upstream: 200 patch, 100 time variant)
+# Entries of the fixed positional table, (1 + tokens) x width: it is computed (in float64) even
+# to learn shapes, so it is bounded too (upstream: 201 x 768 = 154 k).
+MAX_POSITIONS = 1 << 22
+
+
+def check_int(name: str, value: Any) -> None:
+    """An int (not a bool, not a float) within ``LIMITS[name]``; ValueError naming it otherwise."""
+    lo, hi = LIMITS[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in {lo}..{hi}, got {value}")
+
+
+def check_float(name: str, value: Any, positive: bool = False) -> None:
+    """A finite real number (strictly positive when asked); ValueError naming it otherwise."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (positive and value <= 0):
+        kind = "a finite positive number" if positive else "a finite number"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """The log-mel front-end the released weights expect (REFERENCE §2). Units: Hz, samples."""
+    """The log-mel front-end the released weights expect (labhamlet/GRAM-T
+    ``hear_api/feature_helper_gram_t.py``). Units: Hz, samples."""
 
     sample_rate: int = 32000
     n_mels: int = 128
@@ -38,6 +86,12 @@ class FeatureConfig:
     ambisonic_eps: float = 1e-6
 
     def __post_init__(self) -> None:
+        for name in ("sample_rate", "n_mels", "n_fft", "win_length", "hop_length", "chunk_frames"):
+            check_int(name, getattr(self, name))
+        for name in ("f_min", "f_max"):
+            check_float(name, getattr(self, name))
+        for name in ("log_eps", "ambisonic_eps"):
+            check_float(name, getattr(self, name), positive=True)
         if self.win_length > self.n_fft:
             raise ValueError(f"win_length {self.win_length} must be <= n_fft {self.n_fft}")
         if not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
@@ -78,6 +132,16 @@ class GramConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.features, FeatureConfig):
+            raise ValueError(
+                f"features must be a FeatureConfig, got {type(self.features).__name__}"
+            )
+        # sizes first: every later check divides by them
+        for name in ("depth", "width", "heads", "mlp_dim", "patch_f", "patch_t", "d_state",
+                     "d_conv", "expand", "headdim", "ngroups"):  # fmt: skip
+            check_int(name, getattr(self, name))
+        if self.dt_rank is not None:
+            check_int("dt_rank", self.dt_rank)
         if self.backbone not in ("transformer", "mamba"):
             raise ValueError(f"backbone must be 'transformer' or 'mamba', got {self.backbone!r}")
         if self.mixer not in ("mamba1", "mamba2"):
@@ -92,8 +156,16 @@ class GramConfig:
                 f"patch {self.patch_f}x{self.patch_t} must tile the "
                 f"{self.features.n_mels}x{self.features.chunk_frames} chunk"
             )
-        if self.depth < 1 or self.width < 1:
-            raise ValueError(f"depth and width must be positive, got {self.depth}, {self.width}")
+        if self.num_patches > MAX_PATCHES:
+            raise ValueError(
+                f"patch {self.patch_f}x{self.patch_t} gives {self.num_patches} tokens per chunk; "
+                f"at most {MAX_PATCHES}"
+            )
+        if (1 + self.num_patches) * self.width > MAX_POSITIONS:
+            raise ValueError(
+                f"{self.num_patches} tokens of width {self.width} need a positional table of "
+                f"{(1 + self.num_patches) * self.width} entries; at most {MAX_POSITIONS}"
+            )
         if self.backbone == "transformer" and self.width % self.heads:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
 
@@ -134,20 +206,34 @@ class GramConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GramConfig:
+        """The config a dict describes (e.g. JSON from a weights file); every field is checked,
+        and anything malformed is a ValueError naming it."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a GramConfig is a JSON object, got {type(d).__name__}")
         d = dict(d)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown GramConfig fields {unknown}; valid: {sorted(known)}")
+        _check_fields(cls, d)
         feats = d.pop("features", None)
-        features = FeatureConfig(**feats) if feats is not None else FeatureConfig()
+        if feats is None:
+            features = FeatureConfig()
+        elif isinstance(feats, dict):
+            _check_fields(FeatureConfig, feats)
+            features = FeatureConfig(**feats)
+        else:
+            raise ValueError(f"features must be a JSON object, got {type(feats).__name__}")
         return cls(features=features, **d)
 
     def replace(self, **changes: Any) -> GramConfig:
         return dataclasses.replace(self, **changes)
 
 
-# --- named presets (the released models, REFERENCE §1, §3) -------------------------------------
+def _check_fields(cls: type, d: dict[str, Any]) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(map(str, set(d) - known))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {unknown}; valid: {sorted(known)}")
+
+
+# --- named presets (the released models; labhamlet/GRAM-T and GRAM-M) --------------------------
 PRESETS: dict[str, GramConfig] = {
     "gram-t": GramConfig(),
     "gram-t-time": GramConfig(patch_f=128, patch_t=2),

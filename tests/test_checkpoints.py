@@ -23,22 +23,25 @@ def same_outputs(a, b, spec=SPEC):
         torch.testing.assert_close(a(spec), b(spec))
 
 
-@pytest.mark.parametrize("layout", ["released", "hear-gram"])
-def test_round_trip_keeps_outputs(tmp_path, layout):
+@pytest.mark.parametrize("layout, found", [("released", "runtime"), ("hear-gram", "hear-gram")])
+def test_round_trip_keeps_outputs(tmp_path, layout, found):
     enc = random_encoder("gram-t", depth=2, seed=3)
     path = save_checkpoint(tmp_path / "w.safetensors", enc, layout)
     loaded, report = load_encoder(path)
-    assert report.layout == layout and report.config == enc.cfg
+    assert report.layout == found and report.config == enc.cfg
     same_outputs(enc, loaded)
 
 
-def test_released_layout_has_model_prefix_and_mel_buffers(gram_t_file):
+def test_released_layout_is_upstream_runtime_layout(gram_t_file):
+    """RuntimeGRAMT's state dict: GRAMT under model. (with its own melspec), the runtime's
+    FeatureExtractor at the top level (labhamlet/GRAM-T hear_api/runtime.py)."""
     keys = set(load_file(str(gram_t_file)))
-    assert all(k.startswith("model.") for k in keys)
-    assert {
-        "model.mel_spec.melspec.spectrogram.window",
-        "model.mel_spec.melspec.mel_scale.fb",
-    } <= keys
+    assert {k for k in keys if not k.startswith("model.")} == {
+        "mel_spec.melspec.spectrogram.window",
+        "mel_spec.melspec.mel_scale.fb",
+    }
+    assert {"model.melspec.spectrogram.window", "model.melspec.mel_scale.fb"} <= keys
+    assert not any(k.startswith("model.mel_spec.") for k in keys)
     assert "model.encoder.layers.encoder_layer_1.self_attention.in_proj_weight" in keys
 
 
@@ -110,9 +113,7 @@ def test_pickled_objects_need_an_explicit_opt_in(tmp_path):
 
 def test_foreign_mel_filterbank_is_refused(tmp_path, gram_t_file):
     state = load_file(str(gram_t_file))
-    state["model.mel_spec.melspec.mel_scale.fb"] = (
-        state["model.mel_spec.melspec.mel_scale.fb"] * 1.1
-    )
+    state["mel_spec.melspec.mel_scale.fb"] = state["mel_spec.melspec.mel_scale.fb"] * 1.1
     save_file(state, str(tmp_path / "x.safetensors"))
     with pytest.raises(CheckpointError, match="other features"):
         load_encoder(tmp_path / "x.safetensors")
@@ -258,7 +259,7 @@ def test_cli_error_exit_code(tmp_path, capsys):
 
 @pytest.mark.parametrize("model", ["gram-m", "gram-m-v1", "gram-t-ambisonic", "gram-t-mono"])
 def test_every_preset_round_trips_through_the_released_layout(tmp_path, model):
-    """Architecture inference covers both Mamba mixers (REFERENCE §3) and every channel count."""
+    """Architecture inference covers both Mamba mixers (GRAM-M's Mamba-2, the v1 paper's Mamba-1) and every channel count."""
     enc = random_encoder(model, depth=2, seed=1)
     loaded, report = load_encoder(save_checkpoint(tmp_path / "w.safetensors", enc, "released"))
     assert report.config == enc.cfg
@@ -286,4 +287,22 @@ def test_gram_m_upstream_checkpoint_keys(tmp_path):
 
 def test_parameter_count_of_gram_m():
     n = sum(p.numel() for p in random_encoder("gram-m").parameters())
-    assert 89e6 < n < 92e6  # REFERENCE §3: ~90 M
+    assert 89e6 < n < 92e6  # arXiv 2506.00934: ~90 M
+
+
+def test_early_hear_gram_released_files_still_load_and_say_so(tmp_path, gram_t_file):
+    """hear-gram once wrote the runtime's mel buffers under model.mel_spec.* (upstream never
+    does); such files load, checked, under their own layout name."""
+    state = load_file(str(gram_t_file))
+    legacy = {k: v for k, v in state.items() if not k.startswith(("mel_spec.", "model.melspec."))}
+    legacy |= {"model." + k: v for k, v in state.items() if k.startswith("mel_spec.")}
+    save_file(legacy, str(tmp_path / "old.safetensors"))
+    loaded, report = load_encoder(tmp_path / "old.safetensors")
+    assert report.layout == "hear-gram-legacy" and len(report.frontend_keys) == 2
+    same_outputs(load_encoder(gram_t_file)[0], loaded)
+    legacy["model.mel_spec.melspec.mel_scale.fb"] = (
+        legacy["model.mel_spec.melspec.mel_scale.fb"] * 2
+    )
+    save_file(legacy, str(tmp_path / "old.safetensors"))
+    with pytest.raises(CheckpointError, match="other features"):
+        load_encoder(tmp_path / "old.safetensors")
