@@ -31,6 +31,8 @@ from localization_tasks.baselines import common
 MAX_LAG_S = 0.001
 LOW_HZ, HIGH_HZ = 100.0, 8000.0
 OPTIONS = ("sample_rate", "n_lags", "n_bands")
+# Task formats this module takes (read by localization_tasks.evaluate on mixed task folders).
+LOCALIZATION_FORMATS = ("binaural",)
 
 
 class GccPhat(nn.Module):
@@ -79,10 +81,12 @@ def load_model(model_file_path: str = "", **options: Any) -> GccPhat:
 @torch.no_grad()
 def get_scene_embeddings(audio: Tensor, model: GccPhat) -> Tensor:
     """(B, N, 2) or (B, 2, N) binaural -> (B, scene_embedding_size) float32."""
-    return model.features(common.layout(audio, 2, "gcc_phat"))
+    return model.features(common.layout(audio, 2, "gcc_phat (binaural: left, right)"))
 
 
 @torch.no_grad()
 def get_timestamp_embeddings(audio: Tensor, model: GccPhat) -> tuple[Tensor, Tensor]:
     """Binaural -> features of 200 ms windows every 50 ms (B, W, E), centres (B, W) in ms."""
-    return common.timestamp_features(common.layout(audio, 2, "gcc_phat"), model)
+    return common.timestamp_features(
+        common.layout(audio, 2, "gcc_phat (binaural: left, right)"), model
+    )
