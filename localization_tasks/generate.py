@@ -1,4 +1,4 @@
-"""Localization and T60 tasks built from HEAR scene tasks (REFERENCE §5, "Localization tasks").
+"""Localization and T60 tasks from HEAR scene tasks (arXiv 2506.00934, spatial experiments).
 
     python -m localization_tasks.generate --tasks-dir hear/tasks --out loc-tasks \\
         [--task esc50-v2.0.0-full --task speech_commands-v0.0.2-5h] \\
@@ -108,7 +108,7 @@ logger = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "localization-2"  # 2: fold-disjoint scene pools
 DEFAULT_TASKS = ("esc50-v2.0.0-full", "speech_commands-v0.0.2-5h")
-# (name, low dB, high dB), REFERENCE §5.
+# (name, low dB, high dB): the noise bins of the paper (arXiv 2506.00934).
 SNR_BINS: tuple[tuple[str, float, float], ...] = (
     ("snr05-10", 5.0, 10.0),
     ("snr10-20", 10.0, 20.0),

@@ -252,6 +252,8 @@ def test_intensity_baseline_beats_chance_and_degrades_with_noise(ambisonic_task,
     ]
     assert errors[-1] == max(errors) and errors[-1] > min(errors[:2]) + 3.0, errors
     t60 = next(e for e in entries if e["target"] == "t60")
+    t60_pred = pd.read_csv(result / "predictions" / "tinya-t60-ambisonic.csv").pred_t60_s
+    assert t60_pred.between(0.05, 5.0).all(), (t60_pred.min(), t60_pred.max())
 
     for mode in ("mean", "random"):
         chance_dir = evaluate.evaluate("chance", out, tmp_path, "", {"mode": mode}, progress=False)
@@ -261,7 +263,7 @@ def test_intensity_baseline_beats_chance_and_degrades_with_noise(ambisonic_task,
             if e["target"] == "direction":
                 assert 65.0 < e["mean_angular_error_deg"] < 115.0
             else:
-                assert t60["median_abs_error_s"] < 1.5 * e["median_abs_error_s"]
+                assert t60["median_abs_error_s"] < e["median_abs_error_s"]
 
     # Probe-free: the baseline's own direction output in the 20-40 dB bin.
     task = out / "tinya-loc-ambisonic-snr20-40"
