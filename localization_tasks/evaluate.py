@@ -6,14 +6,22 @@
     python -m localization_tasks.evaluate --module chance [--model-options '{"mode": "random"}'] ...
 
 Tasks: every folder under --tasks-dir whose task_metadata.json has a `localization` block (made by
-`localization_tasks.generate`), or those named by --task.
+`localization_tasks.generate`), or those named by --task. A folder may hold both formats: each
+module runs on the tasks of the formats it accepts (a module's `LOCALIZATION_FORMATS`, e.g. the
+GCC-PHAT baseline: binaural only; otherwise the formats whose channel count its
+`get_scene_embeddings` takes on a short test clip); the others are listed as skipped in
+results.json and on the command line. Ambisonic tasks are first-order ACN/SN3D: W, Y, Z, X.
 
 Embeddings: the module's `load_model(model_file_path, **options)` and `get_scene_embeddings` on
 batches of clips of equal length, audio passed as (B, N, C) float32 as soundfile reads it (heareval's
 layout). The audio folder at the model's `sample_rate` is used; when the task lacks it, the highest
 rate present is resampled (`hear_gram.frontend.resample`). Embeddings are cached as
 OUT/embeddings/{tag}/{task}/{split}.npz, tag = module name + a hash of (module, weights path and
-size, options), written atomically per split: a rerun skips what is there.
+sha256, options), written atomically per split. Each file stores the key it was computed for: a
+hash of the tag, the module's code (its package's .py files), the task's content (task_metadata,
+the split's JSON, the audio files' names, sizes and modification times) and the file list; a
+rerun reuses a file only when the key matches, and a file that cannot be read is recomputed.
+Embeddings and labels must be finite (an error otherwise, never a plausible number).
 
 Probe (`localization_tasks.probe`): the task's folds as heareval / listen-eval-kit do (k-fold:
 sorted folds, fold i is test once, fold i+1 valid, the rest train; trainvaltest: as given), one
@@ -32,11 +40,14 @@ import csv
 import functools
 import hashlib
 import importlib
+import importlib.util
+import io
 import json
 import logging
 import math
-import os
 import re
+import sys
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,9 +60,19 @@ from tqdm import tqdm
 from localization_tasks import metrics, plots
 from localization_tasks.baselines import chance
 from localization_tasks.probe import GRIDS, ProbeGrid, fit_predict
+from naturalistic_hear.paths import UnsafePathError, child, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 CHANCE = "chance"
+CACHE_VERSION = "embeddings-2"  # 2: keyed by task content and module code
+CHANNELS = {"binaural": 2, "ambisonic": 4}
+PROG = "python -m localization_tasks.evaluate"
+
+
+class EvaluateError(ValueError):
+    """A task folder, option or module output the evaluator cannot use; the message says why."""
+
+
 RESULT_COLUMNS = (
     "task",
     "source_task",
@@ -74,25 +95,56 @@ RESULT_COLUMNS = (
 # --------------------------------------------------------------------------------------------
 
 
+def read_metadata(task_dir: Path) -> dict:
+    """A task's task_metadata.json, checked to be a localization task of ours."""
+    path = task_dir / "task_metadata.json"
+    if not path.is_file():
+        raise EvaluateError(f"{task_dir}: no task_metadata.json")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EvaluateError(f"{path}: not valid JSON: {e}") from None
+    loc = meta.get("localization") if isinstance(meta, dict) else None
+    if not isinstance(loc, dict):
+        raise EvaluateError(
+            f"{task_dir.name} is not a localization task (its task_metadata.json has no "
+            "'localization' block; make one with python -m localization_tasks.generate)"
+        )
+    if loc.get("target") not in ("direction", "t60"):
+        raise EvaluateError(f"{path}: localization.target must be direction or t60")
+    if not isinstance(meta.get("splits"), list) or not meta["splits"]:
+        raise EvaluateError(f"{path}: no 'splits' list")
+    for split in meta["splits"]:
+        child(task_dir, f"{split}.json" if isinstance(split, str) else split, "split name")
+    return meta
+
+
+def _is_localization_task(p: Path) -> bool:
+    try:
+        read_metadata(p)
+    except (EvaluateError, UnsafePathError):
+        return False
+    return True
+
+
 def find_tasks(tasks_dir: str | Path, names: Sequence[str] | None = None) -> list[Path]:
     root = Path(tasks_dir)
     if not root.is_dir():
-        raise SystemExit(f"error: tasks directory {root} does not exist")
-    found = sorted(
-        p
-        for p in root.iterdir()
-        if (p / "task_metadata.json").is_file()
-        and "localization" in json.loads((p / "task_metadata.json").read_text())
-    )
+        what = "is not a folder" if root.exists() else "does not exist"
+        raise EvaluateError(f"tasks directory {root} {what}")
     if names:
-        missing = [n for n in names if not (root / n / "task_metadata.json").is_file()]
-        if missing:
-            raise SystemExit(
-                f"error: no task {missing} under {root}; found {[p.name for p in found]}"
-            )
-        return [root / n for n in names]
+        out = []
+        for n in names:
+            task = child(root, n, "--task")
+            if not (task / "task_metadata.json").is_file():
+                found = sorted(p.name for p in root.iterdir() if _is_localization_task(p))
+                raise EvaluateError(f"no task {n!r} under {root}; found {found}")
+            read_metadata(task)  # a clear error for a task that is not ours
+            out.append(task)
+        return out
+    found = sorted(p for p in root.iterdir() if p.is_dir() and _is_localization_task(p))
     if not found:
-        raise SystemExit(f"error: no localization tasks under {root}")
+        raise EvaluateError(f"no localization tasks under {root}")
     return found
 
 
@@ -119,10 +171,46 @@ def data_splits(metadata: dict) -> list[dict[str, list[str]]]:
     raise ValueError(f"unknown split_mode {mode!r}")
 
 
-def read_labels(task_dir: Path, split: str) -> tuple[list[str], np.ndarray]:
-    labels = json.loads((task_dir / f"{split}.json").read_text())
+def read_labels(task_dir: Path, split: str, kind: str = "") -> tuple[list[str], np.ndarray]:
+    """Sorted file names of a split and their targets (M, D): finite 3-vectors (direction) or
+    positive T60s in s (t60); file names are plain names inside the task."""
+    path = child(task_dir, f"{split}.json", "split name")
+    try:
+        labels = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EvaluateError(f"{task_dir.name}: missing split file {path.name}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EvaluateError(f"{path}: not valid JSON: {e}") from None
+    if not isinstance(labels, dict) or not labels:
+        raise EvaluateError(f"{path}: expected a non-empty object {{file name: target}}")
     files = sorted(labels)
-    return files, np.array([labels[f] for f in files], dtype=np.float64).reshape(len(files), -1)
+    for f in files:
+        check_name_in(task_dir, f)
+    width = {"direction": 3, "t60": 1}.get(kind)
+    try:
+        y = np.array([labels[f] for f in files], dtype=np.float64).reshape(len(files), -1)
+    except (TypeError, ValueError) as e:
+        raise EvaluateError(
+            f"{path}: targets are not lists of numbers of one length: {e}"
+        ) from None
+    if width is not None and y.shape[1] != width:
+        raise EvaluateError(f"{path}: {kind} targets need {width} numbers, got {y.shape[1]}")
+    bad = ~np.isfinite(y).all(axis=1)
+    if kind == "t60":
+        bad |= ~(y[:, 0] > 0)
+    if bad.any():
+        first = files[int(np.flatnonzero(bad)[0])]
+        raise EvaluateError(
+            f"{path}: {int(bad.sum())} target(s) are not finite"
+            + (" positive T60s" if kind == "t60" else "")
+            + f", e.g. {first!r}: {labels[first]}"
+        )
+    return files, y
+
+
+def check_name_in(task_dir: Path, filename: str) -> None:
+    """Refuse file names that are not plain names (no sub-folder, `..` or absolute path)."""
+    child(task_dir, filename, "file name")
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,6 +227,47 @@ def module_tag(module: str, model_path: str, options: dict) -> str:
     key = json.dumps([module, model_path, content, options], sort_keys=True)
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", module.rsplit(".", 1)[-1])
     return f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def code_fingerprint(module: str) -> str:
+    """sha256 of the source of the module's top-level package (its .py files, at most 2000),
+    or of the module file: code changes change the embeddings' cache key."""
+    top = module.split(".", 1)[0]
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        spec = None
+    h = hashlib.sha256(CACHE_VERSION.encode())
+    if spec is None:
+        return h.hexdigest()
+    if spec.submodule_search_locations:
+        files = sorted(f for d in spec.submodule_search_locations for f in Path(d).rglob("*.py"))[
+            :2000
+        ]
+    else:
+        files = [Path(spec.origin)] if spec.origin and Path(spec.origin).is_file() else []
+    for f in files:
+        h.update(f"{f.name}\0".encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def task_fingerprint(task_dir: Path, split: str, files: Sequence[str]) -> str:
+    """sha256 of what a split's embeddings depend on in the task: task_metadata.json, the
+    split's JSON, and the name, size and modification time of its audio files in every
+    sample-rate folder (cheap: no audio is read)."""
+    h = hashlib.sha256()
+    for name in ("task_metadata.json", f"{split}.json"):
+        h.update(name.encode() + b"\0" + child(task_dir, name, "split name").read_bytes())
+    rates = sorted(p.name for p in task_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    for rate in rates:
+        audio_dir = child(child(task_dir, rate, "rate"), split, "split name")
+        for f in files:
+            p = child(audio_dir, f, "file name")
+            st = p.stat() if p.is_file() else None
+            stamp = f"{st.st_size}\0{st.st_mtime_ns}" if st else "missing"
+            h.update(f"{rate}/{f}\0{stamp}\0".encode())
+    return h.hexdigest()
 
 
 def audio_folder(task_dir: Path, sample_rate: int) -> int:
@@ -162,9 +291,9 @@ def embed_split(
 
     rate = int(model.sample_rate)
     folder = audio_folder(task_dir, rate)
+    audio_dir = child(child(task_dir, str(folder), "rate"), split, "split name")
     audio = [
-        sf.read(task_dir / str(folder) / split / f, dtype="float32", always_2d=True)[0]
-        for f in files
+        sf.read(child(audio_dir, f, "file name"), dtype="float32", always_2d=True)[0] for f in files
     ]
     out: list[np.ndarray | None] = [None] * len(files)
     by_length: dict[tuple, list[int]] = {}
@@ -178,8 +307,13 @@ def embed_split(
                 x = resample(x.transpose(1, 2), folder, rate).transpose(1, 2).contiguous()
             emb = hear.get_scene_embeddings(x, model).detach().cpu().numpy().astype(np.float32)
             if emb.shape != (len(batch), model.scene_embedding_size):
-                raise ValueError(
+                raise EvaluateError(
                     f"module returned {emb.shape}, expected ({len(batch)}, {model.scene_embedding_size})"
+                )
+            if not np.isfinite(emb).all():
+                raise EvaluateError(
+                    f"{task_dir.name}/{split}: the module returned NaN or Inf embeddings "
+                    f"(e.g. for {files[batch[0]]}); check the weights and the audio"
                 )
             for i, e in zip(batch, emb, strict=True):
                 out[i] = e
@@ -187,36 +321,90 @@ def embed_split(
 
 
 class Embedder:
-    """Scene embeddings of a HEAR module, cached per (tag, task, split); the model is loaded only
-    when something is missing from the cache."""
+    """Scene embeddings of a HEAR module, cached per (tag, task, split) under a key of their
+    inputs (see the module docstring); the model is loaded only when something is missing."""
 
     def __init__(
         self, module: str, model_path: str, options: dict, cache: Path, batch_size: int = 16
     ):
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise EvaluateError(f"batch size must be a positive integer, got {batch_size!r}")
         self.module, self.model_path, self.options = module, model_path, options
         self.cache, self.batch_size = cache, batch_size
+        self.tag = cache.name
+        self._code = code_fingerprint(module)
         self._hear: Any = None
         self._model: Any = None
+        self._accepts: dict[str, str | None] = {}
+
+    def hear(self) -> Any:
+        if self._hear is None:
+            self._hear = importlib.import_module(self.module)
+        return self._hear
 
     def model(self) -> tuple[Any, Any]:
         if self._model is None:
-            self._hear = importlib.import_module(self.module)
-            self._model = self._hear.load_model(self.model_path, **self.options)
-        return self._hear, self._model
+            self._model = self.hear().load_model(self.model_path, **self.options)
+        return self.hear(), self._model
+
+    def refusal(self, fmt: str) -> str | None:
+        """Why the module does not take `fmt` audio, or None when it does."""
+        if fmt not in self._accepts:
+            self._accepts[fmt] = self._refusal(fmt)
+        return self._accepts[fmt]
+
+    def _refusal(self, fmt: str) -> str | None:
+        if fmt not in CHANNELS:
+            return f"unknown format {fmt!r}"
+        declared = getattr(self.hear(), "LOCALIZATION_FORMATS", None)
+        if declared is not None:
+            return None if fmt in declared else f"takes {', '.join(declared)} audio only"
+        hear, model = self.model()
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(1, int(model.sample_rate), CHANNELS[fmt], generator=gen) * 0.1
+        try:
+            hear.get_scene_embeddings(x, model)
+        except (ValueError, TypeError, RuntimeError) as e:
+            return f"refused {CHANNELS[fmt]}-channel audio: {e}"
+        return None
+
+    def key(self, task_dir: Path, split: str, files: list[str]) -> str:
+        parts = [self.tag, self._code, task_fingerprint(task_dir, split, files), files]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
     def __call__(self, task_dir: Path, split: str, files: list[str]) -> np.ndarray:
-        path = self.cache / task_dir.name / f"{split}.npz"
-        if path.is_file():
-            with np.load(path) as f:
-                if list(f["files"]) == files:
-                    return f["embeddings"]
+        task_cache = child(self.cache, task_dir.name, "task name")
+        path = child(task_cache, f"{split}.npz", "split name")
+        key = self.key(task_dir, split, files)
+        cached = _read_cache(path, key, files)
+        if cached is not None:
+            return cached
         hear, model = self.model()
         emb = embed_split(hear, model, task_dir, split, files, self.batch_size)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, files=np.array(files), embeddings=emb)
-        os.replace(tmp, path)
+        task_cache.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.savez(buffer, files=np.array(files), embeddings=emb, key=np.array(key))
+        write_bytes_atomic(path, buffer.getvalue())
         return emb
+
+
+def _read_cache(path: Path, key: str, files: list[str]) -> np.ndarray | None:
+    """The cached embeddings if `path` holds them for `key` and `files`, else None (missing,
+    stale or unreadable: recomputed)."""
+    if not path.is_file() or path.is_symlink():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if str(f["key"]) != key or list(f["files"]) != files:
+                return None
+            emb = np.asarray(f["embeddings"], dtype=np.float32)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        logger.warning("%s is unreadable (%s): recomputing", path, e)
+        return None
+    if emb.ndim != 2 or len(emb) != len(files) or not np.isfinite(emb).all():
+        logger.warning("%s holds unusable embeddings: recomputing", path)
+        return None
+    return emb
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,10 +420,10 @@ def evaluate_task(
     chance_mode: str = "mean",
 ) -> tuple[dict, list[dict]]:
     """Probe (or chance) on every split of one task: (result entry, per-clip prediction rows)."""
-    meta = json.loads((task_dir / "task_metadata.json").read_text())
+    meta = read_metadata(task_dir)
     loc = meta["localization"]
     kind = loc["target"]
-    labels = {s: read_labels(task_dir, s) for s in meta["splits"]}
+    labels = {s: read_labels(task_dir, s, kind) for s in meta["splits"]}
     emb = {s: embedder(task_dir, s, labels[s][0]) for s in meta["splits"]} if embedder else None
 
     def stack(names: list[str], what: dict) -> np.ndarray:
@@ -348,7 +536,12 @@ def evaluate(
 ) -> Path:
     """Evaluate `module` (a HEAR module name, or "chance") on the tasks; returns OUT/{tag}."""
     options = dict(options or {})
+    if grid not in GRIDS:
+        raise EvaluateError(f"unknown probe grid {grid!r}; one of {sorted(GRIDS)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise EvaluateError(f"batch size must be a positive integer, got {batch_size!r}")
     out = Path(out)
+    task_dirs = find_tasks(tasks_dir, tasks)
     tag = module_tag(module, model_path, options)
     result_dir = out / tag
     (result_dir / "predictions").mkdir(parents=True, exist_ok=True)
@@ -360,8 +553,14 @@ def evaluate(
             raise ValueError(f"chance takes only the option mode, got {sorted(options)}")
     else:
         embedder = Embedder(module, model_path, options, out / "embeddings" / tag, batch_size)
-    entries, scatter = [], {}
-    for task_dir in tqdm(find_tasks(tasks_dir, tasks), desc=tag, disable=not progress):
+    entries, scatter, skipped = [], {}, []
+    for task_dir in tqdm(task_dirs, desc=tag, disable=not progress):
+        fmt = str(read_metadata(task_dir)["localization"].get("format", ""))
+        why = embedder.refusal(fmt) if embedder is not None else None
+        if why is not None:
+            skipped.append({"task": task_dir.name, "format": fmt, "reason": why})
+            logger.info("skipping %s (%s): %s %s", task_dir.name, fmt, module, why)
+            continue
         entry, rows = evaluate_task(task_dir, embedder, GRIDS[grid], seed, chance_mode)
         entries.append(entry)
         _write_csv(result_dir / "predictions" / f"{task_dir.name}.csv", rows)
@@ -379,7 +578,13 @@ def evaluate(
         "seed": seed,
         "metric_definitions": metrics.__doc__,
         "tasks": entries,
+        "skipped": skipped,
     }
+    if not entries:
+        raise EvaluateError(
+            f"{module} takes none of the tasks: "
+            + "; ".join(f"{s['task']} ({s['format']}: {s['reason']})" for s in skipped[:3])
+        )
     (result_dir / "results.json").write_text(
         json.dumps(summary, indent=2, default=_json_default) + "\n"
     )
@@ -429,35 +634,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", action="append", dest="tasks", metavar="NAME")
     p.add_argument("--grid", choices=sorted(GRIDS), default="default")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=16, help="clips per embedding call")
+    p.add_argument("--batch-size", type=_positive_int, default=16, help="clips per embedding call")
     p.add_argument("--quiet", action="store_true")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Command line; expected failures end with one line `PROG: error: ...` and exit code 2."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
-        options = json.loads(args.model_options)
-    except json.JSONDecodeError as e:
-        raise SystemExit(f"error: --model-options is not JSON: {e}") from None
-    if not isinstance(options, dict):
-        raise SystemExit("error: --model-options must be a JSON object")
-    result_dir = evaluate(
-        args.module,
-        args.tasks_dir,
-        args.out,
-        args.model,
-        options,
-        args.tasks,
-        args.grid,
-        args.seed,
-        args.batch_size,
-        not args.quiet,
-    )
-    entries = json.loads((result_dir / "results.json").read_text())["tasks"]
-    print(format_table(entries))
+        try:
+            options = json.loads(args.model_options)
+        except json.JSONDecodeError as e:
+            raise EvaluateError(f"--model-options is not JSON: {e}") from None
+        if not isinstance(options, dict):
+            raise EvaluateError("--model-options must be a JSON object")
+        result_dir = evaluate(
+            args.module,
+            args.tasks_dir,
+            args.out,
+            args.model,
+            options,
+            args.tasks,
+            args.grid,
+            args.seed,
+            args.batch_size,
+            not args.quiet,
+        )
+    except (ValueError, FileNotFoundError, NotADirectoryError, ModuleNotFoundError) as e:
+        sys.stderr.write(f"{PROG}: error: {e}\n")
+        raise SystemExit(2) from None
+    summary = json.loads((result_dir / "results.json").read_text())
+    print(format_table(summary["tasks"]))
+    for s in summary["skipped"]:
+        print(f"skipped {s['task']} ({s['format']}): {s['reason']}")
     print(f"results in {result_dir}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 if __name__ == "__main__":

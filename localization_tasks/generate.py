@@ -1,11 +1,11 @@
-"""Localization and T60 tasks built from HEAR scene tasks (REFERENCE §5, "Localization tasks").
+"""Localization and T60 tasks from HEAR scene tasks (arXiv 2506.00934, spatial experiments).
 
     python -m localization_tasks.generate --tasks-dir hear/tasks --out loc-tasks \\
         [--task esc50-v2.0.0-full --task speech_commands-v0.0.2-5h] \\
         [--format binaural ambisonic] [--seed 0] [--n-scenes 200] [--sample-rate 48000] \\
-        [--noise-dir wham_noise/tt] [--cache-dir DIR]
+        [--rirs builtin | soundspaces:DIR | sofa:FILE] [--noise-dir wham_noise/tt] [--cache-dir DIR]
 
-Per source task and format (binaural: 2 channels, Ambisonic: 4 channels ACN/SN3D W, Y, Z, X) we
+Per source task and format (binaural: 2 channels, Ambisonic: 4 channels ACN/SN3D: W, Y, Z, X) we
 write five HEAR-like tasks under OUT/:
 
     {task}-loc-{format}-clean       direction, no noise
@@ -13,6 +13,16 @@ write five HEAR-like tasks under OUT/:
     {task}-loc-{format}-snr10-20    direction, SNR uniform in 10..20 dB
     {task}-loc-{format}-snr20-40    direction, SNR uniform in 20..40 dB
     {task}-t60-{format}             T60 in s, no noise (same audio as -clean)
+
+Leak-free by construction: the bank's scenes are split between the source task's splits
+(`naturalistic_hear.bank.assign_pools`), whole rooms at a time, in proportion to each split's
+clips, and a clip draws its scene from its own split's pool only. No room, hence no source
+position, is in two folds, so a probe cannot pass a test fold by recognising rooms or scenes it
+was trained on (with one shared bank, ESC-50's 2000 clips reused each of 200 scenes about 10 times
+across folds). A bank with fewer rooms than splits (a one-room SOFA file) keeps source positions
+apart instead, with a warning; then, and whenever the bank's T60 is unknown (external RIRs), no
+T60 task is written. task_metadata.json records the assignment (`localization.scene_assignment`)
+and the manifest each clip's `room_id`.
 
 Rendering is the Nat-HEAR code path (`naturalistic_hear.generate`, one copy): the clip's scene,
 noise clip and SNR draw come from `clip_rng(seed, source task, split, file)`, so a clip has the
@@ -44,7 +54,10 @@ cartesian-regression`: it reads a scene task's `{split}.json` labels as they are
                                     elevation, distance, SNR, room, T60, target components
 
 Resuming: files are written to a temporary name and renamed; a clip counts as done when every
-output file exists and its row is in `.localization-rows.jsonl` of the first variant. Labels and
+output file exists and its row is in `.localization-rows.jsonl` of the first variant. An output
+task whose task_metadata.json differs (another seed, bank, noise, input or generator version) is
+refused, never mixed with the new settings. Names read from the source task (splits, files) go
+through `naturalistic_hear.paths.child`: nothing is read or written outside the task and --out. Labels and
 manifests are written once every clip is done, sorted, so the output is a pure function of the
 inputs and settings whatever the interruptions.
 """
@@ -59,6 +72,7 @@ import json
 import logging
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +83,12 @@ import soundfile as sf
 from tqdm import tqdm
 
 from hear_gram import dsp
+from naturalistic_hear.bank import (
+    PoolView,
+    SceneAssignmentError,
+    ScenePools,
+    assign_pools,
+)
 from naturalistic_hear.generate import (
     CHANNELS,
     TaskError,
@@ -81,13 +101,14 @@ from naturalistic_hear.generate import (
     zero_peak_timestamp,
 )
 from naturalistic_hear.noise import BuiltinNoise, NoiseDir, NoiseSource
+from naturalistic_hear.paths import UnsafePathError, child, open_append, write_bytes_atomic
 from naturalistic_hear.rooms import head_to_unit_vector
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "localization-1"
+GENERATOR_VERSION = "localization-2"  # 2: fold-disjoint scene pools
 DEFAULT_TASKS = ("esc50-v2.0.0-full", "speech_commands-v0.0.2-5h")
-# (name, low dB, high dB), REFERENCE §5.
+# (name, low dB, high dB): the noise bins of the paper (arXiv 2506.00934).
 SNR_BINS: tuple[tuple[str, float, float], ...] = (
     ("snr05-10", 5.0, 10.0),
     ("snr10-20", 10.0, 20.0),
@@ -126,6 +147,7 @@ MANIFEST_COLUMNS = (
     "t60_s",
     "scene_index",
     "scene_id",
+    "room_id",
     "room_dim",
     "absorption",
     "head_azimuth_deg",
@@ -149,11 +171,13 @@ class Variant:
         return f"{task}-{self.suffix}"
 
 
-def variants(fmt: str) -> tuple[Variant, ...]:
-    """The five output tasks of one format, clean direction first."""
+def variants(fmt: str, t60: bool = True) -> tuple[Variant, ...]:
+    """The five output tasks of one format, clean direction first (the T60 task last, only
+    with `t60`)."""
     out = [Variant(f"loc-{fmt}-clean", "direction", "clean", None)]
     out += [Variant(f"loc-{fmt}-{b}", "direction", b, (lo, hi)) for b, lo, hi in SNR_BINS]
-    out.append(Variant(f"t60-{fmt}", "t60", "clean", None))
+    if t60:
+        out.append(Variant(f"t60-{fmt}", "t60", "clean", None))
     return tuple(out)
 
 
@@ -177,23 +201,37 @@ def render_variants(
     split: str,
     filename: str,
     fmt: str,
+    t60: bool = True,
+    room_ids: Sequence[str] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
     """Audio (C, N) float32 and manifest row of every variant of one clip, keyed by suffix.
 
-    The clip is rendered in its scene once (`render_spatial`: both convolutions) and mixed per
-    SNR bin (`mix_spatial`); each bin equals `render_components` at that bin's range."""
+    `bank` is the clip's split's pool (`PoolView`) or any bank; the row's scene_index is the
+    index in the underlying bank, its room_id `room_ids[scene_index]` (`ScenePools.rooms`). The clip is rendered in its scene once (`render_spatial`: both
+    convolutions) and mixed per SNR bin (`mix_spatial`); each bin equals `render_components` at
+    that bin's range."""
     spatial = render_spatial(audio, sample_rate, bank, noise_source, seed, task, split, filename)
+    if isinstance(bank, PoolView):
+        spatial.row["scene_index"] = bank.index(spatial.row["scene_index"])
+    spatial.row["room_id"] = room_ids[spatial.row["scene_index"]] if room_ids else ""
+    where = (spatial.row["source_azimuth_deg"], spatial.row["source_elevation_deg"])
+    if not all(math.isfinite(float(v)) for v in where):
+        raise TaskError(
+            f"scene {spatial.row['scene_id']} has no source direction ({where}): a direction "
+            "task needs banks whose scenes know where the source is"
+        )
     # The noise-free clip: the target at the mix's level before its headroom gain, limited alone.
     clean = dsp.limit_peak(spatial.target, dsp.MAX_PEAK)[0].astype(np.float32)
     clean_row = dict(spatial.row, snr_db=math.inf, achieved_snr_db=math.inf)
     audios, rows = {}, {}
-    for v in variants(fmt):
+    for v in variants(fmt, t60):
         if v.snr_range is None:
             audios[v.suffix], rows[v.suffix] = clean, _row(clean_row, task, v, fmt)
         else:
             snr_db = draw_snr_db(seed, task, split, filename, v.snr_range)
             part = mix_spatial(spatial, snr_db)
             audios[v.suffix], rows[v.suffix] = part.mix, _row(part.row, task, v, fmt)
+        rows[v.suffix]["room_id"] = spatial.row["room_id"]
     return audios, rows
 
 
@@ -219,6 +257,7 @@ def _row(r: dict[str, Any], source_task: str, v: Variant, fmt: str) -> dict[str,
         "t60_s": r["t60_s"],
         "scene_index": r["scene_index"],
         "scene_id": r["scene_id"],
+        "room_id": r.get("room_id", ""),
         "room_dim": r["room_dim"],
         "absorption": r["absorption"],
         "head_azimuth_deg": r["head_azimuth_deg"],
@@ -233,9 +272,18 @@ def _row(r: dict[str, Any], source_task: str, v: Variant, fmt: str) -> dict[str,
 # --------------------------------------------------------------------------------------------
 
 
-def task_metadata(layout: TaskLayout, v: Variant, fmt: str, seed: int, banks: dict) -> dict:
+def task_metadata(
+    layout: TaskLayout,
+    v: Variant,
+    fmt: str,
+    seed: int,
+    banks: dict,
+    noise: NoiseSource | None = None,
+    pools: ScenePools | None = None,
+) -> dict:
     """task_metadata.json of a variant: the source's split keys, our target and a
-    `localization` block (heareval and listen-eval-kit ignore unknown keys)."""
+    `localization` block (heareval and listen-eval-kit ignore unknown keys) recording every
+    setting the audio depends on (a resumed run compares it)."""
     src = layout.metadata
     keep = ("split_mode", "nfolds", "sample_duration", "mode", "splits", "version")
     meta = {k: src[k] for k in keep if k in src}
@@ -263,19 +311,45 @@ def task_metadata(layout: TaskLayout, v: Variant, fmt: str, seed: int, banks: di
         "scene_pool": first_bank.get("pool"),
         "n_scenes": first_bank.get("n_scenes"),
         "hrtf": first_bank.get("hrtf"),
+        "bank": first_bank,
+        "noise": noise.describe() if noise is not None else None,
+        "scene_assignment": pools.describe() if pools is not None else None,
         "manifest": MANIFEST_NAME,
     }
     return meta
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _write_json(path: Path, obj: Any) -> None:
-    _write_atomic(path, (json.dumps(obj, indent=4) + "\n").encode())
+    write_bytes_atomic(
+        path, (json.dumps(obj, indent=4, allow_nan=False) + "\n").encode(), TMP_SUFFIX
+    )
+
+
+def _write_static(path: Path, data: bytes) -> None:
+    """Write a file a resumed run must find unchanged; refuse one with other content (another
+    seed, bank, noise or input): its clips would mix two settings."""
+    if path.is_file() and not path.is_symlink():
+        old = path.read_bytes()
+        if old != data:
+            raise TaskError(
+                f"{path} exists with different settings ({_first_difference(old, data)}): "
+                "it was generated from another input or with other settings (e.g. --seed); "
+                "use a new --out or delete the folder"
+            )
+        return
+    write_bytes_atomic(path, data, TMP_SUFFIX)
+
+
+def _first_difference(old: bytes, new: bytes) -> str:
+    """The first differing key of two localization blocks, for the refusal message."""
+    try:
+        a = json.loads(old).get("localization", {})
+        b = json.loads(new)["localization"]
+    except (ValueError, AttributeError):
+        return "not a task of this generator"
+    keys = [k for k in b if a.get(k) != b[k]] or ["task keys"]
+    k = keys[0]
+    return f"{k}: {json.dumps(a.get(k))[:60]} before, {json.dumps(b.get(k))[:60]} now"
 
 
 def _cell(value: Any) -> str:
@@ -284,22 +358,26 @@ def _cell(value: Any) -> str:
 
 def _read_rows(path: Path) -> dict[tuple[int, str, str], dict]:
     rows = {}
-    if path.is_file():
+    if path.is_file() and not path.is_symlink():
         for line in path.read_text().splitlines():
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError:  # a line torn by an interrupted write
-                continue
-            rows[(int(row["sample_rate"]), row["split"], row["filename"])] = row
+                rows[(int(row["sample_rate"]), row["split"], row["filename"])] = row
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue  # a line torn by an interrupted write: that clip is rendered again
     return rows
 
 
 def _finish(
-    layout: TaskLayout, fmt: str, out_root: Path, rows: dict[tuple[int, str, str], dict]
+    layout: TaskLayout,
+    fmt: str,
+    out_root: Path,
+    rows: dict[tuple[int, str, str], dict],
+    t60: bool = True,
 ) -> None:
     """Labels and manifests of every variant, from the recorded rows (sorted)."""
     keys = sorted(rows)
-    for v in variants(fmt):
+    for v in variants(fmt, t60):
         out_dir = out_root / v.name(layout.name)
         labels: dict[str, dict] = {s: {} for s in layout.splits}
         for sr, split, filename in keys:
@@ -307,14 +385,22 @@ def _finish(
             target = [row["x"], row["y"], row["z"]] if v.target == "direction" else [row["t60_s"]]
             labels[split][filename] = target  # identical at every sample rate
         for split, split_labels in labels.items():
-            _write_json(out_dir / f"{split}.json", split_labels)
+            _write_json(child(out_dir, f"{split}.json", "split name"), split_labels)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(
             {k: _cell(rows[key][v.suffix][k]) for k in MANIFEST_COLUMNS} for key in keys
         )
-        _write_atomic(out_dir / MANIFEST_NAME, buffer.getvalue().encode())
+        write_bytes_atomic(out_dir / MANIFEST_NAME, buffer.getvalue().encode(), TMP_SUFFIX)
+
+
+def clips_per_split(layout: TaskLayout) -> dict[str, int]:
+    """Distinct clips per split (whatever the number of sample-rate folders), in split order."""
+    names: dict[str, set[str]] = {s: set() for s in layout.splits}
+    for clip in layout.clips:
+        names[clip.split].add(clip.filename)
+    return {s: len(names[s]) for s in layout.splits}
 
 
 def generate_task(
@@ -330,31 +416,62 @@ def generate_task(
     """Write the five variants (see module docstring) of one HEAR scene task in one format.
 
     Args:
-        bank_factory: sample rate (Hz) -> scene bank (`naturalistic_hear.bank.SceneBank` or one
-            with its interface); `build()` is called on it.
+        bank_factory: sample rate (Hz) -> scene bank (`naturalistic_hear.bank.SceneBank`, an
+            external bank of `naturalistic_hear.external`, or one with their interface);
+            `build()` is called on it, and its scenes are split between the task's splits
+            (`assign_pools`).
         noise_source: a `NoiseSource` (its `at_rate` gives each folder's rate).
         sample_rates: only these sample-rate folders (default: all of the source's).
 
-    Returns the output task directories.
+    Returns the output task directories (four when the T60 task cannot be made leak-free or
+    the bank's T60 is unknown).
     """
     if fmt not in CHANNELS:
         raise ValueError(f"fmt must be one of {sorted(CHANNELS)}, got {fmt!r}")
     layout = read_task(task_dir, sample_rates)
     if layout.metadata.get("embedding_type", "scene") != "scene":
         raise TaskError(f"{layout.path}: only scene tasks can be turned into localization tasks")
+    for split in layout.splits:
+        child(layout.path, split, "split name")  # before anything is written from it
     banks = {sr: bank_factory(sr).build(workers=1, progress=progress) for sr in layout.sample_rates}
     noises = {sr: noise_source.at_rate(sr) for sr in layout.sample_rates}
+    counts = clips_per_split(layout)
+    pools = {sr: assign_pools(banks[sr], counts, need_rooms=False) for sr in banks}
+    first = pools[min(pools)]
+    t60 = first.t60_known and first.disjoint_by == "room"
+    if not t60:
+        logger.warning(
+            "%s/%s: no T60 task (%s)",
+            layout.name,
+            fmt,
+            "the bank's T60 is unknown" if not first.t60_known else "rooms are shared by folds",
+        )
+    views = {
+        (sr, split): PoolView(banks[sr], pools[sr].pools[split])
+        for sr in banks
+        for split in layout.splits
+    }
     out_root = Path(out_root)
     dirs = []
-    for v in variants(fmt):
-        out_dir = out_root / v.name(layout.name)
+    for v in variants(fmt, t60):
+        out_dir = child(out_root, v.name(layout.name), "task name")
         for sr in layout.sample_rates:
             for split in layout.splits:
-                (out_dir / str(sr) / split).mkdir(parents=True, exist_ok=True)
-        _write_json(out_dir / "task_metadata.json", task_metadata(layout, v, fmt, seed, banks))
+                child(child(out_dir, str(sr), "rate"), split, "split name").mkdir(
+                    parents=True, exist_ok=True
+                )
+        meta = task_metadata(layout, v, fmt, seed, banks, noise_source, first)
+        _write_static(
+            out_dir / "task_metadata.json",
+            (json.dumps(meta, indent=4, allow_nan=False) + "\n").encode(),
+        )
         vocab = "idx,label\n" + ("0,x\n1,y\n2,z\n" if v.target == "direction" else "0,t60_s\n")
-        _write_atomic(out_dir / "labelvocabulary.csv", vocab.encode())
+        write_bytes_atomic(out_dir / "labelvocabulary.csv", vocab.encode(), TMP_SUFFIX)
         dirs.append(out_dir)
+
+    def out_path(out_dir: Path, clip: Any) -> Path:
+        folder = child(child(out_dir, str(clip.sample_rate), "rate"), clip.split, "split name")
+        return child(folder, clip.filename, "file name")
 
     rows_path = dirs[0] / ROWS_NAME
     rows = _read_rows(rows_path)
@@ -362,30 +479,44 @@ def generate_task(
         c
         for c in layout.clips
         if (c.sample_rate, c.split, c.filename) not in rows
-        or not all(c.path(d).is_file() for d in dirs)
+        or not all(out_path(d, c).is_file() for d in dirs)
     ]
     bar = tqdm(todo, desc=f"{layout.name} {fmt}", disable=not progress)
-    with rows_path.open("a") as rows_file:
+    with open_append(rows_path) as rows_file:
         for clip in bar:
             sr = clip.sample_rate
-            src = clip.path(layout.path)
+            folder = child(child(layout.path, str(sr), "rate"), clip.split, "split name")
+            src = child(folder, clip.filename, "file name")
             info = sf.info(src)
             audio, _ = sf.read(src, dtype="float64", always_2d=True)
+            if not np.isfinite(audio).all():
+                raise TaskError(f"{src}: audio holds NaN or Inf samples")
             audios, clip_rows = render_variants(
-                audio, sr, banks[sr], noises[sr], seed, layout.name, clip.split, clip.filename, fmt
+                audio,
+                sr,
+                views[(sr, clip.split)],
+                noises[sr],
+                seed,
+                layout.name,
+                clip.split,
+                clip.filename,
+                fmt,
+                t60,
+                pools[sr].rooms,
             )
             container, subtype = output_subtype(info)
-            for v, out_dir in zip(variants(fmt), dirs, strict=True):
-                dst = clip.path(out_dir)
+            for v, out_dir in zip(variants(fmt, t60), dirs, strict=True):
+                dst = out_path(out_dir, clip)
                 tmp = dst.with_name(f".{dst.name}.{os.getpid()}{TMP_SUFFIX}")
+                tmp.unlink(missing_ok=True)  # a stale temporary or a planted link, never followed
                 sf.write(tmp, audios[v.suffix].T, sr, subtype=subtype, format=container)
                 zero_peak_timestamp(tmp)
-                os.replace(tmp, dst)
+                os.replace(tmp, dst)  # replaces a link planted at dst, never writes through it
             record = {"sample_rate": sr, "split": clip.split, "filename": clip.filename}
             rows_file.write(json.dumps({**record, **clip_rows}) + "\n")
             rows_file.flush()
             rows[(sr, clip.split, clip.filename)] = clip_rows
-    _finish(layout, fmt, out_root, rows)
+    _finish(layout, fmt, out_root, rows, t60)
     rows_path.unlink()
     logger.info("%s/%s: rendered %d clips into %d tasks", layout.name, fmt, len(todo), len(dirs))
     return dirs
@@ -396,9 +527,22 @@ def generate_task(
 # --------------------------------------------------------------------------------------------
 
 
+PROG = "python -m localization_tasks.generate"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m localization_tasks.generate",
+        prog=PROG,
         description="Localization (direction per SNR bin) and T60 tasks from HEAR scene tasks.",
     )
     p.add_argument("--tasks-dir", type=Path, required=True, help="folder of HEAR task folders")
@@ -418,53 +562,96 @@ def build_parser() -> argparse.ArgumentParser:
         dest="formats",
     )
     p.add_argument("--seed", type=int, default=0, help="scene bank and per-clip draws")
-    p.add_argument("--n-scenes", type=int, default=200, help="scenes in the held-out bank")
-    p.add_argument("--sample-rate", type=int, action="append", dest="sample_rates", metavar="HZ")
+    p.add_argument(
+        "--n-scenes",
+        type=_positive_int,
+        default=None,
+        help="scenes in the built-in bank (default 200), split between the folds; "
+        "sofa: default one per measurement",
+    )
+    p.add_argument(
+        "--rirs",
+        default="builtin",
+        help="builtin (simulated held-out scenes) | soundspaces:DIR | sofa:FILE "
+        "(naturalistic_hear.external)",
+    )
+    p.add_argument("--sample-rate", type=_positive_int, action="append", dest="sample_rates",
+                   metavar="HZ")  # fmt: skip
     p.add_argument("--noise-dir", type=Path, help="noise recordings (default: built-in noise)")
     p.add_argument("--cache-dir", type=Path, default=None, help="scene bank cache")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def bank_factory(args: argparse.Namespace, fmt: str) -> Callable[[int], Any]:
+    """sample rate -> scene bank for --rirs and one format."""
     from naturalistic_hear.__main__ import default_cache_dir
     from naturalistic_hear.bank import SceneBank
+    from naturalistic_hear.external import SofaBank, SoundSpacesBank
+
+    kind, _, location = args.rirs.partition(":")
+    if kind == "builtin" and not location:
+        # Held-out scenes (the "test" pool), as Nat-HEAR.
+        return functools.partial(
+            SceneBank,
+            args.cache_dir or default_cache_dir(),
+            fmt,
+            pool="test",
+            n_scenes=200 if args.n_scenes is None else args.n_scenes,
+            seed=args.seed,
+        )
+    if kind == "soundspaces" and location:
+        if args.n_scenes is not None:
+            raise ValueError("--n-scenes does not apply to --rirs soundspaces (one per region)")
+        return functools.partial(SoundSpacesBank, Path(location), fmt)
+    if kind == "sofa" and location:
+        return functools.partial(
+            SofaBank, Path(location), fmt, n_scenes=args.n_scenes, seed=args.seed
+        )
+    raise ValueError(f"--rirs must be builtin, soundspaces:DIR or sofa:FILE; got {args.rirs!r}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line; expected failures end with one line `PROG: error: ...` and exit code 2."""
+    from naturalistic_hear.external import ExternalRIRError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     names = args.tasks or list(DEFAULT_TASKS)
-    noise: NoiseSource = (
-        BuiltinNoise(sample_rate=16000)
-        if args.noise_dir is None
-        else NoiseDir(args.noise_dir, sample_rate=16000)
-    )
     try:
+        noise: NoiseSource = (
+            BuiltinNoise(sample_rate=16000)
+            if args.noise_dir is None
+            else NoiseDir(args.noise_dir, sample_rate=16000)
+        )
         for name in names:
-            task_dir = args.tasks_dir / name
+            task_dir = child(args.tasks_dir, name, "--task")
             if not task_dir.is_dir():
-                raise TaskError(f"{args.tasks_dir}: no task folder {name!r}")
+                found = sorted(p.name for p in args.tasks_dir.iterdir() if p.is_dir()) if (
+                    args.tasks_dir.is_dir()) else []  # fmt: skip
+                raise TaskError(f"{args.tasks_dir}: no task folder {name!r} (found {found})")
             for fmt in args.formats:
-                # Held-out scenes (the "test" pool), as Nat-HEAR.
-                factory = functools.partial(
-                    SceneBank,
-                    args.cache_dir or default_cache_dir(),
-                    fmt,
-                    pool="test",
-                    n_scenes=args.n_scenes,
-                    seed=args.seed,
-                )
                 generate_task(
                     task_dir,
                     args.out,
                     fmt,
-                    factory,
+                    bank_factory(args, fmt),
                     noise,
                     seed=args.seed,
                     sample_rates=args.sample_rates,
                     progress=not args.quiet,
                 )
-    except TaskError as e:
-        raise SystemExit(f"error: {e}") from None
+    except (
+        TaskError,
+        UnsafePathError,
+        SceneAssignmentError,
+        ExternalRIRError,
+        FileNotFoundError,
+        NotADirectoryError,
+        ValueError,
+    ) as e:
+        sys.stderr.write(f"{PROG}: error: {e}\n")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Directions are [x, y, z] in the head frame (x front, y left, z up; see
 `localization_tasks.generate`). Predictions are renormalised to unit length before scoring (the
-probe's tanh outputs are not unit vectors); a zero prediction counts as [1, 0, 0].
+probe's tanh outputs are not unit vectors); a zero prediction counts as [1, 0, 0]; a NaN or Inf
+prediction is an error (it must not become a plausible "front" guess).
 
 - angular error: arccos(v . v_hat) of the unit target v and the renormalised prediction v_hat.
 - azimuth error: |az - az_hat| wrapped to 0..180 deg (az = atan2(y, x)); elevation error:
@@ -25,8 +26,10 @@ FRONT_BACK_MARGIN_DEG = 10.0
 
 
 def unit(v: np.ndarray) -> np.ndarray:
-    """Rows of (M, 3) scaled to unit length; zero rows become [1, 0, 0]."""
+    """Rows of (M, 3) scaled to unit length; zero rows become [1, 0, 0]; NaN/Inf: ValueError."""
     v = np.asarray(v, dtype=np.float64)
+    if not np.isfinite(v).all():
+        raise ValueError("directions hold NaN or Inf values")
     norm = np.linalg.norm(v, axis=-1, keepdims=True)
     fallback = np.zeros_like(v)
     fallback[..., 0] = 1.0
@@ -82,6 +85,8 @@ def direction_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
 
 def t60_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """Summary of (M,) or (M, 1) T60 predictions against targets, in s."""
+    if not (np.isfinite(pred).all() and np.isfinite(target).all()):
+        raise ValueError("T60 predictions or targets hold NaN or Inf values")
     err = np.abs(np.ravel(pred) - np.ravel(target))
     return {
         "n": int(len(err)),

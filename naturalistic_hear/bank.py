@@ -7,6 +7,11 @@ to a temporary name and renamed, so a file that exists is complete; an interrupt
 where it stopped. Each file is a function of (settings, index) alone and the .npz is written with
 fixed zip timestamps, so a bank is byte-identical whatever the number of workers or the order of
 rendering.
+
+Fold-disjoint scene pools (`assign_pools`, `PoolView`): a task whose clips all draw from one bank
+lets a probe recognise a scene (and its room) seen in training instead of localizing; splitting
+the bank's scenes between the task's splits, whole rooms at a time, makes every test fold's rooms
+and source positions unseen in its training folds by construction.
 """
 
 from __future__ import annotations
@@ -15,12 +20,16 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import zipfile
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -128,6 +137,12 @@ class SceneBank:
         bar.close()
         return self
 
+    def scene(self, i: int) -> Scene:
+        """Scene i's geometry alone (no rendering, no file): what `assign_pools` needs."""
+        if not 0 <= i < self.n_scenes:
+            raise IndexError(f"scene {i} outside the bank's {self.n_scenes} scenes")
+        return sample_scene(self.pool, i, self.seed)
+
     def get(self, i: int) -> tuple[Scene, np.ndarray, np.ndarray]:
         """Scene i, its source RIR (C, L) and noise RIRs (K, C, L), float32 (loaded lazily)."""
         if not 0 <= i < self.n_scenes:
@@ -212,3 +227,176 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Fold-disjoint scene pools
+# ---------------------------------------------------------------------------------------------
+
+ASSIGNMENT_VERSION = "fold-disjoint-1"
+
+
+class SceneAssignmentError(ValueError):
+    """A bank whose scenes cannot be split between a task's splits without sharing a room or
+    a source position."""
+
+
+def _num(value: Any, digits: int) -> str:
+    """A float rounded for identity keys; NaN (unknown) stays "nan"."""
+    v = float(value)
+    return "nan" if v != v else f"{round(v, digits):.{digits}f}"
+
+
+def room_key(scene: Scene) -> str:
+    """Identity of the room a scene is rendered in.
+
+    A simulated scene's room is its geometry and walls (size, absorption, T60: the built-in bank
+    draws a new room per scene); a SoundSpaces region's room is its scene JSON file (one house);
+    a SOFA file, whose measurements carry no room, counts as one room."""
+    if scene.room_dim:
+        dims = ",".join(_num(d, 3) for d in scene.room_dim)
+        return f"{scene.pool}:[{dims}]:a{_num(scene.absorption, 6)}:t{_num(scene.t60_s, 4)}"
+    if scene.pool == "soundspaces":
+        return "soundspaces:" + scene.scene_id.rsplit("#", 1)[0]
+    return f"{scene.pool}:single-room"
+
+
+def position_key(scene: Scene) -> str:
+    """Identity of a source position: its room, direction (0.1 deg) and distance (1 cm) from
+    the listener; the room position (1 cm) where the direction is unknown."""
+    where = [scene.source_azimuth_deg, scene.source_elevation_deg, scene.source_distance_m]
+    if any(v != v for v in where) and scene.source:
+        return room_key(scene) + ":p" + ",".join(_num(v, 2) for v in scene.source)
+    direction = ",".join((_num(where[0] % 360.0, 1), _num(where[1], 1), _num(where[2], 2)))
+    return room_key(scene) + ":d" + direction
+
+
+def scene_of(bank: Any, i: int) -> Scene:
+    """Scene i of any bank: `bank.scene(i)` where cheap (`SceneBank`), else `bank.get(i)[0]`."""
+    scene = getattr(bank, "scene", None)
+    return scene(i) if callable(scene) else bank.get(i)[0]
+
+
+@dataclass(frozen=True)
+class ScenePools:
+    """Scene indices of each split; `disjoint_by` is "room" (no room in two splits) or
+    "source_position" (rooms shared, no source position in two splits)."""
+
+    disjoint_by: str
+    pools: Mapping[str, tuple[int, ...]]
+    n_groups: Mapping[str, int]
+    rooms: tuple[str, ...]  # room_key of every scene of the bank
+    t60_known: bool  # every scene has a finite T60
+
+    def describe(self) -> dict:
+        """JSON-able record for task metadata: the rule and each split's index ranges."""
+        return {
+            "method": "fold-disjoint scene pools",
+            "version": ASSIGNMENT_VERSION,
+            "disjoint_by": self.disjoint_by,
+            "room_disjoint": self.disjoint_by == "room",
+            "rule": (
+                "the bank's scenes are grouped by "
+                + ("room" if self.disjoint_by == "room" else "source position")
+                + "; consecutive groups go to the splits in order, in proportion to their number "
+                "of clips (at least one group each); a clip draws its scene uniformly from its "
+                "split's pool"
+            ),
+            "pools": {
+                split: {
+                    "n_scenes": len(idx),
+                    "n_groups": self.n_groups[split],
+                    "ranges": _ranges(idx),
+                }
+                for split, idx in self.pools.items()
+            },
+        }
+
+
+def _ranges(indices: Sequence[int]) -> list[list[int]]:
+    """Sorted indices as half-open runs [[start, stop), ...]."""
+    out: list[list[int]] = []
+    for i in sorted(indices):
+        if out and out[-1][1] == i:
+            out[-1][1] = i + 1
+        else:
+            out.append([i, i + 1])
+    return out
+
+
+def _allocate(n_groups: int, weights: Sequence[int]) -> list[int]:
+    """Groups per split: proportional to `weights` (largest remainder), at least 1 each."""
+    total = sum(weights)
+    share = [n_groups * w / total if total else n_groups / len(weights) for w in weights]
+    counts = [max(1, int(s)) for s in share]
+    while sum(counts) > n_groups:  # the minimum of 1 overshot: take from the largest
+        counts[max(range(len(counts)), key=lambda k: (counts[k], -k))] -= 1
+    order = sorted(range(len(counts)), key=lambda k: (counts[k] - share[k], k))
+    for k in order[: n_groups - sum(counts)]:
+        counts[k] += 1
+    return counts
+
+
+def assign_pools(bank: Any, clips_per_split: Mapping[str, int], need_rooms: bool) -> ScenePools:
+    """Split a built bank's scenes between splits (in the mapping's order) without sharing a room
+    (or, where the bank has fewer rooms than splits and `need_rooms` is false, without sharing a
+    source position). A pure function of the bank's scenes and the clip counts.
+
+    Raises SceneAssignmentError when not even source positions can be kept apart, or when rooms
+    cannot be and `need_rooms` is true (e.g. a T60 task from a one-room SOFA file)."""
+    splits = list(clips_per_split)
+    if not splits:
+        raise SceneAssignmentError("a task without splits has no scenes to assign")
+    scenes = [scene_of(bank, i) for i in range(len(bank))]
+    rooms = [room_key(s) for s in scenes]
+    by, keys = "room", rooms
+    if len(set(rooms)) < len(splits):
+        what = f"{len(scenes)} scenes in {len(set(rooms))} room(s) for {len(splits)} splits"
+        if need_rooms:
+            raise SceneAssignmentError(
+                f"{what}: no room-disjoint folds are possible; use a bank with at least one room "
+                "per split"
+            )
+        by, keys = "source_position", [position_key(s) for s in scenes]
+        log.warning(
+            "%s: rooms are shared between folds; folds keep source positions apart only", what
+        )
+    groups: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    ordered = sorted(groups.values(), key=lambda g: g[0])
+    if len(ordered) < len(splits):
+        raise SceneAssignmentError(
+            f"{len(scenes)} scenes hold {len(ordered)} distinct source positions for "
+            f"{len(splits)} splits: raise the number of scenes (--n-scenes) or use a larger bank"
+        )
+    counts = _allocate(len(ordered), [clips_per_split[s] for s in splits])
+    pools, n_groups, start = {}, {}, 0
+    for split, count in zip(splits, counts, strict=True):
+        chosen = ordered[start : start + count]
+        pools[split] = tuple(sorted(i for g in chosen for i in g))
+        n_groups[split], start = count, start + count
+    t60_known = all(math.isfinite(float(s.t60_s)) for s in scenes)
+    return ScenePools(by, pools, n_groups, tuple(rooms), t60_known)
+
+
+class PoolView:
+    """The scenes `indices` of a bank as a bank of their own (`len`, `get`, `describe`): a clip
+    drawing from it draws only from its split's pool; `index(j)` is the bank's scene index."""
+
+    def __init__(self, bank: Any, indices: Sequence[int]):
+        if not indices:
+            raise SceneAssignmentError("an empty scene pool")
+        self.bank, self.indices = bank, tuple(int(i) for i in indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def index(self, j: int) -> int:
+        return self.indices[j]
+
+    def get(self, j: int) -> tuple[Scene, np.ndarray, np.ndarray]:
+        return self.bank.get(self.indices[j])
+
+    def describe(self) -> dict:
+        return self.bank.describe()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import itertools
 import json
 import math
+import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -15,13 +19,13 @@ import torch
 from hear_gram import dsp
 from hear_gram.checkpoints import random_encoder, save_checkpoint
 from hear_gram.synthetic_tasks import make_scene_task
-from localization_tasks import evaluate, metrics
+from localization_tasks import evaluate, metrics, probe
 from localization_tasks.baselines import chance, gcc_phat, intensity_vector
 from localization_tasks.generate import generate_task, render_variants, variants
-from naturalistic_hear.bank import SceneBank
+from naturalistic_hear.bank import SceneAssignmentError, SceneBank, assign_pools
 from naturalistic_hear.generate import render_components, render_spatial
 from naturalistic_hear.noise import BuiltinNoise
-from tests.fake_bank import FakeSceneBank
+from tests.fake_bank import FakeScene, FakeSceneBank
 
 SR = 16000
 # Broadband classes only: steady pure tones (hum, whistle) set up standing waves in a room, for
@@ -241,12 +245,15 @@ def test_intensity_baseline_beats_chance_and_degrades_with_noise(ambisonic_task,
     print("\nintensity_vector + MLP probe (pooled over 3 folds)\n" + evaluate.format_table(entries))
     by_bin = {e["snr_bin"]: e for e in entries if e["target"] == "direction"}
     assert by_bin["snr20-40"]["mean_angular_error_deg"] < 20.0
-    # the error grows as the SNR falls: clean <= 20-40 <= 10-20 <= 5-10 dB
+    # the error grows as the SNR falls: the 5-10 dB bin is the hardest, clearly above the
+    # quiet ones (leak-free folds leave few training scenes here, so neighbouring bins may swap)
     errors = [
         by_bin[b]["mean_angular_error_deg"] for b in ("clean", "snr20-40", "snr10-20", "snr05-10")
     ]
-    assert errors == sorted(errors), errors
+    assert errors[-1] == max(errors) and errors[-1] > min(errors[:2]) + 3.0, errors
     t60 = next(e for e in entries if e["target"] == "t60")
+    t60_pred = pd.read_csv(result / "predictions" / "tinya-t60-ambisonic.csv").pred_t60_s
+    assert t60_pred.between(0.05, 5.0).all(), (t60_pred.min(), t60_pred.max())
 
     for mode in ("mean", "random"):
         chance_dir = evaluate.evaluate("chance", out, tmp_path, "", {"mode": mode}, progress=False)
@@ -256,6 +263,8 @@ def test_intensity_baseline_beats_chance_and_degrades_with_noise(ambisonic_task,
             if e["target"] == "direction":
                 assert 65.0 < e["mean_angular_error_deg"] < 115.0
             else:
+                # 24 training rooms only: not asked to beat chance here (the 600-clip task of
+                # the report does); the log-T60 probe keeps its predictions in range above
                 assert t60["median_abs_error_s"] < 1.5 * e["median_abs_error_s"]
 
     # Probe-free: the baseline's own direction output in the 20-40 dB bin.
@@ -361,3 +370,203 @@ def test_module_tag_follows_the_weights_content(tmp_path):
     assert before != after
     assert after == evaluate.module_tag("hear_gram.gram_t", str(path), {"strategy": "cls"})
     assert after != evaluate.module_tag("hear_gram.gram_t", str(path), {"strategy": "mean"})
+
+
+# --- leak-free folds ------------------------------------------------------------------------
+
+
+def _by_split(man: pd.DataFrame, columns: list[str]) -> dict[str, set]:
+    return {s: set(map(tuple, g[columns].astype(str).values)) for s, g in man.groupby("split")}
+
+
+@pytest.mark.parametrize("fixture", ["small_binaural", "mixed"])
+def test_no_room_or_source_position_in_two_folds(fixture, request):
+    """Issue 9: every clip drew one of the bank's scenes whatever its fold, so a probe could
+    recognise the rooms and positions of its test fold. Checked on the manifests alone: a room
+    is its size, walls and T60; a source position its room, direction and distance."""
+    out = request.getfixturevalue(fixture)[1]
+    room = ["room_dim", "absorption", "t60_s"]
+    position = room + ["azimuth_deg", "elevation_deg", "distance_m"]
+    tasks = sorted(p for p in out.iterdir() if (p / "localization_manifest.csv").is_file())
+    assert len(tasks) in (5, 10)
+    for task in tasks:
+        man = pd.read_csv(task / "localization_manifest.csv")
+        meta = json.loads((task / "task_metadata.json").read_text())
+        target = meta["localization"]["target"]
+        groups = _by_split(man, room if target == "t60" else position)
+        assert len(groups) == 3
+        for a, b in itertools.combinations(groups, 2):
+            assert not groups[a] & groups[b], (task.name, a, b)
+        # Rooms too, for every task (the direction tasks share the T60 task's audio).
+        rooms = _by_split(man, room)
+        assert all(not rooms[a] & rooms[b] for a, b in itertools.combinations(rooms, 2))
+        # The recorded assignment names each clip's pool.
+        pools = meta["localization"]["scene_assignment"]["pools"]
+        assert meta["localization"]["scene_assignment"]["disjoint_by"] == "room"
+        for split, g in man.groupby("split"):
+            ranges = pools[split]["ranges"]
+            assert all(any(lo <= i < hi for lo, hi in ranges) for i in g.scene_index), split
+
+
+def _scene(i, pool, az, t60=math.nan, room=()):
+    return FakeScene(
+        scene_id=f"{pool}-{i}", pool=pool, room_dim=room, absorption=math.nan, t60_s=t60,
+        listener=(), head_azimuth_deg=0.0, source=(), source_azimuth_deg=az,
+        source_elevation_deg=0.0, source_distance_m=2.0, noise_kind="localized", noises=(),
+        noise_directions=((90.0, 0.0, 2.0),),
+    )  # fmt: skip
+
+
+class _OneRoomBank:
+    """An external set in one room (as a SOFA file): scene i at azimuth `azimuths[i]`."""
+
+    def __init__(self, azimuths):
+        self.scenes = [_scene(i, "sofa", az) for i, az in enumerate(azimuths)]
+
+    def __len__(self):
+        return len(self.scenes)
+
+    def get(self, i):
+        return self.scenes[i], None, None
+
+
+def test_pools_of_a_one_room_external_set_keep_positions_apart_and_drop_t60(caplog):
+    splits = {"fold00": 10, "fold01": 10, "fold02": 20}
+    # 8 scenes, 4 positions (each measured twice): whole positions go to one split
+    pools = assign_pools(_OneRoomBank([0, 0, 90, 90, 180, 180, 270, 270]), splits, False)
+    assert pools.disjoint_by == "source_position" and not pools.t60_known
+    assert "rooms are shared" in caplog.text
+    assert [len(p) for p in pools.pools.values()] == [2, 2, 4]  # fold02 has twice the clips
+    assert sorted(i for p in pools.pools.values() for i in p) == list(range(8))
+    assert {0, 1} <= set(pools.pools["fold00"])
+    with pytest.raises(SceneAssignmentError, match="room-disjoint"):
+        assign_pools(_OneRoomBank([0, 90, 180]), splits, need_rooms=True)
+    with pytest.raises(SceneAssignmentError, match="2 distinct source positions"):
+        assign_pools(_OneRoomBank([0, 0, 90, 90]), splits, need_rooms=False)
+
+
+def test_an_external_set_without_t60_gives_direction_tasks_only(tmp_path):
+    src = make_scene_task(tmp_path / "src", name="ext", n_per_class=1, classes=BROADBAND,
+                          kfold=3, sample_rates=(SR,), duration_s=0.5)  # fmt: skip
+
+    class OneRoom(FakeSceneBank):
+        def _make(self, i):
+            scene, rir, noises = super()._make(i)
+            return dataclasses.replace(scene, pool="sofa", room_dim=(), t60_s=math.nan), rir, noises
+
+    bank = functools.partial(OneRoom, tmp_path / "cache", "binaural", n_scenes=6)
+    dirs = generate_task(src, tmp_path / "out", "binaural", bank, BuiltinNoise(SR), progress=False)
+    assert [d.name for d in dirs] == [v.name("ext") for v in variants("binaural", t60=False)]
+    man = pd.read_csv(dirs[0] / "localization_manifest.csv")
+    pos = _by_split(man, ["room_id", "azimuth_deg", "elevation_deg", "distance_m"])
+    assert all(not pos[a] & pos[b] for a, b in itertools.combinations(pos, 2))
+    meta = json.loads((dirs[0] / "task_metadata.json").read_text())["localization"]
+    assert meta["scene_assignment"]["disjoint_by"] == "source_position"
+
+
+# --- T60 probe and mixed folders ------------------------------------------------------------
+
+
+def test_t60_probe_predicts_only_possible_values_and_learns_a_cue():
+    # full-batch steps: a larger learning rate than heareval's grid, so 300 epochs converge
+    grid = probe.ProbeGrid(hidden_layers=(1,), hidden_dim=64, lrs=(1e-2,), max_epochs=300)
+    rng = np.random.default_rng(0)
+    t60 = rng.uniform(0.2, 1.5, (300, 1))
+    cue = np.log(t60) + 0.05 * rng.standard_normal((300, 1))
+    x = np.concatenate([cue, rng.standard_normal((300, 4))], axis=1)
+    split = {"train": slice(0, 200), "valid": slice(200, 250), "test": slice(250, 300)}
+    pred, hparams = probe.fit_predict(
+        "t60", (x[split["train"]], t60[split["train"]]), (x[split["valid"]], t60[split["valid"]]),
+        x[split["test"]], grid,
+    )  # fmt: skip
+    assert hparams["target"] == "standardised log T60"
+    err = np.median(np.abs(pred - t60[split["test"]]))
+    chance_err = np.median(np.abs(np.median(t60[split["train"]]) - t60[split["test"]]))
+    assert err < 0.5 * chance_err, (err, chance_err)
+    # Features far outside the training range: a linear output in seconds went negative or
+    # past 5 s; the log-T60 output stays within the physical range.
+    wild, _ = probe.fit_predict(
+        "t60", (x[split["train"]], t60[split["train"]]), (x[split["valid"]], t60[split["valid"]]),
+        np.concatenate([x[:5] * 100, -x[:5] * 100]), grid,
+    )  # fmt: skip
+    assert wild.min() >= probe.T60_MIN_S and wild.max() <= probe.T60_MAX_S
+    with pytest.raises(ValueError, match="positive"):
+        probe.fit_predict("t60", (x[:10], -t60[:10]), (x[:5], t60[:5]), x[:5], grid)
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """Both formats of one source task in one folder, as `localization_tasks.generate` writes."""
+    root = tmp_path_factory.mktemp("loc-mixed")
+    src = make_scene_task(root / "src", name="mix", n_per_class=2, classes=BROADBAND, kfold=3,
+                          sample_rates=(SR,), duration_s=0.5)  # fmt: skip
+    for fmt in ("binaural", "ambisonic"):
+        bank = functools.partial(SceneBank, root / "cache", fmt, n_scenes=6)
+        generate_task(src, root / "out", fmt, bank, BuiltinNoise(SR), progress=False)
+    return src, root / "out"
+
+
+def test_evaluate_on_a_mixed_folder_runs_each_module_on_its_formats(mixed, tmp_path, capsys):
+    """Regression: a one-format baseline on the folder the generator writes crashed with
+    `gcc_phat needs 2 channels, got audio (16, 240000, 4)`."""
+    _, out = mixed
+    names = {f: [v.name("mix") for v in variants(f)] for f in ("binaural", "ambisonic")}
+    for module, fmt, other in (
+        ("localization_tasks.baselines.gcc_phat", "binaural", "ambisonic"),
+        ("localization_tasks.baselines.intensity_vector", "ambisonic", "binaural"),
+    ):
+        opts = json.dumps({"sample_rate": SR})
+        evaluate.main(["--module", module, "--model-options", opts, "--tasks-dir", str(out),
+                       "--out", str(tmp_path), "--grid", "tiny", "--quiet"])  # fmt: skip
+        printed = capsys.readouterr().out
+        result = tmp_path / evaluate.module_tag(module, "", {"sample_rate": SR})
+        summary = json.loads((result / "results.json").read_text())
+        assert sorted(e["task"] for e in summary["tasks"]) == sorted(names[fmt])
+        assert sorted(s["task"] for s in summary["skipped"]) == sorted(names[other])
+        assert all(f"skipped {n} ({other})" in printed for n in names[other])
+        t60 = pd.read_csv(result / "predictions" / f"mix-t60-{fmt}.csv")
+        assert t60.pred_t60_s.between(probe.T60_MIN_S, probe.T60_MAX_S).all()
+    result = evaluate.evaluate("chance", out, tmp_path, progress=False)
+    summary = json.loads((result / "results.json").read_text())
+    assert len(summary["tasks"]) == 10 and summary["skipped"] == []
+
+
+# --- embeddings cache -----------------------------------------------------------------------
+
+
+def _gcc_embedder(cache):
+    return evaluate.Embedder("localization_tasks.baselines.gcc_phat", "", {"sample_rate": SR},
+                             cache / "gcc_phat-test")  # fmt: skip
+
+
+def _fresh(task, split, files):
+    model = gcc_phat.load_model("", sample_rate=SR)
+    audio = np.stack([sf.read(task / str(SR) / split / f, dtype="float32")[0] for f in files])
+    return gcc_phat.get_scene_embeddings(torch.from_numpy(audio), model).numpy()
+
+
+def test_cache_follows_the_task_content_and_rebuilds_when_corrupt(small_binaural, tmp_path):
+    _, out = small_binaural
+    task = tmp_path / "task"
+    shutil.copytree(out / "tinyb-loc-binaural-clean", task)
+    files, _ = evaluate.read_labels(task, "fold00", "direction")
+    first = _gcc_embedder(tmp_path)(task, "fold00", files)
+    np.testing.assert_allclose(first, _fresh(task, "fold00", files), rtol=1e-5, atol=1e-6)
+    # The task is regenerated: one clip is now another clip (same name, same split file).
+    wav = task / str(SR) / "fold00" / files[0]
+    other = task / str(SR) / "fold01" / sorted(os.listdir(task / str(SR) / "fold01"))[0]
+    shutil.copy(other, wav)
+    again = _gcc_embedder(tmp_path)(task, "fold00", files)
+    np.testing.assert_allclose(again, _fresh(task, "fold00", files), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(again[0], first[0])
+    # A corrupt cache file is recomputed and rewritten, not a crash nor stale numbers.
+    cached = tmp_path / "gcc_phat-test" / "task" / "fold00.npz"
+    cached.write_bytes(b"PK\x03\x04 not a zip")
+    np.testing.assert_allclose(_gcc_embedder(tmp_path)(task, "fold00", files), again, rtol=1e-6)
+    with np.load(cached) as f:
+        np.testing.assert_allclose(f["embeddings"], again, rtol=1e-6)
+
+
+def test_nan_directions_are_an_error_not_a_front_guess():
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.angular_error_deg(np.array([[math.nan, 0.0, 0.0]]), np.array([[0.0, 1.0, 0.0]]))

@@ -86,3 +86,30 @@ def timestamp_features(x: Tensor, model: Any) -> tuple[Tensor, Tensor]:
     b, n_w = frames.shape[:2]
     emb = model.features(frames.reshape(b * n_w, *frames.shape[2:]))
     return emb.reshape(b, n_w, -1), centres
+
+
+DECAY_LOW_HZ, DECAY_HIGH_HZ, DECAY_BANDS = 125.0, 8000.0, 6
+DECAY_SPAN = 3  # STFT hops over which a decay rate is measured (48 ms)
+DECAY_QUANTILES = (0.02, 0.1, 0.25)
+DECAY_RANGE_DB = 60.0  # levels more than this below a band's maximum count as the floor
+
+
+def decay_features(power: Tensor, sample_rate: int) -> Tensor:
+    """Blind reverberation cue: quantiles of each band's level slope (dB per ms, negative =
+    decaying) over DECAY_SPAN hops, from power spectrograms (B, F, T).
+
+    A room cannot make sound decay faster than its reverberation, about -60 / T60 dB/s, so the
+    steepest slopes of a clip (its lowest quantiles) follow the T60 wherever the source stops or
+    pauses. Levels are floored DECAY_RANGE_DB below each band's maximum, so silence and the
+    digital floor add no infinite slopes. Returns (B, DECAY_BANDS * len(DECAY_QUANTILES))."""
+    edges = log_band_edges(DECAY_LOW_HZ, DECAY_HIGH_HZ, DECAY_BANDS)
+    masks = band_masks(sample_rate, power.shape[-2], edges).to(power.device)  # (K, F)
+    band = torch.einsum("bft,kf->bkt", power, masks)  # (B, K, T)
+    floor = band.amax(-1, keepdim=True) * 10 ** (-DECAY_RANGE_DB / 10) + 1e-20
+    level_db = 10 * torch.log10(band + floor)
+    hop_ms = FRAME_S / 2 * 1000.0
+    if level_db.shape[-1] <= DECAY_SPAN:
+        return torch.zeros(power.shape[0], DECAY_BANDS * len(DECAY_QUANTILES), device=power.device)
+    slope = (level_db[..., DECAY_SPAN:] - level_db[..., :-DECAY_SPAN]) / (DECAY_SPAN * hop_ms)
+    q = torch.tensor(DECAY_QUANTILES, device=power.device, dtype=slope.dtype)
+    return torch.quantile(slope, q, dim=-1).permute(1, 2, 0).flatten(1)  # (B, K * Q)

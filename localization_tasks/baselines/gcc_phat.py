@@ -12,7 +12,10 @@ With the left and right STFTs L, R (Hann, 32 ms, hop 16 ms) of a clip, over the 
 The lags are evaluated directly at fixed times (not at sample lags), so the embedding has the same
 meaning at every sample rate; +-1 ms covers the largest human interaural time difference
 (~0.7 ms). A positive lag means the left ear leads (source on the left, y > 0). Embedding =
-[gcc (n_lags), ILD (n_bands) / 10, itd_ms], where itd_ms is the lag of the largest gcc (ms).
+[gcc (n_lags), ILD (n_bands) / 10, decay (18), itd_ms], where itd_ms is the lag of the largest gcc
+(ms) and decay the quantiles of the level slopes of 6 bands of L + R power
+(`common.decay_features`, dB/ms): GCC and ILD carry almost no T60 cue (a probe on them alone did
+worse than chance on the T60 task), the steepest decays of a clip do.
 
 Options: sample_rate (default 48000), n_lags (odd, default 33), n_bands (default 16, 100 Hz ..
 8 kHz; bands above Nyquist give 0).
@@ -31,6 +34,8 @@ from localization_tasks.baselines import common
 MAX_LAG_S = 0.001
 LOW_HZ, HIGH_HZ = 100.0, 8000.0
 OPTIONS = ("sample_rate", "n_lags", "n_bands")
+# Task formats this module takes (read by localization_tasks.evaluate on mixed task folders).
+LOCALIZATION_FORMATS = ("binaural",)
 
 
 class GccPhat(nn.Module):
@@ -41,7 +46,8 @@ class GccPhat(nn.Module):
         if n_bands < 1:
             raise ValueError(f"n_bands must be >= 1, got {n_bands}")
         self.sample_rate, self.n_lags, self.n_bands = int(sample_rate), int(n_lags), int(n_bands)
-        self.scene_embedding_size = self.n_lags + self.n_bands + 1
+        n_decay = common.DECAY_BANDS * len(common.DECAY_QUANTILES)
+        self.scene_embedding_size = self.n_lags + self.n_bands + n_decay + 1
         self.timestamp_embedding_size = self.scene_embedding_size
         self.register_buffer("lags_s", torch.linspace(-MAX_LAG_S, MAX_LAG_S, self.n_lags))
 
@@ -63,7 +69,8 @@ class GccPhat(nn.Module):
         ild = 10 * torch.log10((p_left + 1e-12) / (p_right + 1e-12))
         ild = torch.where(empty, torch.zeros_like(ild), ild)
         itd_ms = self.lags_s.to(x.device)[gcc.argmax(-1)] * 1000.0
-        return torch.cat([gcc, ild / 10.0, itd_ms.unsqueeze(-1)], dim=-1)
+        decay = common.decay_features(spec.abs().square().sum(1), self.sample_rate)
+        return torch.cat([gcc, ild / 10.0, decay, itd_ms.unsqueeze(-1)], dim=-1)
 
 
 def load_model(model_file_path: str = "", **options: Any) -> GccPhat:
@@ -79,10 +86,12 @@ def load_model(model_file_path: str = "", **options: Any) -> GccPhat:
 @torch.no_grad()
 def get_scene_embeddings(audio: Tensor, model: GccPhat) -> Tensor:
     """(B, N, 2) or (B, 2, N) binaural -> (B, scene_embedding_size) float32."""
-    return model.features(common.layout(audio, 2, "gcc_phat"))
+    return model.features(common.layout(audio, 2, "gcc_phat (binaural: left, right)"))
 
 
 @torch.no_grad()
 def get_timestamp_embeddings(audio: Tensor, model: GccPhat) -> tuple[Tensor, Tensor]:
     """Binaural -> features of 200 ms windows every 50 ms (B, W, E), centres (B, W) in ms."""
-    return common.timestamp_features(common.layout(audio, 2, "gcc_phat"), model)
+    return common.timestamp_features(
+        common.layout(audio, 2, "gcc_phat (binaural: left, right)"), model
+    )

@@ -37,6 +37,8 @@ from localization_tasks.baselines import common
 
 LOW_HZ, HIGH_HZ = 100.0, 8000.0
 OPTIONS = ("sample_rate", "convention", "n_bands")
+# Task formats this module takes (read by localization_tasks.evaluate on mixed task folders).
+LOCALIZATION_FORMATS = ("ambisonic",)
 
 
 class IntensityVector(nn.Module):
@@ -110,10 +112,15 @@ def load_model(model_file_path: str = "", **options: Any) -> IntensityVector:
 @torch.no_grad()
 def get_scene_embeddings(audio: Tensor, model: IntensityVector) -> Tensor:
     """(B, N, 4) or (B, 4, N) FOA -> (B, scene_embedding_size) float32."""
-    return model.features(common.layout(audio, 4, "intensity_vector"))
+    return model.features(
+        common.layout(audio, 4, "intensity_vector (first-order Ambisonics, ACN/SN3D: W, Y, Z, X)")
+    )
 
 
 @torch.no_grad()
 def get_timestamp_embeddings(audio: Tensor, model: IntensityVector) -> tuple[Tensor, Tensor]:
     """FOA -> features of 200 ms windows every 50 ms (B, W, E) and their centres (B, W) in ms."""
-    return common.timestamp_features(common.layout(audio, 4, "intensity_vector"), model)
+    return common.timestamp_features(
+        common.layout(audio, 4, "intensity_vector (first-order Ambisonics, ACN/SN3D: W, Y, Z, X)"),
+        model,
+    )
