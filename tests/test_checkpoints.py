@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import urllib.error
+import urllib.request
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -183,7 +184,7 @@ def test_fetch_of_a_local_entry_is_an_error_and_downloads_nothing(tmp_path, monk
     def no_download(*a, **k):
         raise AssertionError("fetch of a local entry must not download")
 
-    monkeypatch.setattr(ck.urllib.request, "urlopen", no_download)
+    monkeypatch.setattr(urllib.request, "urlopen", no_download)
     with pytest.raises(CheckpointError, match="made, not downloaded. Run make pretrain-demo"):
         ck.fetch("demo")
 
@@ -234,7 +235,7 @@ def test_fetch_offline_is_a_clear_error(tmp_path, monkeypatch):
     def offline(*a, **k):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(ck.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(CheckpointError, match="Offline.*copy it to"):
         ck.fetch("gramt-binaural")
     assert not list(tmp_path.rglob("*.partial"))
