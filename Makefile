@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 WORK ?= work
 
-.PHONY: install test test-fast lint demo bench bench-resample validate naturalistic-hear naturalistic-hear-bench localization pretrain-demo pretrain-report clean-work
+.PHONY: install test test-fast lint demo bench bench-resample validate naturalistic-hear naturalistic-hear-bench localization pretrain-demo pretrain-report gpu-check clean-work
 
 install: $(STAMP)
 
@@ -83,6 +83,16 @@ pretrain-demo: install
 # $(WORK)/pretrain-report/REPORT.md + figures (trains the two runs first when missing, ~8 min each)
 pretrain-report: install
 	$(PY) -m hear_gram.pretrain.report --work $(WORK)/pretrain-report --run-dir $(WORK)/pretrain/demo-cpu
+
+# GPU readiness on one CUDA device, about 8 min on an H100/H200, with the packages already there
+# (no install step: a lent GPU machine may have no network): fused-vs-reference GRAM-M, embedding
+# throughput fp32/bf16/fp16, paper-binaural pretraining steps at batch 96 in bf16 -> one JSON.
+# DRY_RUN=1: the same script on the CPU at tiny sizes (< 1 min). GPU_PY: the interpreter to use.
+DRY_RUN ?=
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+gpu-check:
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PY) -m hear_gram.gpu_check \
+	  --out $(WORK)/gpu-check/gpu-check.json $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
 
 clean-work:
 	rm -rf $(WORK)

@@ -146,10 +146,12 @@ class GramConfig:
             raise ValueError(f"backbone must be 'transformer' or 'mamba', got {self.backbone!r}")
         if self.mixer not in ("mamba1", "mamba2"):
             raise ValueError(f"mixer must be 'mamba1' or 'mamba2', got {self.mixer!r}")
-        if self.in_channels not in FORMATS:
+        # an int, not merely equal to one: True and 2.0 compare equal to the keys of FORMATS
+        n = self.in_channels
+        if isinstance(n, bool) or not isinstance(n, int) or n not in FORMATS:
             raise ValueError(
                 f"in_channels must be one of {sorted(FORMATS)} "
-                f"({', '.join(FORMATS.values())}), got {self.in_channels}"
+                f"({', '.join(FORMATS.values())}), got {self.in_channels!r}"
             )
         if self.features.n_mels % self.patch_f or self.features.chunk_frames % self.patch_t:
             raise ValueError(

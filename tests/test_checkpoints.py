@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import urllib.error
+import urllib.request
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -183,7 +184,7 @@ def test_fetch_of_a_local_entry_is_an_error_and_downloads_nothing(tmp_path, monk
     def no_download(*a, **k):
         raise AssertionError("fetch of a local entry must not download")
 
-    monkeypatch.setattr(ck.urllib.request, "urlopen", no_download)
+    monkeypatch.setattr(urllib.request, "urlopen", no_download)
     with pytest.raises(CheckpointError, match="made, not downloaded. Run make pretrain-demo"):
         ck.fetch("demo")
 
@@ -234,7 +235,7 @@ def test_fetch_offline_is_a_clear_error(tmp_path, monkeypatch):
     def offline(*a, **k):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(ck.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(CheckpointError, match="Offline.*copy it to"):
         ck.fetch("gramt-binaural")
     assert not list(tmp_path.rglob("*.partial"))
@@ -306,3 +307,20 @@ def test_early_hear_gram_released_files_still_load_and_say_so(tmp_path, gram_t_f
     save_file(legacy, str(tmp_path / "old.safetensors"))
     with pytest.raises(CheckpointError, match="other features"):
         load_encoder(tmp_path / "old.safetensors")
+
+
+# Every public name of the single-module hear_gram.checkpoints before its split into loading,
+# saving, sources and cli: callers (the runtime, pretraining, tools, users) import them from here.
+PUBLIC_BEFORE_SPLIT = """CheckpointError DECODER_PREFIXES ENCODER_PREFIXES FLOAT_DTYPES FRONTEND_KEYS
+FRONTEND_PREFIXES HUB_PREFIX LAYOUTS LIGHTNING_KEY LoadReport OWN_FORMAT PRESETS REGISTRY_PATH
+RELEASED_PREFIX RUNTIME_FRONTEND SHAPE_FIELDS SOURCE_KEYS UNUSED_UPSTREAM_PREFIXES cache_dir
+cached_path check_config check_frontend check_tensors compare_keys expected_shapes fetch
+infer_config load_encoder load_strict local_path main parse_config random_decoder random_encoder
+read_state registry released_state resolve save_checkpoint sha256 sniff split_state stored_config
+unwrap upstream_decoder_state""".split()
+
+
+def test_every_public_name_is_still_importable_from_hear_gram_checkpoints():
+    missing = [n for n in PUBLIC_BEFORE_SPLIT if not hasattr(ck, n)]
+    assert missing == []
+    assert set(PUBLIC_BEFORE_SPLIT) <= set(ck.__all__)

@@ -1,5 +1,5 @@
-"""Checkpoints: read released, upstream and own weight files safely, infer their architecture, load
-strictly; a registry of known weights (``checkpoints.json``) and a command-line tool.
+"""Reading weights files safely: the layout from the keys, the architecture from the tensors (or
+the stored config), every check made before a model is built, then a strict load.
 
 Layouts are recognised by their keys, whatever the file's name (`LAYOUTS`):
 - ``runtime``: what upstream's HEAR runtime module saves (labhamlet/GRAM-T ``hear_api/runtime.py``
@@ -14,27 +14,15 @@ Layouts are recognised by their keys, whatever the file's name (`LAYOUTS`):
   metadata) and ``hear_gram.pretrain``'s training checkpoint (config in its ``hear_gram`` entry).
 Decoder keys are set aside; mel buffers, wherever they sit, must equal hear-gram's front-end.
 
-Registry entries are released weights (``"source": "huggingface"``, downloaded by ``fetch`` into
-``cache_dir()``) or files a command of this repository makes (``"source": "local"``, e.g.
-``gram-demo-cpu`` from ``make pretrain-demo``, under ``work/``).
-
 A weights file is data from anyone: its format is read from its first bytes (never its name);
 nothing in it can run code (safetensors, or ``torch.load(weights_only=True)``; a PyTorch pickle that
 needs more is refused unless the caller opts in with ``allow_pickle=True``); a stored config is
 checked against sane bounds and against the tensors present before any model is built; tensors
 must be finite floating point.
-
-    python -m hear_gram.checkpoints list
-    python -m hear_gram.checkpoints info PATH|NAME
-    python -m hear_gram.checkpoints random --model gram-t [--depth N] [--with-decoder] --out PATH
-    python -m hear_gram.checkpoints fetch NAME
-    python -m hear_gram.checkpoints convert IN OUT [--allow-pickle]
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import logging
 import math
@@ -42,9 +30,6 @@ import os
 import pickle
 import re
 import struct
-import sys
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,18 +37,15 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
-from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-from hear_gram.config import PRESETS, GramConfig, check_int, preset
+from hear_gram.config import GramConfig
 from hear_gram.encoder import GramEncoder, build_encoder
 from hear_gram.frontend import LogMelFrontend
-from naturalistic_hear.paths import UnsafePathError, check_name, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
-REGISTRY_PATH = Path(__file__).resolve().parent.parent / "checkpoints.json"
 OWN_FORMAT = "hear-gram/1"
 # The entry hear_gram.pretrain adds to its Lightning checkpoints (format, config, encoder prefix).
 LIGHTNING_KEY = "hear_gram"
@@ -544,376 +526,3 @@ def load_encoder(
         other["ignored"],
     )
     return encoder.eval(), report
-
-
-# --- saving -----------------------------------------------------------------------------------
-def upstream_decoder_state(mae) -> dict[str, Tensor]:
-    """The decoder of a ``hear_gram.pretrain.model.GramMAE`` under upstream's names.
-
-    Upstream GRAMT (labhamlet/GRAM-T ``src/model/GRAMT.py``) holds ``decoder_embed``,
-    ``mask_token``, ``decoder_blocks.{i}`` (``MWMHABlock``, ``src/model/layers/mwmae.py``:
-    ``norm1``, ``wmha.qkv``, ``wmha.attn_heads.{h}.relative_position_bias_table`` (2w - 1, 1)
-    and ``relative_position_index`` (w, w) for windowed heads, ``wmha.proj``, ``norm2``,
-    ``mlp.fc1``, ``mlp.fc2``), ``decoder_pos_embed``, ``decoder_norm`` and ``spec_pred.0``;
-    GRAMM names the blocks ``decoder_v``. Our blocks compute the same function under shorter names."""
-    blocks = "decoder_blocks" if mae.cfg.backbone == "transformer" else "decoder_v"
-    out = {
-        "decoder_embed.weight": mae.decoder_embed.weight,
-        "decoder_embed.bias": mae.decoder_embed.bias,
-        "mask_token": mae.mask_token,
-        "decoder_pos_embed": mae.decoder_pos_embed,
-        "decoder_norm.weight": mae.decoder_norm.weight,
-        "decoder_norm.bias": mae.decoder_norm.bias,
-        "spec_pred.0.weight": mae.spec_pred.weight,
-        "spec_pred.0.bias": mae.spec_pred.bias,
-    }
-    for i, blk in enumerate(mae.decoder_blocks):
-        p = f"{blocks}.{i}."
-        mods = {"norm1": blk.norm1, "wmha.qkv": blk.attn.qkv, "wmha.proj": blk.attn.proj,
-                "norm2": blk.norm2, "mlp.fc1": blk.mlp[0], "mlp.fc2": blk.mlp[2]}  # fmt: skip
-        for name, m in mods.items():
-            out[p + name + ".weight"], out[p + name + ".bias"] = m.weight, m.bias
-        for h, head in enumerate(blk.attn.heads):
-            if head.window:
-                q = f"{p}wmha.attn_heads.{h}."
-                out[q + "relative_position_bias_table"] = head.rel_bias[:, None]
-                out[q + "relative_position_index"] = head.rel_index
-    return {k: v.detach() for k, v in out.items()}
-
-
-def released_state(encoder: GramEncoder, decoder: Mapping[str, Tensor] | None = None) -> dict:
-    """``encoder`` (and an upstream-named ``decoder``) in upstream's runtime layout: GRAMT/GRAMM
-    keys under ``model.`` (with the model's own ``melspec`` buffers and, for GRAM-M, its unused
-    ``encoder_norm``), the runtime's ``mel_spec.melspec`` buffers at the top level."""
-    cfg = encoder.cfg
-    fe = LogMelFrontend(cfg.features, ambisonic=cfg.in_channels == 7)
-    inner = dict(encoder.state_dict())
-    if cfg.backbone == "mamba":  # GRAMM builds a LayerNorm it never applies (default init)
-        inner["encoder_norm.weight"] = torch.ones(cfg.width)
-        inner["encoder_norm.bias"] = torch.zeros(cfg.width)
-    inner.update(decoder or {})
-    mel = {"melspec.spectrogram.window": fe.window, "melspec.mel_scale.fb": fe.fb}
-    inner.update(mel)
-    state = {RELEASED_PREFIX + k: v for k, v in inner.items()}
-    state.update({RUNTIME_FRONTEND + k: v.clone() for k, v in mel.items()})
-    return state
-
-
-def save_checkpoint(
-    path: str | os.PathLike,
-    encoder: GramEncoder,
-    layout: str = "hear-gram",
-    decoder: Mapping[str, Tensor] | None = None,
-) -> Path:
-    """Write ``encoder`` as hear-gram's own safetensors (config in the metadata) or in upstream's
-    runtime layout, the released files' (``released``: see `released_state`; ``decoder``, from
-    `upstream_decoder_state`, adds upstream's decoder keys)."""
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{str(path)!r} is a directory; give a file path to write")
-    if layout == "hear-gram":
-        if decoder:
-            raise CheckpointError("decoder weights go in the released layout only")
-        state = dict(encoder.state_dict())
-        meta = {"format": OWN_FORMAT, "config": encoder.cfg.to_json()}
-    elif layout == "released":
-        state = released_state(encoder, decoder)
-        meta = {"format": "pt"}
-    else:
-        raise ValueError(f"layout must be 'hear-gram' or 'released', got {layout!r}")
-    keep = {k: v.dtype for k, v in state.items() if not v.is_floating_point()}  # index buffers
-    state = {
-        k: v.detach().to(keep.get(k, torch.float32)).contiguous().cpu() for k, v in state.items()
-    }
-    data = safetensors_bytes(state, metadata=meta)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # atomic and never through a planted link: an interrupted save leaves no half-written file
-    write_bytes_atomic(path, data, tmp_suffix=".partial")
-    return path
-
-
-def random_encoder(model: str, depth: int | None = None, seed: int = 0) -> GramEncoder:
-    """A randomly initialised encoder of a named preset (for tests and pipelines), seeded."""
-    cfg = preset(model, **({"depth": depth} if depth is not None else {}))
-    torch.manual_seed(seed)
-    return build_encoder(cfg).eval()
-
-
-def random_decoder(cfg: GramConfig, seed: int = 0) -> dict[str, Tensor]:
-    """A randomly initialised upstream-shaped decoder (8 blocks, width 512, 8 heads, the paper's
-    windows) under upstream's names, seeded apart from the encoder."""
-    from hear_gram.pretrain.model import GramMAE
-
-    torch.manual_seed(seed + 1)
-    return upstream_decoder_state(GramMAE(cfg))
-
-
-# --- registry ---------------------------------------------------------------------------------
-# An entry's ``source`` says where its file comes from, and which keys it must have:
-# "huggingface": downloaded by ``fetch`` into ``cache_dir()``;
-# "local": made by a command of this repository (``made_by``, e.g. ``make pretrain-demo``) at
-# ``path``, relative to the repository root; never downloaded, never committed.
-SOURCE_KEYS = {"huggingface": ("repo_id", "file"), "local": ("path", "made_by")}
-
-
-def registry() -> dict[str, dict]:
-    """The entries of ``checkpoints.json`` by name, each checked for a known source and its keys."""
-    try:
-        entries = json.loads(REGISTRY_PATH.read_text())["checkpoints"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        detail = f"no {err} entry" if isinstance(err, KeyError) else str(err)
-        raise CheckpointError(
-            f"the registry {REGISTRY_PATH} is unreadable or malformed ({detail}); it must be a "
-            'JSON object with a "checkpoints" object of named entries'
-        ) from err
-    if not isinstance(entries, dict):
-        raise CheckpointError(f'{REGISTRY_PATH}: "checkpoints" must be an object of named entries')
-    for name, entry in entries.items():
-        _check_entry(name, entry)
-    return entries
-
-
-def _check_entry(name: str, entry: object) -> None:
-    if not isinstance(entry, dict):
-        raise CheckpointError(f"{REGISTRY_PATH} entry {name!r} is not a JSON object")
-    source = entry.get("source")
-    if source not in SOURCE_KEYS:
-        raise CheckpointError(
-            f"{REGISTRY_PATH} entry {name!r} has source {source!r}; valid kinds: {sorted(SOURCE_KEYS)}"
-        )
-    missing = [k for k in SOURCE_KEYS[source] if not isinstance(entry.get(k), str) or not entry[k]]
-    if missing:
-        raise CheckpointError(
-            f"{REGISTRY_PATH} entry {name!r} ({source}) lacks {', '.join(missing)}"
-        )
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("HEAR_GRAM_HOME", Path.home() / ".cache" / "hear_gram"))
-
-
-def _entry(name: str, source: str | None = None) -> dict:
-    """Registry entry ``name``; with ``source``, an error unless it is of that kind."""
-    reg = registry()
-    if name not in reg:
-        raise CheckpointError(f"unknown checkpoint {name!r}; known: {sorted(reg)}")
-    entry = reg[name]
-    if source is not None and entry["source"] != source:
-        raise CheckpointError(
-            f"checkpoint {name!r} is a {entry['source']} entry, not {source}: {_origin(name, entry)}"
-        )
-    return entry
-
-
-def _origin(name: str, entry: Mapping) -> str:
-    if entry["source"] == "local":
-        return f"made by `{entry['made_by']}` at {local_path(name)}, never downloaded"
-    return f"downloaded by `python -m hear_gram.checkpoints fetch {name}` into {cached_path(name)}"
-
-
-def cached_path(name: str) -> Path:
-    """Where ``fetch`` puts the file of Hugging Face entry ``name`` (whether or not it is there)."""
-    entry = _entry(name, "huggingface")
-    # both names come from checkpoints.json: a download must not land outside the cache
-    try:
-        return cache_dir() / check_name(name, "registry name") / check_name(entry["file"], "file")
-    except UnsafePathError as err:
-        raise CheckpointError(f"{REGISTRY_PATH} entry {name!r}: {err}") from err
-
-
-def local_path(name: str) -> Path:
-    """Where the command of local entry ``name`` writes its file (whether or not it is there);
-    a relative ``path`` is under the repository root (the folder of ``checkpoints.json``)."""
-    path = Path(_entry(name, "local")["path"])
-    return path if path.is_absolute() else REGISTRY_PATH.parent / path
-
-
-def _registered_path(name: str) -> Path:
-    """The file of registry entry ``name``, of either source (whether or not it is there)."""
-    return local_path(name) if _entry(name)["source"] == "local" else cached_path(name)
-
-
-def resolve(name_or_path: str | os.PathLike) -> Path:
-    """A file path as given, or the file of a registry name: fetched (Hugging Face) or made
-    (local) beforehand; an error says which command gives it."""
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    if p.is_dir():
-        raise CheckpointError(f"{str(p)!r} is a directory, not a weights file or registry name")
-    name = str(name_or_path)
-    if name in registry():
-        path = _registered_path(name)
-        if path.is_file():
-            return path
-        entry = _entry(name)
-        if entry["source"] == "local":
-            raise CheckpointError(
-                f"checkpoint {name!r} has not been made yet ({path} missing): run {entry['made_by']}"
-            )
-        raise CheckpointError(
-            f"checkpoint {name!r} is not downloaded yet ({path} missing): run "
-            f"python -m hear_gram.checkpoints fetch {name}"
-        )
-    raise CheckpointError(
-        f"weights file {name!r} does not exist and is not a registry name ({sorted(registry())})"
-    )
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def fetch(name: str, timeout: float = 30.0) -> Path:
-    """Download a registry checkpoint into the cache, verify its checksum and its keys."""
-    entry = _entry(name)
-    if entry["source"] == "local":
-        raise CheckpointError(
-            f"{name} is a local checkpoint: it is made, not downloaded. Run {entry['made_by']} "
-            f"(it writes {local_path(name)})"
-        )
-    url = f"https://huggingface.co/{entry['repo_id']}/resolve/{entry.get('revision', 'main')}/{entry['file']}"
-    dest = cached_path(name)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".partial")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
-            while block := r.read(1 << 20):
-                f.write(block)
-    except (urllib.error.URLError, TimeoutError, OSError) as err:
-        tmp.unlink(missing_ok=True)
-        raise CheckpointError(
-            f"could not download {url} ({err}). Offline? On a connected machine download that "
-            f"file and either pass its path to load_model / --model, or copy it to {dest}"
-        ) from err
-    digest = sha256(tmp)
-    if entry.get("sha256") and digest != entry["sha256"]:
-        tmp.unlink()
-        raise CheckpointError(
-            f"checksum mismatch for {name}: got {digest}, expected {entry['sha256']}"
-        )
-    tmp.replace(dest)
-    load_encoder(dest)  # verifies layout and keys
-    log.info("fetched %s -> %s (sha256 %s)", name, dest, digest)
-    return dest
-
-
-# --- command line -----------------------------------------------------------------------------
-def _cmd_list(_: argparse.Namespace) -> None:
-    for name, e in registry().items():
-        print(f"{name:24s} {e.get('preset', ''):18s} {e.get('module', ''):26s} {_state(name, e)}")
-        print(f"{'':24s} {e.get('description', '')}")
-
-
-def _state(name: str, entry: Mapping) -> str:
-    """Source, location and whether the file is there, in one line."""
-    path = _registered_path(name)
-    if entry["source"] == "local":
-        there = "present" if path.is_file() else f"not made yet: run {entry['made_by']}"
-        return f"local, {there} ({path})"
-    there = "cached" if path.is_file() else "not downloaded"
-    return f"huggingface {entry['repo_id']}, {there}"
-
-
-def _cmd_info(args: argparse.Namespace) -> None:
-    if args.path in registry():
-        print(f"registry:    {args.path} ({_state(args.path, _entry(args.path))})")
-    encoder, rep = load_encoder(resolve(args.path), allow_pickle=args.allow_pickle)
-    n = sum(p.numel() for p in encoder.parameters())
-    cfg = rep.config
-    print(f"file:        {rep.path}")
-    print(f"layout:      {rep.layout}: {LAYOUTS.get(rep.layout.split('/')[-1], '')}")
-    print(
-        f"architecture: {cfg.backbone} ({cfg.format}, {cfg.variant} variant), "
-        f"depth {cfg.depth}, width {cfg.width}"
-    )
-    print(f"config:      {cfg.to_json()}")
-    print(f"parameters:  {n / 1e6:.2f} M (encoder)")
-    print(
-        f"keys:        {rep.n_encoder_keys} encoder keys loaded strictly (no missing, no unexpected)"
-    )
-    print(f"set aside:   {len(rep.decoder_keys)} decoder, {len(rep.frontend_keys)} front-end "
-          f"(checked: {', '.join(sorted(rep.frontend_keys)) or 'none'}), "
-          f"{len(rep.ignored_keys)} unused upstream")  # fmt: skip
-
-
-def _cmd_random(args: argparse.Namespace) -> None:
-    if args.with_decoder and args.layout != "released":
-        raise CheckpointError("--with-decoder writes upstream's decoder: use --layout released")
-    out = Path(args.out)
-    if out.is_dir():  # before minutes of work on a full-size model
-        raise CheckpointError(f"--out {str(out)!r} is a directory; give a file path to write")
-    enc = random_encoder(args.model, args.depth, args.seed)
-    decoder = random_decoder(enc.cfg, args.seed) if args.with_decoder else None
-    out = save_checkpoint(out, enc, layout=args.layout, decoder=decoder)
-    what = f"{len(decoder)} decoder tensors, " if decoder else ""
-    print(
-        f"wrote random {args.model} (depth {enc.cfg.depth}, seed {args.seed}, {what}"
-        f"{args.layout} layout) to {out}"
-    )
-
-
-def _cmd_fetch(args: argparse.Namespace) -> None:
-    print(fetch(args.name))
-
-
-def _cmd_convert(args: argparse.Namespace) -> None:
-    enc, rep = load_encoder(args.src, allow_pickle=args.allow_pickle)
-    print(f"converted {rep.layout} file -> {save_checkpoint(args.dst, enc, layout=args.layout)}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hear_gram.checkpoints", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="known checkpoints: source, and whether downloaded or made")
-    p = sub.add_parser("info", help="architecture and key check of a weights file or registry name")
-    p.add_argument("path")
-    p.add_argument("--allow-pickle", action="store_true")
-    p = sub.add_parser("random", help="randomly initialised weights (released layout by default)")
-    p.add_argument("--model", required=True, choices=sorted(PRESETS))
-    p.add_argument("--depth", type=_depth, default=None, help="encoder layers (preset's if unset)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--layout", choices=["released", "hear-gram"], default="released",
-                   help="released: upstream's runtime layout (model.* + mel_spec.*)")  # fmt: skip
-    p.add_argument("--with-decoder", action="store_true",
-                   help="add upstream's decoder keys (decoder_*, mask_token, spec_pred)")  # fmt: skip
-    p.add_argument("--out", required=True)
-    p = sub.add_parser("fetch", help="download a released checkpoint into the cache")
-    p.add_argument("name")
-    p = sub.add_parser("convert", help="rewrite any supported file as hear-gram safetensors")
-    p.add_argument("src")
-    p.add_argument("dst")
-    p.add_argument("--allow-pickle", action="store_true")
-    p.add_argument("--layout", choices=["released", "hear-gram"], default="hear-gram")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    handlers = {"list": _cmd_list, "info": _cmd_info, "random": _cmd_random, "fetch": _cmd_fetch,
-                "convert": _cmd_convert}  # fmt: skip
-    try:
-        handlers[args.cmd](args)
-    except (ValueError, OSError) as err:  # CheckpointError, bad configs, unreadable files
-        print(f"{parser.prog}: error: {_one_line(err)}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _depth(text: str) -> int:
-    try:
-        value = int(text)
-        check_int("depth", value)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from err
-    return value
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
-
-
-if __name__ == "__main__":
-    sys.exit(main())
