@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 WORK ?= work
 
-.PHONY: install test test-fast lint demo bench bench-resample validate naturalistic-hear naturalistic-hear-bench localization pretrain-demo pretrain-report gpu-check clean-work
+.PHONY: install test test-fast lint demo bench bench-resample validate naturalistic-hear naturalistic-hear-bench localization seld pretrain-demo pretrain-report gpu-check clean-work
 
 install: $(STAMP)
 
@@ -74,6 +74,17 @@ GRAM_T_AMBISONIC ?=
 localization: install
 	$(PY) -m localization_tasks.suite --tasks-dir $(TASKS) --work $(WORK)/localization \
 	  $(if $(GRAM_T),--gram-t $(GRAM_T)) $(if $(GRAM_T_AMBISONIC),--gram-t-ambisonic $(GRAM_T_AMBISONIC))
+
+# SELD: a 3-fold synthetic FOA task (60 clips, 1-2 overlapping events), scored with the DCASE
+# metrics for the zero predictor, a SELDnet-style CRNN and GRAM-T Ambisonic (random weights unless
+# GRAM_T_AMBISONIC=... is given) with a BiGRU head on its timestamp embeddings
+SELD_CLIPS ?= 20
+seld: install
+	$(PY) -m localization_tasks.seld.synth --out $(WORK)/seld/tasks --clips-per-fold $(SELD_CLIPS) --extra-rate 32000
+	$(if $(GRAM_T_AMBISONIC),,$(PY) -m hear_gram.checkpoints random --model gram-t-ambisonic --out $(WORK)/seld/gram-t-ambisonic-random.safetensors)
+	$(PY) -m localization_tasks.seld.evaluate --tasks-dir $(WORK)/seld/tasks --out $(WORK)/seld/out \
+	  --baseline zero --baseline crnn --module hear_gram.gram_t_ambisonic --name gram-t-ambisonic+bigru \
+	  --model $(or $(GRAM_T_AMBISONIC),$(WORK)/seld/gram-t-ambisonic-random.safetensors)
 
 # GRAM pretraining at demo scale on CPU (a small GRAM-T on an offline corpus; ~8-11 min on 2 cores)
 pretrain-demo: install
