@@ -2,6 +2,7 @@
 
     python -m hear_gram.suite --models models.toml --tasks-dir TASKS --work WORK
         [--conditions dry,nat-binaural,nat-ambisonic,localization,t60] [--task NAME ...]
+        [--nat-task NAME ...]
         [--nat-binaural-dir D] [--nat-ambisonic-dir D] [--localization-dir D]
         [--localization-source NAME ...] [--grid default|fast|faster] [--grid-points N]
         [--localization-grid default|fast|tiny] [--n-scenes N] [--seed S] [--workers N]
@@ -48,6 +49,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=Path("work/suite"))
     p.add_argument("--conditions", default=",".join(CONDITIONS), help="comma-separated")
     p.add_argument("--task", action="append", default=[], help="HEAR task (default: all)")
+    p.add_argument("--nat-task", action="append", default=[],
+                   help="task of the Nat-HEAR conditions (default: those of --task)")  # fmt: skip
     p.add_argument("--nat-binaural-dir", type=Path, help="ready-made Nat-HEAR binaural tasks")
     p.add_argument("--nat-ambisonic-dir", type=Path, help="ready-made Nat-HEAR Ambisonic tasks")
     p.add_argument("--localization-dir", type=Path, help="ready-made localization/T60 tasks")
@@ -78,6 +81,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         tasks_dir=args.tasks_dir.resolve(),
         conditions=tuple(c.strip() for c in args.conditions.split(",") if c.strip()),
         tasks=tuple(args.task),
+        nat_tasks=tuple(args.nat_task),
         nat_dirs={
             "nat-binaural": absolute(args.nat_binaural_dir),
             "nat-ambisonic": absolute(args.nat_ambisonic_dir),

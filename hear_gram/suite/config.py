@@ -89,6 +89,7 @@ class Settings:
     tasks_dir: Path
     conditions: tuple[str, ...] = CONDITIONS
     tasks: tuple[str, ...] = ()  # HEAR task folder names; empty = every task under tasks_dir
+    nat_tasks: tuple[str, ...] = ()  # Nat-HEAR conditions' tasks; empty = the same as `tasks`
     nat_dirs: dict[str, Path | None] = field(default_factory=dict, hash=False)
     localization_dir: Path | None = None
     localization_sources: tuple[str, ...] = ()  # empty = the paper's two, when present
@@ -103,7 +104,7 @@ class Settings:
         unknown = sorted(set(self.conditions) - set(CONDITIONS))
         if unknown:
             raise SuiteConfigError(f"unknown conditions {unknown}; choose from {list(CONDITIONS)}")
-        for name in self.tasks + self.localization_sources:
+        for name in self.tasks + self.nat_tasks + self.localization_sources:
             check_name(name, "task")
         if not 1 <= self.grid_points <= 10_000:
             raise SuiteConfigError(f"grid points must be in 1..10000, got {self.grid_points}")

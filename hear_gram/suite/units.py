@@ -76,14 +76,16 @@ class Unit:
 # ------------------------------------------------------------------ planning
 
 
-def hear_tasks(settings: Settings) -> list[str]:
-    """The HEAR task folders the dry and Nat-HEAR conditions run on."""
+def hear_tasks(settings: Settings, names: tuple[str, ...] = ()) -> list[str]:
+    """The HEAR task folders the dry and Nat-HEAR conditions run on: `names`, or `tasks`, or
+    every task under tasks_dir."""
     root = settings.tasks_dir
-    if settings.tasks:
-        for name in settings.tasks:
+    names = names or settings.tasks
+    if names:
+        for name in names:
             if not (child(root, name, "task") / "task_metadata.json").is_file():
                 raise FileNotFoundError(f"task {name!r} has no task_metadata.json under {root}")
-        return list(settings.tasks)
+        return list(names)
     if not root.is_dir():
         raise FileNotFoundError(f"tasks directory {root} does not exist")
     return sorted(p.name for p in root.iterdir() if (p / "task_metadata.json").is_file())
@@ -104,6 +106,7 @@ def plan(models: list[ModelSpec], settings: Settings) -> list[Unit]:
     units = []
     needs_hear = any(c in CONDITION_FORMAT for c in settings.conditions)
     tasks = hear_tasks(settings) if needs_hear else []
+    nat_tasks = hear_tasks(settings, settings.nat_tasks) if needs_hear else []
     spatial = [c for c in settings.conditions if c in LOCALIZATION_METRIC]
     sources = localization_sources(settings) if spatial else []
     if spatial and not sources:
@@ -116,8 +119,9 @@ def plan(models: list[ModelSpec], settings: Settings) -> list[Unit]:
         for condition in settings.conditions:
             if condition in CONDITION_FORMAT:
                 fmt = CONDITION_FORMAT[condition]
+                names = tasks if condition == "dry" else nat_tasks
                 if model.applies(condition, fmt):
-                    units += [Unit(model.name, condition, task, fmt) for task in tasks]
+                    units += [Unit(model.name, condition, task, fmt) for task in names]
                 continue
             for source in sources:
                 for fmt in SPATIAL_FORMATS:
