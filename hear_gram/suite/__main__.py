@@ -160,7 +160,8 @@ def run_submitit(units: list[Unit], models: dict[str, ModelSpec], settings: Sett
     print(f"submitted {len(jobs)} units ({cluster}); job logs under {folder}", file=sys.stderr)
     records = []
     with _progress(len(jobs)) as bar:
-        for job in submitit.helpers.as_completed(jobs):
+        poll = 1.0 if cluster == "local" else 10.0
+        for job in submitit.helpers.as_completed(jobs, poll_frequency=poll):
             unit = units[jobs.index(job)]
             try:
                 records.append(job.result())
