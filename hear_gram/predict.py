@@ -218,7 +218,10 @@ def show_scores(tasks: Sequence[Path], verbose: bool) -> None:
     if missing:
         print(f"no scores for {', '.join(missing)}")
     if not verbose and tasks:
+        parents = {t.parent for t in tasks}
         where = tasks[0] / OUTPUT_LOG if len(tasks) == 1 else f"{{task}}/{OUTPUT_LOG}"
+        if len(tasks) > 1 and len(parents) == 1:
+            where = f"{parents.pop()}/<task>/{OUTPUT_LOG}"
         print(f"heareval's full output: {where}")
 
 
