@@ -134,11 +134,17 @@ def _finished(bar, record: dict) -> None:
 
 def run_local(units: list[Unit], models: dict[str, ModelSpec], settings: Settings, jobs: int) -> list[dict]:  # fmt: skip
     records = []
-    with _progress(len(units)) as bar, cf.ThreadPoolExecutor(max(1, jobs)) as pool:
-        futures = [pool.submit(run_unit, u, models[u.model], settings) for u in units]
-        for future in cf.as_completed(futures):
-            records.append(future.result())
-            _finished(bar, records[-1])
+    pool = cf.ThreadPoolExecutor(max(1, jobs))
+    try:
+        with _progress(len(units)) as bar:
+            futures = [pool.submit(run_unit, u, models[u.model], settings) for u in units]
+            for future in cf.as_completed(futures):
+                records.append(future.result())
+                _finished(bar, records[-1])
+    finally:
+        # On Ctrl-C: start nothing more; the units running finish or fail (their processes get
+        # the same signal) and a rerun picks up the rest.
+        pool.shutdown(wait=True, cancel_futures=True)
     return records
 
 
