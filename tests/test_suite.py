@@ -313,4 +313,4 @@ def test_real_units_through_the_hear_tools(tmp_path):
     assert not list((tmp_path / "w").rglob("*.ckpt"))  # deleted once scored
     failed = json.loads((tmp_path / "w" / "units" / "broken" / "dry" / "hear-gram-demo-scene" /
                          "failed.json").read_text())  # fmt: skip
-    assert "hear_gram.embed exited" in failed["error"] and "2 channels" in failed["error"]
+    assert "hear_gram.embed exited" in failed["error"] and "2-channel audio" in failed["error"]
