@@ -236,6 +236,7 @@ def test_rerun_runs_only_missing_units_and_shards_merge_to_the_same_table(fake_s
             tmp / "w" / "report" / name).read_bytes()  # fmt: skip
 
 
+@pytest.mark.hostile("stale")
 def test_a_changed_weights_file_reruns_its_units(fake_suite, tmp_path):
     run, tmp = fake_suite
     weights = write(tmp / "w.bin", "one")
@@ -261,6 +262,7 @@ def test_submitit_local_executor_runs_the_units(fake_suite, monkeypatch):
     assert any((tmp / "w" / "submitit").rglob("*_log.out"))  # submitit's own job logs
 
 
+@pytest.mark.hostile("crash")
 def test_cli_errors_are_one_line(tmp_path, capsys):
     models = write(tmp_path / "m.toml", '[[model]]\nname = "m"\nmodule = "x"\n')
     tasks = fake_tasks(tmp_path / "tasks", ["a"])
