@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 WORK ?= work
 
-.PHONY: install test test-fast lint demo bench bench-resample validate naturalistic-hear naturalistic-hear-bench localization seld pretrain-demo pretrain-report gpu-check clean-work
+.PHONY: install test test-fast lint demo suite bench bench-resample validate naturalistic-hear naturalistic-hear-bench localization seld pretrain-demo pretrain-report gpu-check clean-work
 
 install: $(STAMP)
 
@@ -31,6 +31,7 @@ lint: install
 	$(VENV)/bin/ruff check hear_gram naturalistic_hear localization_tasks tests
 	$(VENV)/bin/ruff format --check hear_gram naturalistic_hear localization_tasks tests
 
+# a small hear_gram.suite run on synthetic tasks (< 200 lines of output; logs under WORK/demo/suite)
 demo: install
 	$(PY) -m hear_gram.demo --work $(WORK)/demo
 
@@ -85,6 +86,14 @@ seld: install
 	$(PY) -m localization_tasks.seld.evaluate --tasks-dir $(WORK)/seld/tasks --out $(WORK)/seld/out \
 	  --baseline zero --baseline crnn --module hear_gram.gram_t_ambisonic --name gram-t-ambisonic+bigru \
 	  --model $(or $(GRAM_T_AMBISONIC),$(WORK)/seld/gram-t-ambisonic-random.safetensors)
+
+# HEAR tasks to the paper's table (HEAR, Nat-HEAR, localization, T60) for the models of MODELS:
+# make suite MODELS=models.toml TASKS=/data/hear/tasks [SUITE_ARGS="--jobs 4 --grid fast"]
+# writes $(WORK)/suite/report/ (REPORT.md, results.csv, results.json, figures); reruns resume
+MODELS ?= models.toml
+SUITE_ARGS ?=
+suite: install
+	$(PY) -m hear_gram.suite --models $(MODELS) --tasks-dir $(TASKS) --work $(WORK)/suite $(SUITE_ARGS)
 
 # GRAM pretraining at demo scale on CPU (a small GRAM-T on an offline corpus; ~8-11 min on 2 cores)
 pretrain-demo: install

@@ -1,21 +1,22 @@
-"""``make demo``: offline, end to end through the real HEAR tools.
+"""``make demo``: offline, end to end through the real HEAR tools, as a small `hear_gram.suite` run.
 
 1. builds two small HEAR-format tasks (a 5-fold scene task, an event task) with
    ``hear_gram.synthetic_tasks``;
-2. re-renders the scene task as Nat-HEAR scenes, binaural and Ambisonic
-   (``python -m naturalistic_hear``, held-out simulated rooms, built-in noise);
-3. picks weights: released GRAM-T weights where ``python -m hear_gram.checkpoints fetch NAME`` was
+2. picks weights: released GRAM-T weights where ``python -m hear_gram.checkpoints fetch NAME`` was
    run; else, for the binaural sets, the demo-scale GRAM-T of ``make pretrain-demo``
    (``gram-demo-cpu``) where it was made; else random full-depth weights (said loudly: those
    scores are not GRAM's);
-4. runs ``python -m heareval.embeddings.runner MODULE --model W ...`` and
-   ``python -m hear_gram.predict ...`` as subprocesses, exactly the README's commands: the dry
-   tasks with ``hear_gram``, the binaural scenes with ``hear_gram.gram_t``, the Ambisonic scenes
-   with ``hear_gram.gram_t_ambisonic``;
-5. prints one score table;
-6. builds the localization and T60 tasks from the scene task (``localization_tasks.suite``) and
-   prints the localization table: GCC-PHAT / intensity-vector baselines, GRAM-T and chance, per
-   format and noise bin.
+3. writes WORK/models.toml: ``gram`` (``hear_gram`` on the dry tasks, ``hear_gram.gram_t`` on
+   binaural audio, ``hear_gram.gram_t_ambisonic`` on Ambisonic audio, CLS pooling for
+   localization), ``dsp`` (the GCC-PHAT and intensity-vector baselines, spatial audio only) and
+   ``chance`` (localization and T60 only);
+4. runs ``python -m hear_gram.suite`` on it: the dry tasks, the scene task re-rendered as Nat-HEAR
+   scenes (binaural and Ambisonic), its localization and T60 tasks; each unit's output goes to its
+   log, the terminal shows one progress bar and one line per unit, then the report's tables
+   (WORK/report/REPORT.md, results.csv, figures).
+
+``score`` (embeddings + predictions of one weights file on a tasks folder) is kept for
+``hear_gram.pretrain.report``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 
 from hear_gram import checkpoints
-from hear_gram.scores import collect_scores, format_table
+from hear_gram.scores import collect_scores
 from hear_gram.synthetic_tasks import make_event_task, make_scene_task
 
 log = logging.getLogger("hear_gram.demo")
@@ -104,68 +105,80 @@ def score(module: str, weights: Path, tasks: Path, emb: Path, model_options: str
     return collect_scores(module_dir)
 
 
-# (set name, HEAR module, registry name, preset, naturalistic format or None for the dry tasks)
-SETS = [
-    ("dry", "hear_gram", "gramt-binaural", "gram-t", None),
-    ("nat-binaural", "hear_gram.gram_t", "gramt-binaural", "gram-t", "binaural"),
-    (
-        "nat-ambisonic",
-        "hear_gram.gram_t_ambisonic",
-        "gramt-ambisonics",
-        "gram-t-ambisonic",
-        "ambisonic",
-    ),
-]
+def models_toml(gram_t: Path, gram_t_ambisonic: Path, model_options: dict) -> str:
+    """The demo's models file (see the module docstring)."""
+    import json
+
+    def inline(options: dict) -> str:
+        return "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in options.items()) + " }"
+
+    cls = {"strategy": "cls"}
+    return f"""# written by python -m hear_gram.demo
+[[model]]
+name = "gram"
+module = "hear_gram"
+weights = {json.dumps(str(gram_t))}
+options = {inline(model_options)}
+
+[model.binaural]
+module = "hear_gram.gram_t"
+
+[model.ambisonic]
+module = "hear_gram.gram_t_ambisonic"
+weights = {json.dumps(str(gram_t_ambisonic))}
+
+[model.localization]
+options = {inline(cls)}
+
+[model.t60]
+options = {inline(cls)}
+
+[[model]]
+name = "dsp"
+module = "localization_tasks.baselines.gcc_phat"
+formats = ["binaural", "ambisonic"]
+
+[model.ambisonic]
+module = "localization_tasks.baselines.intensity_vector"
+
+[[model]]
+name = "chance"
+module = "chance"
+conditions = ["localization", "t60"]
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m hear_gram.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--work", default="work/demo", help="folder for tasks, weights, embeddings")
+    p.add_argument("--work", default="work/demo", help="folder for tasks, weights, the suite run")
     p.add_argument("--model-options", default='{"precision": "bf16"}')
     p.add_argument("--grid", default="fast", help="heareval grid: default, fast, faster")
-    p.add_argument("--n-scenes", type=int, default=24, help="held-out scenes in the Nat-HEAR bank")
+    p.add_argument("--n-scenes", type=int, default=24, help="held-out scenes in the scene banks")
+    p.add_argument("--jobs", type=int, default=2, help="suite units run in parallel")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("localization_tasks").setLevel(logging.WARNING)  # per-task dicts: see files
+    import json
+
+    from hear_gram.suite.__main__ import main as suite
+
     work = Path(args.work).resolve()
     dry = work / "tasks"
     t0 = time.time()
     scene = make_scene_task(dry, sample_rates=(48000,))
     make_event_task(dry, sample_rates=(48000,))
-    py = sys.executable
-    table, used = [], []
-    for name, module, registry_name, preset, fmt in SETS:
-        tasks = dry
-        if fmt is not None:
-            tasks = work / f"tasks-{name}"
-            run([py, "-m", "naturalistic_hear", "--tasks-dir", str(dry), "--out", str(tasks),
-                 "--format", fmt, "--task", scene.name, "--n-scenes", str(args.n_scenes),
-                 "--cache-dir", str(work / "scene-bank"), "--workers", "2"])  # fmt: skip
-        weights, which = pick_weights(work, registry_name, preset)
-        print(f"\n[{name}] {module}, checkpoint: {which}\n", flush=True)
-        used.append(f"{name}: {which}")
-        rows = score(module, weights, tasks, work / f"embeddings-{name}", args.model_options,
-                     args.grid)  # fmt: skip
-        table += [{**row, "task": f"{row['task']} [{name}]"} for row in rows]
-    print(f"\nhear_gram demo scores, {time.time() - t0:.0f} s in all. Checkpoints:")
-    for line in used:
-        print(f"  {line}")
-    print()
-    print(format_table(table))
-    from localization_tasks.suite import run as localization_suite
-
-    print(
-        "\nlocalization (same checkpoints; CLS strategy), tasks built from the demo scene task:\n"
-    )
-    weights = {preset: pick_weights(work, reg, preset)[0] for _, _, reg, preset, _ in SETS}
-    print(
-        localization_suite(
-            dry, work / "localization", [scene.name], str(weights["gram-t"]),
-            str(weights["gram-t-ambisonic"]), args.n_scenes, args.grid, work / "scene-bank",
-        )
+    gram_t, which_t = pick_weights(work, "gramt-binaural", "gram-t")
+    gram_a, which_a = pick_weights(work, "gramt-ambisonics", "gram-t-ambisonic")
+    print(f"checkpoints:\n  binaural and dry: {which_t}\n  ambisonic: {which_a}", flush=True)
+    models = work / "models.toml"
+    models.write_text(models_toml(gram_t, gram_a, json.loads(args.model_options)))
+    code = suite(
+        ["--models", str(models), "--tasks-dir", str(dry), "--work", str(work / "suite"),
+         "--nat-task", scene.name, "--localization-source", scene.name,
+         "--grid", args.grid, "--grid-points", "1", "--localization-grid", args.grid,
+         "--n-scenes", str(args.n_scenes), "--jobs", str(args.jobs)]
     )  # fmt: skip
-    return 0
+    print(f"demo: {time.time() - t0:.0f} s in all; models file {models}")
+    return code
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from hear_gram import heareval_compat, scores, synthetic_tasks
+from hear_gram import heareval_compat, predict, scores, synthetic_tasks
 from tests.conftest import REPO, run_module
 
 MODULE = "tests.fixtures.spectral_module"
@@ -127,7 +127,9 @@ def predicted(tmp_path_factory) -> Path:
         cwd=work,
         log=work / "embeddings.log",
     )
-    task_dirs = sorted(str(p) for p in (embeddings / MODULE).iterdir())
+    # Relative task paths from the working directory: heareval's CSVLogger would put its logs
+    # and checkpoints under ./logs/embeddings/... there.
+    task_dirs = sorted(str(p.relative_to(work)) for p in (embeddings / MODULE).iterdir())
     # "fast" is the quickest grid that learns here: "faster" draws lr=1e-4 with patience 1
     # and stops at chance. One grid point; heareval seeds its grid shuffle, so this is fixed.
     run_module(
@@ -181,6 +183,61 @@ def test_end_to_end_score_table(predicted):
     assert rows[2]["std"] == pytest.approx(scene["test_top1_acc_std"])
     table = scores.format_table(rows)
     assert "hear-gram-demo-scene" in table and "top1_acc" in table
+
+
+@pytest.mark.slow
+def test_predict_output_is_one_bar_per_task_then_the_table(predicted):
+    out = (predicted.parent / "predict.log").read_text()
+    lines = out.rstrip("\n").split("\n")  # tqdm redraws a bar with "\r": one line per bar
+    assert len(lines) == 2 + 5 + 1, out[-3000:]  # two bars, the table (3 rows), where logs are
+    # fits and tests counted by hand: scene 5 folds, 1 grid point: 1 + 4 trainings + 5 tests;
+    # event trainvaltest: 1 training + 1 test
+    assert "hear-gram-demo-scene: 100%" in out and "10/10" in out
+    assert "hear-gram-demo-event: 100%" in out and " 2/2 " in out
+    assert "Profiler Report" not in out and "Epoch" not in out
+    table = lines[lines.index(next(ln for ln in lines if ln.startswith("module"))) :]
+    assert [ln.split()[2] for ln in table[2:5]] == ["event_onset_200ms_fms", "segment_1s_er",
+                                                   "top1_acc"]  # fmt: skip
+    for task in ("hear-gram-demo-scene", "hear-gram-demo-event"):
+        full = (predicted / MODULE / task / predict.OUTPUT_LOG).read_text()
+        assert "FIT Profiler Report" in full  # heareval's profiler, in the task's log
+
+
+@pytest.mark.slow
+def test_predict_keeps_lightning_logs_in_the_task_and_no_checkpoints(predicted):
+    for task in ("hear-gram-demo-scene", "hear-gram-demo-event"):
+        logs = predicted / MODULE / task / "lightning_logs"
+        assert sorted(p.name for p in logs.glob("version_*/metrics.csv"))
+        assert not list(logs.rglob("*.ckpt"))
+
+
+def test_checkpoints_are_deleted_once_tested_unless_kept(tmp_path, monkeypatch):
+    class GridPoint:
+        def __init__(self, path):
+            self.model_path = str(path)
+
+    ckpt = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "epoch=3.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"x" * 10)
+    seen = []
+
+    def fake_test(embedding_path, grid_point, **kwargs):
+        seen.append(Path(grid_point.model_path).exists())  # still there while testing
+        return {"test_score": 1.0}
+
+    monkeypatch.setattr(predict._Hooks, "keep_checkpoints", True)
+    wrapped = predict._step(fake_test, delete_checkpoint=True)
+    wrapped(embedding_path=tmp_path, grid_point=GridPoint(ckpt))
+    assert ckpt.exists()
+    monkeypatch.setattr(predict._Hooks, "keep_checkpoints", False)
+    assert wrapped(tmp_path, GridPoint(ckpt)) == {"test_score": 1.0}
+    assert seen == [True, True] and not ckpt.exists()
+    # the untested grid points' checkpoints go when the task is done; other files stay
+    other = ckpt.with_name("epoch=1.ckpt")
+    other.write_bytes(b"y" * 7)
+    (ckpt.parent.parent / "metrics.csv").write_text("epoch\n")
+    assert predict.remove_checkpoints(tmp_path) == 7
+    assert not ckpt.parent.exists() and (ckpt.parent.parent / "metrics.csv").exists()
 
 
 @pytest.mark.slow
