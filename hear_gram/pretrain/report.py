@@ -218,8 +218,8 @@ class Plan:
             raise ValueError(
                 f"need 1 <= seeds <= 100 and 1 <= steps, got {self.seeds}, {self.steps}"
             )
-        if self.bank_scenes < 1:
-            raise ValueError(f"bank_scenes must be positive, got {self.bank_scenes}")
+        if not 1 <= self.bank_scenes <= 100_000:
+            raise ValueError(f"need 1 <= bank_scenes <= 100000, got {self.bank_scenes}")
         for item in self.overrides:
             if item.partition("=")[0] in REPORT_FIELDS:
                 raise ValueError(f"--set {item}: {REPORT_FIELDS} are set by the report's flags")

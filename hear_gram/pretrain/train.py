@@ -96,6 +96,10 @@ class TrainConfig:
             raise ValueError(f"precision must be '32' or 'bf16', got {self.precision!r}")
         if not 0 < self.warmup_steps <= self.max_steps:
             raise ValueError("need 0 < warmup_steps <= max_steps")
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        bad = [k for k, v in values.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} must be finite numbers")
 
     def gram_config(self) -> GramConfig:
         over = {k: getattr(self, k) for k in ("depth", "width", "heads", "mlp_dim")}
@@ -150,7 +154,10 @@ def get_config(name: str, overrides: list[str] | None = None) -> TrainConfig:
         key, sep, value = item.partition("=")
         if not sep or key not in hints:
             raise ValueError(f"bad override {item!r}; keys: {sorted(hints)}")
-        changes[key] = _parse(value, hints[key])
+        try:
+            changes[key] = _parse(value, hints[key])
+        except ValueError:
+            raise ValueError(f"bad override {item!r}: {key} takes {hints[key]}") from None
     return cfg.replace(**changes)
 
 
