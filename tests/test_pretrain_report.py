@@ -35,6 +35,7 @@ from hear_gram.pretrain.report import (
     outcome,
     over_seeds,
     run_config,
+    summary,
     verdict,
     verdicts,
 )
@@ -117,6 +118,19 @@ def test_verdicts_and_outcome_cover_every_pair_pooling_and_bin():
         "**Yes**"
     )
     assert sum("T60" in s and "within noise" in s for s in lines) == 6
+    assert summary(loc) == (
+        "In short (direction error, cls pooling): naturalistic better than clean: **yes**; "
+        "naturalistic better than random: **yes**; clean better than random: **yes**."
+    )
+    reverse = {"cls": {m: {DIRECTION: err(*v)} for m, v in zip(MODELS, ((50.0, 52.0),
+               (49.0, 53.0), (30.0,)), strict=True)}}  # fmt: skip
+    assert summary(reverse) == (
+        "In short (direction error, cls pooling): naturalistic better than clean: **no (within "
+        "noise)**; naturalistic better than random: **cannot tell**; clean better than random: "
+        "**cannot tell**."
+    )
+    reverse["cls"]["random"] = {DIRECTION: err(20.0, 22.0)}
+    assert "naturalistic better than random: **no (random is better)**" in summary(reverse)
     values = zip(MODELS, (0.9, 0.9, 0.6), strict=True)
     cls = {m: {"scene top1": Score((v, v), True)} for m, v in values}
     detail = outcome(cls, loc)

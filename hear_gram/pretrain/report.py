@@ -202,6 +202,21 @@ def verdicts(loc: dict[str, dict[str, dict[str, Score]]]) -> list[str]:
     return lines
 
 
+def summary(loc: dict[str, dict[str, dict[str, Score]]], strategy: str = "cls") -> str:
+    """One line: the three answers on the direction error with `strategy` pooling (CLS: the
+    paper's localization setting)."""
+    by_model = loc.get(strategy, {})
+    if not by_model or DIRECTION not in by_model.get(MODELS[0], {}):
+        return ""
+    answers = []
+    for a, b in PAIRS:
+        sa, sb = by_model[a][DIRECTION], by_model[b][DIRECTION]
+        sign = _judge(sa, sb)[2] if min(sa.n, sb.n) > 1 else None
+        word = {1: "yes", 0: "no (within noise)", -1: f"no ({b} is better)", None: "cannot tell"}
+        answers.append(f"{a} better than {b}: **{word[sign]}**")
+    return f"In short (direction error, {strategy} pooling): " + "; ".join(answers) + "."
+
+
 # --- the runs ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Plan:
@@ -436,7 +451,8 @@ def plot_diagnostic(diag: dict[str, dict[str, Score]], per_filter: dict[str, np.
         bars.bar(x + (i - 0.5) * 0.4, means, 0.4, yerr=errs, capsize=3, label=f"{when} training",
                  color="tab:gray" if when == "before" else "tab:orange")  # fmt: skip
     bars.set_xticks(x, list(diag))
-    bars.set(ylabel="cos(left kernel, right kernel)", ylim=(-0.2, 1.05))
+    low = min([-0.2] + [diag[m][w].mean - 0.1 for m in diag for w in ("before", "after")])
+    bars.set(ylabel="cos(left kernel, right kernel)", ylim=(max(low, -1.05), 1.05))
     bars.axhline(0, color="k", lw=0.5)
     bars.legend(fontsize=8)
     edges = np.linspace(-1, 1, 41)
@@ -519,6 +535,8 @@ def write_report(work: Path, results: dict, runs: dict[str, list[TrainConfig]], 
         "",
         "A difference counts when it exceeds twice its standard error, sqrt(SE_a² + SE_b²) over "
         "seeds; otherwise it is within noise.",
+        "",
+        summary(loc),
         "",
         *[f"- {line}" for line in verdicts(loc)],
         "",
