@@ -12,9 +12,10 @@ when the filter sees only the difference.
 
 Training on dry audio (lambda = 1) copies the mono clip to both channels, so both kernels get the
 same gradient and the same Adam update: their difference stays what initialisation made it, only
-shrunk by weight decay, while the common part learns. The cosine then rises towards 1 with
-training, whatever the data: the later layers learn to read a first layer whose difference part
-never carried signal. Binaural scene mixes (lambda < 1) give the two kernels different gradients.
+shrunk by weight decay, while the common part learns. The cosine nears 1 as the common part
+outgrows the initial difference, and the later layers learn to read a first layer whose
+difference part never carried signal. Binaural scene mixes (lambda < 1) give the two kernels
+different gradients.
 
 Dimension letters: D width (output filters), C input channels, Pf x Pt patch size.
 """

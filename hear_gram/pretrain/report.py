@@ -480,8 +480,9 @@ DIAGNOSTIC_TEXT = (
     "cue a log-mel keeps (it drops phase, hence the time difference). Random initialisation "
     "draws the kernels independently (cosine near 0: sum and difference weighted alike). A dry "
     "batch puts the same mono clip on both channels, so both kernels get the same gradient and "
-    "the same Adam update: training on dry audio leaves their difference as initialised (shrunk "
-    "by weight decay) while their common part learns, and the cosine can only rise towards 1."
+    "the same Adam update: training on dry audio never changes their difference beyond weight "
+    "decay; only their common part learns, and the cosine nears 1 as it outgrows the initial "
+    "difference. Binaural scene mixes give the two kernels different gradients."
 )
 
 
