@@ -476,8 +476,9 @@ def table(rows: dict[str, dict[str, Score]], columns: Sequence[str], digits: int
 DIAGNOSTIC_TEXT = (
     "Each first-layer filter applies one kernel to the left ear's log-mel patch and one to the "
     "right's. Its cosine is 1 when the two kernels are identical: the filter then sees only the "
-    "sum of the two ears and is blind to the interaural level difference, the only direction "
-    "cue a log-mel keeps (it drops phase, hence the time difference). Random initialisation "
+    "sum of the two ears and is blind to the interaural level difference, the binaural cue "
+    "a log-mel keeps (it drops phase, hence the interaural time difference; only the spectral "
+    "cues of each ear remain besides). Random initialisation "
     "draws the kernels independently (cosine near 0: sum and difference weighted alike). A dry "
     "batch puts the same mono clip on both channels, so both kernels get the same gradient and "
     "the same Adam update: training on dry audio never changes their difference beyond weight "
