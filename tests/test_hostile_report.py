@@ -71,7 +71,11 @@ def test_absurd_sizes_are_refused_before_any_work(tmp_path, capsys, args, needle
 @pytest.mark.hostile("crash")
 @pytest.mark.parametrize(
     "item, needle",
-    [("nope=1", "bad override"), ("width=wide", "width takes int | None"), ("seed=3", "report's flags")],
+    [
+        ("nope=1", "bad override"),
+        ("width=wide", "width takes int | None"),
+        ("seed=3", "report's flags"),
+    ],
 )
 def test_bad_overrides_fail_in_one_line(tmp_path, capsys, item, needle):
     assert needle in refused(capsys, tmp_path, "--set", item)
