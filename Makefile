@@ -95,14 +95,16 @@ SUITE_ARGS ?=
 suite: install
 	$(PY) -m hear_gram.suite --models $(MODELS) --tasks-dir $(TASKS) --work $(WORK)/suite $(SUITE_ARGS)
 
-# GRAM pretraining at demo scale on CPU (a small GRAM-T on an offline corpus; ~8-11 min on 2 cores)
+# GRAM pretraining at demo scale on CPU: a small GRAM-T on an offline corpus, scenes from a
+# 1000-scene train-pool bank (rendered once, ~2 min on 2 cores); ~11-13 min on 2 quiet cores
 pretrain-demo: install
 	$(PY) -m hear_gram.pretrain --config demo-cpu out_dir=$(WORK)/pretrain/demo-cpu bank_dir=$(WORK)/pretrain/banks
 
-# Naturalistic vs clean (lambda 1) vs random init at demo scale, through the HEAR tools: writes
-# $(WORK)/pretrain-report/REPORT.md + figures (trains the two runs first when missing, ~8 min each)
+# Naturalistic vs clean (lambda 1) vs random init at demo scale, 3 seeds each, through the HEAR
+# tools: writes $(WORK)/pretrain-report/REPORT.md + figures. Trains the 6 runs first when missing
+# (~9 min each on 2 quiet cores), reuses finished ones. REPORT_ARGS: e.g. --seeds 2 --no-classification
 pretrain-report: install
-	$(PY) -m hear_gram.pretrain.report --work $(WORK)/pretrain-report --run-dir $(WORK)/pretrain/demo-cpu
+	$(PY) -m hear_gram.pretrain.report --work $(WORK)/pretrain-report --run-dir $(WORK)/pretrain/demo-cpu $(REPORT_ARGS)
 
 # GPU readiness on one CUDA device, about 8 min on an H100/H200, with the packages already there
 # (no install step: a lent GPU machine may have no network): fused-vs-reference GRAM-M, embedding

@@ -1,4 +1,4 @@
-"""Pretraining of GRAM with PyTorch Lightning 1.9.5 (REFERENCE §6): the training recipe, the
+"""Pretraining of GRAM with PyTorch Lightning 1.9.5 (arXiv 2506.00934, pretraining setup): the training recipe, the
 named run configurations, and the end-of-run artefacts.
 
     python -m hear_gram.pretrain --config demo-cpu [key=value ...]
@@ -6,15 +6,17 @@ named run configurations, and the end-of-run artefacts.
 A run directory holds ``logs/version_*/metrics.csv`` (CSV logger, one version per start), ``checkpoints/last.ckpt`` (resumed
 automatically), and at the end ``model.safetensors`` (the encoder in hear-gram's layout, loads with
 ``hear_gram.load_model``), ``decoder.safetensors`` (decoder keys, for continuing pretraining
-elsewhere) and ``loss.png``.
+elsewhere), ``loss.png`` and ``config.json`` (the TrainConfig that made them).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import math
+import os
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,12 +44,14 @@ from hear_gram.pretrain.model import GramMAE
 
 log = logging.getLogger(__name__)
 
+CONFIG_FILE = "config.json"  # the TrainConfig of a finished run, written beside its encoder
+
 SpatialFormat = Literal["binaural", "ambisonic"]
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a pretraining run depends on. Defaults = the paper's recipe (REFERENCE §6)."""
+    """Everything a pretraining run depends on. Defaults = the paper's recipe (arXiv 2506.00934)."""
 
     model: str = "gram-t"  # a hear_gram.config preset
     depth: int | None = None  # GramConfig overrides (None: the preset's)
@@ -65,6 +69,7 @@ class TrainConfig:
     clean_ratio: float = 0.0  # lambda: probability that a batch stays dry (GRAM-Clean: 1)
     bank_dir: str = "work/pretrain/banks"
     bank_scenes: int = 10000
+    bank_workers: int = 0  # processes rendering the bank on first use; 0: auto (see build_mixer)
     noise_dir: str = ""  # empty: naturalistic_hear's builtin noise (stand-in for WHAMR!)
     batch_clips: int = 96
     crops: int = 16
@@ -91,6 +96,10 @@ class TrainConfig:
             raise ValueError(f"precision must be '32' or 'bf16', got {self.precision!r}")
         if not 0 < self.warmup_steps <= self.max_steps:
             raise ValueError("need 0 < warmup_steps <= max_steps")
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        bad = [k for k, v in values.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} must be finite numbers")
 
     def gram_config(self) -> GramConfig:
         over = {k: getattr(self, k) for k in ("depth", "width", "heads", "mlp_dim")}
@@ -102,13 +111,14 @@ class TrainConfig:
 
 # --- named run configurations (one registry) ---------------------------------------------------
 CONFIGS: dict[str, TrainConfig] = {
-    # REFERENCE does not state lambda for the spatial models; 0 = every batch is a scene mix.
+    # The paper does not state lambda for the spatial models; 0 = every batch is a scene mix.
     "paper-binaural": TrainConfig(),
     "paper-ambisonic": TrainConfig(model="gram-t-ambisonic", fmt="ambisonic"),
     "paper-clean": TrainConfig(clean_ratio=1.0),
     "gram-m": TrainConfig(model="gram-m"),
-    # ~8 min on 2 CPU cores: a small GRAM-T and decoder, higher lr to move in few steps; every
-    # batch a scene mix (lambda 0), as paper-binaural.
+    # ~13 min on 2 CPU cores (of which ~4 min render the 1000-scene bank, once): a small GRAM-T
+    # and decoder, higher lr to move in few steps; every batch a scene mix (lambda 0), as
+    # paper-binaural. 1000 train-pool scenes, so 4000 scene draws rarely repeat a scene.
     "demo-cpu": TrainConfig(
         depth=4,
         width=192,
@@ -118,7 +128,7 @@ CONFIGS: dict[str, TrainConfig] = {
         decoder_depth=2,
         data_dir="demo",
         clean_ratio=0.0,
-        bank_scenes=32,
+        bank_scenes=1000,
         batch_clips=4,
         crops=8,
         num_workers=1,
@@ -144,7 +154,10 @@ def get_config(name: str, overrides: list[str] | None = None) -> TrainConfig:
         key, sep, value = item.partition("=")
         if not sep or key not in hints:
             raise ValueError(f"bad override {item!r}; keys: {sorted(hints)}")
-        changes[key] = _parse(value, hints[key])
+        try:
+            changes[key] = _parse(value, hints[key])
+        except ValueError:
+            raise ValueError(f"bad override {item!r}: {key} takes {hints[key]}") from None
     return cfg.replace(**changes)
 
 
@@ -173,7 +186,7 @@ def _seed(*parts: int) -> int:
 
 # --- the Lightning module ----------------------------------------------------------------------
 class PretrainModule(pl.LightningModule):
-    """GramMAE + in-batch scene mixing and features; AdamW, warm-up + cosine (REFERENCE §6)."""
+    """GramMAE + in-batch scene mixing and features; AdamW, warm-up + cosine (arXiv 2506.00934)."""
 
     def __init__(self, cfg: TrainConfig, mixer: SceneMixer) -> None:
         super().__init__()
@@ -243,7 +256,10 @@ def build_mixer(cfg: TrainConfig) -> SceneMixer:
 
     sr = cfg.gram_config().features.sample_rate
     bank = SceneBank(cfg.bank_dir, cfg.fmt, sr, pool="train", n_scenes=cfg.bank_scenes)
-    bank.build()
+    # auto: one process per core, but no more than one per 64 scenes to render: a spawned process
+    # costs seconds of imports, more than a few scenes take to render
+    auto = min(os.cpu_count() or 1, max(1, len(bank.missing()) // 64))
+    bank.build(workers=cfg.bank_workers or auto)
     return SceneMixer(channels, bank)
 
 
@@ -324,6 +340,9 @@ def train(cfg: TrainConfig, callbacks: Sequence[pl.Callback] = ()) -> Path | Non
         return None
     if trainer.global_rank != 0:
         return out / "model.safetensors"
+    # What made the weights, written first: the encoder file marks a finished run, and the
+    # report reuses a finished run only when this matches what it asks for.
+    (out / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     path = save_checkpoint(out / "model.safetensors", module.mae.encoder, "hear-gram")
     save_decoder(out / "decoder.safetensors", module.mae)
     plot_loss(out / "logs", out / "loss.png")
