@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -179,3 +180,18 @@ def resample(
     else:
         out = _resample_fractional(x, orig, new, target)
     return out.reshape(*shape, target)
+
+
+def resample_ir(ir: np.ndarray | Tensor, orig_sr: int, new_sr: int) -> np.ndarray | Tensor:
+    """Impulse responses (..., L) from orig_sr to new_sr (Hz) with their transfer function kept.
+
+    `resample` interpolates sample values; the samples of an impulse response scale with the
+    sampling period (a unit impulse at 16 kHz and one at 48 kHz carry the same energy per unit
+    time only when the latter is a third as tall), so the result is also scaled by
+    orig_sr / new_sr: the response's gain in dB is unchanged below the cut-off. float32, of
+    length ceil(L * new_sr / orig_sr); a numpy input gives a numpy array, a tensor a tensor."""
+    as_numpy = not isinstance(ir, Tensor)
+    x = torch.from_numpy(np.ascontiguousarray(ir, dtype=np.float32)) if as_numpy else ir.float()
+    if orig_sr != new_sr:
+        x = resample(x, int(orig_sr), int(new_sr)) * (orig_sr / new_sr)
+    return x.numpy() if as_numpy else x
