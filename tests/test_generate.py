@@ -277,7 +277,7 @@ def test_audio_keeps_rates_durations_subtypes_and_is_binaural(reference, tasks):
 def test_manifest_rows(reference, event_task):
     rows = read_manifest(reference / "hear-gram-demo-event")
     assert len(rows) == 10 and list(rows[0]) == list(gen.MANIFEST_COLUMNS)
-    assert [gen._key(r) for r in rows] == sorted(gen._key(r) for r in rows)
+    assert [gen.row_key(r) for r in rows] == sorted(gen.row_key(r) for r in rows)
     for row in rows:
         assert abs(float(row["achieved_snr_db"]) - float(row["snr_db"])) < 0.1
         assert row["format"] == "binaural" and row["input_channels"] == "2"
