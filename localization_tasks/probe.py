@@ -110,7 +110,23 @@ def _train_one(
     seed: int,
     t60: LogT60 | None = None,
 ) -> tuple[float, nn.Module]:
-    torch.manual_seed(seed)
+    # The initialisation and dropout draw from torch's global generator: seed it for this probe
+    # only, and give the caller's random stream back untouched afterwards.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _train(target_kind, x, y, layers, lr, grid, seed, t60)
+
+
+def _train(
+    target_kind: Target,
+    x: dict[str, torch.Tensor],
+    y: dict[str, torch.Tensor],
+    layers: int,
+    lr: float,
+    grid: ProbeGrid,
+    seed: int,
+    t60: LogT60 | None,
+) -> tuple[float, nn.Module]:
     direction = target_kind == "direction"
     model = MLP(
         x["train"].shape[1], y["train"].shape[1], layers, grid.hidden_dim, grid.dropout, direction
