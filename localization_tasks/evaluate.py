@@ -63,12 +63,12 @@ from hear_gram.resample import check_file_rate, check_resample_size, resample
 from localization_tasks import metrics, plots
 from localization_tasks.baselines import chance
 from localization_tasks.probe import GRIDS, ProbeGrid, fit_predict
+from naturalistic_hear.formats import CHANNELS
 from naturalistic_hear.paths import UnsafePathError, child, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 CHANCE = "chance"
 CACHE_VERSION = "embeddings-2"  # 2: keyed by task content and module code
-CHANNELS = {"binaural": 2, "ambisonic": 4}
 PROG = "python -m localization_tasks.evaluate"
 
 
