@@ -1,6 +1,6 @@
 """The spatial formats of the data tools, defined once.
 
-GRAM renders scenes in two formats (arXiv 2506.00934, Sec. 3; arXiv 2602.03307, Nat-HEAR): binaural
+GRAM renders scenes in two formats (arXiv 2506.00934 and 2602.03307, scene simulation): binaural
 (2 channels: left, right ear) and first-order Ambisonics (4 channels, ACN order W, Y, Z, X with
 SN3D normalisation). Scene banks, external RIR sets, the Nat-HEAR generator and the localization
 tasks all take the format by its name; this enum is the one table of names and channel counts.

@@ -30,7 +30,7 @@ process finds every clip of the task done (the last shard, or any rerun) writes 
 sorted by (sample rate, split, file name), then removes the rows files and stray temporary files:
 the finished folder is byte-identical whatever the sharding, worker count or interruptions.
 
-Hostile or broken input (issue 10):
+Hostile or broken input:
 - Names from the task's JSON (split names, file names) and the task's top-level files become
   paths only through `naturalistic_hear.paths.child`: an absolute, `..` or sub-folder name, or a
   symbolic link leading outside the task, is an `UnsafePathError` before anything is written.

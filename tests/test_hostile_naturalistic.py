@@ -1,4 +1,4 @@
-"""Hostile-input matrix, Nat-HEAR generator (issue 10): paths from task data, non-finite or
+"""Hostile-input matrix, Nat-HEAR generator: paths from task data, non-finite or
 degenerate audio and noise, resumed runs with other settings, worker processes and concurrent
 runs, and the command line's one-line errors.
 
