@@ -22,6 +22,7 @@ Dimension letters: B batch (any leading dims), C channels, K noise positions, N 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TypeVar
 
 import numpy as np
@@ -139,6 +140,44 @@ def fft_size(n: int) -> int:
             p35 *= 3
         p5 *= 5
     return best
+
+
+def shaped_noise(
+    response: Callable[[np.ndarray], np.ndarray],
+    n: int,
+    sample_rate: int,
+    rng: np.random.Generator,
+    count: int | None = None,
+    fft_length: int | None = None,
+) -> np.ndarray:
+    """Gaussian noise (n,), or (count, n), with amplitude spectrum `response(freqs_hz)` (a (F,) or
+    (count, F) array), filtered circularly over `fft_length` >= n samples and cut to n.
+
+    The default length is `fft_size(n)`, a fast 5-smooth one: arbitrary lengths hit pocketfft's
+    slow prime-size path. `fft_length=n` filters over exactly the clip (what the synthetic HEAR
+    tasks were generated with; it draws the same white noise and differs only in how the
+    circular filter wraps)."""
+    m = fft_size(n) if fft_length is None else int(fft_length)
+    if m < n:
+        raise ValueError(f"fft_length {m} is shorter than the {n} samples asked for")
+    freqs = np.fft.rfftfreq(m, 1.0 / sample_rate)
+    white = rng.standard_normal((m,) if count is None else (count, m))
+    return np.fft.irfft(np.fft.rfft(white) * response(freqs), m)[..., :n]
+
+
+def band_noise(
+    low_hz: float,
+    high_hz: float,
+    n: int,
+    sample_rate: int,
+    rng: np.random.Generator,
+    fft_length: int | None = None,
+) -> np.ndarray:
+    """White Gaussian noise (n,) with the FFT bins outside [low_hz, high_hz] zeroed (Hz); see
+    `shaped_noise` for `fft_length`."""
+    return shaped_noise(
+        lambda f: (f >= low_hz) & (f <= high_hz), n, sample_rate, rng, None, fft_length
+    )
 
 
 def convolve_rir(x: Array, rir: Array | np.ndarray) -> Array:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -38,6 +39,12 @@ ROLLOFF = 0.99
 # Sane bounds on a rate read from a file header or a folder name (Hz): audio hardware tops out
 # around 768 kHz and DSD64 is 2.8 MHz, so anything above 10 MHz is a corrupt or hostile value.
 MAX_RATE = 10_000_000
+# Lowest rate accepted from a file header or folder name (Hz): below telephone speech (8 kHz) by a
+# margin; lower "rates" come from corrupt or hostile headers.
+MIN_FILE_RATE = 1000
+# Most samples (all channels together) one resampling of a file may produce: 2**28 float32 = 1 GiB,
+# some 2.3 hours of stereo at 32 kHz.
+MAX_OUTPUT_ELEMENTS = 2**28
 # Polyphase kernels up to 2**20 taps (4 MB): covers every rate pair of the HEAR tasks and the usual
 # audio rates to and from 32 kHz (22050 -> 32000 is 640 x 455 = 291k taps).
 POLYPHASE_MAX_TAPS = 2**20
@@ -57,6 +64,39 @@ def check_rate(rate: object, what: str = "sample rate") -> int:
     if not 1 <= rate <= MAX_RATE:
         raise ValueError(f"{what} must be between 1 and {MAX_RATE} Hz, got {rate}")
     return rate
+
+
+def check_file_rate(rate: object, what: str) -> int:
+    """A sample rate read from a file header or a folder name, in [MIN_FILE_RATE, MAX_RATE] Hz;
+    ValueError naming `what` otherwise. A header claiming 1 Hz is corrupt or hostile: upsampled
+    to 32 kHz, each of its samples would become 32000."""
+    rate = check_rate(rate, f"the sample rate of {what}")
+    if rate < MIN_FILE_RATE:
+        raise ValueError(
+            f"{what}: a sample rate of {rate} Hz is below {MIN_FILE_RATE} Hz, not audio this "
+            "tool resamples (a corrupt or hostile header?)"
+        )
+    return rate
+
+
+def resampled_length(n_samples: int, orig_sr: int, new_sr: int) -> int:
+    """Samples per channel `resample` returns for `n_samples` at orig_sr -> new_sr (Hz)."""
+    orig, new = _reduced(check_rate(orig_sr), check_rate(new_sr))
+    return math.ceil(new * n_samples / orig)
+
+
+def check_resample_size(shape: tuple[int, ...], orig_sr: int, new_sr: int, what: str) -> int:
+    """Refuse, naming `what`, to resample audio of `shape` (..., N) when the result would hold
+    more than MAX_OUTPUT_ELEMENTS samples; returns the output length N'. Callers that read
+    rates from files check this before the work (and the memory) is spent."""
+    n_out = resampled_length(shape[-1], orig_sr, new_sr)
+    elements = math.prod(shape[:-1]) * n_out
+    if elements > MAX_OUTPUT_ELEMENTS:
+        raise ValueError(
+            f"{what}: resampling {shape[-1]} samples from {orig_sr} to {new_sr} Hz would give "
+            f"{elements} samples, more than the {MAX_OUTPUT_ELEMENTS} allowed"
+        )
+    return n_out
 
 
 def _reduced(orig_sr: int, new_sr: int) -> tuple[int, int]:
@@ -179,3 +219,18 @@ def resample(
     else:
         out = _resample_fractional(x, orig, new, target)
     return out.reshape(*shape, target)
+
+
+def resample_ir(ir: np.ndarray | Tensor, orig_sr: int, new_sr: int) -> np.ndarray | Tensor:
+    """Impulse responses (..., L) from orig_sr to new_sr (Hz) with their transfer function kept.
+
+    `resample` interpolates sample values; the samples of an impulse response scale with the
+    sampling period (a unit impulse at 16 kHz and one at 48 kHz carry the same energy per unit
+    time only when the latter is a third as tall), so the result is also scaled by
+    orig_sr / new_sr: the response's gain in dB is unchanged below the cut-off. float32, of
+    length ceil(L * new_sr / orig_sr); a numpy input gives a numpy array, a tensor a tensor."""
+    as_numpy = not isinstance(ir, Tensor)
+    x = torch.from_numpy(np.ascontiguousarray(ir, dtype=np.float32)) if as_numpy else ir.float()
+    if orig_sr != new_sr:
+        x = resample(x, int(orig_sr), int(new_sr)) * (orig_sr / new_sr)
+    return x.numpy() if as_numpy else x

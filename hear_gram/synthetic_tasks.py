@@ -24,6 +24,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 
-from hear_gram.dsp import db_to_amplitude, fade, normalize_peak
+from hear_gram.dsp import band_noise, db_to_amplitude, fade, normalize_peak, power
 
 logger = logging.getLogger(__name__)
 
@@ -74,16 +75,6 @@ def harmonic_tone(
             break
         out += k**-rolloff * np.sin(k * phase + phases[k - 1])
     return out
-
-
-def band_noise(
-    low_hz: float, high_hz: float, n_samples: int, sample_rate: int, rng: np.random.Generator
-) -> np.ndarray:
-    """White Gaussian noise band-limited to [low_hz, high_hz] by zeroing FFT bins."""
-    spectrum = np.fft.rfft(rng.standard_normal(n_samples))
-    freqs = np.fft.rfftfreq(n_samples, 1.0 / sample_rate)
-    spectrum[(freqs < low_hz) | (freqs > high_hz)] = 0.0
-    return np.fft.irfft(spectrum, n_samples)
 
 
 def click_train(
@@ -164,9 +155,9 @@ def _draw_hiss(rng: np.random.Generator) -> dict:
 
 
 def _render_hiss(p: dict, duration_s: float, sample_rate: int, rng: np.random.Generator):
-    return band_noise(
-        p["low_hz"], p["high_hz"], int(round(duration_s * sample_rate)), sample_rate, rng
-    )
+    n = int(round(duration_s * sample_rate))
+    # Filtered over exactly n samples, as these tasks have always been generated (byte for byte).
+    return band_noise(p["low_hz"], p["high_hz"], n, sample_rate, rng, fft_length=n)
 
 
 def _draw_clicks(rng: np.random.Generator) -> dict:
@@ -309,8 +300,9 @@ def render_clip(spec: ClipSpec, sample_rate: int) -> np.ndarray:
         )
         sound = fade(normalize_peak(sound, 1.0), sample_rate, 0.01)
         source[start : start + length] += db_to_amplitude(event.level_db) * sound
-    signal_rms = np.sqrt(np.mean(source**2))
-    noise_rms = signal_rms * db_to_amplitude(-spec.snr_db)
+    # Unit-variance white noise scaled to spec.snr_db below the source (the same product as
+    # always, so tasks stay byte-identical; dsp.gain_for_snr rounds differently in the last bit).
+    noise_rms = math.sqrt(power(source)) * db_to_amplitude(-spec.snr_db)
     channels = [
         db_to_amplitude(gain) * source + noise_rms * rng.standard_normal(n)
         for gain in spec.channel_gains_db

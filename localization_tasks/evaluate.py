@@ -15,7 +15,9 @@ results.json and on the command line. Ambisonic tasks are first-order ACN/SN3D: 
 Embeddings: the module's `load_model(model_file_path, **options)` and `get_scene_embeddings` on
 batches of clips of equal length, audio passed as (B, N, C) float32 as soundfile reads it (heareval's
 layout). The audio folder at the model's `sample_rate` is used; when the task lacks it, the highest
-rate present is resampled (`hear_gram.frontend.resample`). Embeddings are cached as
+rate present is resampled (`hear_gram.resample`; a folder below 1 kHz, a file whose header
+disagrees with its folder, or one that would resample to over 2**28 samples is refused, naming
+it). Embeddings are cached as
 OUT/embeddings/{tag}/{task}/{split}.npz, tag = module name + a hash of (module, weights path and
 sha256, options), written atomically per split. Each file stores the key it was computed for: a
 hash of the tag, the module's code (its package's .py files), the task's content (task_metadata,
@@ -57,15 +59,16 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
+from hear_gram.resample import check_file_rate, check_resample_size, resample
 from localization_tasks import metrics, plots
 from localization_tasks.baselines import chance
 from localization_tasks.probe import GRIDS, ProbeGrid, fit_predict
+from naturalistic_hear.formats import CHANNELS
 from naturalistic_hear.paths import UnsafePathError, child, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 CHANCE = "chance"
 CACHE_VERSION = "embeddings-2"  # 2: keyed by task content and module code
-CHANNELS = {"binaural": 2, "ambisonic": 4}
 PROG = "python -m localization_tasks.evaluate"
 
 
@@ -277,24 +280,35 @@ def audio_folder(task_dir: Path, sample_rate: int) -> int:
         raise ValueError(f"{task_dir}: no audio folders")
     if sample_rate in rates:
         return sample_rate
+    # A folder named "1" would be upsampled 32000-fold: refused by name.
+    check_file_rate(rates[-1], f"audio folder {task_dir / str(rates[-1])}")
     logger.warning(
         "%s has no %d Hz folder: resampling from %d Hz", task_dir.name, sample_rate, rates[-1]
     )
     return rates[-1]
 
 
+def _read_clip(path: Path, folder_rate: int, model_rate: int) -> np.ndarray:
+    """(N, C) float32 samples of a task's audio file, refused (naming it) when its header's rate
+    is not its folder's or its resampling to the model's rate would be absurdly large."""
+    info = sf.info(path)
+    if info.samplerate != folder_rate:
+        raise EvaluateError(
+            f"{path} is at {info.samplerate} Hz, but lies in the {folder_rate} folder"
+        )
+    if folder_rate != model_rate:
+        check_resample_size((info.channels, info.frames), folder_rate, model_rate, str(path))
+    return sf.read(path, dtype="float32", always_2d=True)[0]
+
+
 def embed_split(
     hear: Any, model: Any, task_dir: Path, split: str, files: list[str], batch_size: int
 ) -> np.ndarray:
     """(M, E) scene embeddings of `files` of `split`, in order."""
-    from hear_gram.frontend import resample
-
     rate = int(model.sample_rate)
     folder = audio_folder(task_dir, rate)
     audio_dir = child(child(task_dir, str(folder), "rate"), split, "split name")
-    audio = [
-        sf.read(child(audio_dir, f, "file name"), dtype="float32", always_2d=True)[0] for f in files
-    ]
+    audio = [_read_clip(child(audio_dir, f, "file name"), folder, rate) for f in files]
     out: list[np.ndarray | None] = [None] * len(files)
     by_length: dict[tuple, list[int]] = {}
     for i, a in enumerate(audio):

@@ -71,7 +71,6 @@ import io
 import json
 import logging
 import math
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -79,41 +78,44 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 from tqdm import tqdm
 
 from hear_gram import dsp
+from localization_tasks.bins import CLEAN, SNR_BINS
 from naturalistic_hear.bank import (
     PoolView,
     SceneAssignmentError,
     ScenePools,
     assign_pools,
 )
-from naturalistic_hear.generate import (
-    CHANNELS,
+from naturalistic_hear.formats import NAMES as FORMATS
+from naturalistic_hear.formats import SpatialFormat
+from naturalistic_hear.generate import draw_snr_db, mix_spatial, render_spatial
+from naturalistic_hear.noise import BuiltinNoise, NoiseDir, NoiseSource
+from naturalistic_hear.paths import UnsafePathError, child, write_bytes_atomic
+from naturalistic_hear.rooms import head_to_unit_vector
+from naturalistic_hear.taskio import (
+    RowKey,
     TaskError,
     TaskLayout,
-    draw_snr_db,
-    mix_spatial,
+    append_row,
+    cell,
+    encode_audio,
+    json_bytes,
+    open_rows,
     output_subtype,
+    read_audio,
+    read_rows,
     read_task,
-    render_spatial,
-    zero_peak_timestamp,
+    row_key,
+    write_json,
+    write_static,
 )
-from naturalistic_hear.noise import BuiltinNoise, NoiseDir, NoiseSource
-from naturalistic_hear.paths import UnsafePathError, child, open_append, write_bytes_atomic
-from naturalistic_hear.rooms import head_to_unit_vector
 
 logger = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "localization-2"  # 2: fold-disjoint scene pools
 DEFAULT_TASKS = ("esc50-v2.0.0-full", "speech_commands-v0.0.2-5h")
-# (name, low dB, high dB): the noise bins of the paper (arXiv 2506.00934).
-SNR_BINS: tuple[tuple[str, float, float], ...] = (
-    ("snr05-10", 5.0, 10.0),
-    ("snr10-20", 10.0, 20.0),
-    ("snr20-40", 20.0, 40.0),
-)
 FRAME = {
     "name": "head",
     "origin": "centre of the listener's head",
@@ -126,7 +128,6 @@ FRAME = {
 }
 MANIFEST_NAME = "localization_manifest.csv"
 ROWS_NAME = ".localization-rows.jsonl"
-TMP_SUFFIX = ".tmp"
 MANIFEST_COLUMNS = (
     "task",
     "source_task",
@@ -174,10 +175,10 @@ class Variant:
 def variants(fmt: str, t60: bool = True) -> tuple[Variant, ...]:
     """The five output tasks of one format, clean direction first (the T60 task last, only
     with `t60`)."""
-    out = [Variant(f"loc-{fmt}-clean", "direction", "clean", None)]
-    out += [Variant(f"loc-{fmt}-{b}", "direction", b, (lo, hi)) for b, lo, hi in SNR_BINS]
+    out = [Variant(f"loc-{fmt}-{CLEAN}", "direction", CLEAN, None)]
+    out += [Variant(f"loc-{fmt}-{b.name}", "direction", b.name, b.range_db) for b in SNR_BINS]
     if t60:
-        out.append(Variant(f"t60-{fmt}", "t60", "clean", None))
+        out.append(Variant(f"t60-{fmt}", "t60", CLEAN, None))
     return tuple(out)
 
 
@@ -303,7 +304,7 @@ def task_metadata(
         "units": "unit vector" if direction else "s",
         "frame": FRAME if direction else None,
         "format": fmt,
-        "channels": CHANNELS[fmt],
+        "channels": SpatialFormat.parse(fmt).channels,
         "ambisonic_channels": "ACN/SN3D: W, Y, Z, X" if fmt == "ambisonic" else None,
         "snr_bin": v.snr_bin,
         "snr_db_range": list(v.snr_range) if v.snr_range else None,
@@ -319,27 +320,6 @@ def task_metadata(
     return meta
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    write_bytes_atomic(
-        path, (json.dumps(obj, indent=4, allow_nan=False) + "\n").encode(), TMP_SUFFIX
-    )
-
-
-def _write_static(path: Path, data: bytes) -> None:
-    """Write a file a resumed run must find unchanged; refuse one with other content (another
-    seed, bank, noise or input): its clips would mix two settings."""
-    if path.is_file() and not path.is_symlink():
-        old = path.read_bytes()
-        if old != data:
-            raise TaskError(
-                f"{path} exists with different settings ({_first_difference(old, data)}): "
-                "it was generated from another input or with other settings (e.g. --seed); "
-                "use a new --out or delete the folder"
-            )
-        return
-    write_bytes_atomic(path, data, TMP_SUFFIX)
-
-
 def _first_difference(old: bytes, new: bytes) -> str:
     """The first differing key of two localization blocks, for the refusal message."""
     try:
@@ -352,27 +332,11 @@ def _first_difference(old: bytes, new: bytes) -> str:
     return f"{k}: {json.dumps(a.get(k))[:60]} before, {json.dumps(b.get(k))[:60]} now"
 
 
-def _cell(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _read_rows(path: Path) -> dict[tuple[int, str, str], dict]:
-    rows = {}
-    if path.is_file() and not path.is_symlink():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-                rows[(int(row["sample_rate"]), row["split"], row["filename"])] = row
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue  # a line torn by an interrupted write: that clip is rendered again
-    return rows
-
-
 def _finish(
     layout: TaskLayout,
     fmt: str,
     out_root: Path,
-    rows: dict[tuple[int, str, str], dict],
+    rows: dict[RowKey, dict],
     t60: bool = True,
 ) -> None:
     """Labels and manifests of every variant, from the recorded rows (sorted)."""
@@ -385,14 +349,14 @@ def _finish(
             target = [row["x"], row["y"], row["z"]] if v.target == "direction" else [row["t60_s"]]
             labels[split][filename] = target  # identical at every sample rate
         for split, split_labels in labels.items():
-            _write_json(child(out_dir, f"{split}.json", "split name"), split_labels)
+            write_json(child(out_dir, f"{split}.json", "split name"), split_labels)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(
-            {k: _cell(rows[key][v.suffix][k]) for k in MANIFEST_COLUMNS} for key in keys
+            {k: cell(rows[key][v.suffix][k]) for k in MANIFEST_COLUMNS} for key in keys
         )
-        write_bytes_atomic(out_dir / MANIFEST_NAME, buffer.getvalue().encode(), TMP_SUFFIX)
+        write_bytes_atomic(out_dir / MANIFEST_NAME, buffer.getvalue().encode())
 
 
 def clips_per_split(layout: TaskLayout) -> dict[str, int]:
@@ -426,8 +390,7 @@ def generate_task(
     Returns the output task directories (four when the T60 task cannot be made leak-free or
     the bank's T60 is unknown).
     """
-    if fmt not in CHANNELS:
-        raise ValueError(f"fmt must be one of {sorted(CHANNELS)}, got {fmt!r}")
+    fmt = SpatialFormat.parse(fmt)
     layout = read_task(task_dir, sample_rates)
     if layout.metadata.get("embedding_type", "scene") != "scene":
         raise TaskError(f"{layout.path}: only scene tasks can be turned into localization tasks")
@@ -461,12 +424,9 @@ def generate_task(
                     parents=True, exist_ok=True
                 )
         meta = task_metadata(layout, v, fmt, seed, banks, noise_source, first)
-        _write_static(
-            out_dir / "task_metadata.json",
-            (json.dumps(meta, indent=4, allow_nan=False) + "\n").encode(),
-        )
+        write_static(out_dir / "task_metadata.json", json_bytes(meta), _first_difference)
         vocab = "idx,label\n" + ("0,x\n1,y\n2,z\n" if v.target == "direction" else "0,t60_s\n")
-        write_bytes_atomic(out_dir / "labelvocabulary.csv", vocab.encode(), TMP_SUFFIX)
+        write_bytes_atomic(out_dir / "labelvocabulary.csv", vocab.encode())
         dirs.append(out_dir)
 
     def out_path(out_dir: Path, clip: Any) -> Path:
@@ -474,23 +434,17 @@ def generate_task(
         return child(folder, clip.filename, "file name")
 
     rows_path = dirs[0] / ROWS_NAME
-    rows = _read_rows(rows_path)
+    rows = {row_key(r): r for r in read_rows(rows_path)}
     todo = [
         c
         for c in layout.clips
-        if (c.sample_rate, c.split, c.filename) not in rows
-        or not all(out_path(d, c).is_file() for d in dirs)
+        if c.key not in rows or not all(out_path(d, c).is_file() for d in dirs)
     ]
     bar = tqdm(todo, desc=f"{layout.name} {fmt}", disable=not progress)
-    with open_append(rows_path) as rows_file:
+    with open_rows(rows_path) as rows_file:
         for clip in bar:
             sr = clip.sample_rate
-            folder = child(child(layout.path, str(sr), "rate"), clip.split, "split name")
-            src = child(folder, clip.filename, "file name")
-            info = sf.info(src)
-            audio, _ = sf.read(src, dtype="float64", always_2d=True)
-            if not np.isfinite(audio).all():
-                raise TaskError(f"{src}: audio holds NaN or Inf samples")
+            audio, info = read_audio(out_path(layout.path, clip))
             audios, clip_rows = render_variants(
                 audio,
                 sr,
@@ -506,16 +460,11 @@ def generate_task(
             )
             container, subtype = output_subtype(info)
             for v, out_dir in zip(variants(fmt, t60), dirs, strict=True):
-                dst = out_path(out_dir, clip)
-                tmp = dst.with_name(f".{dst.name}.{os.getpid()}{TMP_SUFFIX}")
-                tmp.unlink(missing_ok=True)  # a stale temporary or a planted link, never followed
-                sf.write(tmp, audios[v.suffix].T, sr, subtype=subtype, format=container)
-                zero_peak_timestamp(tmp)
-                os.replace(tmp, dst)  # replaces a link planted at dst, never writes through it
+                data = encode_audio(audios[v.suffix], sr, container, subtype)
+                write_bytes_atomic(out_path(out_dir, clip), data)
             record = {"sample_rate": sr, "split": clip.split, "filename": clip.filename}
-            rows_file.write(json.dumps({**record, **clip_rows}) + "\n")
-            rows_file.flush()
-            rows[(sr, clip.split, clip.filename)] = clip_rows
+            append_row(rows_file, {**record, **clip_rows})
+            rows[clip.key] = clip_rows
     _finish(layout, fmt, out_root, rows, t60)
     rows_path.unlink()
     logger.info("%s/%s: rendered %d clips into %d tasks", layout.name, fmt, len(todo), len(dirs))
@@ -557,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format",
         nargs="+",
-        choices=sorted(CHANNELS),
+        choices=sorted(FORMATS),
         default=["binaural", "ambisonic"],
         dest="formats",
     )

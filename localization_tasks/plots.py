@@ -11,8 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from localization_tasks import metrics  # noqa: E402
-
-BIN_ORDER = ("snr05-10", "snr10-20", "snr20-40", "clean")
+from localization_tasks.bins import ORDER as BIN_ORDER  # noqa: E402
 
 
 def error_vs_snr(rows: list[dict], path: Path, title: str) -> Path:

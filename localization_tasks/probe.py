@@ -110,6 +110,8 @@ def _train_one(
     seed: int,
     t60: LogT60 | None = None,
 ) -> tuple[float, nn.Module]:
+    """One grid point. Seeds torch's global generator (initialisation, dropout): callers run it
+    inside `torch.random.fork_rng`, so the caller's random stream is left as it was."""
     torch.manual_seed(seed)
     direction = target_kind == "direction"
     model = MLP(
@@ -167,11 +169,12 @@ def fit_predict(
         for k, v in (("train", train), ("valid", valid))
     }
     results = []
-    for i, (layers, lr) in enumerate(itertools.product(grid.hidden_layers, grid.lrs)):
-        val, model = _train_one(target_kind, x, y, layers, lr, grid, seed + i, t60)
-        results.append(
-            (val, i, {"hidden_layers": layers, "lr": lr, "validation_score": val}, model)
-        )
+    with torch.random.fork_rng(devices=[]):  # the probe's seeds never reach the caller's stream
+        for i, (layers, lr) in enumerate(itertools.product(grid.hidden_layers, grid.lrs)):
+            val, model = _train_one(target_kind, x, y, layers, lr, grid, seed + i, t60)
+            results.append(
+                (val, i, {"hidden_layers": layers, "lr": lr, "validation_score": val}, model)
+            )
     val, _, hparams, model = min(results, key=lambda r: (r[0], r[1]))
     with torch.no_grad():
         pred = model(prep(test_x)).numpy().astype(np.float64)

@@ -20,11 +20,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from localization_tasks import bins
 from localization_tasks.evaluate import CHANCE, evaluate
 from localization_tasks.generate import DEFAULT_TASKS
 from localization_tasks.generate import main as generate_main
 
-BINS = ("clean", "20-40", "10-20", "5-10")
+# Table columns: clean first, then the bins from the least to the most noisy.
+BINS = (bins.CLEAN, *(b.label for b in reversed(bins.SNR_BINS)))
 
 
 def models(fmt: str, gram_t: str, gram_t_ambisonic: str) -> list[tuple[str, str, str, dict]]:
@@ -45,8 +47,7 @@ def models(fmt: str, gram_t: str, gram_t_ambisonic: str) -> list[tuple[str, str,
 
 def bin_of(entry: dict) -> str:
     """'clean', '5-10', '10-20' or '20-40' from an evaluator entry's snr_bin ('snr05-10', ...)."""
-    b = str(entry.get("snr_bin", "clean"))
-    return "clean" if not b.startswith("snr") else "-".join(str(int(x)) for x in b[3:].split("-"))
+    return bins.label(str(entry.get("snr_bin", bins.CLEAN)))
 
 
 def table(results: dict[tuple[str, str], list[dict]]) -> str:

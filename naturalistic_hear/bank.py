@@ -34,7 +34,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from naturalistic_hear.formats import SpatialFormat
 from naturalistic_hear.hrtf import HRTF, load_kemar
+from naturalistic_hear.paths import TMP_SUFFIX, write_bytes_atomic
 from naturalistic_hear.rooms import (
     GENERATOR_VERSION,
     AmbisonicConvention,
@@ -45,7 +47,6 @@ from naturalistic_hear.rooms import (
 )
 
 log = logging.getLogger(__name__)
-TMP_SUFFIX = ".tmp"
 
 
 class SceneBank:
@@ -64,8 +65,7 @@ class SceneBank:
         length_s: float = 2.0,
         lru_size: int = 32,
     ):
-        if fmt not in ("binaural", "ambisonic"):
-            raise ValueError(f"format must be 'binaural' or 'ambisonic', got {fmt!r}")
+        SpatialFormat.parse(fmt, "format")
         if n_scenes < 1:
             raise ValueError(f"n_scenes must be positive, got {n_scenes}")
         self.fmt, self.sample_rate, self.pool = fmt, int(sample_rate), pool
@@ -110,7 +110,7 @@ class SceneBank:
     def build(self, workers: int = 1, progress: bool = True) -> SceneBank:
         """Render the scenes that are not on disk yet (in `workers` processes); returns self."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        _write_atomic(
+        write_bytes_atomic(
             self.directory / "bank.json", json.dumps(self._settings, indent=2).encode() + b"\n"
         )
         _remove_stale_temporaries(self.directory)
@@ -191,7 +191,7 @@ def _render_scene(i: int) -> None:
         "source": source,
         "noises": noises,
     }
-    _write_atomic(w["directory"] / f"scene-{i:05d}.npz", _npz_bytes(arrays))
+    write_bytes_atomic(w["directory"] / f"scene-{i:05d}.npz", _npz_bytes(arrays))
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -203,12 +203,6 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
             with zf.open(info, "w", force_zip64=True) as f:
                 np.lib.format.write_array(f, np.asarray(arr), allow_pickle=False)
     return buf.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _remove_stale_temporaries(directory: Path) -> None:

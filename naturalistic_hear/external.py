@@ -5,9 +5,9 @@ sample rate and length, so `naturalistic_hear.generate` renders with them unchan
 only reads and checks the index (the RIRs are already rendered); RIRs are loaded, resampled and
 cut lazily in `get` and kept in a small LRU cache.
 
-Every RIR goes through `fit_rir`: band-limited resampling (`hear_gram.frontend.resample`), scaled
-by old rate / new rate so that the transfer function is kept (an impulse response's samples scale
-with the sampling period, as in `HRTF.resampled`), then cut or zero-padded to `length_s`.
+Every RIR goes through `fit_rir`: `hear_gram.resample.resample_ir` (band-limited resampling,
+scaled by old rate / new rate so that the transfer function is kept), then cut or zero-padded to
+`length_s`.
 
 Scene fields an external bank does not know are NaN (scalars: absorption, T60, angles, distances)
 or empty tuples (positions, room size). Directions are head coordinates as in
@@ -39,15 +39,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from hear_gram.frontend import resample
+from hear_gram.resample import resample_ir
+from naturalistic_hear.formats import CHANNELS, SpatialFormat
 from naturalistic_hear.hrtf import check_sofa_path
 from naturalistic_hear.rooms import DIFFUSE_NOISE_COUNTS, Format, Scene, head_direction
 
 log = logging.getLogger(__name__)
 
-CHANNELS: dict[str, int] = {"binaural": 2, "ambisonic": 4}
 PATH_KEYS: dict[str, str] = {"binaural": "binaural_rir_path", "ambisonic": "ambisonic_rir_path"}
 SOUNDSPACES_RATE = 32000  # Hz, the rate of GRAM's SoundSpaces RIRs (upstream SceneIterator)
 NAN = float("nan")
@@ -60,12 +59,10 @@ class ExternalRIRError(ValueError):
 def fit_rir(rir: np.ndarray, orig_sr: int, sample_rate: int, length: int) -> np.ndarray:
     """(C, L') RIR at `orig_sr` (Hz) -> (C, length) float32 at `sample_rate` (Hz), same transfer
     function: resampled, scaled by orig_sr / sample_rate, then cut or zero-padded."""
-    x = torch.from_numpy(np.ascontiguousarray(rir, dtype=np.float32))
-    if orig_sr != sample_rate:
-        x = resample(x, int(orig_sr), int(sample_rate)) * (orig_sr / sample_rate)
+    x = resample_ir(rir, orig_sr, sample_rate)
     out = np.zeros((x.shape[0], length), dtype=np.float32)
     n = min(length, x.shape[-1])
-    out[:, :n] = x[:, :n].numpy()
+    out[:, :n] = x[:, :n]
     return out
 
 
@@ -189,8 +186,7 @@ class SoundSpacesBank(_LazyBank):
         lru_size: int = 32,
     ) -> None:
         super().__init__(lru_size)
-        if fmt not in CHANNELS:
-            raise ValueError(f"format must be 'binaural' or 'ambisonic', got {fmt!r}")
+        SpatialFormat.parse(fmt, "format")
         self.root, self.fmt = Path(root).resolve(), fmt
         self.rir_dir = self.root if rir_dir is None else Path(rir_dir).resolve()
         self.sample_rate, self.rir_sample_rate = int(sample_rate), int(rir_sample_rate)
@@ -401,8 +397,7 @@ class SofaBank(_LazyBank):
         lru_size: int = 32,
     ) -> None:
         super().__init__(lru_size)
-        if fmt not in CHANNELS:
-            raise ValueError(f"format must be 'binaural' or 'ambisonic', got {fmt!r}")
+        SpatialFormat.parse(fmt, "format")
         if n_scenes is not None and n_scenes < 1:
             raise ValueError(f"n_scenes must be positive, got {n_scenes}")
         self.path, self.fmt, self.sample_rate = Path(path).resolve(), fmt, int(sample_rate)

@@ -30,7 +30,7 @@ process finds every clip of the task done (the last shard, or any rerun) writes 
 sorted by (sample rate, split, file name), then removes the rows files and stray temporary files:
 the finished folder is byte-identical whatever the sharding, worker count or interruptions.
 
-Hostile or broken input (issue 10):
+Hostile or broken input:
 - Names from the task's JSON (split names, file names) and the task's top-level files become
   paths only through `naturalistic_hear.paths.child`: an absolute, `..` or sub-folder name, or a
   symbolic link leading outside the task, is an `UnsafePathError` before anything is written.
@@ -60,7 +60,6 @@ import math
 import multiprocessing
 import os
 import signal
-import struct
 import sys
 import threading
 import time
@@ -70,18 +69,37 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import soundfile as sf
 import torch
 from tqdm import tqdm
 
 from hear_gram import dsp
+from naturalistic_hear.formats import CHANNELS, SpatialFormat  # noqa: F401  (re-exported)
 from naturalistic_hear.noise import NoiseSource
-from naturalistic_hear.paths import (
+from naturalistic_hear.paths import (  # noqa: F401  (TMP_SUFFIX re-exported)
+    TMP_SUFFIX,
     UnsafePathError,
     check_name,
     child,
-    open_append,
     write_bytes_atomic,
+)
+
+# The task-I/O protocol; re-exported because other tools import it from here.
+from naturalistic_hear.taskio import (  # noqa: F401
+    Clip,
+    RowKey,
+    TaskError,
+    TaskLayout,
+    append_row,
+    cell,
+    encode_audio,
+    open_rows,
+    output_subtype,
+    read_audio,
+    read_rows,
+    read_task,
+    row_key,
+    write_static,
+    zero_peak_timestamp,
 )
 
 try:
@@ -95,8 +113,6 @@ if TYPE_CHECKING:  # rooms imports pyroomacoustics (1 s); the mixer needs none o
 logger = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "nat-hear-1"
-CHANNELS: dict[str, int] = {"binaural": 2, "ambisonic": 4}
-FORMAT_OF_CHANNELS = {c: f for f, c in CHANNELS.items()}
 DEFAULT_SNR_RANGE = (5.0, 40.0)
 # The widest SNR range accepted (dB): beyond it the noise is inaudible or the source is, and
 # 10 ** (snr / 10) leaves the range where the mix's powers are meaningful.
@@ -119,10 +135,8 @@ NAT_HEAR_TASKS: tuple[str, ...] = (
 
 MANIFEST_NAME = "naturalistic_manifest.csv"
 ROWS_DIR = ".naturalistic-rows"
-TMP_SUFFIX = ".tmp"
 TASK_LOCK = ".naturalistic-task.lock"
 SHARD_LOCK = ".naturalistic-shard-{k}-of-{n}.lock"
-KEEP_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
 # Manifest columns. Positions are room coordinates in m, directions (azimuth, elevation, distance)
 # head coordinates in deg, deg, m, as `naturalistic_hear.rooms.Scene` gives them; lists are JSON.
 # source_gain: amplitude gain bringing the mono source to -14 dBFS RMS; noise_gain: gain on the
@@ -167,10 +181,6 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 
 # Independent random streams of a clip: changing the noise source leaves scenes and SNRs alone.
 _SCENE_STREAM, _SNR_STREAM, _NOISE_STREAM = 0, 1, 2
-
-
-class TaskError(ValueError):
-    """A HEAR task directory that cannot be processed; the message names the problem."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,7 +315,8 @@ def render_spatial(
     index = int(clip_rng(seed, task, split, filename, _SCENE_STREAM).integers(len(bank)))
     scene, source_rir, noise_rirs = bank.get(index)  # (C, L), (K, C, L)
     channels = source_rir.shape[0]
-    if channels not in FORMAT_OF_CHANNELS or noise_rirs.shape[1:] != source_rir.shape:
+    fmt = SpatialFormat.of_channels(channels)
+    if fmt is None or noise_rirs.shape[1:] != source_rir.shape:
         raise ValueError(
             f"scene {index}: RIR shapes {source_rir.shape} and {noise_rirs.shape} are not "
             "(C, L) and (K, C, L) with C = 2 (binaural) or 4 (Ambisonic)"
@@ -328,7 +339,7 @@ def render_spatial(
         "split": split,
         "filename": filename,
         "sample_rate": sample_rate,
-        "format": FORMAT_OF_CHANNELS[channels],
+        "format": fmt.value,
         "channels": channels,
         "input_channels": 1 if np.ndim(audio) == 1 else int(np.shape(audio)[1]),
         "num_samples": n,
@@ -437,241 +448,28 @@ def render_clip(
 
 
 # --------------------------------------------------------------------------------------------
-# HEAR task directories
+# Manifest rows (the protocol itself is `naturalistic_hear.taskio`)
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, order=True)
-class Clip:
-    sample_rate: int
-    split: str
-    filename: str
-
-    def path(self, task_dir: Path) -> Path:
-        """task_dir/<rate>/<split>/<file name>. The split and file names come from the task's
-        JSON: UnsafePathError unless each is a plain name and the result, links resolved, lies
-        inside `task_dir` (so neither a read nor a write can leave the task)."""
-        check_name(self.split, "split name")
-        check_name(self.filename, f"file name in {self.split}.json")
-        rel = f"{self.sample_rate}/{self.split}/{self.filename}"
-        return child(task_dir, rel, "audio file", subdirs=True)
-
-
-@dataclass(frozen=True)
-class TaskLayout:
-    """A validated HEAR task directory."""
-
-    path: Path
-    metadata: dict
-    splits: tuple[str, ...]
-    sample_rates: tuple[int, ...]
-    clips: tuple[Clip, ...]  # sorted
-    copied_files: tuple[str, ...]  # top-level files copied byte for byte
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-
-def _read_json(path: Path, what: str) -> Any:
-    if path.is_dir():
-        raise TaskError(f"{path}: {what} is a directory, not a file")
-    if not path.is_file():
-        raise TaskError(f"{path.parent}: missing {what} ({path.name})")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TaskError(f"{path}: {what} is not valid JSON: {e}") from e
-
-
-def read_task(task_dir: str | Path, sample_rates: Sequence[int] | None = None) -> TaskLayout:
-    """Check a HEAR 2021 task directory and list its clips (those named in the split JSONs, at
-    every sample-rate folder, or at `sample_rates` only). Raises `TaskError` naming the problem."""
-    root = Path(task_dir)
-    if not root.is_dir():
-        state = "is not a directory" if root.exists() else "does not exist"
-        raise TaskError(f"task directory {root} {state}")
-    metadata = _read_json(child(root, "task_metadata.json", "task file"), "task metadata")
-    if not isinstance(metadata, dict) or not isinstance(metadata.get("splits"), list):
-        raise TaskError(f"{root}/task_metadata.json: no 'splits' list")
-    if not child(root, "labelvocabulary.csv", "task file").is_file():
-        raise TaskError(f"{root}: missing labelvocabulary.csv")
-    splits = tuple(metadata["splits"])
-    for split in splits:  # split names become folder and file names: plain names only
-        try:
-            check_name(split, "split name")
-        except UnsafePathError as e:
-            raise UnsafePathError(f"{root}/task_metadata.json: {e}") from None
-    if len(set(splits)) != len(splits):
-        raise TaskError(f"{root}/task_metadata.json: repeated split names in {list(splits)}")
-    labels = {
-        s: _read_json(child(root, f"{s}.json", "split file"), f"split file of split {s!r}")
-        for s in splits
-    }
-    for split, data in labels.items():
-        if not isinstance(data, dict):
-            raise TaskError(f"{root}/{split}.json: expected an object {{file name: labels}}")
-
-    found = sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
-    if not found:
-        raise TaskError(f"{root}: no audio folders (sample-rate directories such as 16000/)")
-    rates = tuple(sample_rates) if sample_rates else tuple(found)
-    missing_rates = [sr for sr in rates if sr not in found]
-    if missing_rates:
-        raise TaskError(f"{root}: no audio folder for {missing_rates} Hz (found {found})")
-
-    clips = []
-    for sr in rates:
-        for split in splits:
-            folder = root / str(sr) / split
-            if not folder.is_dir():
-                raise TaskError(f"{root}: missing audio folder {sr}/{split}/")
-            for filename in labels[split]:
-                clips.append(Clip(sr, split, filename))
-                _check_audio(clips[-1].path(root), sr)
-    # Top-level files are copied byte for byte: a link leading outside the task would copy a
-    # file of the user's into the output, so `child` refuses it (links inside are followed).
-    copied = []
-    for p in sorted(root.iterdir()):
-        if p.name != "task_metadata.json" and p.is_file():
-            copied.append(child(root, p.name, "top-level file of the task").name)
-    return TaskLayout(root, metadata, splits, rates, tuple(sorted(clips)), tuple(copied))
-
-
-def _check_audio(path: Path, sample_rate: int) -> None:
-    if path.is_dir():
-        raise TaskError(f"audio file {path} is a directory")
-    if not path.is_file():
-        raise TaskError(f"missing audio file {path} (listed in {path.parent.name}.json)")
-    try:
-        info = sf.info(path)
-    except (sf.LibsndfileError, RuntimeError) as e:
-        raise TaskError(f"unreadable audio file {path}: {e}") from e
-    if info.samplerate != sample_rate:
-        raise TaskError(f"{path} is at {info.samplerate} Hz, but lies in the {sample_rate} folder")
-
-
-def output_subtype(info: Any) -> tuple[str, str]:
-    """(container, subtype) of an output file given the input's `soundfile.info`."""
-    if info.subtype in KEEP_SUBTYPES and sf.check_format(info.format, info.subtype):
-        return info.format, info.subtype
-    return "WAV", "FLOAT"
-
-
-# --------------------------------------------------------------------------------------------
-# Files: atomic writes, manifest rows
-# --------------------------------------------------------------------------------------------
-
-
-def zero_peak_timestamp(path: Path) -> None:
-    """Zero the timestamp libsndfile writes into the PEAK chunk of float WAV files (the time of
-    writing, in s), the one thing that would make equal audio differ byte for byte."""
-    with open(path, "r+b") as f:
-        _zero_peak(f)
-
-
-def _zero_peak(f: Any) -> None:
-    f.seek(0)
-    head = f.read(4096)
-    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return
-    pos = 12
-    while pos + 8 <= len(head):
-        chunk, size = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
-        if chunk == b"data":
-            return
-        if chunk == b"PEAK":  # version (uint32), timestamp (uint32), peaks
-            f.seek(pos + 12)
-            f.write(b"\0\0\0\0")
-            return
-        pos += 8 + size + (size & 1)
-
-
-def encode_audio(mix: np.ndarray, sample_rate: int, container: str, subtype: str) -> bytes:
-    """The bytes of an audio file holding `mix` (C, N) (PEAK timestamp zeroed): encoded in
-    memory, so that the file is then written once, atomically, never through a planted link."""
-    buffer = io.BytesIO()
-    sf.write(buffer, mix.T, sample_rate, subtype=subtype, format=container)
-    _zero_peak(buffer)
-    return buffer.getvalue()
-
-
-def _write_static(path: Path, data: bytes) -> None:
-    """Write a file every shard writes identically; refuse to overwrite different content."""
-    if path.is_file() and not path.is_symlink():
-        if path.read_bytes() != data:
-            raise TaskError(
-                f"{path} exists with different content: it was generated from another input or "
-                "with other settings; use a new --out or delete the folder"
-            )
-        return
-    write_bytes_atomic(path, data, TMP_SUFFIX)
-
-
-def _no_nan(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, (list, tuple)):
-        return [_no_nan(v) for v in value]
-    return value
-
-
-def _cell(value: Any) -> str:
-    """Manifest cell: strings as they are, everything else as JSON (lists, floats in full). A
-    scene field an external bank does not know (NaN in its `Scene`) is written `null`: NaN is
-    not JSON, and a manifest never holds it."""
-    return value if isinstance(value, str) else json.dumps(_no_nan(value))
-
-
-def _key(row: dict[str, str]) -> tuple[int, str, str]:
-    return int(row["sample_rate"]), row["split"], row["filename"]
-
-
-def _read_rows(out_dir: Path) -> dict[tuple[int, str, str], dict[str, str]]:
-    """Rows recorded so far: the manifest, if any, and every rows file (a torn last line, from an
-    interrupted write, is ignored)."""
+def _read_rows(out_dir: Path) -> dict[RowKey, dict[str, str]]:
+    """Rows recorded so far: the manifest, if any, and every shard's rows log (a torn line,
+    from an interrupted write, is skipped)."""
     rows = {}
     manifest = out_dir / MANIFEST_NAME
     if manifest.is_file() and not manifest.is_symlink():
         with manifest.open(newline="") as f:
-            rows.update({_key(r): r for r in csv.DictReader(f)})
+            rows.update({row_key(r): r for r in csv.DictReader(f)})
     for path in sorted((out_dir / ROWS_DIR).glob("*.jsonl")):
-        if path.is_symlink():  # not ours: rows files are only ever created by open_append
-            continue
-        try:
-            lines = path.read_text().splitlines()
-        except FileNotFoundError:  # removed by a shard that just finished the task
-            continue
-        for line in lines:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            rows[_key(row)] = row
+        rows.update({row_key(r): r for r in read_rows(path)})
     return rows
-
-
-def _open_rows(path: Path) -> io.TextIOWrapper:
-    """Open a rows file for appending, first ending a line torn by an interrupted write (its
-    half row is then skipped when read, instead of swallowing the next one). A link planted at
-    `path` is refused (`open_append`), never appended through."""
-    rows_file = open_append(path)
-    size = os.fstat(rows_file.fileno()).st_size
-    if size > 0:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        try:
-            if os.pread(fd, 1, size - 1) != b"\n":
-                rows_file.write("\n")
-        finally:
-            os.close(fd)
-    return rows_file
 
 
 def _manifest_bytes(rows: list[dict[str, str]]) -> bytes:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(sorted(rows, key=_key))
+    writer.writerows(sorted(rows, key=row_key))
     return buffer.getvalue().encode()
 
 
@@ -684,7 +482,7 @@ def _finish(layout: TaskLayout, out_dir: Path) -> bool:
     manifest = out_dir / MANIFEST_NAME
     data = _manifest_bytes([rows[k] for k in keys])
     if manifest.is_symlink() or not manifest.is_file() or manifest.read_bytes() != data:
-        write_bytes_atomic(manifest, data, TMP_SUFFIX)
+        write_bytes_atomic(manifest, data)
     # Every clip is done, so no shard has work in flight: its debris can go. A run of another
     # shard finishing at the same time does the same (hence missing_ok), under the task lock.
     rows_dir = out_dir / ROWS_DIR
@@ -740,15 +538,7 @@ class _Renderer:
 
     def __call__(self, clip: Clip) -> dict[str, str]:
         job, sr = self.job, clip.sample_rate
-        src = clip.path(job.task_dir)
-        try:
-            info = sf.info(src)
-            audio, _ = sf.read(src, dtype="float64", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as e:
-            raise TaskError(f"unreadable audio file {src}: {e}") from e
-        bad = _count_nonfinite(audio)
-        if bad:
-            raise dsp.NonFiniteError(f"audio file {src} holds {bad} NaN or infinite samples")
+        audio, info = read_audio(clip.path(job.task_dir))
         mix, row = render_clip(
             audio,
             sr,
@@ -762,8 +552,8 @@ class _Renderer:
         )
         container, subtype = output_subtype(info)
         data = encode_audio(mix, sr, container, subtype)
-        write_bytes_atomic(clip.path(job.out_dir), data, TMP_SUFFIX)
-        return {k: _cell(row[k]) for k in MANIFEST_COLUMNS}
+        write_bytes_atomic(clip.path(job.out_dir), data)
+        return {k: cell(row[k]) for k in MANIFEST_COLUMNS}
 
 
 _WORKER: _Renderer | None = None
@@ -952,7 +742,7 @@ def naturalistic_metadata(
     return {
         "generator": GENERATOR_VERSION,
         "format": fmt,
-        "channels": CHANNELS[fmt],
+        "channels": SpatialFormat.parse(fmt).channels,
         "seed": seed,
         "scene_pool": first.get("pool"),
         "hrtf": first.get("hrtf"),
@@ -1004,8 +794,7 @@ def process_task(
 
     Returns a `TaskResult`; raises `TaskError` for a malformed task directory.
     """
-    if fmt not in CHANNELS:
-        raise ValueError(f"fmt must be one of {sorted(CHANNELS)}, got {fmt!r}")
+    fmt = SpatialFormat.parse(fmt)
     k, n = _parse_shard(shard)
     snr_range = check_snr_range(snr_range)
     workers = check_workers(workers)
@@ -1024,7 +813,7 @@ def process_task(
     renderer = _Renderer(job, banks)
     for sr in layout.sample_rates:  # fail before writing anything if the bank does not fit
         scene, rir, _ = renderer.bank(sr).get(0)
-        if rir.shape[0] != CHANNELS[fmt]:
+        if rir.shape[0] != fmt.channels:
             raise ValueError(f"the {sr} Hz bank gives {rir.shape[0]}-channel RIRs, not {fmt}")
 
     out_dir = job.out_dir
@@ -1051,10 +840,10 @@ def process_task(
 
 def _prepare_output(layout: TaskLayout, out_dir: Path, meta_bytes: bytes) -> None:
     """The files every shard writes identically, and the audio folders (all under out_dir)."""
-    _write_static(child(out_dir, "task_metadata.json", "output file"), meta_bytes)
+    write_static(child(out_dir, "task_metadata.json", "output file"), meta_bytes)
     for name in layout.copied_files:
         data = child(layout.path, name, "top-level file of the task").read_bytes()
-        _write_static(child(out_dir, name, "output file"), data)
+        write_static(child(out_dir, name, "output file"), data)
     for sr in layout.sample_rates:
         for split in layout.splits:
             child(out_dir, f"{sr}/{split}", "output folder", subdirs=True).mkdir(
@@ -1085,11 +874,10 @@ def _render_shard(
     bar = tqdm(
         total=len(mine), initial=len(mine) - len(todo), desc=layout.name, disable=not progress
     )
-    with _open_rows(rows_path) as rows_file, bar:
+    with open_rows(rows_path) as rows_file, bar:
 
         def append(row: dict[str, str]) -> None:
-            rows_file.write(json.dumps(row) + "\n")
-            rows_file.flush()
+            append_row(rows_file, row)
             bar.update()
 
         _run(renderer, job, todo, min(workers, max(len(todo), 1)), append)

@@ -27,14 +27,15 @@ import torch
 from hear_gram.dsp import (
     NOISE_MIN_S,
     NonFiniteError,
+    band_noise,
     convolve_rir,
     db_to_amplitude,
     downmix,
     fade,
-    fft_size,
     normalize_peak,
+    shaped_noise,
 )
-from hear_gram.frontend import resample
+from hear_gram.resample import check_file_rate, check_resample_size, resample
 
 
 class NoiseSource(Protocol):
@@ -61,7 +62,7 @@ def _audio_extensions() -> set[str]:
 class NoiseDir:
     """Noise recordings from a folder (searched recursively, files in sorted path order): each draw
     picks one file uniformly, averages its channels to mono and resamples it to `sample_rate` Hz
-    (hear_gram.frontend.resample). Point it at e.g. `wham_noise/tt` for held-out WHAM! noise.
+    (`hear_gram.resample`). Point it at e.g. `wham_noise/tt` for held-out WHAM! noise.
 
     Listing the folder reads every file's header (cheap): a file soundfile cannot open or shorter
     than `hear_gram.dsp.NOISE_MIN_S` is an error naming it, before anything is rendered. A file
@@ -112,6 +113,8 @@ class NoiseDir:
             raise ValueError(
                 f"noise file {path} is silent (all samples are 0): no gain can set its SNR"
             )
+        check_file_rate(sr, f"noise file {path}")
+        check_resample_size((audio.shape[0],), sr, self.sample_rate, f"noise file {path}")
         mono = torch.from_numpy(downmix(audio))
         return resample(mono, sr, self.sample_rate).numpy().astype(np.float64)
 
@@ -142,6 +145,7 @@ def _check_lengths(root: Path, names: list[str]) -> None:
         except (sf.LibsndfileError, RuntimeError) as e:
             unreadable.append(f"{name} ({e})")
             continue
+        check_file_rate(info.samplerate, f"noise file {root / name}")
         if info.frames < NOISE_MIN_S * info.samplerate:
             short.append(f"{name} ({info.frames} samples at {info.samplerate} Hz)")
     if unreadable:
@@ -161,22 +165,6 @@ def _check_lengths(root: Path, names: list[str]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def shaped_noise(
-    response: Callable[[np.ndarray], np.ndarray],
-    n: int,
-    sample_rate: int,
-    rng: np.random.Generator,
-    count: int | None = None,
-) -> np.ndarray:
-    """Gaussian noise (n,), or (count, n), with amplitude spectrum `response(freqs_hz)` (a (F,) or
-    (count, F) array). Filtered circularly at a fast FFT length (5-smooth, >= n) and cut to n
-    samples: arbitrary lengths would otherwise hit pocketfft's slow prime-size path."""
-    m = fft_size(n)
-    freqs = np.fft.rfftfreq(m, 1.0 / sample_rate)
-    white = rng.standard_normal((m,) if count is None else (count, m))
-    return np.fft.irfft(np.fft.rfft(white) * response(freqs), m)[..., :n]
-
-
 def coloured_noise(exponent: float, n: int, sample_rate: int, rng: np.random.Generator):
     """Gaussian noise with power spectrum ~ 1 / f**exponent (0 white, 1 pink, 2 brown) above
     20 Hz; nothing below."""
@@ -187,17 +175,12 @@ def coloured_noise(exponent: float, n: int, sample_rate: int, rng: np.random.Gen
     return shaped_noise(response, n, sample_rate, rng)
 
 
-def bandpass_noise(low_hz: float, high_hz: float, n: int, sample_rate: int, rng):
-    """White Gaussian noise with FFT bins outside [low_hz, high_hz] zeroed."""
-    return shaped_noise(lambda f: (f >= low_hz) & (f <= high_hz), n, sample_rate, rng)
-
-
 def slow_envelope(rate_hz: float, depth: float, n: int, sample_rate: int, rng) -> np.ndarray:
     """Positive random envelope 1 + depth * (noise low-passed at `rate_hz`, scaled to [-1, 1]),
     drawn at a 200 Hz control rate and linearly interpolated to n samples at `sample_rate`."""
     control_rate = 200.0
     m = int(np.ceil(n * control_rate / sample_rate)) + 2
-    lfo = bandpass_noise(0.0, rate_hz, m, int(control_rate), rng)
+    lfo = band_noise(0.0, rate_hz, m, int(control_rate), rng)
     lfo = np.interp(np.arange(n) * (control_rate / sample_rate), np.arange(m), lfo)
     return 1.0 + depth * lfo / max(float(np.abs(lfo).max()), 1e-12)
 
@@ -214,7 +197,7 @@ def _rumble(rng, n, sr):
     """Traffic / ventilation rumble: band-limited low noise swelling slowly."""
     high = rng.uniform(120.0, 400.0)
     env = slow_envelope(rng.uniform(0.1, 0.5), rng.uniform(0.3, 0.8), n, sr, rng)
-    return bandpass_noise(20.0, high, n, sr, rng) * env
+    return band_noise(20.0, high, n, sr, rng) * env
 
 
 def _babble(rng, n, sr):

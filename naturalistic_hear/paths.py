@@ -20,6 +20,10 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
+# Suffix of the hidden temporary files `write_bytes_atomic` renames into place (`.<name>.<pid>.tmp`):
+# a run that finds some left by a killed run removes them by this suffix.
+TMP_SUFFIX = ".tmp"
+
 
 class UnsafePathError(ValueError):
     """A name from data that would lead outside its folder (or is not a plain name)."""
@@ -65,7 +69,7 @@ def refuse_symlink(path: Path) -> None:
         raise UnsafePathError(f"{path} is a symbolic link; refusing to write through it")
 
 
-def write_bytes_atomic(path: Path, data: bytes, tmp_suffix: str = ".tmp") -> None:
+def write_bytes_atomic(path: Path, data: bytes, tmp_suffix: str = TMP_SUFFIX) -> None:
     """Write `data` to a hidden temporary file next to `path`, then rename it into place.
 
     The rename replaces a link planted at `path` (it never writes through it), and the

@@ -56,9 +56,10 @@ import pyroomacoustics as pra
 from scipy.fft import irfft, next_fast_len, rfft
 from scipy.signal import fftconvolve, istft, stft
 
+from naturalistic_hear.formats import SpatialFormat
 from naturalistic_hear.hrtf import HRTF, load_kemar, unit_vectors
 
-Format = Literal["binaural", "ambisonic"]
+Format = SpatialFormat  # "binaural" | "ambisonic" (a plain string of either name works too)
 AmbisonicConvention = Literal["acn-sn3d", "fuma"]
 
 # Bump whenever sampling or rendering changes: it is part of every cache key (bank.py).
@@ -392,11 +393,9 @@ def make_encoder(
     hrtf: HRTF | None = None,
     ambisonic_convention: AmbisonicConvention = "acn-sn3d",
 ) -> AmbisonicEncoder | BinauralEncoder:
-    if fmt == "ambisonic":
+    if SpatialFormat.parse(fmt, "format") is SpatialFormat.AMBISONIC:
         return AmbisonicEncoder(ambisonic_convention)
-    if fmt == "binaural":
-        return _kemar_encoder(sample_rate) if hrtf is None else BinauralEncoder(hrtf, sample_rate)
-    raise ValueError(f"format must be 'binaural' or 'ambisonic', got {fmt!r}")
+    return _kemar_encoder(sample_rate) if hrtf is None else BinauralEncoder(hrtf, sample_rate)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -277,7 +277,7 @@ def test_audio_keeps_rates_durations_subtypes_and_is_binaural(reference, tasks):
 def test_manifest_rows(reference, event_task):
     rows = read_manifest(reference / "hear-gram-demo-event")
     assert len(rows) == 10 and list(rows[0]) == list(gen.MANIFEST_COLUMNS)
-    assert [gen._key(r) for r in rows] == sorted(gen._key(r) for r in rows)
+    assert [gen.row_key(r) for r in rows] == sorted(gen.row_key(r) for r in rows)
     for row in rows:
         assert abs(float(row["achieved_snr_db"]) - float(row["snr_db"])) < 0.1
         assert row["format"] == "binaural" and row["input_channels"] == "2"
@@ -498,15 +498,30 @@ def test_noise_dir_through_a_task(tmp_path, scene_task):
     rng = np.random.default_rng(0)
     for name in ("n1.wav", "n2.wav"):
         sf.write(noise_dir / name, rng.standard_normal((6000, 2)) * 0.1, 8000)  # 0.75 s, stereo
-    result = gen.process_task(
-        scene_task, tmp_path / "out", "binaural", factory(tmp_path), NoiseDir(noise_dir, 8000)
-    )
+    noise = NoiseDir(noise_dir, 8000)
+    result = gen.process_task(scene_task, tmp_path / "out", "binaural", factory(tmp_path), noise)
+    # The same clips with the noise 100 dB down: the same scenes and noise placement (their own
+    # random streams), so these files are the reverberant sources alone, to 1e-5.
+    quiet = gen.process_task(scene_task, tmp_path / "quiet", "binaural", factory(tmp_path), noise,
+                             snr_range=(100.0, 100.0))  # fmt: skip
     rows = read_manifest(result.out_dir)
+    quiet_rows = {r["filename"]: r for r in read_manifest(quiet.out_dir)}
     assert {r["noise_file"] for r in rows} == {"n1.wav", "n2.wav"}
     for row in rows:  # 0.75 s of noise in a 1 s clip: placed at a random offset
         assert row["noise_length_samples"] == str(12000)
-        assert 0 <= int(row["noise_offset_samples"]) <= SR - 12000
-        assert abs(float(row["achieved_snr_db"]) - float(row["snr_db"])) < 0.1
+        offset = int(row["noise_offset_samples"])
+        assert 0 <= offset <= SR - 12000
+        # The SNR measured here from the written files, with numpy alone: source power over the
+        # whole clip and both ears, noise power over both ears where the noise clip lies.
+        rel = Path(str(SR), row["split"], row["filename"])
+        mix = sf.read(result.out_dir / rel, dtype="float64")[0]
+        quiet_row = quiet_rows[row["filename"]]
+        source = sf.read(quiet.out_dir / rel, dtype="float64")[0] * (
+            float(row["headroom_gain"]) / float(quiet_row["headroom_gain"])
+        )
+        noise_part = (mix - source)[offset : offset + 12000]
+        snr = 10 * np.log10(np.mean(source**2) / np.mean(noise_part**2))
+        assert abs(snr - float(row["snr_db"])) < 0.05, (snr, row["snr_db"])
     meta = json.loads((result.out_dir / "task_metadata.json").read_text())["naturalistic"]
     assert meta["noise_source"] == {**NoiseDir(noise_dir, SR).describe(), "folder": "tt"}
 

@@ -15,7 +15,7 @@ import soundfile as sf
 
 from hear_gram.synthetic_tasks import make_scene_task
 from localization_tasks import evaluate, generate
-from tests.hostile import Result, assert_clean_failure, run_cli, snapshot
+from tests.hostile import Result, assert_clean_failure, run_cli, run_limited, snapshot
 
 SR = 16000
 
@@ -221,3 +221,20 @@ def test_evaluate_cache_of_other_content_or_corrupt_is_recomputed(generated, tmp
     assert second[0, -1] == pytest.approx(-first[0, -1], abs=1e-6)  # the ITD changed sign
     (tmp_path / "c" / "tag" / "t" / "fold00.npz").write_bytes(b"\x93NUMPY garbage")
     np.testing.assert_allclose(embed(task, "fold00", files), second, rtol=1e-6)
+
+
+@pytest.mark.hostile("bomb")
+def test_evaluate_refuses_an_absurd_rate_folder_before_resampling(generated, tmp_path):
+    """A task whose only audio folder is "1" (and whose files claim 1 Hz, 40 000 samples each):
+    resampled to the model's 16 kHz each clip would be 6.4e8 samples per channel (5 GB). The
+    folder's rate is refused by name in a process capped at 2 GB."""
+    task = tmp_path / "tasks" / "t"
+    shutil.copytree(generated / "out" / "src-loc-binaural-clean", task)
+    (task / str(SR)).rename(task / "1")
+    for wav in (task / "1").rglob("*.wav"):
+        sf.write(wav, np.full((40_000, 2), 0.1), 1, subtype="PCM_16")
+    args = ["localization_tasks.evaluate", "--module", "localization_tasks.baselines.gcc_phat",
+            "--model-options", json.dumps({"sample_rate": SR}), "--tasks-dir", tmp_path / "tasks",
+            "--out", tmp_path / "res", "--grid", "tiny", "--quiet"]  # fmt: skip
+    res = run_limited([str(a) for a in args], mem_mb=2048, timeout=300)
+    assert_clean_failure(res, "audio folder", "1 Hz")

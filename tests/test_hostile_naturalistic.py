@@ -1,4 +1,4 @@
-"""Hostile-input matrix, Nat-HEAR generator (issue 10): paths from task data, non-finite or
+"""Hostile-input matrix, Nat-HEAR generator: paths from task data, non-finite or
 degenerate audio and noise, resumed runs with other settings, worker processes and concurrent
 runs, and the command line's one-line errors.
 
@@ -578,3 +578,20 @@ def test_wrong_kinds_of_paths_are_named(world, capsys, monkeypatch, how):
     hostile.assert_clean_failure(res, *needles)
     if how == "hrtf-extension":
         assert "h.sofa does not exist" not in res.last_line
+
+
+# --- bomb: rates read from files are bounded before resampling -----------------------------------
+
+
+@pytest.mark.hostile("bomb")
+def test_a_noise_file_claiming_a_tiny_rate_is_refused_before_resampling(world):
+    """A header claiming 1 Hz: its 300 000 samples (600 kB) upsampled to 16 kHz would be 4.8e9
+    samples (19 GB). Refused from its header when the folder is listed, naming the file, in a
+    process capped at 1.5 GB (the unbounded code died there of MemoryError, with a traceback)."""
+    root, task, out = world
+    folder = root / "noise"
+    folder.mkdir()
+    sf.write(folder / "tiny-rate.wav", np.full(300_000, 0.1), 1, subtype="PCM_16")
+    argv = args(task, out, "--noise-dir", folder, "--n-scenes", "2", "--cache-dir", root / "c")
+    res = hostile.run_limited(["naturalistic_hear", *map(str, argv)], mem_mb=1536, timeout=300)
+    hostile.assert_clean_failure(res, "tiny-rate.wav", "1 Hz")

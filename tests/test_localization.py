@@ -337,23 +337,29 @@ def test_evaluator_end_to_end_with_hear_modules(small_binaural, small_ambisonic,
             assert (result / png).read_bytes()[:4] == b"\x89PNG"
         cached = tmp_path / "res" / "embeddings" / result.name / expected[0] / "fold00.npz"
         assert cached.is_file()
-    # Resumable: a rerun reads the cache (an unloadable weights path would fail otherwise).
+
+
+def test_a_rerun_reads_the_embedding_cache_instead_of_embedding_again(
+    small_binaural, tmp_path, monkeypatch
+):
+    """Resuming: the second run must take every embedding from the cache. The module is made
+    to fail when asked to embed, so a cache that is written but never read (or keyed so that it
+    never matches) fails here; the old check reran a deterministic baseline, which gave the same
+    results with or without the cache."""
+    _, out = small_binaural
+    opts = {"sample_rate": SR}
+    argv = ["--module", "localization_tasks.baselines.gcc_phat", "--model-options",
+            json.dumps(opts), "--tasks-dir", str(out), "--out", str(tmp_path / "res"), "--grid",
+            "tiny", "--quiet", "--task", "tinyb-loc-binaural-clean"]  # fmt: skip
+    evaluate.main(argv)
+    result = tmp_path / "res" / evaluate.module_tag(gcc_phat.__name__, "", opts)
     before = (result / "results.json").read_text()
-    evaluate.main(
-        [
-            "--module",
-            "localization_tasks.baselines.gcc_phat",
-            "--model-options",
-            json.dumps({"sample_rate": SR}),
-            "--tasks-dir",
-            str(bin_out),
-            "--out",
-            str(tmp_path / "res"),
-            "--grid",
-            "tiny",
-            "--quiet",
-        ]
-    )
+
+    def embed_again(*args, **kwargs):
+        raise AssertionError("embedded again: the cache was not read")
+
+    monkeypatch.setattr(gcc_phat, "get_scene_embeddings", embed_again)
+    evaluate.main(argv)
     assert (result / "results.json").read_text() == before
 
 
@@ -492,6 +498,75 @@ def test_t60_probe_predicts_only_possible_values_and_learns_a_cue():
     assert wild.min() >= probe.T60_MIN_S and wild.max() <= probe.T60_MAX_S
     with pytest.raises(ValueError, match="positive"):
         probe.fit_predict("t60", (x[:10], -t60[:10]), (x[:5], t60[:5]), x[:5], grid)
+
+
+# --- probe units ----------------------------------------------------------------------------
+
+
+def test_log_t60_round_trips_and_clips_to_the_physical_range():
+    t60 = np.array([[0.2], [0.5], [1.5]])
+    code = probe.LogT60.fit(t60)
+    assert code.mu == pytest.approx(np.log([0.2, 0.5, 1.5]).mean())
+    z = code.encode(t60)
+    assert z.mean() == pytest.approx(0.0, abs=1e-12) and z.std() == pytest.approx(1.0)
+    np.testing.assert_allclose(code.decode(z), t60, rtol=1e-12)
+    assert code.decode(np.array([[1e6], [-1e6]])).ravel().tolist() == [
+        probe.T60_MAX_S,
+        probe.T60_MIN_S,
+    ]
+    for bad in ([[0.0], [1.0]], [[np.nan], [1.0]]):
+        with pytest.raises(ValueError, match="finite and positive"):
+            probe.LogT60.fit(np.array(bad))
+
+
+def test_probe_scores_are_the_task_metrics():
+    """Direction: mean angle between the vectors (90 and 180 deg here); T60: median absolute
+    error in s after decoding both sides."""
+    y = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+    pred = np.array([[0, 2.0, 0], [0, -1.0, 0]])  # not unit length: renormalised first
+    assert probe.score("direction", pred, y) == pytest.approx(135.0)
+    assert probe.score("t60", np.array([[0.3], [1.0], [2.0]]), np.array([[0.5], [1.0], [1.0]])) == (
+        pytest.approx(0.2)
+    )
+
+
+def _direction_data(seed: int, n: int = 240, noise: float = 0.1):
+    """Unit vectors and features = a fixed random mixing of them + noise (learnable)."""
+    rng = np.random.default_rng(seed)
+    y = rng.standard_normal((n, 3))
+    y /= np.linalg.norm(y, axis=1, keepdims=True)
+    x = y @ rng.standard_normal((3, 8)) + noise * rng.standard_normal((n, 8))
+    return x, y
+
+
+def test_direction_probe_learns_is_reproducible_and_leaves_the_global_rng_alone():
+    grid = probe.ProbeGrid(hidden_layers=(1,), hidden_dim=32, lrs=(1e-2,), max_epochs=40)
+    x, y = _direction_data(0)
+    train, valid, test = slice(0, 160), slice(160, 200), slice(200, 240)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    args = ((x[train], y[train]), (x[valid], y[valid]), x[test], grid)
+    pred, hparams = probe.fit_predict("direction", *args, seed=3)
+    # The probe's seeds are its own: the caller's random stream is where it was.
+    assert torch.equal(torch.get_rng_state(), state)
+    err = metrics.angular_error_deg(pred, y[test]).mean()
+    assert err < 30.0, err  # chance is 90 deg
+    assert np.abs(pred).max() <= 1.0  # tanh output
+    assert hparams["lr"] in grid.lrs and hparams["hidden_layers"] == 1
+    again, _ = probe.fit_predict("direction", *args, seed=3)
+    np.testing.assert_array_equal(again, pred)
+    other, _ = probe.fit_predict("direction", *args, seed=4)
+    assert not np.array_equal(other, pred)
+
+
+@pytest.mark.parametrize("where", ["train", "valid", "test"])
+def test_probe_refuses_non_finite_features(where):
+    x, y = _direction_data(1, n=30)
+    parts = {"train": x[:10].copy(), "valid": x[10:20].copy(), "test": x[20:].copy()}
+    parts[where][0, 0] = np.nan
+    with pytest.raises(ValueError, match=f"{where} features hold NaN"):
+        probe.fit_predict("direction", (parts["train"], y[:10]), (parts["valid"], y[10:20]),
+                          parts["test"], probe.GRIDS["tiny"])  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Nat-HEAR end to end: `python -m naturalistic_hear` renders a HEAR task binaurally and in
 Ambisonics, and heareval's embeddings runner embeds the results with hear_gram.gram_t and
-hear_gram.gram_t_ambisonic (issue 3 acceptance)."""
+hear_gram.gram_t_ambisonic."""
 
 from __future__ import annotations
 

@@ -11,13 +11,23 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
-from hear_gram.resample import MAX_RATE, POLYPHASE_MAX_TAPS, polyphase_taps, resample
+from hear_gram.resample import (
+    MAX_RATE,
+    POLYPHASE_MAX_TAPS,
+    check_file_rate,
+    check_resample_size,
+    polyphase_taps,
+    resample,
+    resample_ir,
+)
 from tests.hostile import REPO, run_limited
 from tests.torchaudio_compat import import_torchaudio
 
@@ -142,3 +152,36 @@ def _bomb_main(orig: int, new: int) -> None:
 
 if __name__ == "__main__":
     _bomb_main(int(sys.argv[1]), int(sys.argv[2]))
+
+
+@pytest.mark.parametrize("new_sr", [16000, 48000])
+def test_resample_ir_keeps_the_transfer_function(new_sr):
+    """An impulse response's gain in dB at each in-band frequency is the same at the new rate
+    (without the orig/new scaling it would move by 20 log10(new/orig) dB: +-3.5 or 6 dB)."""
+    orig = 32000
+    rng = np.random.default_rng(0)
+    spectrum = np.fft.rfft(rng.standard_normal(4096) * np.exp(-np.arange(4096) / 300.0))
+    spectrum[np.fft.rfftfreq(4096, 1 / orig) > 6000] = 0  # band-limited below both Nyquists
+    ir = np.fft.irfft(spectrum, 4096).astype(np.float32)
+    out = resample_ir(ir, orig, new_sr)
+    assert out.dtype == np.float32 and out.shape == (math.ceil(4096 * new_sr / orig),)
+    f = np.array([200.0, 1000.0, 3000.0, 5000.0])
+    gain = lambda h, sr: np.abs(np.exp(-2j * np.pi * np.outer(f, np.arange(len(h))) / sr) @ h)  # noqa: E731
+    np.testing.assert_allclose(
+        20 * np.log10(gain(out, new_sr)), 20 * np.log10(gain(ir, orig)), atol=0.05
+    )
+
+
+@pytest.mark.parametrize(
+    ("call", "needle"),
+    [
+        (lambda: check_file_rate(1, "x.wav"), "x.wav: a sample rate of 1 Hz is below 1000 Hz"),
+        (lambda: check_file_rate(0, "x.wav"), "sample rate of x.wav must be between"),
+        (lambda: check_resample_size((2, 2**26), 8000, 32000, "y.wav"), "y.wav: resampling"),
+    ],
+)
+def test_rates_and_sizes_from_files_are_bounded(call, needle):
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        call()
+    assert check_file_rate(8000, "ok.wav") == 8000
+    assert check_resample_size((2, 44100), 44100, 32000, "ok.wav") == 32000

@@ -45,9 +45,11 @@ def expected_head_vector(scene, point) -> np.ndarray:
 
 
 def angle_deg(u, v) -> float:
-    return math.degrees(
-        math.acos(np.clip(np.dot(u, v) / np.linalg.norm(u) / np.linalg.norm(v), -1, 1))
-    )
+    """Angle between two 3-vectors in deg, as atan2(|u x v|, u . v): accurate near 0 deg, where
+    acos of the normalised dot product only resolves about 1e-6 deg (float64 rounding of a
+    cosine of 1 - 1e-16 is an angle of 8e-7 deg), which made a 1e-6 deg bound fail on a
+    direction that was exact."""
+    return math.degrees(math.atan2(np.linalg.norm(np.cross(u, v)), np.dot(u, v)))
 
 
 def schroeder_t60(x: np.ndarray, fs: int, band=(707.0, 1414.0), top=-5.0, bottom=-35.0) -> float:
