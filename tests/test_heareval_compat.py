@@ -187,7 +187,8 @@ def test_end_to_end_score_table(predicted):
 
 @pytest.mark.slow
 def test_predict_output_is_one_bar_per_task_then_the_table(predicted):
-    out = (predicted.parent / "predict.log").read_text()
+    # bytes, not read_text: universal newlines would turn tqdm's "\r" redraws into lines
+    out = (predicted.parent / "predict.log").read_bytes().decode()
     lines = out.rstrip("\n").split("\n")  # tqdm redraws a bar with "\r": one line per bar
     assert len(lines) == 2 + 5 + 1, out[-3000:]  # two bars, the table (3 rows), where logs are
     # fits and tests counted by hand: scene 5 folds, 1 grid point: 1 + 4 trainings + 5 tests;
