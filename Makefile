@@ -53,7 +53,7 @@ validate: install
 	$(VENV)/bin/hear-validator hear_gram.gram_t_ambisonic -m $(WORK)/validate/gram-t-ambisonic.safetensors -d cpu
 	$(VENV)/bin/hear-validator hear_gram.gram_m -m $(WORK)/validate/gram-m.safetensors -d cpu
 
-# Nat-HEAR: re-render HEAR tasks as naturalistic scenes (REFERENCE §5).
+# Nat-HEAR: re-render HEAR tasks as naturalistic scenes (arXiv 2506.00934, scene simulation).
 # make naturalistic-hear TASKS=/data/hear/tasks OUT=/data/nat-hear FORMAT=binaural [WORKERS=2] [SEED=0]
 TASKS ?= tasks
 OUT ?= $(WORK)/nat-hear
@@ -68,7 +68,7 @@ naturalistic-hear: install
 naturalistic-hear-bench: install
 	$(PY) -m naturalistic_hear.bench
 
-# Localization and T60 tasks (REFERENCE §5) from ESC-50 and Speech Commands 5h under TASKS, scored
+# Localization and T60 tasks (arXiv 2506.00934, scene simulation) from ESC-50 and Speech Commands 5h under TASKS, scored
 # with the DSP baselines, chance and GRAM-T (give weights: GRAM_T=... GRAM_T_AMBISONIC=...)
 GRAM_T ?=
 GRAM_T_AMBISONIC ?=

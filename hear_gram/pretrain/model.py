@@ -1,4 +1,4 @@
-"""GRAM masked autoencoder for pretraining (REFERENCE §3, §6), as named steps in the style of
+"""GRAM masked autoencoder for pretraining (arXiv 2506.00934; labhamlet/GRAM-T src/model/GRAMT.py), as named steps in the style of
 facebookresearch/mae: `patchify`, `random_masking`, `forward_encoder`, `forward_decoder`,
 `forward_loss`.
 
@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from hear_gram.config import GramConfig
 from hear_gram.encoder import GramEncoder, build_encoder, sincos_2d
 
-# One window per decoder head; 0 = global attention (REFERENCE §3, upstream MW-MAE decoder).
+# One window per decoder head; 0 = global attention (labhamlet/GRAM-T hear_api/runtime.py decoder_window_sizes, MW-MAE decoder).
 PATCH_WINDOWS = (2, 5, 10, 25, 50, 100, 0, 0)
 TIME_WINDOWS = (2, 5, 10, 25, 50, 0, 0, 0)
 
@@ -192,7 +192,7 @@ class GramMAE(nn.Module):
         return patchify(self.encoder.normalize(spec), self.cfg.patch_f, self.cfg.patch_t)
 
     def forward_loss(self, spec: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
-        """MSE over masked patches only, times the channel count (REFERENCE §6, upstream)."""
+        """MSE over masked patches only, times the channel count (labhamlet/GRAM-T src/model/GRAMT.py `loss`)."""
         per_patch = (pred.float() - self.target(spec)).square().mean(dim=-1)  # (B, N)
         m = mask.float()
         return (per_patch * m).sum() / m.sum() * self.cfg.in_channels
