@@ -105,7 +105,7 @@ def test_global_head_sees_everything_and_mwa_shapes():
 def test_paper_sizes():
     mae = GramMAE(preset("gram-t"))
     n_dec = sum(p.numel() for k, p in mae.named_parameters() if not k.startswith("encoder."))
-    assert 25e6 < n_dec < 27e6  # REFERENCE §3: decoder ~26 M
+    assert 25e6 < n_dec < 27e6  # arXiv 2506.00934: decoder ~26 M
     assert mae.spec_pred.out_features == 16 * 8 * 2
 
 

@@ -1,4 +1,4 @@
-"""Pretraining data (REFERENCE §5-6): mono 10 s clips from a folder or WebDataset shards, the
+"""Pretraining data (arXiv 2506.00934, data and pretraining): mono 10 s clips from a folder or WebDataset shards, the
 random draws of each training item made in DataLoader workers, scenes mixed batch-wise on the
 training device, log-mel, and random 200-frame crops.
 
@@ -47,7 +47,7 @@ from hear_gram.synthetic_tasks import SCENE_CLASSES, SOUND_CLASSES, ClipSpec, Ev
 
 log = logging.getLogger(__name__)
 
-TRAIN_LOG_EPS = 1e-5  # log floor used in training (REFERENCE §2)
+TRAIN_LOG_EPS = 1e-5  # log floor used in training (labhamlet/GRAM-T src/model/GRAMT.py `_wav2fbank`)
 
 
 def step_rng(*key: int) -> np.random.Generator:
@@ -110,7 +110,7 @@ def _has_audio(root: Path) -> bool:
 
 class AudioClips(Dataset):
     """Clip i of an audio source as mono (N,) float32 at `sample_rate` Hz, -14 dBFS, `seconds`
-    long (REFERENCE §5: mono, level-normalised, 10 s)."""
+    long (arXiv 2506.00934: mono, level-normalised, 10 s)."""
 
     def __init__(self, source, sample_rate: int = 32000, seconds: float = 10.0) -> None:
         self.source = source
@@ -195,7 +195,7 @@ class TrainItems(Dataset):
 
 # --- scene mixing ------------------------------------------------------------------------------
 class SceneMixer:
-    """A collated `TrainItems` batch -> waveforms (B, C, N) on the clips' device (REFERENCE §5-6).
+    """A collated `TrainItems` batch -> waveforms (B, C, N) on the clips' device (arXiv 2506.00934, data and pretraining).
 
     A dry batch: the mono clip on every channel. Otherwise target = clip * source RIR and noise =
     noise clip * (sum of the scene's K noise RIRs: one clip from K directions, as

@@ -1,6 +1,6 @@
 """Random access to audio clips stored in WebDataset tar shards.
 
-Layout (that of the AudioSet shards GRAM pretrained on, REFERENCE §6): uncompressed `.tar` files
+Layout (that of the AudioSet shards GRAM pretrained on, arXiv 2506.00934): uncompressed `.tar` files
 whose members are grouped by key, e.g. `abc123.flac`, `abc123.json`, `abc123.cls`. The audio
 member of a key is the one whose extension soundfile can read (`soundfile.available_formats()`,
 lower-cased); other members (labels, metadata) are ignored here. A key with several audio members
