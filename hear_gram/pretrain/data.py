@@ -47,7 +47,8 @@ from hear_gram.synthetic_tasks import SCENE_CLASSES, SOUND_CLASSES, ClipSpec, Ev
 
 log = logging.getLogger(__name__)
 
-TRAIN_LOG_EPS = 1e-5  # log floor used in training (labhamlet/GRAM-T src/model/GRAMT.py `_wav2fbank`)
+# log floor used in training (labhamlet/GRAM-T src/model/GRAMT.py `_wav2fbank`)
+TRAIN_LOG_EPS = 1e-5
 
 
 def step_rng(*key: int) -> np.random.Generator:
