@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from localization_tasks.seld import evaluate
+from localization_tasks.seld import evaluate, synth
 from localization_tasks.seld.evaluate import Features, _check_embeddings
 from localization_tasks.seld.labels import Row, polar_to_unit
 from localization_tasks.seld.task import write_labels
@@ -154,3 +154,17 @@ def test_embedding_cache_key_follows_the_weights_file(tmp_path):
     b = Features("module", "m", str(w), {}, tmp_path).tag()
     w.write_bytes(b"one")
     assert a != b and Features("module", "m", str(w), {}, tmp_path).tag() == a
+
+
+@pytest.mark.hostile("path")
+def test_synth_refuses_source_clip_name_escaping(tmp_path, capsys):
+    """A HEAR task given as --sources whose split file names `../../x.wav`: refused, one line."""
+    src = tmp_path / "src"
+    (src / "16000" / "s").mkdir(parents=True)
+    (src / "task_metadata.json").write_text(json.dumps({"splits": ["s"]}))
+    (src / "labelvocabulary.csv").write_text("idx,label\n0,a\n")
+    (src / "s.json").write_text(json.dumps({"../../x.wav": ["a"]}))
+    with pytest.raises(SystemExit) as e:
+        synth.main(["--out", str(tmp_path / "out"), "--sources", str(src)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert e.value.code == 2 and "../../x.wav" in err and err.startswith("localization_tasks")

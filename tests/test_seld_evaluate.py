@@ -21,6 +21,7 @@ from localization_tasks.seld.evaluate import (
 from localization_tasks.seld.labels import Row, polar_to_unit
 from localization_tasks.seld.metrics import score_rows
 from localization_tasks.seld.synth import SynthConfig, generate
+from localization_tasks.seld.task import task_rows
 
 
 def test_accdoa_round_trip_scores_perfect():
@@ -108,3 +109,36 @@ def test_mlp_head_beats_the_zero_predictor_end_to_end(tmp_path, capsys):
     assert res["iv"]["SELD"] < 0.9 and res["iv"]["LR_CD"] > 0 and res["iv"]["LE_CD"] < 180
     preds = list((tmp_path / "out" / "iv").glob("*/pred/*.csv"))
     assert len(preds) == 4 and any(p.read_text() for p in preds)
+
+
+def test_binaural_crnn_features_carry_the_interaural_phase():
+    """Binaural CRNN input: 2 log-mels + mel-scaled cos and sin of the interaural phase
+    difference. Identical ears: cos IPD = the mel filter's weight sum (phase 0 everywhere), sin 0;
+    right ear = left ear delayed by one sample: sin IPD > 0 (left leads) and cos < the weight sum."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(24000).astype(np.float32)
+    feats = evaluate.Features("crnn")
+    same = feats._crnn([np.stack([x, x], 1)], 24000)[0]
+    late = feats._crnn([np.stack([x, np.roll(x, 1)], 1)], 24000)[0]
+    assert same.shape[:2] == (4, 64)
+    assert np.allclose(same[0], same[1]) and np.abs(same[3]).max() < 1e-4
+    # phase 2 pi f / 24 kHz grows with frequency: positive sine in every band (mean over time;
+    # the lowest bands' phase is too small to beat the noise frame by frame)
+    assert (late[3, 4:40].mean(axis=1) > 0.01).all()
+    assert (late[2, :, 5:-5] <= same[2, :, 5:-5] + 1e-4).all()
+
+
+def test_binaural_task_is_scored_in_stereo(tmp_path):
+    """`--scoring auto` scores a binaural task with DCASE 2025 stereo scoring, a FOA task in 3-D;
+    the labels of a binaural task scored as predictions are perfect either way."""
+    cfg = SynthConfig(clips_per_fold=1, folds=3, clip_s=1.0, sample_rate=16000, rir_s=0.2,
+                      max_overlap=1, fmt="binaural", rooms_per_fold=1)  # fmt: skip
+    task = generate(tmp_path / "tasks", cfg)
+    res = evaluate.train_and_test(task, "zero", None, evaluate.TrainConfig(), tmp_path / "out")
+    assert res["stereo"] is True and res["SELD"] == 1.0
+    res3 = evaluate.train_and_test(task, "zero", None, evaluate.TrainConfig(scoring="3d"),
+                                   tmp_path / "out")  # fmt: skip
+    assert res3["stereo"] is False
+    files = {n: (r, r) for n, r in task_rows(task, "fold03").items()}
+    for stereo in (True, False):
+        assert score_rows(files, 4, average="micro", stereo=stereo)["SELD"] < 1e-6

@@ -14,6 +14,7 @@ import soundfile as sf
 
 from localization_tasks.seld.labels import polar_to_unit
 from localization_tasks.seld.metrics import angular_distance_deg
+from localization_tasks.seld.sources import from_folder
 from localization_tasks.seld.synth import (
     SynthConfig,
     cell_of,
@@ -131,3 +132,30 @@ def test_generate_resumes_and_folds_have_their_own_rooms(tmp_path):
     assert len(export_dcase(task, tmp_path / "csv")) == 6
     with pytest.raises(ValueError, match="other settings"):
         generate(tmp_path, dataclasses.replace(CFG, seed=5))
+
+
+def test_binaural_clip_level_difference_follows_the_labelled_side(tmp_path):
+    """Binaural (KEMAR) path: a broadband static source labelled on the left (sin az > 0.5) is
+    louder in the left ear over its direct sound, one on the right in the right ear (an ear or
+    azimuth sign swap flips this). The sources are white-noise files given as a folder bank."""
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        p = tmp_path / "snd" / "noise" / f"{i}.wav"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(p, 0.1 * rng.standard_normal(2 * 16000), 16000, subtype="FLOAT")
+    cfg = dataclasses.replace(CFG, fmt="binaural", max_overlap=1, moving_prob=0.0,
+                              snr_db=(40.0, 40.0))  # fmt: skip
+    bank = from_folder(tmp_path / "snd", cfg.sample_rate, cfg.folds)
+    sides = []
+    for i in range(8):
+        audio, rows, _ = render_clip(cfg, 0, i, bank)
+        assert audio.shape == (32000, 2)
+        az = rows[0].azel[0]
+        if abs(np.sin(np.radians(az))) < 0.5:
+            continue
+        start = rows[0].frame * 1600 + int(rows[0].distance / 343.0 * 16000)
+        left, right = audio[start : start + 64].T  # 4 ms of direct sound
+        ild = 10 * np.log10(np.sum(left**2) / np.sum(right**2))
+        sides.append((az, ild))
+        assert np.sign(ild) == np.sign(np.sin(np.radians(az))) and abs(ild) > 3, (az, ild)
+    assert len(sides) >= 3 and {np.sign(a) for a, _ in sides} == {-1.0, 1.0}, sides
