@@ -516,6 +516,7 @@ def train_and_test(task_dir: Path, method: str, feats: Features | None, cfg: Tra
                 if bad >= cfg.patience:
                     break
         model.load_state_dict(best_state)
+        names, refs, frames, xs, ys = data["test"]  # standardised like the training data
         preds = _predict(model, xs, ys, crnn)
     result = _seld(preds, refs, names, frames, k, multi, stereo)
     result.update({"method": label or method, "task": task_dir.name, "best_epoch": best_epoch,
