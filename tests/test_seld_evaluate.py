@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from localization_tasks.seld import evaluate
@@ -22,6 +23,16 @@ from localization_tasks.seld.labels import Row, polar_to_unit
 from localization_tasks.seld.metrics import score_rows
 from localization_tasks.seld.synth import SynthConfig, generate
 from localization_tasks.seld.task import task_rows, write_labels
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny heads train several times faster on one thread than with OpenMP spinning on two
+    (conftest sets 2 for the big models)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_accdoa_round_trip_scores_perfect():
@@ -92,20 +103,22 @@ def test_multi_accdoa_decoding_merges_close_tracks():
     assert got == [(0, 5.0), (0, 90.0), (1, 0.0), (1, 40.0)]
 
 
-def test_mlp_head_beats_the_zero_predictor_end_to_end(tmp_path, capsys):
+@pytest.mark.parametrize("multi", [False, True], ids=["accdoa", "multi-accdoa"])
+def test_mlp_head_beats_the_zero_predictor_end_to_end(tmp_path, capsys, one_thread, multi):
     """A tiny synthetic FOA task (3 folds x 4 clips, one event at a time) through the CLI: the
     `mlp` head on FOA intensity features (a direction cue by construction) scores a better SELD
-    than the zero predictor, detects and localizes something, and writes DCASE predictions."""
+    than the zero predictor, detects and localizes something, and writes DCASE predictions;
+    with single ACCDOA and with multi-ACCDOA + ADPIT."""
     cfg = SynthConfig(clips_per_fold=4, folds=3, clip_s=2.0, sample_rate=24000, rir_s=0.3,
                       max_overlap=1, rooms_per_fold=2)  # fmt: skip
     generate(tmp_path / "tasks", cfg)
     evaluate.main(["--tasks-dir", str(tmp_path / "tasks"), "--out", str(tmp_path / "out"),
                    "--module", "localization_tasks.seld.intensity_module", "--name", "iv",
                    "--head", "mlp", "--baseline", "zero", "--epochs", "30", "--patience", "30",
-                   "--batch", "1", "--lr", "3e-3"])  # fmt: skip
+                   "--batch", "1", "--lr", "3e-3"] + ["--multi-accdoa"] * multi)  # fmt: skip
     capsys.readouterr()
     res = {r["method"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())}
-    assert res["zero"]["SELD"] == 1.0
+    assert res["zero"]["SELD"] == 1.0 and res["iv"]["multi_accdoa"] is multi
     assert res["iv"]["SELD"] < 0.9 and res["iv"]["LR_CD"] > 0 and res["iv"]["LE_CD"] < 180
     preds = list((tmp_path / "out" / "iv").glob("*/pred/*.csv"))
     assert len(preds) == 4 and any(p.read_text() for p in preds)
@@ -144,7 +157,7 @@ def test_binaural_task_is_scored_in_stereo(tmp_path):
         assert score_rows(files, 4, average="micro", stereo=stereo)["SELD"] < 1e-6
 
 
-def test_test_fold_gets_the_training_standardisation(tmp_path):
+def test_test_fold_gets_the_training_standardisation(tmp_path, one_thread):
     """Regression: embeddings are standardised with training statistics, and the TEST fold must be
     too. An oracle embedding (the ACCDOA target, offset by 1000 so that raw and standardised
     inputs differ wildly) makes the head near perfect only when it is."""

@@ -12,6 +12,7 @@ import soundfile as sf
 
 from localization_tasks.seld import modes
 from tests.hostile import assert_clean_failure, run_cli
+from tests.test_seld_evaluate import one_thread  # noqa: F401 (fixture)
 
 
 def _dirs(az, el):
@@ -44,6 +45,7 @@ def test_encodings_by_hand():
     )
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_each_probe_learns_its_target():
     """Embeddings = a random linear mix of (direction, distance) plus noise: every mode's probe
     does far better than chance on held-out items."""
@@ -90,6 +92,7 @@ def _plane_wave_task(root, n_per_fold=10, sr=16000):
     return task, rows
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_cli_polar_regression_on_plane_waves(tmp_path, capsys):
     _plane_wave_task(tmp_path)
     modes.main(["--module", "localization_tasks.baselines.intensity_vector", "--model-options",
