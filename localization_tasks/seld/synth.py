@@ -249,6 +249,13 @@ def _windows(n: int, bounds: list[int], fade: int) -> list[np.ndarray]:
     return out
 
 
+def _dcase(direction: Sequence[float]) -> tuple[float, float, float]:
+    """(azimuth, elevation, distance) of rooms.head_direction (azimuth in [0, 360)) in the DCASE
+    label convention: azimuth in [-180, 180), rounded to 0.01 deg and 1 mm."""
+    az, el, dist = direction
+    return round((az + 180) % 360 - 180, 2), round(el, 2), round(dist, 3)
+
+
 def render_clip(
     cfg: SynthConfig, fold: int, index: int, bank: SoundBank | None = None
 ) -> tuple[np.ndarray, list[Row], dict]:
@@ -288,9 +295,10 @@ def render_clip(
         for f in range(ev["onset"], ev["onset"] + ev["length"]):
             az, el, dist = dirs[k + min((f - ev["onset"]) // ev["hop"], len(ev["points"]) - 1)]
             # DCASE azimuths are in [-180, 180); rooms.head_direction gives [0, 360)
-            az, el, dist = round((az + 180) % 360 - 180, 2), round(el, 2), round(dist, 3)
+            az, el, dist = _dcase((az, el, dist))
             rows.append(Row(f, ev["cls"], track, polar_to_unit(az, el), dist, (az, el)))
-        first, last = dirs[k], dirs[k + len(ev["points"]) - 1]
+        # manifest directions in the labels' convention: (azimuth in [-180, 180), elevation, m)
+        first, last = (_dcase(dirs[k]), _dcase(dirs[k + len(ev["points"]) - 1]))
         record["events"].append({"track": track, "class": ev["cls"], "onset_s": ev["onset"] * FRAME_S,
                                  "offset_s": (ev["onset"] + ev["length"]) * FRAME_S,
                                  "moving": ev["moving"], "start": list(first), "end": list(last),
