@@ -78,14 +78,24 @@ localization: install
 
 # SELD: a 3-fold synthetic FOA task (60 clips, 1-2 overlapping events), scored with the DCASE
 # metrics for the zero predictor, a SELDnet-style CRNN and GRAM-T Ambisonic (random weights unless
-# GRAM_T_AMBISONIC=... is given) with a BiGRU head on its timestamp embeddings
+# GRAM_T_AMBISONIC=... is given) with a BiGRU head on its timestamp embeddings (~4 min on 2 cores).
+# SELD_BINAURAL=1 adds the same on a binaural task with GRAM-T binaural (GRAM_T=... or random),
+# scored with DCASE 2025's stereo (azimuth-only, front-folded) metrics (~4 min more).
 SELD_CLIPS ?= 20
+SELD_BINAURAL ?=
 seld: install
 	$(PY) -m localization_tasks.seld.synth --out $(WORK)/seld/tasks --clips-per-fold $(SELD_CLIPS) --extra-rate 32000
 	$(if $(GRAM_T_AMBISONIC),,$(PY) -m hear_gram.checkpoints random --model gram-t-ambisonic --out $(WORK)/seld/gram-t-ambisonic-random.safetensors)
 	$(PY) -m localization_tasks.seld.evaluate --tasks-dir $(WORK)/seld/tasks --out $(WORK)/seld/out \
 	  --baseline zero --baseline crnn --module hear_gram.gram_t_ambisonic --name gram-t-ambisonic+bigru \
 	  --model $(or $(GRAM_T_AMBISONIC),$(WORK)/seld/gram-t-ambisonic-random.safetensors)
+ifneq ($(SELD_BINAURAL),)
+	$(PY) -m localization_tasks.seld.synth --out $(WORK)/seld/tasks-binaural --format binaural --clips-per-fold $(SELD_CLIPS) --extra-rate 32000
+	$(if $(GRAM_T),,$(PY) -m hear_gram.checkpoints random --model gram-t --out $(WORK)/seld/gram-t-random.safetensors)
+	$(PY) -m localization_tasks.seld.evaluate --tasks-dir $(WORK)/seld/tasks-binaural --out $(WORK)/seld/out-binaural \
+	  --baseline zero --baseline crnn --module hear_gram.gram_t --name gram-t-binaural+bigru \
+	  --model $(or $(GRAM_T),$(WORK)/seld/gram-t-random.safetensors)
+endif
 
 # HEAR tasks to the paper's table (HEAR, Nat-HEAR, localization, T60) for the models of MODELS:
 # make suite MODELS=models.toml TASKS=/data/hear/tasks [SUITE_ARGS="--jobs 4 --grid fast"]

@@ -185,3 +185,22 @@ def test_angular_distance_reference_values():
     b = np.array([[3.0, 0, 0], [0, -1.0, 0], [-1.0, 0, 0]])
     expected = [[0, 90, 180], [90, 90, 90], [90, 90, 90]]
     assert angular_distance_deg(a, b) == pytest.approx(np.array(expected, float), abs=1e-9)
+
+
+def test_stereo_scoring_folds_azimuth_and_ignores_elevation(tmp_path):
+    """DCASE 2025 stereo scoring by hand. Reference class 0 at az 150, el 40 (behind-left, up),
+    class 1 at az -100, el 0. Prediction class 0 at az 35, el -30; class 1 at az -60, el 0.
+    Folded: 150 -> 180 - 150 = 30 and 35 stays 35, elevations dropped -> 5 deg; -100 -> -180 + 100
+    = -80 vs -60 -> 20 deg. Every frame the same: class 0 TP (5 <= 20), class 1 TP (20 <= 20),
+    LE = mean(5, 20) = 12.5, ER 0, F 1, LR 1, SELD (0 + 0 + 12.5/180 + 0) / 4 = 0.0173611.
+    In 3-D the same files are 121.6 deg and 40 deg apart (both spatial FPs): F 0."""
+    ref = rows({(0, 0): (150, 40), (1, 1): (-100, 0)})
+    pred = rows({(0, 0): (35, -30), (1, 1): (-60, 0)})
+    ref_dir, pred_dir = write_case(tmp_path, ref, pred)
+    args = ["--ref-dir", str(ref_dir), "--pred-dir", str(pred_dir), "--num-classes", "2"]
+    res = run_score(args + ["--stereo"])
+    got = [res["ER20"], res["F20"], res["LE_CD"], res["LR_CD"], res["SELD"]]
+    assert got == pytest.approx([0.0, 1.0, 12.5, 1.0, 12.5 / 180 / 4], abs=1e-6), got
+    assert res["per_class"]["0"]["LE_CD"] == pytest.approx(5.0, abs=1e-6)
+    full = run_score(args)
+    assert full["F20"] == 0.0 and full["per_class"]["1"]["LE_CD"] == pytest.approx(40.0, abs=1e-6)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
+import json
 
 import numpy as np
 import pytest
@@ -12,10 +14,19 @@ import soundfile as sf
 
 from localization_tasks.seld.labels import polar_to_unit
 from localization_tasks.seld.metrics import angular_distance_deg
-from localization_tasks.seld.synth import SynthConfig, generate, render_clip
+from localization_tasks.seld.sources import from_folder
+from localization_tasks.seld.synth import (
+    SynthConfig,
+    cell_of,
+    fold_cells,
+    fold_room,
+    generate,
+    render_clip,
+)
 from localization_tasks.seld.task import export_dcase, task_rows
+from naturalistic_hear import rooms
 
-CFG = SynthConfig(clips_per_fold=2, folds=2, clip_s=2.0, sample_rate=16000, rir_s=0.3)
+CFG = SynthConfig(clips_per_fold=2, folds=3, clip_s=2.0, sample_rate=16000, rir_s=0.3)
 
 
 def test_clip_is_a_pure_function_of_seed_fold_index():
@@ -70,6 +81,30 @@ def test_moving_event_labels_follow_the_path():
     assert a < 10, (a, b)
 
 
+def test_fold_rooms_are_disjoint_by_construction():
+    """Many rooms of every fold, for several fold counts: no (length, width) cell is shared by two
+    folds, each room lies strictly inside a cell of its fold, the test fold uses the "test" pool's
+    cells (rooms.room_pool), and all folds span short and long rooms alike."""
+    for folds in (3, 5, 20):
+        cfg = dataclasses.replace(CFG, folds=folds)
+        cells = fold_cells(folds)
+        for f, g in itertools.combinations(range(folds), 2):
+            assert not set(cells[f]) & set(cells[g]), (folds, f, g)
+        for f in range(folds):
+            rs = [fold_room(cfg, f, r) for r in range(30 if folds == 3 else 3)]
+            for r in rs:
+                assert cell_of(r.room_dim) == r.cell and r.cell in cells[f]
+                assert (rooms.room_pool(r.room_dim) == "test") == (f == folds - 1)
+        if folds == 3:
+            lengths = [[fold_room(cfg, f, r).room_dim[0] for r in range(30)] for f in range(3)]
+            assert all(min(x) < 5 and max(x) > 7 for x in lengths), lengths
+
+
+def _manifest(task):
+    with open(task / "seld_manifest.csv") as f:
+        return list(csv.DictReader(f))
+
+
 def test_generate_resumes_and_folds_have_their_own_rooms(tmp_path):
     task = generate(tmp_path, CFG)
     labels = (task / "fold01.json").read_bytes()
@@ -79,15 +114,48 @@ def test_generate_resumes_and_folds_have_their_own_rooms(tmp_path):
     assert wav.stat().st_mtime_ns == stamp and (task / "fold01.json").read_bytes() == labels
     info = sf.info(wav)
     assert (info.channels, info.frames) == (4, 32000)
-    with open(task / "seld_manifest.csv") as f:
-        manifest = list(csv.DictReader(f))
-    rooms = {s: {(r["room"], r["room_dim"]) for r in manifest if r["split"] == s}
-             for s in ("fold01", "fold02")}  # fmt: skip
-    assert rooms["fold01"] and rooms["fold02"] and not rooms["fold01"] & rooms["fold02"]
-    for split in ("fold01", "fold02"):
+    manifest = _manifest(task)
+    meta = json.loads((task / "task_metadata.json").read_text())["seld"]["fold_rooms"]
+    splits = ("fold01", "fold02", "fold03")
+    ids = {s: {r["room"] for r in manifest if r["split"] == s} for s in splits}
+    dims = {s: {r["room_dim"] for r in manifest if r["split"] == s} for s in splits}
+    cells = {s: {cell_of(json.loads(d)) for d in dims[s]} for s in splits}
+    for s in splits:  # the manifest's rooms are the ones the metadata assigns to the fold
+        assert ids[s] and ids[s] <= {r["room"] for r in meta[s]["rooms"]}
+        assert cells[s] <= {tuple(c) for c in meta[s]["cells"]}
+    for s, t in itertools.combinations(splits, 2):
+        assert not ids[s] & ids[t] and not dims[s] & dims[t] and not cells[s] & cells[t], (s, t)
+    for split in splits:
         for rows in task_rows(task, split).values():
             per_frame = np.bincount([r.frame for r in rows])
             assert per_frame.max() <= CFG.max_overlap and max(r.frame for r in rows) < 20
-    assert len(export_dcase(task, tmp_path / "csv")) == 4
+    assert len(export_dcase(task, tmp_path / "csv")) == 6
     with pytest.raises(ValueError, match="other settings"):
         generate(tmp_path, dataclasses.replace(CFG, seed=5))
+
+
+def test_binaural_clip_level_difference_follows_the_labelled_side(tmp_path):
+    """Binaural (KEMAR) path: a broadband static source labelled on the left (sin az > 0.5) is
+    louder in the left ear over its direct sound, one on the right in the right ear (an ear or
+    azimuth sign swap flips this). The sources are white-noise files given as a folder bank."""
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        p = tmp_path / "snd" / "noise" / f"{i}.wav"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(p, 0.1 * rng.standard_normal(2 * 16000), 16000, subtype="FLOAT")
+    cfg = dataclasses.replace(CFG, fmt="binaural", max_overlap=1, moving_prob=0.0,
+                              snr_db=(40.0, 40.0))  # fmt: skip
+    bank = from_folder(tmp_path / "snd", cfg.sample_rate, cfg.folds)
+    sides = []
+    for i in range(8):
+        audio, rows, _ = render_clip(cfg, 0, i, bank)
+        assert audio.shape == (32000, 2)
+        az = rows[0].azel[0]
+        if abs(np.sin(np.radians(az))) < 0.5:
+            continue
+        start = rows[0].frame * 1600 + int(rows[0].distance / 343.0 * 16000)
+        left, right = audio[start : start + 64].T  # 4 ms of direct sound
+        ild = 10 * np.log10(np.sum(left**2) / np.sum(right**2))
+        sides.append((az, ild))
+        assert np.sign(ild) == np.sign(np.sin(np.radians(az))) and abs(ild) > 3, (az, ild)
+    assert len(sides) >= 3 and {np.sign(a) for a, _ in sides} == {-1.0, 1.0}, sides

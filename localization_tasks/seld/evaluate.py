@@ -4,17 +4,26 @@ and a zero predictor, all scored with the DCASE metrics on the task's official t
     python -m localization_tasks.seld.evaluate --tasks-dir T --out O
         [--module hear_gram.gram_t_ambisonic --model W.safetensors] [--model-options '{}']
         [--head mlp|bigru] [--baseline crnn --baseline zero] [--epochs 40] [--seed 0]
+        [--multi-accdoa] [--scoring auto|3d|stereo]
 
 Targets are single ACCDOA (Shimada et al., ICASSP 2021; DCASE 2022 baseline): per 100 ms frame
 and class a vector whose length is the activity and whose direction is the DOA; trained with MSE;
-a class is detected in a frame when its vector is longer than 0.5. (Multi-ACCDOA + ADPIT is not
-implemented; two instances of one class in a frame keep the last one in the target.)
+a class is detected in a frame when its vector is longer than 0.5 (two instances of one class in
+a frame keep the last one in the target). `--multi-accdoa`: multi-ACCDOA with ADPIT (Shimada et
+al., ICASSP 2022; DCASE 2022 baseline `seldnet_model.py` MSELoss_ADPIT): 3 output tracks x
+classes x 3, the loss of each (frame, class) is the smallest MSE over the 13 track-duplication
+patterns of its 0-3 instances (`adpit_loss`); decoding merges two active tracks of a class closer
+than 15 deg into their mean, as the baseline's inference does (`decode_multi_accdoa`).
+
+Scoring: the DCASE metrics in 3-D, or for binaural tasks (`--scoring auto`, or `stereo`) DCASE
+2025's stereo scoring, azimuth only and front-folded (`metrics.stereo_rows`).
 
 - module: `get_timestamp_embeddings` of the HEAR module on the task's audio at the module's rate,
   cached per (module, weights, options, task, split); linearly interpolated to the centres of the
   100 ms label frames; head `mlp` (per frame, 2 x 256 hidden) or `bigru` (2-layer BiGRU 128).
 - crnn: the DCASE FOA baseline recipe at small scale: 64-band log-mels of the 4 FOA channels +
-  3 mel-scaled intensity-vector channels (hear_gram.frontend, 10 ms hop), 3 conv blocks (64
+  3 mel-scaled intensity-vector channels (hear_gram.frontend, 10 ms hop; binaural tasks: the 2
+  log-mels + mel-scaled cosine and sine of the interaural phase difference), 3 conv blocks (64
   filters, frequency pooling 4-4-2, time pooling 5-2-1 to 100 ms), a 2-layer BiGRU (128), two
   dense layers, tanh -> ACCDOA.
 - zero: predicts nothing (the floor every method must beat: ER 1, F 0, LE 180, LR 0).
@@ -33,11 +42,16 @@ import copy
 import csv
 import hashlib
 import importlib
+import io
+import itertools
 import json
 import logging
+import math
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import soundfile as sf
@@ -49,11 +63,33 @@ from hear_gram.frontend import LogMelFrontend
 from hear_gram.resample import resample
 from localization_tasks.seld.labels import FRAME_S, Row, format_rows
 from localization_tasks.seld.metrics import score_rows
-from localization_tasks.seld.task import clip_frames, read_metadata, read_vocabulary, task_rows
+from localization_tasks.seld.task import (
+    TaskFormatError,
+    clip_frames,
+    read_metadata,
+    read_vocabulary,
+    task_rows,
+)
 from naturalistic_hear.paths import child, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 ACTIVE = 0.5
+TRACKS = 3  # multi-ACCDOA output tracks (DCASE 2022 baseline)
+UNIFY_DEG = 15.0  # multi-ACCDOA inference: merge same-class tracks closer than this (baseline)
+Scoring = Literal["auto", "3d", "stereo"]
+
+
+def _adpit_patterns() -> tuple[np.ndarray, np.ndarray]:
+    """The 13 ADPIT track-duplication patterns: (13, 3) instance index per output track, and the
+    number of instances (1, 2 or 3) each pattern is for. 1 instance: AAA; 2: the 6 sequences of
+    A and B that use both; 3: the 6 permutations of A, B, C."""
+    pats = [((0, 0, 0), 1)]
+    pats += [(p, 2) for p in itertools.product((0, 1), repeat=3) if len(set(p)) == 2]
+    pats += [(p, 3) for p in itertools.permutations((0, 1, 2))]
+    return np.array([p for p, _ in pats]), np.array([n for _, n in pats])
+
+
+ADPIT_PATTERNS, ADPIT_COUNTS = _adpit_patterns()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,6 +104,64 @@ def accdoa_target(rows: list[Row], n_frames: int, n_classes: int) -> np.ndarray:
             v = np.asarray(r.xyz, dtype=np.float32)
             y[r.frame, r.cls] = v / max(float(np.linalg.norm(v)), 1e-12)
     return y
+
+
+def adpit_target(rows: list[Row], n_frames: int, n_classes: int) -> np.ndarray:
+    """(T, K, 3, 3): the unit DOA vectors of up to 3 instances of each class in each frame, in
+    track order (zeros for absent instances; a 4th simultaneous instance is dropped, as the
+    baseline's ADPIT labels hold 3)."""
+    y = np.zeros((n_frames, n_classes, TRACKS, 3), dtype=np.float32)
+    n = np.zeros((n_frames, n_classes), dtype=np.int64)
+    for r in sorted(rows, key=lambda r: (r.frame, r.cls, r.track)):
+        if r.frame < n_frames and n[r.frame, r.cls] < TRACKS:
+            v = np.asarray(r.xyz, dtype=np.float32)
+            y[r.frame, r.cls, n[r.frame, r.cls]] = v / max(float(np.linalg.norm(v)), 1e-12)
+            n[r.frame, r.cls] += 1
+    return y
+
+
+def adpit_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """ADPIT loss of multi-ACCDOA `output` (B, T, 3 tracks, K, 3) against `target` (B, T, K, 3
+    instances, 3) from `adpit_target`: per (frame, class), the MSE over the 3 x 3 outputs to each
+    duplication pattern of that class's instances allowed by its instance count, minimised over
+    the patterns (a silent class: all-zero target); mean over batch, frames and classes."""
+    pats = torch.as_tensor(ADPIT_PATTERNS, device=target.device)  # (13, 3)
+    count = (target.norm(dim=-1) > 0).sum(-1)  # (B, T, K) instances per class
+    cand = target[..., pats, :]  # (B, T, K, 13, 3 tracks, 3)
+    out = output.permute(0, 1, 3, 2, 4)[..., None, :, :]  # (B, T, K, 1, 3, 3)
+    err = (out - cand).square().mean(dim=(-1, -2))  # (B, T, K, 13)
+    allowed = torch.as_tensor(ADPIT_COUNTS, device=target.device) == count[..., None]
+    allowed = allowed | (count[..., None] == 0)  # silent: every pattern is the zero target
+    return err.masked_fill(~allowed, math.inf).min(dim=-1).values.mean()
+
+
+def decode_multi_accdoa(y: np.ndarray, unify_deg: float = UNIFY_DEG) -> list[Row]:
+    """(T, 3, K, 3) multi-ACCDOA -> DCASE rows, track = output track. Per frame and class, the
+    active tracks (longer than 0.5) that lie within `unify_deg` of another active track are
+    merged into one row at the mean of their vectors (all three when two or more pairs are
+    close), as the DCASE 2022 baseline's inference does."""
+    rows = []
+    active = np.linalg.norm(y, axis=-1) > ACTIVE  # (T, 3, K)
+    for t, k in zip(*np.nonzero(active.any(axis=1)), strict=True):
+        on = [j for j in range(y.shape[1]) if active[t, j, k]]
+        vecs = {j: y[t, j, k] for j in on}
+        close = [(a, b) for a, b in itertools.combinations(on, 2)
+                 if _angle(vecs[a], vecs[b]) < unify_deg]  # fmt: skip
+        if len(close) >= 2:
+            groups = [on]
+        elif close:
+            groups = [list(close[0])] + [[j] for j in on if j not in close[0]]
+        else:
+            groups = [[j] for j in on]
+        for g in groups:
+            v = np.mean([vecs[j] for j in g], axis=0)
+            rows.append(Row(int(t), int(k), int(g[0]), tuple(float(x) for x in v)))
+    return rows
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> float:
+    c = float(np.dot(a, b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
+    return math.degrees(math.acos(min(1.0, max(-1.0, c))))
 
 
 def decode_accdoa(y: np.ndarray) -> list[Row]:
@@ -97,6 +191,38 @@ def load_split(task_dir: Path, split: str, rate: int) -> tuple[list[str], list[n
     return names, audio
 
 
+def _file_digest(path: Path) -> str:
+    """sha256 of a weights file (empty for no file): a cache must not outlive its weights."""
+    if not path or not Path(path).is_file():
+        return ""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _audio_digest(task_dir: Path, split: str, names: list[str]) -> str:
+    """Names, sizes and modification times of a split's audio at every rate: a regenerated task
+    gets new embeddings."""
+    h = hashlib.sha256()
+    for rate in sorted(int(r) for r in read_metadata(task_dir).get("sample_rates", [])):
+        for name in names:
+            st = (task_dir / str(rate) / split / name).stat()
+            h.update(f"{rate}/{name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _check_embeddings(emb: np.ndarray, ts: np.ndarray, module: str) -> None:
+    if emb.ndim != 2 or ts.shape != (emb.shape[0],) or emb.shape[0] < 1:
+        raise ValueError(f"{module}: timestamp embeddings {emb.shape} / timestamps {ts.shape} "
+                         "do not match")  # fmt: skip
+    if not (np.all(np.isfinite(emb)) and np.all(np.isfinite(ts))):
+        raise ValueError(f"{module}: NaN or infinite timestamp embeddings or timestamps")
+    if emb.shape[0] > 1 and not np.all(np.diff(ts) > 0):
+        raise ValueError(f"{module}: timestamps are not increasing")
+
+
 class Features:
     """Per-clip input sequences (T_label, D) for a head, or frame features for the CRNN."""
 
@@ -105,10 +231,13 @@ class Features:
         self.kind, self.module, self.model_path, self.options = kind, module, model, options or {}
         self.cache = cache
         self._hear = self._model = None
+        self._weights = None
 
     def tag(self) -> str:
-        h = hashlib.sha256(json.dumps([self.module, self.model_path, self.options]).encode())
-        return f"{self.module}-{h.hexdigest()[:10]}"
+        if self._weights is None:
+            self._weights = _file_digest(Path(self.model_path)) if self.model_path else ""
+        key = [self.module, self.model_path, self._weights, self.options]
+        return f"{self.module}-{hashlib.sha256(json.dumps(key).encode()).hexdigest()[:10]}"
 
     def rate(self, task_dir: Path) -> int:
         if self.kind == "module":
@@ -121,16 +250,39 @@ class Features:
             self._model = self._hear.load_model(self.model_path, **self.options)
         return self._hear, self._model
 
+    def _crnn(self, audio: list[np.ndarray], rate: int) -> list[np.ndarray]:
+        """FOA: 4 log-mels + 3 mel intensity channels; 2 channels (binaural): 2 log-mels + mel
+        cosine and sine of the interaural phase difference."""
+        cfg = FeatureConfig(sample_rate=rate, n_mels=64, n_fft=512, win_length=min(512, rate // 50),
+                            hop_length=rate // 100, f_min=50.0, f_max=rate / 2)  # fmt: skip
+        c = audio[0].shape[1]
+        if c not in (2, 4):
+            raise ValueError(f"the CRNN takes FOA (4 channels) or binaural (2) audio, not {c}")
+        front = LogMelFrontend(cfg, ambisonic=c == 4)
+        out = []
+        with torch.no_grad():
+            for a in audio:
+                x = torch.from_numpy(a.T.copy())[None]
+                if c == 4:
+                    out.append(front(x)[0].numpy())
+                    continue
+                spec = front.stft(front.pad(x))  # (1, 2, K, T)
+                cross = spec[:, 0] * spec[:, 1].conj()
+                ipd = cross / (cross.abs() + 1e-8)
+                feats = [front.features(spec), front.mel(ipd.real)[:, None],
+                         front.mel(ipd.imag)[:, None]]  # fmt: skip
+                out.append(torch.cat(feats, dim=1)[0].numpy())
+        return out
+
     def __call__(self, task_dir: Path, split: str, n_frames: list[int]) -> list[np.ndarray]:
         rate = self.rate(task_dir)
         names, audio = load_split(task_dir, split, rate)
         if self.kind == "crnn":
-            cfg = FeatureConfig(sample_rate=rate, n_mels=64, n_fft=512, win_length=min(512, rate // 50),
-                                hop_length=rate // 100, f_min=50.0, f_max=rate / 2)  # fmt: skip
-            front = LogMelFrontend(cfg, ambisonic=True)
-            with torch.no_grad():
-                return [front(torch.from_numpy(a.T.copy())[None])[0].numpy() for a in audio]
-        path = self.cache / self.tag() / task_dir.name / f"{split}.npz" if self.cache else None
+            return self._crnn(audio, rate)
+        path = None
+        if self.cache:
+            key = _audio_digest(task_dir, split, names)
+            path = child(self.cache / self.tag() / task_dir.name, f"{split}-{key}.npz", "split")
         if path is not None and path.is_file():
             with np.load(path, allow_pickle=False) as f:
                 if list(f["names"]) == names:
@@ -141,6 +293,7 @@ class Features:
             with torch.no_grad():
                 emb, ts = hear.get_timestamp_embeddings(torch.from_numpy(a)[None], model)
             emb, ts = emb[0].float().numpy(), ts[0].float().numpy()
+            _check_embeddings(emb, ts, self.module)
             centres = (np.arange(n) + 0.5) * FRAME_S * 1000
             out.append(np.stack([np.interp(centres, ts, emb[:, d]) for d in range(emb.shape[1])], 1)
                        .astype(np.float32))  # fmt: skip
@@ -157,32 +310,37 @@ class Features:
 # Models
 
 
-class MLPHead(nn.Module):
-    def __init__(self, d: int, k: int) -> None:
-        super().__init__()
-        self.k = k
-        self.net = nn.Sequential(nn.Linear(d, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
-                                 nn.Linear(256, 3 * k), nn.Tanh())  # fmt: skip
+def _unflatten(y: torch.Tensor, k: int, tracks: int) -> torch.Tensor:
+    """(B, T, tracks * K * 3) -> (B, T, K, 3) for single ACCDOA, (B, T, tracks, K, 3) else."""
+    return y.unflatten(-1, (k, 3)) if tracks == 1 else y.unflatten(-1, (tracks, k, 3))
 
-    def forward(self, x):  # (B, T, D) -> (B, T, K, 3)
-        return self.net(x).unflatten(-1, (self.k, 3))
+
+class MLPHead(nn.Module):
+    def __init__(self, d: int, k: int, tracks: int = 1) -> None:
+        super().__init__()
+        self.k, self.tracks = k, tracks
+        self.net = nn.Sequential(nn.Linear(d, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
+                                 nn.Linear(256, 3 * k * tracks), nn.Tanh())  # fmt: skip
+
+    def forward(self, x):  # (B, T, D) -> (B, T, [tracks,] K, 3)
+        return _unflatten(self.net(x), self.k, self.tracks)
 
 
 class BiGRUHead(nn.Module):
-    def __init__(self, d: int, k: int) -> None:
+    def __init__(self, d: int, k: int, tracks: int = 1) -> None:
         super().__init__()
-        self.k = k
+        self.k, self.tracks = k, tracks
         self.gru = nn.GRU(d, 128, num_layers=2, batch_first=True, bidirectional=True)
-        self.out = nn.Sequential(nn.Linear(256, 3 * k), nn.Tanh())
+        self.out = nn.Sequential(nn.Linear(256, 3 * k * tracks), nn.Tanh())
 
-    def forward(self, x):  # (B, T, D) -> (B, T, K, 3)
-        return self.out(self.gru(x)[0]).unflatten(-1, (self.k, 3))
+    def forward(self, x):  # (B, T, D) -> (B, T, [tracks,] K, 3)
+        return _unflatten(self.out(self.gru(x)[0]), self.k, self.tracks)
 
 
 class CRNN(nn.Module):
     """SELDnet-style CRNN on (B, 7, F, T_10ms) -> (B, T_10ms / 10, K, 3)."""
 
-    def __init__(self, channels: int, n_mels: int, k: int) -> None:
+    def __init__(self, channels: int, n_mels: int, k: int, tracks: int = 1) -> None:
         super().__init__()
         blocks, c = [], channels
         for fp, tp in ((4, 5), (4, 2), (2, 1)):
@@ -190,7 +348,7 @@ class CRNN(nn.Module):
                        nn.MaxPool2d((fp, tp)), nn.Dropout(0.05)]  # fmt: skip
             c = 64
         self.conv = nn.Sequential(*blocks)
-        self.head = BiGRUHead(64 * (n_mels // 32), k)
+        self.head = BiGRUHead(64 * (n_mels // 32), k, tracks)
 
     def forward(self, x):
         h = self.conv(x)  # (B, 64, F / 32, T / 10)
@@ -213,67 +371,139 @@ def _predict(model, xs, ys, crnn: bool) -> list[np.ndarray]:
         return [model(_batch(xs, ys, [i], crnn)[0])[0].numpy() for i in range(len(xs))]
 
 
-def _seld(preds, refs, names, frames, k) -> dict:
-    files = {n: (r, decode_accdoa(p)) for n, p, r in zip(names, preds, refs, strict=True)}
-    return score_rows(files, k, n_frames=dict(zip(names, frames, strict=True)))
+@dataclass(frozen=True)
+class TrainConfig:
+    """Head training and scoring settings (Adam, full clips as batches)."""
+
+    head: Literal["mlp", "bigru"] = "bigru"
+    epochs: int = 40
+    patience: int = 10
+    seed: int = 0
+    multi_accdoa: bool = False
+    scoring: Scoring = "auto"
+    batch: int = 8
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        checks = {"head": self.head in ("mlp", "bigru"), "epochs": 1 <= self.epochs <= 10_000,
+                  "patience": 1 <= self.patience <= 10_000, "scoring": self.scoring in
+                  ("auto", "3d", "stereo"), "batch": 1 <= self.batch <= 4096,
+                  "lr": math.isfinite(self.lr) and 0 < self.lr < 1}  # fmt: skip
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid training settings: {', '.join(bad)} ({self})")
+
+    @property
+    def tracks(self) -> int:
+        return TRACKS if self.multi_accdoa else 1
 
 
-def train_and_test(task_dir: Path, method: str, feats: Features, head: str, epochs: int,
-                   seed: int, out: Path, label: str | None = None) -> dict:  # fmt: skip
+def _decode(y: np.ndarray, multi: bool) -> list[Row]:
+    return decode_multi_accdoa(y) if multi else decode_accdoa(y)
+
+
+def _seld(preds, refs, names, frames, k, multi: bool, stereo: bool) -> dict:
+    files = {n: (r, _decode(p, multi)) for n, p, r in zip(names, preds, refs, strict=True)}
+    return score_rows(files, k, n_frames=dict(zip(names, frames, strict=True)), stereo=stereo)
+
+
+def task_folds(task_dir: Path) -> dict[str, list[str]]:
+    """The task's official train/valid/test splits, checked: each a non-empty list of split
+    names that exist, no split in two roles."""
+    folds = read_metadata(task_dir).get("seld", {})
+    folds = folds.get("official_folds") if isinstance(folds, dict) else None
+    where = f"{task_dir}/task_metadata.json"
+    if not isinstance(folds, dict):
+        raise TaskFormatError(f"{where}: no seld.official_folds; not a SELD task")
+    out = {}
+    for role in ("train", "valid", "test"):
+        splits = folds.get(role)
+        if (
+            not isinstance(splits, list)
+            or not splits
+            or not all(isinstance(x, str) for x in splits)
+        ):
+            raise TaskFormatError(f"{where}: seld.official_folds.{role} must list split names")
+        for x in splits:
+            if not child(task_dir, f"{x}.json", "split name").is_file():
+                raise TaskFormatError(f"{where}: split {x!r} ({role}) has no {x}.json")
+        out[role] = splits
+    every = [x for v in out.values() for x in v]
+    if len(set(every)) != len(every):
+        raise TaskFormatError(f"{where}: a split is in two of train/valid/test")
+    return out
+
+
+def _load_role(task_dir: Path, splits: list[str], feats, method: str, k: int, multi: bool,
+               n_of: dict) -> tuple:  # fmt: skip
+    names, refs, frames, xs, ys = [], [], [], [], []
+    for split in splits:
+        rows = task_rows(task_dir, split)
+        nm = sorted(rows)
+        if not nm:
+            raise TaskFormatError(f"{task_dir}: split {split} has no clips")
+        missing = [n for n in nm if (split, n) not in n_of]
+        if missing:
+            raise TaskFormatError(f"{task_dir}/seld_clips.csv: no length for {split}/{missing[0]}")
+        fr = [n_of[(split, n)] for n in nm]
+        names += nm
+        refs += [rows[n] for n in nm]
+        frames += fr
+        xs += feats(task_dir, split, fr) if method != "zero" else [None] * len(nm)
+        target = adpit_target if multi else accdoa_target
+        ys += [target(rows[n], f, k) for n, f in zip(nm, fr, strict=True)]
+    return names, refs, frames, xs, ys
+
+
+def train_and_test(task_dir: Path, method: str, feats: Features | None, cfg: TrainConfig,
+                   out: Path, label: str | None = None) -> dict:  # fmt: skip
     """Train on the official train fold(s), stop early on valid, score on test; write outputs."""
     meta, vocab = read_metadata(task_dir), read_vocabulary(task_dir)
-    folds, k = meta["seld"]["official_folds"], len(vocab)
+    folds, k, multi = task_folds(task_dir), len(vocab), cfg.multi_accdoa
+    stereo = cfg.scoring == "stereo" or (
+        cfg.scoring == "auto" and meta.get("seld", {}).get("audio") == "binaural"
+    )
     n_of = clip_frames(task_dir)
-    data = {}
-    for role in ("train", "valid", "test"):
-        names, refs, frames, xs, ys = [], [], [], [], []
-        for split in folds[role]:
-            rows = task_rows(task_dir, split)
-            nm = sorted(rows)
-            fr = [n_of[(split, n)] for n in nm]
-            x = feats(task_dir, split, fr) if method != "zero" else [None] * len(nm)
-            names += nm
-            refs += [rows[n] for n in nm]
-            frames += fr
-            xs += x
-            ys += [accdoa_target(rows[n], f, k) for n, f in zip(nm, fr, strict=True)]
-        data[role] = (names, refs, frames, xs, ys)
+    data = {role: _load_role(task_dir, folds[role], feats, method, k, multi, n_of)
+            for role in ("train", "valid", "test")}  # fmt: skip
     names, refs, frames, xs, ys = data["test"]
+    best_epoch = 0
     if method == "zero":
-        preds = [np.zeros_like(y) for y in ys]
-        best_epoch = 0
+        preds = [np.zeros((y.shape[0], TRACKS, *y.shape[1:2], 3) if multi else y.shape,
+                          dtype=np.float32) for y in ys]  # fmt: skip
     else:
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
         crnn = method == "crnn"
-        d = data["train"][3][0].shape[0] if crnn else data["train"][3][0].shape[1]
-        model = (CRNN(d, data["train"][3][0].shape[1], k) if crnn
-                 else (MLPHead if head == "mlp" else BiGRUHead)(d, k))  # fmt: skip
+        x0 = data["train"][3][0]
+        d = x0.shape[0] if crnn else x0.shape[1]
+        head = MLPHead if cfg.head == "mlp" else BiGRUHead
+        model = CRNN(d, x0.shape[1], k, cfg.tracks) if crnn else head(d, k, cfg.tracks)
         if not crnn:  # standardise embeddings with training statistics
             cat = np.concatenate(data["train"][3])
             mu, sd = cat.mean(0), cat.std(0) + 1e-6
             for role in data:
-                data[role] = (
-                    *data[role][:3],
-                    [(x - mu) / sd for x in data[role][3]],
-                    data[role][4],
-                )
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        best, best_state, best_epoch, bad = float("inf"), None, -1, 0
+                data[role] = (*data[role][:3], [(x - mu) / sd for x in data[role][3]],
+                              data[role][4])  # fmt: skip
+        loss_fn = adpit_loss if multi else nn.functional.mse_loss
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        best, best_state, bad = math.inf, None, 0
         tx, ty = data["train"][3], data["train"][4]
-        for epoch in range(epochs):
+        for epoch in range(cfg.epochs):
             model.train()
             order = rng.permutation(len(tx))
-            for s in range(0, len(order), 8):
-                x, y = _batch(tx, ty, order[s : s + 8], crnn)
-                loss = nn.functional.mse_loss(model(x), y)
+            for s in range(0, len(order), cfg.batch):
+                x, y = _batch(tx, ty, order[s : s + cfg.batch], crnn)
+                loss = loss_fn(model(x), y)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
             vn, vr, vf, vx, vy = data["valid"]
-            score = _seld(_predict(model, vx, vy, crnn), vr, vn, vf, k)["SELD"]
-            log.info("%s %s epoch %d: loss %.4f valid SELD %.3f", method, task_dir.name, epoch,
-                     float(loss), score)  # fmt: skip
+            score = _seld(_predict(model, vx, vy, crnn), vr, vn, vf, k, multi, stereo)["SELD"]
+            log.info("%s %s epoch %d: loss %.4f valid SELD %.3f", label or method, task_dir.name,
+                     epoch, float(loss.detach()), score)  # fmt: skip
+            if not math.isfinite(float(loss.detach())):
+                raise ValueError(f"{method}: the training loss became {float(loss.detach())}")
             if score < best:
                 best, best_state, best_epoch, bad = (
                     score,
@@ -283,21 +513,21 @@ def train_and_test(task_dir: Path, method: str, feats: Features, head: str, epoc
                 )
             else:
                 bad += 1
-                if bad >= 10:
+                if bad >= cfg.patience:
                     break
         model.load_state_dict(best_state)
-        names, refs, frames, xs, ys = data["test"]
+        names, refs, frames, xs, ys = data["test"]  # standardised like the training data
         preds = _predict(model, xs, ys, crnn)
-    result = _seld(preds, refs, names, frames, k)
-    result.update({"method": method, "task": task_dir.name, "best_epoch": best_epoch,
-                   "test_clips": len(names)})  # fmt: skip
+    result = _seld(preds, refs, names, frames, k, multi, stereo)
+    result.update({"method": label or method, "task": task_dir.name, "best_epoch": best_epoch,
+                   "test_clips": len(names), "multi_accdoa": multi})  # fmt: skip
     run_dir = out / child(out, label or method, "method name").name / task_dir.name
     (run_dir / "pred").mkdir(parents=True, exist_ok=True)
     for n, p in zip(names, preds, strict=True):
         path = child(run_dir / "pred", Path(n).stem + ".csv", "clip name")
-        write_bytes_atomic(path, format_rows(decode_accdoa(p), "cartesian").encode())
+        write_bytes_atomic(path, format_rows(_decode(p, multi), "cartesian").encode())
     write_bytes_atomic(run_dir / "results.json", json.dumps(result, indent=1).encode())
-    plot_tracks(run_dir / "tracks.png", names[0], refs[0], decode_accdoa(preds[0]), vocab)
+    plot_tracks(run_dir / "tracks.png", names[0], refs[0], _decode(preds[0], multi), vocab)
     return result
 
 
@@ -346,42 +576,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", choices=("mlp", "bigru"), default="bigru")
     p.add_argument("--baseline", action="append", choices=("crnn", "zero"), default=[])
     p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--patience", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=8, help="clips per training batch")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--multi-accdoa", action="store_true", help="multi-ACCDOA targets, ADPIT loss")
+    p.add_argument("--scoring", choices=("auto", "3d", "stereo"), default="auto",
+                   help="auto: DCASE 2025 stereo scoring for binaural tasks, 3-D otherwise")  # fmt: skip
     return p
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    cfg = TrainConfig(head=args.head, epochs=args.epochs, patience=args.patience, seed=args.seed,
+                      multi_accdoa=args.multi_accdoa, scoring=args.scoring, batch=args.batch,
+                      lr=args.lr)  # fmt: skip
+    try:
+        options = json.loads(args.model_options)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--model-options is not JSON: {e}") from None
+    if not isinstance(options, dict):
+        raise ValueError("--model-options must be a JSON object")
+    if not args.tasks_dir.is_dir():
+        raise FileNotFoundError(f"--tasks-dir {args.tasks_dir} is not a directory")
+    tasks = [child(args.tasks_dir, t, "task") for t in args.task] if args.task else sorted(
+        p for p in args.tasks_dir.iterdir() if (p / "task_metadata.json").is_file())  # fmt: skip
+    if not tasks:
+        raise FileNotFoundError(f"no SELD tasks (task_metadata.json) under {args.tasks_dir}")
+    if not args.baseline and not args.module:
+        raise ValueError("nothing to evaluate: give --module and/or --baseline")
+    methods = [(b, b, Features(b)) for b in args.baseline]
+    if args.module:
+        feats = Features("module", args.module, args.model, options, args.out / "embeddings")
+        methods.append((args.name or f"{args.module}+{args.head}", "module", feats))
+    for name, _, _ in methods:  # refuse a bad --name before any work
+        child(args.out, name, "method name")
+    results = []
+    for task in tasks:
+        for name, method, feats in methods:
+            results.append(train_and_test(task, method, feats, cfg, args.out, name))
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(args.out / "results.json", json.dumps(results, indent=1).encode())
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    w.writerows([[r[c] for c in COLUMNS] for r in results])
+    write_bytes_atomic(args.out / "results.csv", buf.getvalue().encode())
+    return results
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if not 1 <= args.epochs <= 10_000:
-            raise ValueError(f"--epochs must be 1..10000, got {args.epochs}")
-        options = json.loads(args.model_options)
-        if not isinstance(options, dict):
-            raise ValueError("--model-options must be a JSON object")
-        tasks = [child(args.tasks_dir, t, "task") for t in args.task] if args.task else sorted(
-            p for p in args.tasks_dir.iterdir() if (p / "task_metadata.json").is_file())  # fmt: skip
-        if not tasks:
-            raise FileNotFoundError(f"no SELD tasks under {args.tasks_dir}")
-        methods = [(b, Features(b)) for b in args.baseline]
-        if args.module:
-            feats = Features("module", args.module, args.model, options, args.out / "embeddings")
-            methods.append((args.name or f"{args.module}+{args.head}", feats))
-        results = []
-        for task in tasks:
-            for name, feats in methods:
-                method = name if name in ("crnn", "zero") else "module"
-                res = train_and_test(
-                    task, method, feats, args.head, args.epochs, args.seed, args.out
-                )
-                res["method"] = name
-                results.append(res)
-        write_bytes_atomic(args.out / "results.json", json.dumps(results, indent=1).encode())
-        with open(args.out / "results.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(COLUMNS)
-            w.writerows([[r[c] for c in COLUMNS] for r in results])
-    except (ValueError, OSError) as e:
+        results = run(args)
+    except (ValueError, OSError, ImportError) as e:
+        # expected failures (bad task, bad option, missing module or file): one line, exit 2
         print(f"localization_tasks.seld.evaluate: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     print(format_table(results))

@@ -59,6 +59,21 @@ def angular_distance_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(zero, 90.0, deg)
 
 
+def stereo_rows(rows: list[Row]) -> list[Row]:
+    """Rows as DCASE 2025 stereo SELD scores them: azimuth only, front-folded. A two-microphone
+    recording cannot tell front from back, so every azimuth is mirrored about the interaural axis
+    into [-90, 90] (az > 90 -> 180 - az, az < -90 -> -180 - az), elevation is dropped (set to 0),
+    and the angular distance between two rows becomes the difference of their folded azimuths."""
+    out = []
+    for r in rows:
+        az = r.azimuth_elevation[0]
+        az = 180.0 - az if az > 90 else (-180.0 - az if az < -90 else az)
+        a = math.radians(az)
+        out.append(Row(r.frame, r.cls, r.track, (math.cos(a), math.sin(a), 0.0), r.distance,
+                       (az, 0.0)))  # fmt: skip
+    return out
+
+
 def n_frames_dcase(ref_rows: list[Row]) -> int:
     """The baseline's frame count for a reference file: its highest frame index."""
     return max((r.frame for r in ref_rows), default=0)
@@ -225,14 +240,19 @@ def score_rows(
     doa_threshold: float = 20.0,
     average: Average = "macro",
     n_frames: dict[str, int] | None = None,
+    stereo: bool = False,
 ) -> dict:
     """Scores of {name: (reference rows, predicted rows)}. `n_frames[name]` overrides the
-    baseline's frame count (highest reference frame index) for that file."""
+    baseline's frame count (highest reference frame index) for that file. `stereo`: DCASE 2025
+    stereo scoring (`stereo_rows` on both sides)."""
     counts = SELDCounts(n_classes, doa_threshold)
     for name in sorted(files):
         ref, pred = files[name]
+        if stereo:
+            ref, pred = stereo_rows(ref), stereo_rows(pred)
         n = (n_frames or {}).get(name, n_frames_dcase(ref))
         counts.update(segment(ref, n), segment(pred, n))
     out = counts.scores(average)
     out["files"] = len(files)
+    out["stereo"] = stereo
     return out

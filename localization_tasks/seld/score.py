@@ -2,12 +2,15 @@
 
     python -m localization_tasks.seld.score --ref-dir R --pred-dir P [--doa-threshold 20]
         [--average macro|micro] [--num-classes N] [--ref-format auto] [--pred-format auto]
+        [--stereo]
 
 Every `*.csv` in R is a reference file; the prediction with the same name in P is scored against
 it (a missing prediction scores as an empty one, with a warning; a prediction without reference
 is an error, since it would silently not count). Prints JSON: ER<T>, F<T>, LE_CD, LR_CD, SELD,
 counts and per-class scores (see `localization_tasks.seld.metrics`). `--num-classes` defaults to
 the highest class index seen in R or P plus one; macro averaging runs over all of 0..N-1.
+`--stereo`: DCASE 2025 stereo SELD scoring, azimuth only and front-folded (azimuths mirrored into
+[-90, 90], elevation ignored; `metrics.stereo_rows`).
 """
 
 from __future__ import annotations
@@ -68,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=None)
     p.add_argument("--ref-format", choices=FORMATS, default="auto")
     p.add_argument("--pred-format", choices=FORMATS, default="auto")
+    p.add_argument("--stereo", action="store_true",
+                   help="DCASE 2025 stereo scoring: azimuth only, folded to [-90, 90]")  # fmt: skip
     return p
 
 
@@ -78,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         files = read_dirs(args.ref_dir, args.pred_dir, args.ref_format, args.pred_format)
         seen = [r.cls for ref, pred in files.values() for r in ref + pred]
         n_classes = args.num_classes if args.num_classes is not None else max(seen, default=0) + 1
-        result = score_rows(files, n_classes, args.doa_threshold, args.average)
+        result = score_rows(files, n_classes, args.doa_threshold, args.average, stereo=args.stereo)
     except (ValueError, OSError) as e:
         print(f"localization_tasks.seld.score: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -2,29 +2,36 @@
 
     python -m localization_tasks.seld.synth --out tasks [--clips-per-fold 20] [--folds 3]
         [--clip-s 3] [--max-overlap 2] [--format ambisonic|binaural] [--seed 0]
-        [--sample-rate 24000 --sample-rate 32000]
+        [--sources HEAR_TASK_OR_FOLDER] [--sample-rate 24000 --extra-rate 32000]
 
-No downloads: the events are built-in synthetic sound classes (`TOY_CLASSES`: a harmonic tone, a
-band of noise, a rising chirp, a click train; each with random parameters), and the rooms are
-naturalistic_hear's pyroomacoustics shoebox rooms (`rooms.sample_scene` for the room, size,
-absorption, listener and head direction; `rooms.render_rirs` for the RIRs, ACN/SN3D FOA or KEMAR
-binaural, as in Nat-HEAR).
+No downloads. Event sources: by default built-in synthetic sound classes (`TOY_CLASSES`: a
+harmonic tone, a band of noise, a rising chirp, a click train; each with random parameters);
+with `--sources`, the sounds of any HEAR scene/event task or folder of class sub-folders
+(`localization_tasks.seld.sources`), whose labels become the task's class vocabulary. Rooms are
+shoebox rooms rendered with naturalistic_hear's pyroomacoustics renderer (`rooms.render_rirs`,
+ACN/SN3D FOA or KEMAR binaural, as in Nat-HEAR).
 
 A clip (`clip_s` seconds at `sample_rate`): its room, then 1..max_overlap events, each with a
-class, an onset and a duration (>= 1 s) on the 100 ms label grid, and a direction. A static event
-has one position; a moving one turns around the listener at 20-60 deg/s and is rendered with the
-RIR switched every `waypoint_s` seconds (raised-cosine cross-fades of 20 ms, which sum to one);
-its label in a frame is the direction of the waypoint that plays in that frame. All positions of
-a clip are rendered in one room simulation. White noise is added to every channel at 20-30 dB
-SNR. Labels are the head-coordinate directions of the placed emitters (DCASE convention,
-azimuth counter-clockwise from the front, elevation up), and the distance in metres.
+class, an onset and a duration on the 100 ms label grid (>= 1 s, or the source sound's length
+when shorter), and a direction. A static event has one position; a moving one turns around the
+listener at 20-60 deg/s and is rendered with the RIR switched every `waypoint_s` seconds
+(raised-cosine cross-fades of 20 ms, which sum to one); its label in a frame is the direction of
+the waypoint that plays in that frame. All positions of a clip are rendered in one room
+simulation. White noise is added to every channel at 20-30 dB SNR. Labels are the
+head-coordinate directions of the placed emitters (DCASE convention, azimuth counter-clockwise
+from the front, elevation up), and the distance in metres.
 
-Determinism and folds: clip `i` of fold `f` is a pure function of (seed, f, i); its room is
-`sample_scene(pool, f * 1000 + i % rooms_per_fold, seed)` with the "test" pool for the last fold
-and "train" for the others, so each fold has its own rooms (`manifest` records them; different
-folds never share a room index, and the last fold's rooms cannot occur in any other, by
-construction). Trajectories are drawn per clip. Resumable: a clip is done when its audio and its
-part file (`.parts/`) exist; labels, clip list and manifest are written at the end, sorted.
+Folds are disjoint by construction. Rooms: the (length, width) plane of room sizes is cut into
+naturalistic_hear's 0.5 m checkerboard cells (`rooms.room_pool`); the last (test) fold draws its
+rooms from the cells of the "test" pool, and the cells of the "train" pool are dealt out in turn
+to the other folds (`fold_cells`), so no two folds can ever hold rooms of the same length and
+width (`task_metadata.json` records each fold's cells and rooms). Each fold has `rooms_per_fold`
+rooms, room `r` of fold `f` a pure function of (seed, f, r). Sources: with `--sources`, every
+sound is dealt to one fold. Trajectories are drawn per clip.
+
+Determinism: clip `i` of fold `f` is a pure function of (seed, f, i) and the sources. Resumable: a
+clip is done when its audio and its part file (`.parts/`) exist; labels, clip list and manifest
+are written at the end, sorted. A resumed run with other settings or other sources is refused.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ import soundfile as sf
 
 from hear_gram import dsp
 from localization_tasks.seld.labels import FRAME_S, Row, polar_to_unit
+from localization_tasks.seld.sources import SoundBank, describe, load_bank
 from localization_tasks.seld.task import write_audio, write_labels
 from naturalistic_hear import rooms
 from naturalistic_hear.paths import check_name, child, write_bytes_atomic
@@ -73,7 +81,7 @@ class SynthConfig:
     def __post_init__(self) -> None:
         checks = {
             "clips_per_fold": 1 <= self.clips_per_fold <= 100_000,
-            "folds": 2 <= self.folds <= 20,
+            "folds": 3 <= self.folds <= 20,  # train, valid and test folds
             "clip_s": 1.0 <= self.clip_s <= 600 and round(self.clip_s / FRAME_S, 6).is_integer(),
             "sample_rate": 8000 <= self.sample_rate <= 192_000,
             "fmt": self.fmt in ("ambisonic", "binaural"),
@@ -121,20 +129,84 @@ def toy_sound(cls: int, n: int, sr: int, rng: np.random.Generator) -> np.ndarray
     return dsp.rms_normalize(np.asarray(x, dtype=np.float64))
 
 
-def _position(rng, scene: rooms.Scene, az: float, el: float, dist: float) -> np.ndarray | None:
+@dataclass(frozen=True)
+class Room:
+    """Room `slot` of a fold: size (m), uniform absorption, listener (m) and head azimuth (deg)."""
+
+    room_id: str
+    cell: tuple[int, int]
+    room_dim: tuple[float, float, float]
+    absorption: float
+    listener: tuple[float, float, float]
+    head_azimuth_deg: float
+
+    @property
+    def t60_s(self) -> float:
+        return rooms.eyring_t60(self.room_dim, self.absorption)
+
+
+def _grid() -> tuple[int, int]:
+    return (round((rooms.ROOM_LENGTH[1] - rooms.ROOM_LENGTH[0]) / rooms.POOL_CELL),
+            round((rooms.ROOM_WIDTH[1] - rooms.ROOM_WIDTH[0]) / rooms.POOL_CELL))  # fmt: skip
+
+
+def fold_cells(folds: int) -> list[list[tuple[int, int]]]:
+    """Checkerboard cells (length index, width index) of each fold's rooms: the last fold gets the
+    "test" pool's cells, the other folds the "train" pool's cells dealt out in turn. Disjoint by
+    construction; every fold gets cells spread over the whole size range."""
+    n_i, n_j = _grid()
+    cells = {pool: [(i, j) for i in range(n_i) for j in range(n_j)
+                    if rooms.POOLS[(i + j) % 2] == pool] for pool in rooms.POOLS}  # fmt: skip
+    train = cells["train"]
+    if folds - 1 > len(train):
+        raise ValueError(f"{folds} folds: only {len(train)} room cells for the training folds")
+    return [train[f :: folds - 1] for f in range(folds - 1)] + [cells["test"]]
+
+
+def cell_of(room_dim: Sequence[float]) -> tuple[int, int]:
+    """The checkerboard cell that holds a room of this (length, width)."""
+    return (math.floor((room_dim[0] - rooms.ROOM_LENGTH[0]) / rooms.POOL_CELL),
+            math.floor((room_dim[1] - rooms.ROOM_WIDTH[0]) / rooms.POOL_CELL))  # fmt: skip
+
+
+def fold_room(cfg: SynthConfig, fold: int, slot: int) -> Room:
+    """Room `slot` of fold `fold`: a pure function of (seed, fold, slot). Its length and width lie
+    on a 1 cm grid strictly inside one of the fold's cells (never on a border), the height in
+    rooms.ROOM_HEIGHT, the T60 uniform in rooms.T60_RANGE (Eyring absorption), the listener at
+    1.5 m at least rooms.WALL_MARGIN from the walls, the head azimuth uniform."""
+    rng = np.random.default_rng([cfg.seed, 0x5E1D, fold, slot])
+    cells = fold_cells(cfg.folds)[fold]
+    i, j = cells[int(rng.integers(len(cells)))]
+    steps = round(rooms.POOL_CELL * 100)
+    length = rooms.ROOM_LENGTH[0] + i * rooms.POOL_CELL + int(rng.integers(1, steps)) / 100
+    width = rooms.ROOM_WIDTH[0] + j * rooms.POOL_CELL + int(rng.integers(1, steps)) / 100
+    lo, hi = (round(h * 100) for h in rooms.ROOM_HEIGHT)
+    dim = (round(length, 2), round(width, 2), int(rng.integers(lo, hi + 1)) / 100)
+    absorption = rooms.eyring_absorption(dim, float(rng.uniform(*rooms.T60_RANGE)))
+    absorption = float(np.clip(absorption, *rooms.ABSORPTION_RANGE))
+    m = rooms.WALL_MARGIN
+    listener = (round(float(rng.uniform(m, dim[0] - m)), 3),
+                round(float(rng.uniform(m, dim[1] - m)), 3), rooms.LISTENER_HEIGHT)  # fmt: skip
+    head = round(float(rng.uniform(0.0, 360.0)), 2)
+    return Room(f"fold{fold + 1:02d}-room{slot:03d}", (i, j), dim, absorption, listener, head)
+
+
+def _position(room: Room, az: float, el: float, dist: float) -> np.ndarray | None:
     """Room point at head direction (az, el), `dist` m; None when outside the emitter margins."""
-    p = np.asarray(scene.listener) + dist * rooms.head_to_unit_vector(
-        az + scene.head_azimuth_deg, el
-    )
+    p = np.asarray(room.listener) + dist * rooms.head_to_unit_vector(az + room.head_azimuth_deg, el)
     lo = np.array([rooms.WALL_MARGIN, rooms.WALL_MARGIN, rooms.FLOOR_MARGIN])
-    inside = np.all(p >= lo) and np.all(p <= np.asarray(scene.room_dim) - lo)
+    inside = np.all(p >= lo) and np.all(p <= np.asarray(room.room_dim) - lo)
     return np.round(p, 3) if inside else None
 
 
-def _draw_event(rng, cfg: SynthConfig, scene: rooms.Scene) -> dict:
-    """Class, frames and waypoint positions of one event."""
+def _draw_event(rng, cfg: SynthConfig, room: Room, fold: int, bank: SoundBank | None) -> dict:
+    """Class, source sound, frames and waypoint positions of one event."""
     n = cfg.n_frames
-    length = int(rng.integers(10, n + 1))
+    n_classes = len(bank.classes) if bank is not None else len(TOY_CLASSES)
+    cls = int(rng.integers(n_classes))
+    sound = bank.pick(cls, fold, rng) if bank is not None else None
+    longest = n if sound is None else min(n, len(sound.audio) // round(FRAME_S * cfg.sample_rate))
+    length = int(rng.integers(min(10, longest), longest + 1))
     onset = int(rng.integers(0, n - length + 1))
     hop = round(cfg.waypoint_s / FRAME_S)
     moving = bool(rng.random() < cfg.moving_prob)
@@ -144,11 +216,21 @@ def _draw_event(rng, cfg: SynthConfig, scene: rooms.Scene) -> dict:
         dist = rng.uniform(1.0, 3.0)
         speed = rng.choice([-1, 1]) * rng.uniform(20, 60) if moving else 0.0
         azs = [az + speed * (k + 0.5) * cfg.waypoint_s for k in range(n_way)]
-        points = [_position(rng, scene, a, el, dist) for a in azs]
+        points = [_position(room, a, el, dist) for a in azs]
         if all(p is not None for p in points):
-            return {"cls": int(rng.integers(len(TOY_CLASSES))), "onset": onset,
-                    "length": length, "moving": moving, "points": points, "hop": hop}  # fmt: skip
-    raise RuntimeError(f"no event position fits in room {scene.scene_id}")
+            return {"cls": cls, "sound": sound, "onset": onset, "length": length,
+                    "moving": moving, "points": points, "hop": hop}  # fmt: skip
+    raise RuntimeError(f"no event position fits in room {room.room_id}")
+
+
+def _event_signal(ev: dict, m: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """Mono (m,) of an event, RMS-normalised to -14 dBFS: a toy sound, or a random excerpt of its
+    source sound with 10 ms fades (no click at a cut)."""
+    if ev["sound"] is None:
+        return toy_sound(ev["cls"], m, sr, rng)
+    x = ev["sound"].audio
+    start = int(rng.integers(0, len(x) - m + 1))
+    return dsp.rms_normalize(dsp.fade(x[start : start + m].copy(), sr, 0.01))
 
 
 def _windows(n: int, bounds: list[int], fade: int) -> list[np.ndarray]:
@@ -167,20 +249,29 @@ def _windows(n: int, bounds: list[int], fade: int) -> list[np.ndarray]:
     return out
 
 
-def render_clip(cfg: SynthConfig, fold: int, index: int) -> tuple[np.ndarray, list[Row], dict]:
+def _dcase(direction: Sequence[float]) -> tuple[float, float, float]:
+    """(azimuth, elevation, distance) of rooms.head_direction (azimuth in [0, 360)) in the DCASE
+    label convention: azimuth in [-180, 180), rounded to 0.01 deg and 1 mm."""
+    az, el, dist = direction
+    return round((az + 180) % 360 - 180, 2), round(el, 2), round(dist, 3)
+
+
+def render_clip(
+    cfg: SynthConfig, fold: int, index: int, bank: SoundBank | None = None
+) -> tuple[np.ndarray, list[Row], dict]:
     """Audio (N, C), label rows and a manifest record of clip `index` of fold `fold`."""
     rng = np.random.default_rng([cfg.seed, fold, index])
-    pool = "test" if fold == cfg.folds - 1 else "train"
-    room = rooms.sample_scene(pool, fold * 1000 + index % cfg.rooms_per_fold, cfg.seed)
+    room = fold_room(cfg, fold, index % cfg.rooms_per_fold)
     n_events = int(rng.integers(1, cfg.max_overlap + 1))
-    events = [_draw_event(rng, cfg, room) for _ in range(n_events)]
+    events = [_draw_event(rng, cfg, room, fold, bank) for _ in range(n_events)]
     points = [tuple(p) for ev in events for p in ev["points"]]
     # render_rirs returns the source RIR and a stack of "noise" RIRs: with a single point, render
     # it twice (the copy is unused) so the stack is never empty
     emitters = points if len(points) > 1 else points * 2
-    scene = rooms.build_scene(pool, fold * 1000 + index % cfg.rooms_per_fold,
-                              room.room_dim, room.absorption, room.listener,
-                              room.head_azimuth_deg, emitters[0], tuple(emitters[1:]))  # fmt: skip
+    pool = "test" if fold == cfg.folds - 1 else "train"
+    scene = rooms.build_scene(pool, fold * 1000 + index % cfg.rooms_per_fold, room.room_dim,
+                              room.absorption, room.listener, room.head_azimuth_deg, emitters[0],
+                              tuple(emitters[1:]))  # fmt: skip
     src, others = rooms.render_rirs(scene, cfg.fmt, cfg.sample_rate, length_s=cfg.rir_s)
     rirs = [src, *others]  # one (C, L) per point, in order
     dirs = [(scene.source_azimuth_deg, scene.source_elevation_deg, scene.source_distance_m)]
@@ -189,13 +280,13 @@ def render_clip(cfg: SynthConfig, fold: int, index: int) -> tuple[np.ndarray, li
     n = cfg.n_frames * spf
     mix = np.zeros((rirs[0].shape[0], n))
     rows: list[Row] = []
-    record = {"room": scene.scene_id, "room_dim": list(scene.room_dim), "t60_s": scene.t60_s,
+    record = {"room": room.room_id, "room_dim": list(room.room_dim), "t60_s": room.t60_s,
               "events": []}  # fmt: skip
     k = 0
     for track, ev in enumerate(events):
         a, m = ev["onset"] * spf, ev["length"] * spf
         sig = np.zeros(n)
-        sig[a : a + m] = toy_sound(ev["cls"], m, cfg.sample_rate, rng) * dsp.db_to_amplitude(
+        sig[a : a + m] = _event_signal(ev, m, cfg.sample_rate, rng) * dsp.db_to_amplitude(
             rng.uniform(-6, 0)
         )
         bounds = [a + j * ev["hop"] * spf for j in range(1, len(ev["points"]))]
@@ -204,12 +295,14 @@ def render_clip(cfg: SynthConfig, fold: int, index: int) -> tuple[np.ndarray, li
         for f in range(ev["onset"], ev["onset"] + ev["length"]):
             az, el, dist = dirs[k + min((f - ev["onset"]) // ev["hop"], len(ev["points"]) - 1)]
             # DCASE azimuths are in [-180, 180); rooms.head_direction gives [0, 360)
-            az, el, dist = round((az + 180) % 360 - 180, 2), round(el, 2), round(dist, 3)
+            az, el, dist = _dcase((az, el, dist))
             rows.append(Row(f, ev["cls"], track, polar_to_unit(az, el), dist, (az, el)))
-        first, last = dirs[k], dirs[k + len(ev["points"]) - 1]
+        # manifest directions in the labels' convention: (azimuth in [-180, 180), elevation, m)
+        first, last = (_dcase(dirs[k]), _dcase(dirs[k + len(ev["points"]) - 1]))
         record["events"].append({"track": track, "class": ev["cls"], "onset_s": ev["onset"] * FRAME_S,
                                  "offset_s": (ev["onset"] + ev["length"]) * FRAME_S,
-                                 "moving": ev["moving"], "start": list(first), "end": list(last)})  # fmt: skip
+                                 "moving": ev["moving"], "start": list(first), "end": list(last),
+                                 "source": ev["sound"].origin if ev["sound"] else "toy"})  # fmt: skip
         k += len(ev["points"])
     noise = rng.standard_normal(mix.shape)
     mix, _ = dsp.mix_at_snr(mix, noise, float(rng.uniform(*cfg.snr_db)))
@@ -219,29 +312,40 @@ def render_clip(cfg: SynthConfig, fold: int, index: int) -> tuple[np.ndarray, li
 
 
 def generate(
-    out: Path, cfg: SynthConfig, name: str | None = None, rates: Sequence[int] = ()
+    out: Path,
+    cfg: SynthConfig,
+    name: str | None = None,
+    rates: Sequence[int] = (),
+    bank: SoundBank | None = None,
 ) -> Path:
-    """Write (or resume) the task; returns its directory."""
+    """Write (or resume) the task; returns its directory. `bank`: event sources (default: the
+    toy classes), dealt out to `cfg.folds` folds."""
     name = check_name(name or f"synth-seld-{cfg.fmt}-ov{cfg.max_overlap}-v1.0.0", "task name")
+    if bank is not None and (bank.folds != cfg.folds or bank.sample_rate != cfg.sample_rate):
+        raise ValueError(f"sources dealt to {bank.folds} folds at {bank.sample_rate} Hz; the task "
+                         f"has {cfg.folds} folds at {cfg.sample_rate} Hz")  # fmt: skip
+    classes = list(bank.classes) if bank is not None else list(TOY_CLASSES)
+    sources = describe(bank, classes)
     task_dir = child(out, name, "task name")
     parts = task_dir / ".parts"
     parts.mkdir(parents=True, exist_ok=True)
-    settings = json.dumps(asdict(cfg), sort_keys=True)
+    settings = json.dumps({**asdict(cfg), "sources": sources}, sort_keys=True)
     stamp = task_dir / ".synth-config.json"
     if stamp.exists() and stamp.read_text() != settings:
-        raise ValueError(f"{task_dir} was generated with other settings ({stamp}); use a new --out")
+        raise ValueError(f"{task_dir} was generated with other settings or sources ({stamp}); "
+                         "use a new --out")  # fmt: skip
     write_bytes_atomic(stamp, settings.encode())
     rates = sorted({cfg.sample_rate, *rates})
     labels, durations, manifest = {}, {}, []
-    for fold in range(cfg.folds):
-        split = f"fold{fold + 1:02d}"
+    folds = [f"fold{f + 1:02d}" for f in range(cfg.folds)]
+    for fold, split in enumerate(folds):
         for i in range(cfg.clips_per_fold):
             clip = f"{split}_clip{i:05d}.wav"
             part = parts / f"{split}_{i:05d}.json"
             if part.exists() and all((task_dir / str(r) / split / clip).exists() for r in rates):
                 done = json.loads(part.read_text())
             else:
-                audio, rows, record = render_clip(cfg, fold, i)
+                audio, rows, record = render_clip(cfg, fold, i, bank)
                 write_audio(task_dir, split, clip, audio, cfg.sample_rate, rates)
                 done = {"rows": [[r.frame, r.cls, r.track, *r.azel, r.distance] for r in rows],
                         "record": record}  # fmt: skip
@@ -254,7 +358,9 @@ def generate(
             manifest += [{"split": split, "file": clip, "room": done["record"]["room"],
                           "room_dim": done["record"]["room_dim"], "t60_s": done["record"]["t60_s"], **e}
                          for e in done["record"]["events"]]  # fmt: skip
-    folds = [f"fold{f + 1:02d}" for f in range(cfg.folds)]
+    cells = fold_cells(cfg.folds)
+    used = {split: [fold_room(cfg, f, r) for r in range(min(cfg.rooms_per_fold, cfg.clips_per_fold))]
+            for f, split in enumerate(folds)}  # fmt: skip
     metadata = {
         "task_name": name, "version": "v1.0.0", "embedding_type": "event",
         "prediction_type": "multilabel", "split_mode": "presplit_kfold", "sample_duration": cfg.clip_s,
@@ -262,9 +368,16 @@ def generate(
         "seld": {"label_hop_ms": 100, "audio": "foa" if cfg.fmt == "ambisonic" else "binaural",
                  "direction": "azimuth counter-clockwise from front, elevation up, degrees (DCASE)",
                  "official_folds": {"train": folds[:-2], "valid": [folds[-2]], "test": [folds[-1]]},
-                 "source_dataset": "synthetic", "synth_config": asdict(cfg)},
+                 "source_dataset": "synthetic", "synth_config": asdict(cfg), "sources": sources,
+                 "room_cells_m": {"length_0": rooms.ROOM_LENGTH[0], "width_0": rooms.ROOM_WIDTH[0],
+                                  "cell": rooms.POOL_CELL},
+                 "fold_rooms": {split: {"cells": [list(c) for c in cells[f]],
+                                        "rooms": [{"room": r.room_id, "room_dim": list(r.room_dim),
+                                                   "cell": list(r.cell), "t60_s": r.t60_s}
+                                                  for r in used[split]]}
+                                for f, split in enumerate(folds)}},
     }  # fmt: skip
-    write_labels(task_dir, metadata, list(TOY_CLASSES), labels, durations)
+    write_labels(task_dir, metadata, classes, labels, durations)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(manifest[0]), lineterminator="\n")
     w.writeheader()
@@ -284,7 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", dest="fmt", choices=("ambisonic", "binaural"), default="ambisonic")
     p.add_argument("--sample-rate", type=int, default=24000)
     p.add_argument("--extra-rate", type=int, action="append", default=[])
+    p.add_argument("--rir-s", type=float, default=0.6, help="RIR length (s)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sources", type=Path, default=None,
+                   help="HEAR scene/event task or folder of class sub-folders of sounds")  # fmt: skip
     return p
 
 
@@ -294,8 +410,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         cfg = SynthConfig(clips_per_fold=args.clips_per_fold, folds=args.folds, clip_s=args.clip_s,
                           sample_rate=args.sample_rate, fmt=args.fmt, max_overlap=args.max_overlap,
-                          seed=args.seed)  # fmt: skip
-        print(generate(args.out, cfg, args.name, args.extra_rate))
+                          rir_s=args.rir_s, seed=args.seed)  # fmt: skip
+        bank = load_bank(args.sources, cfg.sample_rate, cfg.folds) if args.sources else None
+        print(generate(args.out, cfg, args.name, args.extra_rate, bank))
     except (ValueError, OSError, sf.LibsndfileError) as e:
         print(f"localization_tasks.seld.synth: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
