@@ -377,7 +377,10 @@ def ssd_chunked(
     log_decay = rearrange(_split_chunks(dt * A, q, pad), "b c q (g j) -> b c q g j", g=groups)
     cum_decay = log_decay.cumsum(dim=2)  # (b, c, q, g, j), restarting in each chunk
 
-    y = _ssd_within_chunks(x_dt, B, C, cum_decay).float()  # (b, c, q, g, j, p)
+    y = _ssd_within_chunks(x_dt, B, C, cum_decay)  # (b, c, q, g, j, p)
+    if matmul_dtype != torch.float32:
+        # one pass to a contiguous float32 copy, so that the reshape below is a view
+        y = y.to(torch.float32, memory_format=torch.contiguous_format)
     if n_chunks > 1:
         y[:, 1:] += _ssd_from_earlier_chunks(x_dt, B, C, cum_decay)
     y = y.reshape(batch, n_chunks * q, heads, headdim)[:, :length]
@@ -504,12 +507,24 @@ class GatedRMSNorm(nn.Module):
         self.group_size = group_size
         self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype))
 
-    def forward(self, x: Tensor, z: Tensor) -> Tensor:
-        """x, z: (..., dim) -> (..., dim)."""
-        gated = x.float() * F.silu(z.float())
-        grouped = gated.unflatten(-1, (-1, self.group_size))  # (..., groups, group_size)
-        normed = F.rms_norm(grouped, (self.group_size,), eps=self.eps).flatten(-2)
-        return (normed * self.weight.float()).to(x.dtype)
+    def forward(self, x: Tensor, z: Tensor, out_dtype: torch.dtype | None = None) -> Tensor:
+        """x, z: (..., dim) -> (..., dim) in ``out_dtype`` (default: the dtype of ``x``)."""
+        out_dtype = x.dtype if out_dtype is None else out_dtype
+        if z.dtype == torch.float32:
+            gated = x.float() * F.silu(z.float())
+            grouped = gated.unflatten(-1, (-1, self.group_size))  # (..., groups, group_size)
+            normed = F.rms_norm(grouped, (self.group_size,), eps=self.eps).flatten(-2)
+            return (normed * self.weight.float()).to(out_dtype)
+        # bf16/fp16 gate (low-precision inference): the same float32 arithmetic in fewer passes
+        # over the (..., dim) tensors (F.rms_norm is several kernels on a CPU), rounding once
+        # into out_dtype. silu(z) is rounded to z's dtype, as z itself already is.
+        gated = x * F.silu(z)  # float32 when x is
+        grouped = gated.unflatten(-1, (-1, self.group_size))
+        sum_sq = torch.linalg.vector_norm(grouped, dim=-1, keepdim=True).square_()
+        rstd = sum_sq.div_(self.group_size).add_(self.eps).rsqrt_()  # (..., groups, 1)
+        return _mul_to(
+            grouped * rstd, self.weight.float().view(-1, self.group_size), out_dtype
+        ).flatten(-2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -676,8 +691,8 @@ class Mamba2Mixer(nn.Module):
             dt = F.softplus(dt.float() + self.dt_bias.float())  # (b, l, h)
             # bf16/fp16 inference (cast_matmuls) also runs the scan's products in that dtype.
             y = ssd_chunked(x, dt, A, B, C, self.D, matmul_dtype=_matmul_dtype(u))
-        y = self.norm(rearrange(y, "b l h p -> b l (h p)"), z)  # (b, l, e)
-        return self.out_proj(y.to(u.dtype))
+        y = self.norm(rearrange(y, "b l h p -> b l (h p)"), z, out_dtype=u.dtype)  # (b, l, e)
+        return self.out_proj(y)
 
 
 def _matmul_dtype(u: Tensor) -> torch.dtype:
