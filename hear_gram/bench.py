@@ -4,6 +4,9 @@ For each module and precision on the current device: seconds of audio embedded p
 an 8 x 5 s batch and on one 120 s clip, the same chunks through the bare encoder (so the runtime's
 overhead is a ratio from this run), peak memory, and the cosine similarity of reduced-precision to
 fp32 scene embeddings. Optionally, the peak RSS of one long stereo clip in a fresh process.
+Then the two CPU speed goals, timed side by side in one alternating loop (``--goals-only`` runs
+just these; ``--no-goals`` skips them): bf16 GRAM-T runtime over a bare fp32 ViT-B forward on the
+same chunks, and bf16 GRAM-M over bf16 GRAM-T per chunk, with GRAM-M's bf16 cosine to fp32.
 Weights are random (full depth): speed does not depend on their values.
 
     python -m hear_gram.bench [--modules gram_t gram_m] [--precisions fp32 bf16] [--long-minutes 20]
