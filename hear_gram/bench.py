@@ -4,6 +4,9 @@ For each module and precision on the current device: seconds of audio embedded p
 an 8 x 5 s batch and on one 120 s clip, the same chunks through the bare encoder (so the runtime's
 overhead is a ratio from this run), peak memory, and the cosine similarity of reduced-precision to
 fp32 scene embeddings. Optionally, the peak RSS of one long stereo clip in a fresh process.
+Then the two CPU speed goals, timed side by side in one alternating loop (``--goals-only`` runs
+just these; ``--no-goals`` skips them): bf16 GRAM-T runtime over a bare fp32 ViT-B forward on the
+same chunks, and bf16 GRAM-M over bf16 GRAM-T per chunk, with GRAM-M's bf16 cosine to fp32.
 Weights are random (full depth): speed does not depend on their values.
 
     python -m hear_gram.bench [--modules gram_t gram_m] [--precisions fp32 bf16] [--long-minutes 20]
@@ -143,6 +146,84 @@ def bench_one(
     return row
 
 
+GOAL_T_OVER_FP32_VIT = 3.2  # bf16 GRAM-T runtime speed over a bare fp32 ViT-B, at least
+GOAL_M_OVER_T_BF16 = 2.0  # bf16 GRAM-M cost per chunk over bf16 GRAM-T's, at most
+GOAL_COSINE = 0.999  # bf16 scene embeddings to fp32, at least
+
+
+def speed_goals(device: torch.device, repeats: int) -> dict:
+    """The two CPU speed goals, each timed side by side in one ``timed`` call on the 8 x 5 s
+    stereo batch: bf16 GRAM-T runtime against a bare fp32 ViT-B (GRAM-T's encoder) forward over
+    the same chunks, and bf16 GRAM-M's bare encoder against bf16 GRAM-T's per chunk, with the
+    cosine of bf16 GRAM-M scene embeddings to fp32."""
+    rts = {
+        (module, prec): GramRuntime(
+            random_encoder(MODULES[module][0], seed=0),
+            EmbeddingOptions.parse({"precision": prec}),
+            source=f"random {module}",
+        ).to(device)
+        for module, prec in [("gram_t", "fp32"), ("gram_t", "bf16"), ("gram_m", "bf16")]
+    }
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.rand(8, 2, 5 * SR, generator=g) * 2 - 1).to(device)
+    feats = chunk_features(rts[("gram_t", "bf16")], batch)
+    cap = EmbeddingOptions().max_chunks
+
+    def bare(rt: GramRuntime):
+        def fn():
+            with torch.no_grad():
+                for i in range(0, feats.shape[0], cap):
+                    rt.encoder(feats[i : i + cap])
+
+        return fn
+
+    t_rt, t_vit, t_t, t_m = timed(
+        [
+            lambda: rts[("gram_t", "bf16")].scene_embeddings(batch),
+            bare(rts[("gram_t", "fp32")]),
+            bare(rts[("gram_t", "bf16")]),
+            bare(rts[("gram_m", "bf16")]),
+        ],
+        device,
+        repeats,
+    )
+    del rts[("gram_t", "fp32")]
+    low = rts[("gram_m", "bf16")].scene_embeddings(batch).cpu()
+    fp32_m = GramRuntime(random_encoder("gram-m", seed=0), EmbeddingOptions()).to(device)
+    ref = fp32_m.scene_embeddings(batch).cpu()
+    return {
+        "chunks_8x5s": int(feats.shape[0]),
+        "gram_t_bf16_runtime_s": t_rt,
+        "gram_t_fp32_bare_s": t_vit,
+        "gram_t_bf16_bare_s": t_t,
+        "gram_m_bf16_bare_s": t_m,
+        "gram_t_bf16_runtime_speed_over_fp32_vit": t_vit / t_rt,
+        "gram_m_over_gram_t_per_chunk_bf16": t_m / t_t,
+        "gram_m_bf16_cosine_to_fp32_min": float(
+            torch.nn.functional.cosine_similarity(low, ref).min()
+        ),
+    }
+
+
+def fmt_goals(goals: dict) -> str:
+    speed = goals["gram_t_bf16_runtime_speed_over_fp32_vit"]
+    ratio = goals["gram_m_over_gram_t_per_chunk_bf16"]
+    cos = goals["gram_m_bf16_cosine_to_fp32_min"]
+    mark = lambda ok: "ok" if ok else "MISSED"
+    n = goals["chunks_8x5s"]
+    return "\n".join([
+        f"speed goals, timed side by side (8 x 5 s stereo, {n} chunks):",
+        f"  gram_t bf16 runtime {goals['gram_t_bf16_runtime_s']:.2f} s vs bare fp32 ViT-B "
+        f"{goals['gram_t_fp32_bare_s']:.2f} s: {speed:.2f}x faster "
+        f"(goal >= {GOAL_T_OVER_FP32_VIT}) {mark(speed >= GOAL_T_OVER_FP32_VIT)}",
+        f"  gram_m bf16 bare {1000 * goals['gram_m_bf16_bare_s'] / n:.0f} ms/chunk vs gram_t bf16 "
+        f"bare {1000 * goals['gram_t_bf16_bare_s'] / n:.0f} ms/chunk: {ratio:.2f}x "
+        f"(goal <= {GOAL_M_OVER_T_BF16}) {mark(ratio <= GOAL_M_OVER_T_BF16)}",
+        f"  gram_m bf16 scene cosine to fp32 min {cos:.6f} "
+        f"(goal >= {GOAL_COSINE}) {mark(cos >= GOAL_COSINE)}",
+    ])  # fmt: skip
+
+
 LONG_CLIP_CODE = """
 import json, sys, time, torch
 from hear_gram.bench import peak_rss_mb
@@ -262,6 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--long-precision", default="fp32")
     p.add_argument("--out", default="work/bench/bench.json")
     p.add_argument("--resample", action="store_true", help="only the resampler benchmark")
+    p.add_argument(
+        "--goals-only", action="store_true", help="only the side-by-side speed-goal timings"
+    )
+    p.add_argument(
+        "--no-goals", action="store_true", help="skip the side-by-side speed-goal timings"
+    )
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error(f"--repeats must be at least 1, got {args.repeats}")
@@ -290,6 +377,12 @@ def run(args: argparse.Namespace, device: torch.device) -> int:
     )
     print(f"device {device} ({platform.processor() or platform.machine()}), torch threads "
           f"{torch.get_num_threads()}, torch {torch.__version__}", flush=True)  # fmt: skip
+    if args.goals_only:
+        goals = speed_goals(device, args.repeats)
+        print(fmt_goals(goals))
+        write_json(Path(args.out), {"device": str(device), "threads": torch.get_num_threads(),
+                                    "speed_goals": goals})  # fmt: skip
+        return 0
     rows = []
     for module in args.modules:
         ref = None
@@ -319,6 +412,9 @@ def run(args: argparse.Namespace, device: torch.device) -> int:
             flush=True,
         )
         result["long_clip"] = long_clip_peak(args.long_minutes, args.long_precision)
+    if not args.no_goals:
+        print("speed goals: timing side by side ...", flush=True)
+        result["speed_goals"] = speed_goals(device, args.repeats)
     result["summary"] = summary
     result["reference"] = UPSTREAM_REFERENCE
     print()
@@ -330,6 +426,8 @@ def run(args: argparse.Namespace, device: torch.device) -> int:
         lc = result["long_clip"]
         print(f"long clip {lc['minutes']} min stereo ({lc['precision']}): peak RSS {lc['peak_rss_mb']:.0f} MB "
               f"(input audio itself {lc['input_audio_mb']:.0f} MB), {lc['seconds']:.1f} s")  # fmt: skip
+    if "speed_goals" in result:
+        print(fmt_goals(result["speed_goals"]))
     print(f"reference: {UPSTREAM_REFERENCE}")
     write_json(Path(args.out), result)
     return 0

@@ -342,6 +342,7 @@ def ssd_chunked(
     C: Tensor,
     D: Tensor,
     chunk_size: int = SSD_CHUNK_SIZE,
+    matmul_dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """Mamba-2 (SSD) scan in chunked dual form, the default plain-PyTorch path.
 
@@ -351,25 +352,50 @@ def ssd_chunked(
     ``(C B^T * decay) @ (dt * x)``; the rest comes from the state carried in from earlier
     chunks. Decays are only ever exponentials of non-positive sums, so nothing overflows for
     any step size.
+
+    ``matmul_dtype`` is the dtype of the matrix products' operands: float32 (default), or
+    bfloat16/float16 for fast low-precision inference (their kernels accumulate in float32;
+    on CPUs with AVX-512 BF16 a bf16 batched matmul ran 10-40x faster than a float32 one at
+    GRAM-M's sizes). Either way the decays (exponentials of cumulative sums, which must not be
+    rounded before they are multiplied out), the state carried between chunks and the output
+    stay float32.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    x, dt, A, B, C, D = (t.float() for t in (x, dt, A, B, C, D))
+    if matmul_dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise ValueError(f"matmul_dtype must be float32, bfloat16 or float16, got {matmul_dtype}")
+    # x is promoted to float32 by the products below (exactly); B and C feed matmuls only.
+    dt, A, D = (t.float() for t in (dt, A, D))
+    B, C = B.to(matmul_dtype), C.to(matmul_dtype)
     (batch, length, heads, headdim), groups = x.shape, B.shape[2]
     n_chunks = -(-length // chunk_size)
     q = -(-length // n_chunks)  # equal chunks keep the padding short (201 steps: 3 x 67)
     pad = n_chunks * q - length
-    x_dt = _split_chunks(x * dt[..., None], q, pad)  # (b, c, q, h, p)
+    x_dt = _split_chunks(_mul_to(x, dt[..., None], matmul_dtype), q, pad)  # (b, c, q, h, p)
     x_dt = rearrange(x_dt, "b c q (g j) p -> b c q g j p", g=groups)
     B, C = _split_chunks(B, q, pad), _split_chunks(C, q, pad)  # (b, c, q, g, n)
     log_decay = rearrange(_split_chunks(dt * A, q, pad), "b c q (g j) -> b c q g j", g=groups)
     cum_decay = log_decay.cumsum(dim=2)  # (b, c, q, g, j), restarting in each chunk
 
     y = _ssd_within_chunks(x_dt, B, C, cum_decay)  # (b, c, q, g, j, p)
+    if matmul_dtype != torch.float32:
+        # one pass to a contiguous float32 copy, so that the reshape below is a view
+        y = y.to(torch.float32, memory_format=torch.contiguous_format)
     if n_chunks > 1:
         y[:, 1:] += _ssd_from_earlier_chunks(x_dt, B, C, cum_decay)
     y = y.reshape(batch, n_chunks * q, heads, headdim)[:, :length]
     return torch.addcmul(y, x, D[:, None])  # (b, l, h, p)
+
+
+def _mul_to(a: Tensor, b: Tensor, dtype: torch.dtype) -> Tensor:
+    """``(a * b).to(dtype)``, computed in the promoted dtype; in one pass (no float32
+    intermediate) when the result is narrower and autograd does not record the product."""
+    if dtype == torch.result_type(a, b):
+        return a * b
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+        return (a * b).to(dtype)
+    out = torch.empty(torch.broadcast_shapes(a.shape, b.shape), dtype=dtype, device=a.device)
+    return torch.mul(a, b, out=out)
 
 
 def _split_chunks(t: Tensor, chunk_size: int, pad: int) -> Tensor:
@@ -386,11 +412,11 @@ def _ssd_within_chunks(x_dt: Tensor, B: Tensor, C: Tensor, cum_decay: Tensor) ->
     """SSD output from the inputs of the same chunk: the quadratic (dual) form.
 
     Args:
-        x_dt: (b, c, q, g, j, p) inputs scaled by their time steps.
-        B, C: (b, c, q, g, n).
-        cum_decay: (b, c, q, g, j) cumulative log decay inside each chunk.
+        x_dt: (b, c, q, g, j, p) inputs scaled by their time steps, in the matmul dtype.
+        B, C: (b, c, q, g, n), in the matmul dtype.
+        cum_decay: (b, c, q, g, j) float32 cumulative log decay inside each chunk.
     Returns:
-        (b, c, q, g, j, p).
+        (b, c, q, g, j, p) in the matmul dtype.
     """
     q = cum_decay.shape[2]
     cum = rearrange(cum_decay, "b c q g j -> b c g j q").contiguous()  # small; fast broadcasts
@@ -399,7 +425,8 @@ def _ssd_within_chunks(x_dt: Tensor, B: Tensor, C: Tensor, cum_decay: Tensor) ->
     # are safe for autograd (neither add nor sub needs its output) and save two allocations.
     upper = torch.full((q, q), -math.inf, device=cum.device).triu(diagonal=1)
     decay = (cum[..., :, None] + upper).sub_(cum[..., None, :]).exp_()  # (b, c, g, j, q, s)
-    weights = decay * torch.einsum("bcqgn,bcsgn->bcgqs", C, B)[:, :, :, None]
+    # Decay times C B^T in float32, rounded once to the matmul dtype.
+    weights = _mul_to(decay, torch.einsum("bcqgn,bcsgn->bcgqs", C, B)[:, :, :, None], x_dt.dtype)
     # An explicit heads-major copy of the inputs makes this one batched matmul; einsum's own
     # rearrangement was measured slower.
     y = weights @ rearrange(x_dt, "b c s g j p -> b c g j s p").contiguous()
@@ -411,19 +438,22 @@ def _ssd_from_earlier_chunks(x_dt: Tensor, B: Tensor, C: Tensor, cum_decay: Tens
 
     Shapes as in :func:`_ssd_within_chunks`; returns (b, c - 1, q, g, j, p). B and C are shared
     by the heads of a group, so the state products are matmuls ``j * p`` columns wide rather
-    than ``h`` narrow ones.
+    than ``h`` narrow ones. The products run in ``x_dt``'s dtype; the carried state and the
+    returned output are float32.
     """
+    mm = x_dt.dtype
     # State at the end of chunks 0..c-2 from their own inputs.
     to_end = torch.exp(cum_decay[:, :-1, -1:] - cum_decay[:, :-1])  # (b, c - 1, s, g, j)
-    own = torch.einsum("bcsgjp,bcsgn->bcgjpn", x_dt[:, :-1] * to_end[..., None], B[:, :-1])
+    x_to_end = _mul_to(x_dt[:, :-1], to_end[..., None], mm)
+    own = torch.einsum("bcsgjp,bcsgn->bcgjpn", x_to_end, B[:, :-1])
     chunk_decay = torch.exp(cum_decay[:, :, -1])[..., None, None]  # (b, c, g, j, 1, 1)
     # A Python loop over the (few) chunks, not over time. The state entering chunk i + 1 is the
     # one entering chunk i, decayed over chunk i, plus chunk i's own.
-    state = own[:, 0]  # (b, g, j, p, n) entering chunk 1
-    ys = [torch.einsum("bqgn,bgjpn->bqgjp", C[:, 1], state)]
+    state = own[:, 0].float()  # (b, g, j, p, n) entering chunk 1
+    ys = [torch.einsum("bqgn,bgjpn->bqgjp", C[:, 1], state.to(mm))]
     for i in range(2, x_dt.shape[1]):
-        state = torch.addcmul(own[:, i - 1], chunk_decay[:, i - 1], state)
-        ys.append(torch.einsum("bqgn,bgjpn->bqgjp", C[:, i], state))
+        state = torch.addcmul(own[:, i - 1], chunk_decay[:, i - 1], state)  # float32
+        ys.append(torch.einsum("bqgn,bgjpn->bqgjp", C[:, i], state.to(mm)))
     return torch.stack(ys, dim=1) * torch.exp(cum_decay[:, 1:])[..., None]
 
 
@@ -477,12 +507,24 @@ class GatedRMSNorm(nn.Module):
         self.group_size = group_size
         self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype))
 
-    def forward(self, x: Tensor, z: Tensor) -> Tensor:
-        """x, z: (..., dim) -> (..., dim)."""
-        gated = x.float() * F.silu(z.float())
-        grouped = gated.unflatten(-1, (-1, self.group_size))  # (..., groups, group_size)
-        normed = F.rms_norm(grouped, (self.group_size,), eps=self.eps).flatten(-2)
-        return (normed * self.weight.float()).to(x.dtype)
+    def forward(self, x: Tensor, z: Tensor, out_dtype: torch.dtype | None = None) -> Tensor:
+        """x, z: (..., dim) -> (..., dim) in ``out_dtype`` (default: the dtype of ``x``)."""
+        out_dtype = x.dtype if out_dtype is None else out_dtype
+        if z.dtype == torch.float32:
+            gated = x.float() * F.silu(z.float())
+            grouped = gated.unflatten(-1, (-1, self.group_size))  # (..., groups, group_size)
+            normed = F.rms_norm(grouped, (self.group_size,), eps=self.eps).flatten(-2)
+            return (normed * self.weight.float()).to(out_dtype)
+        # bf16/fp16 gate (low-precision inference): the same float32 arithmetic in fewer passes
+        # over the (..., dim) tensors (F.rms_norm is several kernels on a CPU), rounding once
+        # into out_dtype. silu(z) is rounded to z's dtype, as z itself already is.
+        gated = x * F.silu(z)  # float32 when x is
+        grouped = gated.unflatten(-1, (-1, self.group_size))
+        sum_sq = torch.linalg.vector_norm(grouped, dim=-1, keepdim=True).square_()
+        rstd = sum_sq.div_(self.group_size).add_(self.eps).rsqrt_()  # (..., groups, 1)
+        return _mul_to(
+            grouped * rstd, self.weight.float().view(-1, self.group_size), out_dtype
+        ).flatten(-2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -647,9 +689,15 @@ class Mamba2Mixer(nn.Module):
             )
         else:
             dt = F.softplus(dt.float() + self.dt_bias.float())  # (b, l, h)
-            y = ssd_chunked(x, dt, A, B, C, self.D)
-        y = self.norm(rearrange(y, "b l h p -> b l (h p)"), z)  # (b, l, e)
-        return self.out_proj(y.to(u.dtype))
+            # bf16/fp16 inference (cast_matmuls) also runs the scan's products in that dtype.
+            y = ssd_chunked(x, dt, A, B, C, self.D, matmul_dtype=_matmul_dtype(u))
+        y = self.norm(rearrange(y, "b l h p -> b l (h p)"), z, out_dtype=u.dtype)  # (b, l, e)
+        return self.out_proj(y)
+
+
+def _matmul_dtype(u: Tensor) -> torch.dtype:
+    """Operand dtype of the plain-PyTorch SSD products for mixer input ``u``."""
+    return u.dtype if u.dtype in (torch.bfloat16, torch.float16) else torch.float32
 
 
 def make_mixer(

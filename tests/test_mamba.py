@@ -490,3 +490,55 @@ def test_fused_kernels_match_plain_pytorch(cfg):
     # matmuls may round float32 inputs to TF32.
     _close(out, ref_out, atol=3e-3, rtol=1e-2)
     _close(grad, ref_grad, atol=6e-3, rtol=2e-2)
+
+
+# ----------------------------------------------------------------------------------------------
+# Low-precision (bf16) inference paths
+
+
+@pytest.mark.parametrize("chunk_size", [4, 80])
+def test_ssd_chunked_bf16_matmuls_stay_close_to_sequential(chunk_size):
+    """bf16 operands in the SSD products, float32 decays/state: within bf16 rounding of the
+    float32 reference recurrence, also with decays that drive exp(cumsum) far below 1."""
+    for big_steps in (False, True):
+        x, dt, A, B, C, D = _ssd_inputs(41, big_steps=big_steps)
+        ref = ssd_sequential(x, dt, A, B, C, D)
+        out = ssd_chunked(x, dt, A, B, C, D, chunk_size, matmul_dtype=torch.bfloat16)
+        assert out.dtype == torch.float32 and torch.isfinite(out).all()
+        assert (out - ref).norm() / ref.norm() < 0.01
+        assert F.cosine_similarity(out.flatten(), ref.flatten(), dim=0) > 0.9999
+
+
+def test_ssd_chunked_rejects_an_integer_matmul_dtype():
+    x, dt, A, B, C, D = _ssd_inputs(5)
+    with pytest.raises(ValueError, match="matmul_dtype"):
+        ssd_chunked(x, dt, A, B, C, D, matmul_dtype=torch.int32)
+
+
+def test_gated_rms_norm_low_precision_path_matches_float32_path():
+    torch.manual_seed(0)
+    norm = GatedRMSNorm(16, group_size=8)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+    x, z = torch.randn(3, 5, 16), torch.randn(3, 5, 16).bfloat16()
+    ref = norm(x, z.float())  # the float32 path
+    out = norm(x, z, out_dtype=torch.bfloat16)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, atol=0.02, rtol=0.02)
+    scaled = x.clone()
+    scaled[..., :8] *= 10  # still one norm per group on the fast path
+    torch.testing.assert_close(
+        norm(scaled, z, torch.float32)[..., 8:], norm(x, z, torch.float32)[..., 8:]
+    )
+
+
+def test_mamba2_mixer_in_bf16_inference_stays_close_to_float32():
+    """The bf16 mixer (bf16 SSD products, fast gated norm) under no_grad, against float32."""
+    cfg = TINY2
+    ref_mixer = _seeded_mixer(cfg)
+    low = make_mixer(cfg).to(torch.bfloat16)
+    low.load_state_dict(ref_mixer.state_dict())
+    u = torch.randn(2, 90, cfg.d_model)
+    with torch.no_grad():
+        expected, out = ref_mixer(u), low(u.bfloat16())
+    assert F.cosine_similarity(out.float().flatten(1), expected.flatten(1)).min() > 0.999
