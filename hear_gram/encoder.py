@@ -1,5 +1,6 @@
 """GRAM encoders: chunk normalisation, patching, CLS + positions, then a transformer (GRAM-T) or a
-Mamba stack (GRAM-M) (REFERENCE §2-3). Architecture only: no front-end, no training logic.
+Mamba stack (GRAM-M) (arXiv 2506.00934; labhamlet/GRAM-T, labhamlet/GRAM-M). Architecture only:
+no front-end, no training logic.
 
 Module names reproduce the released state-dict layouts (``patch_embed.proj``, ``cls_token``,
 ``encoder.*`` for GRAM-T; ``encoder_pos_embed``, ``encoder_v.*`` for GRAM-M) so weights load

@@ -1,4 +1,5 @@
-"""The GRAM-T transformer stack in plain PyTorch (REFERENCE §3).
+"""The GRAM-T transformer stack in plain PyTorch (arXiv 2506.00934; labhamlet/GRAM-T
+``src/model/utils.py``).
 
 Upstream builds the encoder from torchvision's ``Encoder``; the module names here reproduce its
 state-dict layout (``layers.encoder_layer_{i}.{ln_1, self_attention.in_proj_weight,

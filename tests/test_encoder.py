@@ -74,7 +74,7 @@ def test_released_key_layout():
 
 def test_parameter_count_of_gram_t_is_vit_base():
     n = sum(p.numel() for p in build_encoder(preset("gram-t")).parameters())
-    assert 84e6 < n < 87e6  # REFERENCE §3: ~85 M
+    assert 84e6 < n < 87e6  # arXiv 2506.00934: ~85 M
 
 
 def test_chunk_normalisation_makes_tokens_gain_and_offset_invariant():
