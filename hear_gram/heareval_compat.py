@@ -112,9 +112,10 @@ def patch_event_test_epoch() -> None:
     tp.task_predictions_test = task_predictions_test
 
 
-class LabelUnpickler(pickle.Unpickler):
+class LabelUnpickler(pickle._Unpickler):
     """Unpickles plain containers and scalars only: any global (class, function) is refused, so
-    no `__reduce__` payload can run."""
+    no `__reduce__` payload can run. Built on the pure-Python unpickler, whatever a library may
+    have put at `pickle.Unpickler`, so the refusal does not depend on import order."""
 
     def find_class(self, module: str, name: str):
         raise UnsafePickleError(f"it references {module}.{name}")
@@ -144,7 +145,9 @@ def load_labels(file) -> list:
         return _check_labels(LabelUnpickler(file).load())
     except UnsafePickleError as e:
         reason = str(e)
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as e:
+    except Exception as e:  # noqa: BLE001 - any decoding failure means "not heareval's labels"
+        # the pure-Python unpickler (which libraries such as dill put in place of the C one)
+        # raises KeyError, not UnpicklingError, on an unknown opcode
         reason = f"it is not a valid pickle ({type(e).__name__}: {e})"
     raise UnsafePickleError(
         f"refusing to load {name}: {reason}; heareval's embeddings runner writes only lists of "

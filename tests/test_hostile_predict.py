@@ -263,3 +263,13 @@ def test_embed_cli_refuses_missing_weights(tmp_path):
     res = run_cli(["hear_gram.embed", "hear_gram", "--model", str(tmp_path / "w.safetensors"),
                    "--tasks-dir", str(tmp_path / "tasks")], cwd=tmp_path)  # fmt: skip
     assert_clean_failure(res, "hear_gram.embed: error", "w.safetensors", "not a file")
+
+
+@pytest.mark.hostile("crash")
+def test_label_unpickler_refuses_garbage_whatever_pickle_unpickler_is(monkeypatch):
+    # regression: in the full suite a library had swapped in the pure-Python unpickler, whose
+    # unknown-opcode error is a KeyError, and the garbage file escaped as a raw KeyError
+    monkeypatch.setattr(pickle, "Unpickler", pickle._Unpickler)
+    for data in (b"not a pickle", b"\xff\x00"):
+        with pytest.raises(heareval_compat.UnsafePickleError, match="not a valid pickle"):
+            heareval_compat.load_labels(io.BytesIO(data))
