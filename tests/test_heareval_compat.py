@@ -25,8 +25,11 @@ MODULE = "tests.fixtures.spectral_module"
 
 
 def test_heareval_checkpoints_need_the_weights_only_switch(tmp_path, monkeypatch):
-    monkeypatch.delenv(heareval_compat.WEIGHTS_ONLY_ENV, raising=False)
-    monkeypatch.delenv("TORCH_FORCE_WEIGHTS_ONLY_LOAD", raising=False)
+    # setenv first so that monkeypatch restores the variables' absence afterwards: the switch
+    # set below must not leak into later tests (Lightning loads would stop being weights-only)
+    for var in (heareval_compat.WEIGHTS_ONLY_ENV, "TORCH_FORCE_WEIGHTS_ONLY_LOAD"):
+        monkeypatch.setenv(var, "0")
+        monkeypatch.delenv(var)
     # What heareval's checkpoints hold: hyper-parameters that are classes and functions.
     path = tmp_path / "hparams.ckpt"
     torch.save({"epoch": 3, "hyper_parameters": {"embedding_norm": torch.nn.Identity}}, path)
