@@ -59,6 +59,7 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
+from hear_gram.cliargs import model_options, positive_int
 from hear_gram.resample import check_file_rate, check_resample_size, resample
 from localization_tasks import metrics, plots
 from localization_tasks.baselines import chance
@@ -648,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", action="append", dest="tasks", metavar="NAME")
     p.add_argument("--grid", choices=sorted(GRIDS), default="default")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=_positive_int, default=16, help="clips per embedding call")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="clips per embedding call")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -659,11 +660,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
         try:
-            options = json.loads(args.model_options)
-        except json.JSONDecodeError as e:
-            raise EvaluateError(f"--model-options is not JSON: {e}") from None
-        if not isinstance(options, dict):
-            raise EvaluateError("--model-options must be a JSON object")
+            options = model_options(args.model_options)
+        except ValueError as e:
+            raise EvaluateError(str(e)) from None
         result_dir = evaluate(
             args.module,
             args.tasks_dir,
@@ -684,16 +683,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     for s in summary["skipped"]:
         print(f"skipped {s['task']} ({s['format']}): {s['reason']}")
     print(f"results in {result_dir}")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 if __name__ == "__main__":

@@ -81,6 +81,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hear_gram import dsp
+from hear_gram.cliargs import positive_int
 from localization_tasks.bins import CLEAN, SNR_BINS
 from naturalistic_hear.bank import (
     PoolView,
@@ -479,16 +480,6 @@ def generate_task(
 PROG = "python -m localization_tasks.generate"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
@@ -513,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="scene bank and per-clip draws")
     p.add_argument(
         "--n-scenes",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="scenes in the built-in bank (default 200), split between the folds; "
         "sofa: default one per measurement",
@@ -524,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="builtin (simulated held-out scenes) | soundspaces:DIR | sofa:FILE "
         "(naturalistic_hear.external)",
     )
-    p.add_argument("--sample-rate", type=_positive_int, action="append", dest="sample_rates",
+    p.add_argument("--sample-rate", type=positive_int, action="append", dest="sample_rates",
                    metavar="HZ")  # fmt: skip
     p.add_argument("--noise-dir", type=Path, help="noise recordings (default: built-in noise)")
     p.add_argument("--cache-dir", type=Path, default=None, help="scene bank cache")

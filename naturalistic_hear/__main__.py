@@ -30,6 +30,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from hear_gram.cliargs import positive_int
 from naturalistic_hear.external import ExternalRIRError, SofaBank, SoundSpacesBank
 from naturalistic_hear.generate import (
     CHANNELS,
@@ -76,16 +77,6 @@ def snr_db(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"must be a finite number of dB within +-{SNR_LIMIT_DB:g}, got {text!r}"
         )
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 

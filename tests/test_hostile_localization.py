@@ -123,7 +123,7 @@ def test_nan_source_audio_is_refused(tmp_path, capsys):
 @pytest.mark.parametrize(
     "extra, needles",
     [
-        (["--n-scenes", "0"], ["--n-scenes", "positive"]),
+        (["--n-scenes", "0"], ["--n-scenes", "must be >= 1"]),
         (["--n-scenes", "nan"], ["--n-scenes", "not an integer"]),
         (["--task", "missing"], ["no task folder", "missing"]),
         (["--task", "../tasks"], ["--task", "not a plain"]),
@@ -163,7 +163,7 @@ def _eval_args(tasks_dir, out, *extra):
 @pytest.mark.hostile("crash")
 def test_evaluate_batch_size_zero_fails_in_one_line(generated, tmp_path, capsys):
     res = _main(evaluate.main, _eval_args(generated / "out", tmp_path, "--batch-size", "0"), capsys)
-    assert_clean_failure(res, "--batch-size", "positive")
+    assert_clean_failure(res, "--batch-size", "must be >= 1")
 
 
 @pytest.mark.hostile("crash")

@@ -58,6 +58,7 @@ import soundfile as sf
 import torch
 from torch import nn
 
+from hear_gram.cliargs import model_options
 from hear_gram.config import FeatureConfig
 from hear_gram.frontend import LogMelFrontend
 from hear_gram.resample import resample
@@ -590,12 +591,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     cfg = TrainConfig(head=args.head, epochs=args.epochs, patience=args.patience, seed=args.seed,
                       multi_accdoa=args.multi_accdoa, scoring=args.scoring, batch=args.batch,
                       lr=args.lr)  # fmt: skip
-    try:
-        options = json.loads(args.model_options)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"--model-options is not JSON: {e}") from None
-    if not isinstance(options, dict):
-        raise ValueError("--model-options must be a JSON object")
+    options = model_options(args.model_options)
     if not args.tasks_dir.is_dir():
         raise FileNotFoundError(f"--tasks-dir {args.tasks_dir} is not a directory")
     tasks = [child(args.tasks_dir, t, "task") for t in args.task] if args.task else sorted(

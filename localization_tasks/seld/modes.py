@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hear_gram.cliargs import model_options
 from localization_tasks import metrics
 from localization_tasks.evaluate import (
     Embedder,
@@ -264,12 +265,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        try:
-            options = json.loads(args.model_options)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"--model-options is not JSON: {e}") from None
-        if not isinstance(options, dict):
-            raise ValueError("--model-options must be a JSON object")
+        options = model_options(args.model_options)
         tag = module_tag(args.module, args.model, options)
         embed = Embedder(args.module, args.model, options, args.out / "embeddings" / tag)
         results = [evaluate_task(t, embed, args.mode, args.seed)
