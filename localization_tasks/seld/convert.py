@@ -7,8 +7,12 @@ Reads `{audio}_dev/{subset}/{clip}.wav` and `metadata_dev/{subset}/{clip}.csv` (
 STARSS22/23 and TAU-NIGENS 2020/2021; `{audio}` is `foa` or `mic`). The clip name's `foldN_` prefix
 gives the HEAR split `foldNN`; the dataset's official train/valid/test folds go into
 task_metadata.json (`seld.official_folds`). Labels are 100 ms frames, polar degrees (a 6-column
-2024 metadata file carries distance: pass `--label-format polar-distance`). TAU 2018/2019
-annotations (event lists with onsets/offsets) are not read by this converter.
+2024 metadata file carries distance: pass `--label-format polar-distance`).
+
+`--dataset tau2019` (TAU Spatial Sound Events 2019: `metadata_dev/*.csv`, `{audio}_dev/*.wav`) and
+`--dataset tau2018 --overlap O` (TAU 2018 ANSYN/REAL: `desc_ovO_splitK/`, `wav_ovO_splitK*/`) read
+event lists with onsets and offsets instead and put them on the 100 ms grid
+(`localization_tasks.seld.tau` documents the layouts, the frame rule and the folds).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from localization_tasks.seld import tau
 from localization_tasks.seld.labels import FORMATS, read_rows
 from localization_tasks.seld.task import write_audio, write_labels
 from naturalistic_hear.paths import check_name, child
@@ -54,6 +59,7 @@ DATASETS["tau-nigens-2020"]["classes"] = [  # 14 classes: 2021's plus engine and
 ]  # fmt: skip
 _FOLD = re.compile(r"^fold(\d+)_")
 MAX_CLIPS = 100_000
+TAU_DATASETS = ("tau2018", "tau2019")
 
 
 def convert(
@@ -64,10 +70,15 @@ def convert(
     sample_rates: Sequence[int] | None = None,
     label_format: str = "auto",
     task_name: str | None = None,
+    overlap: int | None = None,
 ) -> Path:
-    """Write the task; returns its directory. `sample_rates` defaults to the audio's own."""
+    """Write the task; returns its directory. `sample_rates` defaults to the audio's own.
+    `overlap` (1..3) picks the TAU 2018 subset and is required for it."""
+    if dataset in TAU_DATASETS:
+        return _convert_tau(dataset_dir, out, dataset, audio, sample_rates, task_name, overlap)
     if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+        choices = ", ".join([*DATASETS, *TAU_DATASETS])
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {choices}")
     spec = DATASETS[dataset]
     meta_root, audio_root = dataset_dir / "metadata_dev", dataset_dir / f"{audio}_dev"
     for d in (meta_root, audio_root):
@@ -101,7 +112,14 @@ def convert(
     if not n:
         raise ValueError(f"no label files under {meta_root}")
     folds = {k: [f"fold{f:02d}" for f in v] for k, v in spec["folds"].items()}
-    metadata = {
+    metadata = _metadata(name, rates, audio, dataset, {"official_folds": folds})
+    write_labels(task_dir, metadata, spec["classes"], labels, durations)
+    log.info("wrote %s: %d clips", task_dir, n)
+    return task_dir
+
+
+def _metadata(name: str, rates: Sequence[int], audio: str, dataset: str, extra: dict) -> dict:
+    return {
         "task_name": name,
         "version": "v1.0.0",
         "embedding_type": "event",
@@ -115,18 +133,72 @@ def convert(
             "direction": "azimuth counter-clockwise from front, elevation up, degrees (DCASE)",
             "audio": audio,
             "source_dataset": dataset,
-            "official_folds": folds,
+            **extra,
         },
     }
-    write_labels(task_dir, metadata, spec["classes"], labels, durations)
-    log.info("wrote %s: %d clips", task_dir, n)
+
+
+def _convert_tau(
+    dataset_dir: Path,
+    out: Path,
+    dataset: str,
+    audio: str,
+    sample_rates: Sequence[int] | None,
+    task_name: str | None,
+    overlap: int | None,
+) -> Path:
+    """TAU 2018/2019 event lists -> the same task layout (`localization_tasks.seld.tau`)."""
+    if dataset == "tau2018":
+        if overlap not in (1, 2, 3):
+            raise ValueError(f"tau2018 needs --overlap 1, 2 or 3 (got {overlap})")
+        clips, seld = tau.tau2018_clips(dataset_dir, overlap)
+        default = f"tau2018-ov{overlap}-v1.0.0-full"
+    else:
+        clips, seld = tau.tau2019_clips(dataset_dir, audio)
+        default = f"tau2019-{audio}-v1.0.0-full"
+    if len(clips) > MAX_CLIPS:
+        raise ValueError(f"over {MAX_CLIPS} clips in {dataset_dir}; refusing")
+    name = check_name(task_name or default, "task name")
+    task_dir = child(out, name, "task name")
+    labels: dict[str, dict] = {}
+    durations: dict[str, dict] = {}
+    wavs = []
+    # every label file is checked before any audio is written, so a bad row leaves no half task
+    for clip in clips:
+        wav = child(clip.wav.parent, clip.wav.name, "clip name")
+        if not wav.is_file():
+            raise FileNotFoundError(f"{wav} is missing (labels {clip.csv})")
+        info = sf.info(wav)
+        seconds = info.frames / info.samplerate
+        rows = tau.events_to_rows(tau.read_events(clip.csv), seconds, str(clip.csv))
+        labels.setdefault(clip.split, {})[wav.name] = rows
+        durations.setdefault(clip.split, {})[wav.name] = seconds
+        wavs.append((clip.split, wav))
+    rates: Sequence[int] = ()
+    for split, wav in wavs:
+        x, sr = sf.read(wav, dtype="float32", always_2d=True)
+        rates = sample_rates or [sr]
+        write_audio(task_dir, split, wav.name, x, sr, rates)
+    extra = {**seld, "frame_rule": "frames overlapping [start_time, end_time)"}
+    if overlap is not None and dataset == "tau2018":
+        extra["overlap"] = overlap
+    metadata = _metadata(name, rates, audio, dataset, extra)
+    write_labels(task_dir, metadata, tau.CLASSES, labels, durations)
+    log.info("wrote %s: %d clips", task_dir, len(clips))
     return task_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m localization_tasks.seld.convert")
     p.add_argument("--dataset-dir", type=Path, required=True)
-    p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
+    p.add_argument("--dataset", choices=sorted([*DATASETS, *TAU_DATASETS]), required=True)
+    p.add_argument(
+        "--overlap",
+        type=int,
+        choices=(1, 2, 3),
+        default=None,
+        help="TAU 2018: which overlap subset (desc_ovO_splitK) to convert",
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--audio", choices=("foa", "mic"), default="foa")
     p.add_argument("--sample-rate", type=int, action="append", dest="sample_rates")
@@ -140,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         convert(args.dataset_dir, args.out, args.dataset, args.audio, args.sample_rates,
-                args.label_format, args.task_name)  # fmt: skip
+                args.label_format, args.task_name, args.overlap)  # fmt: skip
     except (ValueError, OSError, sf.LibsndfileError) as e:
         print(f"localization_tasks.seld.convert: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
