@@ -162,3 +162,25 @@ def test_nan_angle_fails_cleanly_from_the_cli(tmp_path, tau2019):
     res = run_cli(args)
     assert_clean_failure(res, "split2_ir1_ov1_3.csv:2", "ele", "finite")
     assert not out.exists()
+
+
+def test_tau2018_real_uses_urbansound8k_classes(tmp_path):
+    root = tmp_path / "TAU2018REAL"
+    # two dog barks (UrbanSound8K class id 3 -> index 1) share frame 2: [0, 0.25) -> frames 0..2
+    # on track 0, [0.2, 0.3) -> frame 2 on track 1
+    rows = "100032-3-0-0.wav,0.0,0.25,0,-90,2\n7383-3-0-1.wav,0.2,0.3,10,0,2\n"
+    _csv(root / "desc_ov2_split2" / "train_split2_ir0_ov2_5.csv", HEAD + rows)
+    _wav(root / "wav_ov2_split2_30db" / "train_split2_ir0_ov2_5.wav", 1.0)
+    task = convert(root, tmp_path / "tasks", "tau2018", overlap=2)
+    expect = {(f, "dog_bark", 0): (-90.0, 0.0, 2.0) for f in (0, 1, 2)}
+    expect[(2, "dog_bark", 1)] = (0.0, 10.0, 2.0)
+    assert _frames(task, "split2_train", "train_split2_ir0_ov2_5.wav") == expect
+    vocab = (task / "labelvocabulary.csv").read_text().splitlines()
+    assert vocab[1:3] == ["0,car_horn", "1,dog_bark"] and len(vocab) == 9
+    # class id 2 (children_playing) is not one of TAU 2018 REAL's classes
+    _csv(
+        root / "desc_ov2_split2" / "train_split2_ir0_ov2_5.csv",
+        HEAD + rows + "5-2-0-0.wav,0,1,0,0,1\n",
+    )
+    with pytest.raises(LabelFileError, match=r"train_split2_ir0_ov2_5.csv:4: event '5-2-0-0"):
+        convert(root, tmp_path / "tasks2", "tau2018", overlap=2)

@@ -162,6 +162,7 @@ def _convert_tau(
     task_dir = child(out, name, "task name")
     labels: dict[str, dict] = {}
     durations: dict[str, dict] = {}
+    vocabulary = tau.detect_vocabulary(clips[0].csv) if dataset == "tau2018" else "dcase2016"
     wavs = []
     # every label file is checked before any audio is written, so a bad row leaves no half task
     for clip in clips:
@@ -170,7 +171,8 @@ def _convert_tau(
             raise FileNotFoundError(f"{wav} is missing (labels {clip.csv})")
         info = sf.info(wav)
         seconds = info.frames / info.samplerate
-        rows = tau.events_to_rows(tau.read_events(clip.csv), seconds, str(clip.csv))
+        events = tau.read_events(clip.csv, vocabulary)
+        rows = tau.events_to_rows(events, seconds, str(clip.csv))
         labels.setdefault(clip.split, {})[wav.name] = rows
         durations.setdefault(clip.split, {})[wav.name] = seconds
         wavs.append((clip.split, wav))
@@ -179,11 +181,15 @@ def _convert_tau(
         x, sr = sf.read(wav, dtype="float32", always_2d=True)
         rates = sample_rates or [sr]
         write_audio(task_dir, split, wav.name, x, sr, rates)
-    extra = {**seld, "frame_rule": "frames overlapping [start_time, end_time)"}
+    extra = {
+        **seld,
+        "frame_rule": "frames overlapping [start_time, end_time)",
+        "class_names_from": vocabulary,
+    }
     if overlap is not None and dataset == "tau2018":
         extra["overlap"] = overlap
     metadata = _metadata(name, rates, audio, dataset, extra)
-    write_labels(task_dir, metadata, tau.CLASSES, labels, durations)
+    write_labels(task_dir, metadata, tau.VOCABULARIES[vocabulary], labels, durations)
     log.info("wrote %s: %d clips", task_dir, len(clips))
     return task_dir
 

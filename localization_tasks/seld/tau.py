@@ -5,9 +5,13 @@ Both datasets annotate each clip with a list of static events, one CSV per clip:
     sound_event_recording,start_time,end_time,ele,azi,dist
     clearthroat113.wav,0.05,0.31,10,-40,2
 
-(seconds, degrees, metres; `dist` may be empty or absent). The class is the event recording's
-name without its number (`clearthroat113.wav` -> `clearthroat`), one of the 11 classes of DCASE
-2016 Task 2 that both datasets use, in the class order of the DCASE 2019 Task 3 baseline.
+(seconds, degrees, metres; `dist` may be empty or absent). TAU 2019 and TAU 2018 ANSYN use the 11
+classes of DCASE 2016 Task 2, in the class order of the DCASE 2019 Task 3 baseline
+(sharathadavanne/seld-dcase2019 `cls_feature_class.py`); the class is the event name without its
+number (`clearthroat113.wav` -> `clearthroat`; the 2019 files write just `clearthroat`). TAU 2018
+REAL uses 8 UrbanSound8K classes, named by the UrbanSound8K file (`{fsID}-{classID}-{occ}-{slice}`,
+class ids 1, 3..9), as the 2018 SELDnet code (sharathadavanne/seld-net `cls_feature_class.py`)
+reads them; which vocabulary a dataset uses is decided by its first event name.
 
 Layouts on disk (the converter looks for these, and says what it found when it does not match):
 
@@ -26,7 +30,9 @@ Frame rule: label frame f covers [0.1 f, 0.1 (f + 1)) s, and an event [start, en
 every frame its span overlaps: frames floor(start / 0.1) .. ceil(end / 0.1) - 1 (times are
 rounded to the microsecond first so that 0.3 / 0.1 does not spill into a fourth frame). Events of
 the same class active in the same frame get different track ids: each event takes the smallest
-track of its class free for its whole frame span, in order of onset.
+track of its class free for its whole frame span, in order of onset. (The 2018 SELDnet code marks
+frames floor(start) .. ceil(end) inclusive, one frame more than the overlap rule at each offset;
+this converter keeps to the overlap rule for both years.)
 """
 
 from __future__ import annotations
@@ -47,6 +53,15 @@ CLASSES: tuple[str, ...] = (
     "keyboard", "pageturn", "cough", "doorslam", "laughter",
 )  # fmt: skip
 _BY_LOWER = {c.lower(): i for i, c in enumerate(CLASSES)}
+# UrbanSound8K class id -> name, for the 8 ids in TAU 2018 REAL (index = position here)
+URBANSOUND8K: dict[int, str] = {
+    1: "car_horn", 3: "dog_bark", 4: "drilling", 5: "engine_idling",
+    6: "gun_shot", 7: "jackhammer", 8: "siren", 9: "street_music",
+}  # fmt: skip
+US8K_CLASSES: tuple[str, ...] = tuple(URBANSOUND8K.values())
+_US8K_INDEX = {cid: i for i, cid in enumerate(URBANSOUND8K)}
+_US8K_NAME = re.compile(r"^\d+-(\d+)-\d+-\d+(?:\.wav)?$")
+VOCABULARIES = {"dcase2016": CLASSES, "urbansound8k": US8K_CLASSES}
 HEADER = ("sound_event_recording", "start_time", "end_time", "ele", "azi")  # `dist` optional
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_EVENTS = 100_000
@@ -82,8 +97,17 @@ def _number(text: str, what: str, where: str) -> float:
     return value
 
 
-def event_class(name: str, where: str) -> int:
-    """Class index of an event recording name (`clearthroat113.wav` -> 2)."""
+def event_class(name: str, where: str, vocabulary: str = "dcase2016") -> int:
+    """Class index of an event recording name (`clearthroat113.wav` -> 2; with
+    `urbansound8k`, `100032-3-0-0.wav` -> 1, dog_bark)."""
+    if vocabulary == "urbansound8k":
+        m = _US8K_NAME.match(name)
+        if not m or int(m.group(1)) not in _US8K_INDEX:
+            raise LabelFileError(
+                f"{where}: event {name[:80]!r} is not an UrbanSound8K file of class id "
+                f"{', '.join(map(str, URBANSOUND8K))} (fsID-classID-occurrence-slice.wav)"
+            )
+        return _US8K_INDEX[int(m.group(1))]
     m = _EVENT_NAME.match(name)
     if not m or m.group(1).lower() not in _BY_LOWER:
         raise LabelFileError(
@@ -93,7 +117,16 @@ def event_class(name: str, where: str) -> int:
     return _BY_LOWER[m.group(1).lower()]
 
 
-def read_events(path: Path) -> list[Event]:
+def detect_vocabulary(path: Path) -> str:
+    """`urbansound8k` when the first event of `path` is named like an UrbanSound8K file, else
+    `dcase2016` (every row is then checked against that vocabulary by `read_events`)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        f.readline()  # header
+        first = f.readline(4096).split(",")[0].strip()
+    return "urbansound8k" if _US8K_NAME.match(first) else "dcase2016"
+
+
+def read_events(path: Path, vocabulary: str = "dcase2016") -> list[Event]:
     """The events of one metadata CSV, checked; errors name the file and line."""
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
@@ -120,7 +153,7 @@ def read_events(path: Path) -> list[Event]:
         if len(events) >= MAX_EVENTS:
             raise LabelFileError(f"{path}: over {MAX_EVENTS} events; refusing")
         get = {h: fields[j].strip() for h, j in col.items()}
-        cls = event_class(get["sound_event_recording"], where)
+        cls = event_class(get["sound_event_recording"], where, vocabulary)
         start = _number(get["start_time"], "start_time", where)
         end = _number(get["end_time"], "end_time", where)
         ele = _number(get["ele"], "ele", where)
