@@ -6,11 +6,11 @@ Both datasets annotate each clip with a list of static events, one CSV per clip:
     clearthroat113.wav,0.05,0.31,10,-40,2
 
 (seconds, degrees, metres; `dist` may be empty or absent). TAU 2019 and TAU 2018 ANSYN use the 11
-classes of DCASE 2016 Task 2, in the class order of the DCASE 2019 Task 3 baseline
-(sharathadavanne/seld-dcase2019 `cls_feature_class.py`); the class is the event name without its
+classes of DCASE 2016 Task 2, indexed as the DCASE 2019 Task 3 baseline's class dictionary
+(sharathadavanne/seld-dcase2019) indexes them; the class is the event name without its
 number (`clearthroat113.wav` -> `clearthroat`; the 2019 files write just `clearthroat`). TAU 2018
 REAL uses 8 UrbanSound8K classes, named by the UrbanSound8K file (`{fsID}-{classID}-{occ}-{slice}`,
-class ids 1, 3..9), as the 2018 SELDnet code (sharathadavanne/seld-net `cls_feature_class.py`)
+class ids 1, 3..9), as the 2018 SELDnet code (sharathadavanne/seld-net, `cls_feature_class.py`)
 reads them; which vocabulary a dataset uses is decided by its first event name.
 
 Layouts on disk (the converter looks for these, and says what it found when it does not match):
@@ -24,15 +24,16 @@ Layouts on disk (the converter looks for these, and says what it found when it d
         metadata_dev/split{K}_ir{R}_ov{O}_{N}.csv
         {foa|mic}_dev/{same stem}.wav
       Four splits -> HEAR splits `fold01`..`fold04`; the four cross-validation folds of the DCASE
-      2019 baseline (test K, validation K+1, train the other two) are recorded.
+      2019 baseline (`seld.py`: test K, validation K+1, train the other two) are recorded.
 
 Frame rule: label frame f covers [0.1 f, 0.1 (f + 1)) s, and an event [start, end) is active in
 every frame its span overlaps: frames floor(start / 0.1) .. ceil(end / 0.1) - 1 (times are
-rounded to the microsecond first so that 0.3 / 0.1 does not spill into a fourth frame). Events of
+rounded to 1e-6 of a frame first so that 0.3 / 0.1 does not spill into a fourth frame). Events of
 the same class active in the same frame get different track ids: each event takes the smallest
-track of its class free for its whole frame span, in order of onset. (The 2018 SELDnet code marks
-frames floor(start) .. ceil(end) inclusive, one frame more than the overlap rule at each offset;
-this converter keeps to the overlap rule for both years.)
+track of its class free for its whole frame span, in order of onset. (The 2018/2019 SELDnet
+baselines' label code marks frames floor(start) .. ceil(end) inclusive, at their own 20 ms-ish
+hop: one frame more than the overlap rule at each offset. This converter keeps to the overlap
+rule, so an event never labels a frame it does not sound in.)
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ VOCABULARIES = {"dcase2016": CLASSES, "urbansound8k": US8K_CLASSES}
 HEADER = ("sound_event_recording", "start_time", "end_time", "ele", "azi")  # `dist` optional
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_EVENTS = 100_000
+MAX_ROWS = 5_000_000  # per clip: ~14 h of one event per frame, far beyond any TAU clip
 TIME_SLACK_S = 1e-3  # an event may end this much after the audio (rounding in the metadata)
 _EVENT_NAME = re.compile(r"^([A-Za-z]+)\d*(?:\.wav)?$")
 
@@ -198,6 +200,8 @@ def events_to_rows(events: Sequence[Event], duration_s: float, where: str) -> li
         busy[(ev.cls, track)].update(frames)
         xyz = polar_to_unit(ev.azimuth, ev.elevation)
         azel = (ev.azimuth, ev.elevation)
+        if len(rows) + len(frames) > MAX_ROWS:
+            raise LabelFileError(f"{where}: over {MAX_ROWS} label rows; refusing")
         rows += [Row(f, ev.cls, track, xyz, ev.distance, azel) for f in frames]
     return sorted(rows, key=lambda r: (r.frame, r.cls, r.track))
 
