@@ -107,8 +107,15 @@ def test_evaluate_refuses_nan_direction(tmp_path, capsys):
 
 @pytest.mark.hostile("crash")
 def test_evaluate_refuses_task_without_official_folds(tmp_path, capsys):
+    _task(tmp_path, seld={"folds": {"train": ["fold01"], "test": ["fold03"]}})
+    _evaluate_fails(capsys, _args(tmp_path), "official_folds")
+
+
+@pytest.mark.hostile("crash")
+def test_evaluate_without_valid_split_needs_two_training_clips(tmp_path, capsys):
+    """No validation split (as STARSS23, TAU 2018): one training clip cannot be split."""
     _task(tmp_path, seld={"official_folds": {"train": ["fold01"], "test": ["fold03"]}})
-    _evaluate_fails(capsys, _args(tmp_path), "official_folds.valid")
+    _evaluate_fails(capsys, _args(tmp_path), "no validation split", "at least 2")
 
 
 @pytest.mark.hostile("path")

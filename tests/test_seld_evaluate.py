@@ -184,3 +184,12 @@ def test_test_fold_gets_the_training_standardisation(tmp_path, one_thread):
     res = evaluate.train_and_test(task, "module", oracle, cfg, tmp_path / "out", "oracle")
     # measured: F 0.9, LE 12.9 deg, ER 0.25; raw test inputs: F 0, LE 88 deg, ER 2
     assert res["F20"] >= 0.75 and res["LE_CD"] < 20 and res["ER20"] < 0.5, res
+
+
+def test_hold_out_takes_every_fifth_training_clip_when_there_is_no_valid_split(tmp_path):
+    cols = tuple([f"{c}{i}" for i in range(12)] for c in "nrfxy")  # names, refs, frames, xs, ys
+    train, valid = evaluate.hold_out(cols, tmp_path)
+    assert valid[0] == ["n4", "n9"] and valid[3] == ["x4", "x9"]  # by hand: i % 5 == 4
+    assert sorted(train[0] + valid[0], key=lambda n: int(n[1:])) == cols[0]
+    small_train, small_valid = evaluate.hold_out(tuple(c[:3] for c in cols), tmp_path)
+    assert small_valid[0] == ["n2"] and small_train[0] == ["n0", "n1"]

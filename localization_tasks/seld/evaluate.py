@@ -409,8 +409,10 @@ def _seld(preds, refs, names, frames, k, multi: bool, stereo: bool) -> dict:
 
 
 def task_folds(task_dir: Path) -> dict[str, list[str]]:
-    """The task's official train/valid/test splits, checked: each a non-empty list of split
-    names that exist, no split in two roles."""
+    """The task's official train/valid/test splits, checked: train and test non-empty lists of
+    split names that exist, no split in two roles. ``valid`` may be absent or empty (STARSS23's
+    dev-train/dev-test, TAU 2018's train/test splits): then `train_and_test` holds out part of
+    the training clips (`hold_out`)."""
     folds = read_metadata(task_dir).get("seld", {})
     folds = folds.get("official_folds") if isinstance(folds, dict) else None
     where = f"{task_dir}/task_metadata.json"
@@ -419,6 +421,9 @@ def task_folds(task_dir: Path) -> dict[str, list[str]]:
     out = {}
     for role in ("train", "valid", "test"):
         splits = folds.get(role)
+        if role == "valid" and splits in (None, []):
+            out[role] = []
+            continue
         if (
             not isinstance(splits, list)
             or not splits
@@ -456,6 +461,31 @@ def _load_role(task_dir: Path, splits: list[str], feats, method: str, k: int, mu
     return names, refs, frames, xs, ys
 
 
+HOLD_OUT_EVERY = 5
+
+
+def hold_out(train: tuple, task_dir: Path) -> tuple[tuple, tuple]:
+    """Split the loaded training clips (names, refs, frames, xs, ys) into train and validation
+    when the task names no validation split: every HOLD_OUT_EVERY-th clip in the sorted order
+    `_load_role` gives, so the split is deterministic and independent of the seed."""
+    n = len(train[0])
+    if n < 2:
+        raise TaskFormatError(
+            f"{task_dir}: no validation split and {n} training clip(s); need at least 2 to hold "
+            "one out for early stopping"
+        )
+    held = (
+        [i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1 for i in range(n)]
+        if n >= HOLD_OUT_EVERY
+        else [i == n - 1 for i in range(n)]
+    )
+    log.info("%s: no validation split; holding out %d of %d training clips", task_dir.name,
+             sum(held), n)  # fmt: skip
+    pick = lambda keep: tuple([v for v, h in zip(col, held, strict=True) if h == keep]  # noqa: E731
+                              for col in train)  # fmt: skip
+    return pick(False), pick(True)
+
+
 def train_and_test(task_dir: Path, method: str, feats: Features | None, cfg: TrainConfig,
                    out: Path, label: str | None = None) -> dict:  # fmt: skip
     """Train on the official train fold(s), stop early on valid, score on test; write outputs."""
@@ -466,7 +496,11 @@ def train_and_test(task_dir: Path, method: str, feats: Features | None, cfg: Tra
     )
     n_of = clip_frames(task_dir)
     data = {role: _load_role(task_dir, folds[role], feats, method, k, multi, n_of)
-            for role in ("train", "valid", "test")}  # fmt: skip
+            for role in ("train", "test")}  # fmt: skip
+    if folds["valid"]:
+        data["valid"] = _load_role(task_dir, folds["valid"], feats, method, k, multi, n_of)
+    else:
+        data["train"], data["valid"] = hold_out(data["train"], task_dir)
     names, refs, frames, xs, ys = data["test"]
     best_epoch = 0
     if method == "zero":
