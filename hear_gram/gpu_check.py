@@ -33,12 +33,12 @@ import math
 import platform
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from hear_gram.bench import sync, timed
 from hear_gram.config import GramConfig, preset
 from hear_gram.encoder import GramEncoder, build_encoder
 
@@ -80,26 +80,6 @@ DRY = Sizes(
 
 
 # --- measuring -------------------------------------------------------------------------------
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def best_seconds(fns: list[Callable[[], object]], device: torch.device, repeats: int) -> list:
-    """Best wall seconds of each function over `repeats` rounds after a warm-up round; the
-    functions alternate within a round so that their ratio sees the same machine state."""
-    best = [math.inf] * len(fns)
-    for r in range(repeats + 1):
-        for i, fn in enumerate(fns):
-            sync(device)
-            t0 = time.perf_counter()
-            fn()
-            sync(device)
-            if r:
-                best[i] = min(best[i], time.perf_counter() - t0)
-    return best
-
-
 def reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -252,7 +232,7 @@ def embed_row(name: str, precision: str, sizes: Sizes, device: torch.device, fp3
                 rt.encoder(feats[:size])
 
     reset_peak(device)
-    t_rt, t_bare = best_seconds([lambda: rt.scene_embeddings(audio), bare], device, sizes.repeats)
+    t_rt, t_bare = timed([lambda: rt.scene_embeddings(audio), bare], device, sizes.repeats)
     audio_s = sizes.clips * CLIP_SECONDS
     row = {
         "model": name, "precision": precision, "clips": sizes.clips,
