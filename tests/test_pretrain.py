@@ -146,6 +146,23 @@ def test_encoder_sees_only_visible_tokens(model):
     loss, pred, _ = mae(x, mask)
     assert pred.shape == (3, 200, 16 * 8 * 2) and torch.isfinite(loss)
 
+    def shuffled_patch(token: int) -> torch.Tensor:
+        """x with the values inside one 16 x 8 patch of clip 0 permuted: the chunk's layer-norm
+        statistics stay the same, only that patch's content changes."""
+        f, t = divmod(token, 25)  # frequency-major token order
+        y = x.clone()
+        patch = y[0, :, f * 16 : (f + 1) * 16, t * 8 : (t + 1) * 8]
+        perm = torch.randperm(patch.numel(), generator=torch.Generator().manual_seed(1))
+        y[0, :, f * 16 : (f + 1) * 16, t * 8 : (t + 1) * 8] = patch.flatten()[perm].view_as(patch)
+        return y
+
+    hidden = int(mask[0].nonzero()[0])
+    shown = int((~mask[0]).nonzero()[0])
+    # a masked patch is invisible to the encoder; a visible one is not
+    torch.testing.assert_close(mae.forward_encoder(shuffled_patch(hidden), mask), latent,
+                               rtol=1e-4, atol=1e-4)  # fmt: skip
+    assert (mae.forward_encoder(shuffled_patch(shown), mask)[0] - latent[0]).abs().max() > 1e-2
+
 
 def test_few_steps_reduce_loss_on_fixed_batch():
     mae = tiny_mae()
