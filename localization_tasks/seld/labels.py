@@ -92,7 +92,8 @@ def _int(text: str, what: str, hi: int, where: str) -> int:
     return value
 
 
-def _float(text: str, what: str, where: str) -> float:
+def finite_float(text: str, what: str, where: str) -> float:
+    """`text` as a finite float; LabelFileError naming `where` and `what` otherwise."""
     try:
         value = float(text)
     except ValueError:
@@ -109,7 +110,7 @@ def parse_row(fields: list[str], fmt: str, where: str) -> Row:
     frame = _int(fields[0], "frame", MAX_FRAME, where)
     cls = _int(fields[1], "class", MAX_CLASS, where)
     track = _int(fields[2], "track", MAX_TRACK, where)
-    values = [_float(f, "value", where) for f in fields[3:]]
+    values = [finite_float(f, "value", where) for f in fields[3:]]
     if fmt.startswith("polar"):
         az, el = values[0], values[1]
         if not (-360.0 <= az <= 360.0 and -90.0 <= el <= 90.0):

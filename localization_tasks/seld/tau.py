@@ -46,7 +46,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from localization_tasks.seld.labels import FRAME_S, LabelFileError, Row, polar_to_unit
+from localization_tasks.seld.labels import (
+    FRAME_S,
+    LabelFileError,
+    Row,
+    finite_float,
+    polar_to_unit,
+)
 
 # DCASE 2019 Task 3 class order (the baseline's `unique_classes`); TAU 2018 uses the same 11.
 CLASSES: tuple[str, ...] = (
@@ -87,16 +93,6 @@ class Event:
     azimuth: float
     elevation: float
     distance: float | None
-
-
-def _number(text: str, what: str, where: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise LabelFileError(f"{where}: {what} {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise LabelFileError(f"{where}: {what} is {text!r}; values must be finite")
-    return value
 
 
 def event_class(name: str, where: str, vocabulary: str = "dcase2016") -> int:
@@ -156,17 +152,17 @@ def read_events(path: Path, vocabulary: str = "dcase2016") -> list[Event]:
             raise LabelFileError(f"{path}: over {MAX_EVENTS} events; refusing")
         get = {h: fields[j].strip() for h, j in col.items()}
         cls = event_class(get["sound_event_recording"], where, vocabulary)
-        start = _number(get["start_time"], "start_time", where)
-        end = _number(get["end_time"], "end_time", where)
-        ele = _number(get["ele"], "ele", where)
-        azi = _number(get["azi"], "azi", where)
+        start = finite_float(get["start_time"], "start_time", where)
+        end = finite_float(get["end_time"], "end_time", where)
+        ele = finite_float(get["ele"], "ele", where)
+        azi = finite_float(get["azi"], "azi", where)
         if not 0.0 <= start < end:
             raise LabelFileError(f"{where}: start_time {start} / end_time {end} is not a span")
         if not (-360.0 <= azi <= 360.0 and -90.0 <= ele <= 90.0):
             raise LabelFileError(f"{where}: azimuth {azi} / elevation {ele} out of range")
         dist = None
         if get.get("dist"):
-            dist = _number(get["dist"], "dist", where)
+            dist = finite_float(get["dist"], "dist", where)
             if not 0.0 <= dist <= 1e4:
                 raise LabelFileError(f"{where}: dist {dist} m out of range 0..10000")
         events.append(Event(cls, start, end, azi, ele, dist))
