@@ -145,7 +145,7 @@ def load_labels(file) -> list:
         return _check_labels(LabelUnpickler(file).load())
     except UnsafePickleError as e:
         reason = str(e)
-    except Exception as e:  # noqa: BLE001 - any decoding failure means "not heareval's labels"
+    except Exception as e:  # any decoding failure means "not heareval's labels"
         # the pure-Python unpickler (which libraries such as dill put in place of the C one)
         # raises KeyError, not UnpicklingError, on an unknown opcode
         reason = f"it is not a valid pickle ({type(e).__name__}: {e})"

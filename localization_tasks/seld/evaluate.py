@@ -474,15 +474,14 @@ def hold_out(train: tuple, task_dir: Path) -> tuple[tuple, tuple]:
             f"{task_dir}: no validation split and {n} training clip(s); need at least 2 to hold "
             "one out for early stopping"
         )
-    held = (
-        [i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1 for i in range(n)]
-        if n >= HOLD_OUT_EVERY
-        else [i == n - 1 for i in range(n)]
-    )
+    # every HOLD_OUT_EVERY-th clip; a training fold shorter than that gives up its last clip
+    held = {i for i in range(n) if i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1} or {n - 1}
     log.info("%s: no validation split; holding out %d of %d training clips", task_dir.name,
-             sum(held), n)  # fmt: skip
-    pick = lambda keep: tuple([v for v, h in zip(col, held, strict=True) if h == keep]  # noqa: E731
-                              for col in train)  # fmt: skip
+             len(held), n)  # fmt: skip
+
+    def pick(keep: bool) -> tuple:
+        return tuple([v for i, v in enumerate(col) if (i in held) == keep] for col in train)
+
     return pick(False), pick(True)
 
 
