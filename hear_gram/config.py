@@ -15,11 +15,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from hear_gram.formats import SpatialFormat
+
 Backbone = Literal["transformer", "mamba"]
 Mixer = Literal["mamba1", "mamba2"]
 
 # Channel count of the encoder input -> the spatial format it was trained on (arXiv 2506.00934).
-FORMATS: dict[int, str] = {1: "mono", 2: "binaural", 7: "ambisonic"}
+FORMATS: dict[int, str] = {f.in_channels: f.value for f in SpatialFormat}
 
 # Sane bounds on sizes. A config can come from a weights file made by anyone: checking it against
 # these before building anything keeps a few bytes of metadata from asking for terabytes (upstream's
@@ -27,6 +29,7 @@ FORMATS: dict[int, str] = {1: "mono", 2: "binaural", 7: "ambisonic"}
 LIMITS: dict[str, tuple[int, int]] = {
     "depth": (1, 256),
     "width": (1, 8192),
+    "d_model": (1, 8192),  # a Mamba mixer's width
     "heads": (1, 8192),
     "mlp_dim": (1, 65536),
     "patch_f": (1, 1024),
@@ -109,8 +112,109 @@ class FeatureConfig:
 
 
 @dataclass(frozen=True)
+class MambaConfig:
+    """Size of one Mamba mixer of GRAM-M; the field names follow ``mamba_ssm``'s constructor
+    arguments (state-spaces/mamba ``Mamba`` and ``Mamba2``). Defaults: the released GRAM-M, a
+    Mamba-2 mixer at mamba_ssm's defaults (labhamlet/GRAM-M).
+
+    ``d_model`` is the width of the stream the mixer sits in. Inside a `GramConfig` it is always
+    the encoder's width (the `GramConfig` fills it in); a mixer built on its own needs it set.
+    ``headdim`` and ``ngroups`` are used by Mamba-2 only, ``dt_rank`` by Mamba-1 only (``None``
+    means ``ceil(d_model / 16)``, upstream's ``"auto"``).
+    """
+
+    d_model: int | None = None
+    mixer: Mixer = "mamba2"
+    d_state: int = 128
+    d_conv: int = 4
+    expand: int = 2
+    headdim: int = 64
+    ngroups: int = 1
+    dt_rank: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mixer not in ("mamba1", "mamba2"):
+            raise ValueError(f"mixer must be 'mamba1' or 'mamba2', got {self.mixer!r}")
+        for name in ("d_state", "d_conv", "expand", "headdim", "ngroups"):
+            check_int(name, getattr(self, name))
+        if self.d_model is not None:
+            check_int("d_model", self.d_model)
+        if self.mixer == "mamba1":
+            if self.dt_rank is not None:
+                check_int("dt_rank", self.dt_rank)
+            return
+        if self.dt_rank is not None:
+            raise ValueError("dt_rank applies to mixer='mamba1' only; leave it None for mamba2")
+        if self.d_model is None:
+            return  # the sizes below depend on the width
+        if self.d_inner % self.headdim:
+            raise ValueError(
+                f"d_inner = expand * d_model = {self.d_inner} must be divisible by "
+                f"headdim = {self.headdim}"
+            )
+        if self.nheads % self.ngroups:
+            raise ValueError(
+                f"the {self.nheads} heads must split evenly into ngroups = {self.ngroups} groups"
+            )
+
+    @property
+    def width(self) -> int:
+        if self.d_model is None:
+            raise ValueError("this MambaConfig has no d_model: set it, or use it in a GramConfig")
+        return self.d_model
+
+    @property
+    def d_inner(self) -> int:
+        """Width of the inner (expanded) stream."""
+        return self.expand * self.width
+
+    @property
+    def nheads(self) -> int:
+        """Number of Mamba-2 heads."""
+        return self.d_inner // self.headdim
+
+    @property
+    def resolved_dt_rank(self) -> int:
+        """Mamba-1 time-step rank, with upstream's ``"auto"`` rule applied."""
+        return math.ceil(self.width / 16) if self.dt_rank is None else self.dt_rank
+
+
+MAMBA_FIELDS = tuple(f.name for f in dataclasses.fields(MambaConfig) if f.name != "d_model")
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """The MAE decoder used in pretraining only: multi-window transformer blocks (one attention
+    window per head; labhamlet/GRAM-T ``hear_api/runtime.py`` ``decoder_window_sizes``)."""
+
+    width: int = 512
+    depth: int = 8
+    heads: int = 8
+
+    def __post_init__(self) -> None:
+        check_int("width", self.width)
+        check_int("depth", self.depth)
+        check_int("heads", self.heads)
+        if self.width % self.heads:
+            raise ValueError(f"decoder width {self.width} is not divisible by heads {self.heads}")
+
+
+# Named decoders: the released models' (upstream's 8 blocks of width 512, 8 heads) and the small
+# one of the CPU demo runs.
+DECODERS: dict[str, DecoderConfig] = {
+    "gram": DecoderConfig(),
+    "demo": DecoderConfig(width=128, depth=2),
+}
+
+
+@dataclass(frozen=True)
 class GramConfig:
-    """Architecture of a GRAM encoder: patching, backbone and spatial input format."""
+    """Architecture of a GRAM encoder: patching, backbone and spatial input format.
+
+    ``mamba`` sizes the mixers of a GRAM-M (``backbone="mamba"``; None there means the released
+    GRAM-M's `MambaConfig()`); a transformer has none. `replace` and `preset` also take the
+    `MambaConfig` fields by name (``preset("gram-m", d_state=16)``).
+    """
 
     backbone: Backbone = "transformer"
     in_channels: int = 2  # 1 mono, 2 binaural, 7 Ambisonic (4 log-mels + 3 intensity)
@@ -122,13 +226,7 @@ class GramConfig:
     heads: int = 12
     mlp_dim: int = 3072
     # mamba (GRAM-M): released code = Mamba-2 with its defaults, no MLP
-    mixer: Mixer = "mamba2"
-    d_state: int = 128
-    d_conv: int = 4
-    expand: int = 2
-    headdim: int = 64
-    ngroups: int = 1
-    dt_rank: int | None = None
+    mamba: MambaConfig | None = None
     features: FeatureConfig = field(default_factory=FeatureConfig)
 
     def __post_init__(self) -> None:
@@ -137,18 +235,19 @@ class GramConfig:
                 f"features must be a FeatureConfig, got {type(self.features).__name__}"
             )
         # sizes first: every later check divides by them
-        for name in ("depth", "width", "heads", "mlp_dim", "patch_f", "patch_t", "d_state",
-                     "d_conv", "expand", "headdim", "ngroups"):  # fmt: skip
+        for name in ("depth", "width", "heads", "mlp_dim", "patch_f", "patch_t"):
             check_int(name, getattr(self, name))
-        if self.dt_rank is not None:
-            check_int("dt_rank", self.dt_rank)
         if self.backbone not in ("transformer", "mamba"):
             raise ValueError(f"backbone must be 'transformer' or 'mamba', got {self.backbone!r}")
-        if self.mixer not in ("mamba1", "mamba2"):
-            raise ValueError(f"mixer must be 'mamba1' or 'mamba2', got {self.mixer!r}")
-        # an int, not merely equal to one: True and 2.0 compare equal to the keys of FORMATS
-        n = self.in_channels
-        if isinstance(n, bool) or not isinstance(n, int) or n not in FORMATS:
+        if self.backbone == "mamba":
+            mamba = MambaConfig() if self.mamba is None else self.mamba
+            if not isinstance(mamba, MambaConfig):
+                raise ValueError(f"mamba must be a MambaConfig, got {type(mamba).__name__}")
+            if mamba.d_model != self.width:  # the mixers run at the encoder's width
+                object.__setattr__(self, "mamba", dataclasses.replace(mamba, d_model=self.width))
+        elif self.mamba is not None:
+            raise ValueError("mamba sizes apply to backbone='mamba' only; leave mamba None")
+        if SpatialFormat.of_in_channels(self.in_channels) is None:
             raise ValueError(
                 f"in_channels must be one of {sorted(FORMATS)} "
                 f"({', '.join(FORMATS.values())}), got {self.in_channels!r}"
@@ -173,8 +272,17 @@ class GramConfig:
 
     # --- derived sizes -----------------------------------------------------------------------
     @property
+    def spatial_format(self) -> SpatialFormat:
+        return SpatialFormat.of_in_channels(self.in_channels)
+
+    @property
     def format(self) -> str:
-        return FORMATS[self.in_channels]
+        return self.spatial_format.value
+
+    @property
+    def is_ambisonic(self) -> bool:
+        """Ambisonic input: W, Y, Z, X log-mels plus the three intensity channels."""
+        return self.spatial_format is SpatialFormat.AMBISONIC
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -201,7 +309,10 @@ class GramConfig:
 
     # --- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["mamba"] is not None:
+            del d["mamba"]["d_model"]  # the width: stored once
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -209,23 +320,43 @@ class GramConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GramConfig:
         """The config a dict describes (e.g. JSON from a weights file); every field is checked,
-        and anything malformed is a ValueError naming it."""
+        and anything malformed is a ValueError naming it. Files written before the Mamba sizes
+        were nested (flat ``mixer``, ``d_state``, ... beside ``backbone``) read the same."""
         if not isinstance(d, dict):
             raise ValueError(f"a GramConfig is a JSON object, got {type(d).__name__}")
         d = dict(d)
+        flat = {k: d.pop(k) for k in MAMBA_FIELDS if k in d}
         _check_fields(cls, d)
-        feats = d.pop("features", None)
-        if feats is None:
-            features = FeatureConfig()
-        elif isinstance(feats, dict):
-            _check_fields(FeatureConfig, feats)
-            features = FeatureConfig(**feats)
-        else:
-            raise ValueError(f"features must be a JSON object, got {type(feats).__name__}")
-        return cls(features=features, **d)
+        mamba = _sub_config(MambaConfig, d.pop("mamba", None), "mamba")
+        if flat:
+            if mamba is not None:
+                raise ValueError(f"Mamba sizes {sorted(flat)} both flat and under 'mamba'")
+            # the flat layout stored them for transformers too, where they meant nothing
+            mamba = MambaConfig(**flat) if d.get("backbone") == "mamba" else None
+        if mamba is not None and mamba.d_model not in (None, d.get("width", cls.width)):
+            raise ValueError(f"mamba.d_model {mamba.d_model} differs from width")
+        features = _sub_config(FeatureConfig, d.pop("features", None), "features")
+        return cls(features=features or FeatureConfig(), mamba=mamba, **d)
 
     def replace(self, **changes: Any) -> GramConfig:
+        """A copy with fields changed; `MambaConfig` fields by name go to ``mamba``."""
+        inner = {k: changes.pop(k) for k in MAMBA_FIELDS if k in changes}
+        if inner:
+            if self.backbone != "mamba" and changes.get("backbone") != "mamba":
+                raise ValueError(f"{sorted(inner)} apply to backbone='mamba' only")
+            base = changes.get("mamba") or self.mamba or MambaConfig()
+            changes["mamba"] = dataclasses.replace(base, **inner)
         return dataclasses.replace(self, **changes)
+
+
+def _sub_config(cls: type, raw: Any, what: str) -> Any:
+    """The nested config `raw` describes (None when absent); ValueError naming `what`."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{what} must be a JSON object, got {type(raw).__name__}")
+    _check_fields(cls, raw)
+    return cls(**raw)
 
 
 def _check_fields(cls: type, d: dict[str, Any]) -> None:
@@ -241,9 +372,11 @@ PRESETS: dict[str, GramConfig] = {
     "gram-t-time": GramConfig(patch_f=128, patch_t=2),
     "gram-t-ambisonic": GramConfig(in_channels=7),
     "gram-t-mono": GramConfig(in_channels=1),
-    "gram-m": GramConfig(backbone="mamba", depth=24, mixer="mamba2"),
+    "gram-m": GramConfig(backbone="mamba", depth=24, mamba=MambaConfig(mixer="mamba2")),
     # The v1 paper's GRAM-M: Mamba-1 mixer with d_state 24, expand 3.
-    "gram-m-v1": GramConfig(backbone="mamba", depth=24, mixer="mamba1", d_state=24, expand=3),
+    "gram-m-v1": GramConfig(
+        backbone="mamba", depth=24, mamba=MambaConfig(mixer="mamba1", d_state=24, expand=3)
+    ),
 }
 
 

@@ -124,8 +124,7 @@ class MambaStack(nn.Module):
         super().__init__()
         from hear_gram.mamba import MambaBlock, RMSNorm
 
-        mcfg = mamba_config(cfg)
-        self.layers = nn.ModuleList(MambaBlock(mcfg) for _ in range(cfg.depth))
+        self.layers = nn.ModuleList(MambaBlock(cfg.mamba) for _ in range(cfg.depth))
         self.norm_f = RMSNorm(cfg.width, eps=1e-5)
 
     def forward(self, x: Tensor, n_layers: int | None = None) -> Tensor:
@@ -134,21 +133,6 @@ class MambaStack(nn.Module):
             hidden, residual = block(hidden, residual)
         residual = hidden.float() + residual if residual is not None else hidden.float()
         return self.norm_f(residual).float()
-
-
-def mamba_config(cfg: GramConfig):
-    from hear_gram.mamba import MambaConfig
-
-    return MambaConfig(
-        d_model=cfg.width,
-        mixer=cfg.mixer,
-        d_state=cfg.d_state,
-        d_conv=cfg.d_conv,
-        expand=cfg.expand,
-        headdim=cfg.headdim,
-        ngroups=cfg.ngroups,
-        dt_rank=cfg.dt_rank,
-    )
 
 
 class GramMEncoder(GramEncoder):

@@ -39,8 +39,9 @@ from pathlib import Path
 import torch
 
 from hear_gram.bench import sync, timed
-from hear_gram.config import GramConfig, preset
+from hear_gram.config import MAMBA_FIELDS, GramConfig, preset
 from hear_gram.encoder import GramEncoder, build_encoder
+from hear_gram.seeding import seeded
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +101,17 @@ def peak_mb(device: torch.device) -> float:
     return math.nan
 
 
+def sized(name: str, sizes: Sizes, **extra) -> GramConfig:
+    """Preset `name` with the sizes' overrides (the Mamba ones only where there are mixers)."""
+    over = {**sizes.overrides, **extra}
+    if preset(name).backbone != "mamba":
+        over = {k: v for k, v in over.items() if k not in MAMBA_FIELDS}
+    return preset(name, **over)
+
+
 def seeded_encoder(cfg: GramConfig, seed: int = 0) -> GramEncoder:
     """Random weights from `seed`, without touching the global RNG's state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         return build_encoder(cfg).eval()
 
 
@@ -177,9 +185,9 @@ def section_mamba_fused(sizes: Sizes, device: torch.device) -> dict:
         return {"status": f"mamba_ssm {version} installed; its kernels need CUDA"}
     cases = []
     for name in ("gram-m", "gram-m-v1"):
-        cfg = preset(name, depth=sizes.fused_depth, **sizes.overrides)
-        if not fused_available(cfg.mixer):
-            cases.append({"preset": name, "status": f"no importable {cfg.mixer} kernel"})
+        cfg = sized(name, sizes, depth=sizes.fused_depth)
+        if not fused_available(cfg.mamba.mixer):
+            cases.append({"preset": name, "status": f"no importable {cfg.mamba.mixer} kernel"})
             continue
         for prec, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
             ref = seeded_encoder(cfg).to(device).train()
@@ -190,7 +198,7 @@ def section_mamba_fused(sizes: Sizes, device: torch.device) -> dict:
             x = torch.randn(sizes.fused_chunks, cfg.in_channels, cfg.features.n_mels,
                             cfg.features.chunk_frames, generator=g).to(device)  # fmt: skip
             diff = compare(ref, fused, x, autocast=dtype)
-            row = {"preset": name, "mixer": cfg.mixer, "precision": prec, **diff}
+            row = {"preset": name, "mixer": cfg.mamba.mixer, "precision": prec, **diff}
             out_tol, grad_tol = FUSED_TOL[prec]
             row["pass"] = row["out_rel"] <= out_tol and row["grad_rel_max"] <= grad_tol
             cases.append(row)
@@ -211,7 +219,7 @@ def transformer_flops_per_chunk(cfg: GramConfig) -> float:
 def embed_row(name: str, precision: str, sizes: Sizes, device: torch.device, fp32_scene) -> dict:
     from hear_gram.runtime import EmbeddingOptions, GramRuntime
 
-    cfg = preset(name, **sizes.overrides)
+    cfg = sized(name, sizes)
     opts = EmbeddingOptions.parse({"precision": precision, "max_chunks": sizes.max_chunks,
                                    "sample_rate": INPUT_RATE})  # fmt: skip
     rt = GramRuntime(seeded_encoder(cfg), opts, source=f"random {name}").to(device)
@@ -246,7 +254,7 @@ def embed_row(name: str, precision: str, sizes: Sizes, device: torch.device, fp3
     else:
         from hear_gram.mamba import fused_available
 
-        fused = device.type == "cuda" and fused_available(cfg.mixer)
+        fused = device.type == "cuda" and fused_available(cfg.mamba.mixer)
         row["mamba_path"] = "fused" if fused else "reference"
     if fp32_scene is not None:
         cos = torch.nn.functional.cosine_similarity(scene, fp32_scene)
@@ -301,8 +309,7 @@ def section_pretraining(sizes: Sizes, device: torch.device) -> dict:
 
     cfg = get_config("paper-binaural", list(sizes.pretrain_overrides))
     sr = cfg.gram_config().features.sample_rate
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
+    with seeded(cfg.seed):
         module = PretrainModule(cfg, SceneMixer(2, StandInRirs(8, sizes.rir_taps))).to(device)
     opt_cfg = module.configure_optimizers()
     opt, sched = opt_cfg["optimizer"], opt_cfg["lr_scheduler"]["scheduler"]

@@ -44,7 +44,7 @@ class ModuleSpec:
 def suggest(cfg) -> str:
     if cfg.backbone == "mamba":
         return "hear_gram.gram_m"
-    if cfg.in_channels == 7:
+    if cfg.is_ambisonic:
         return "hear_gram.gram_t_ambisonic"
     return "hear_gram.gram_t_time" if cfg.variant == "time" else "hear_gram.gram_t"
 

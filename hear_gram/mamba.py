@@ -37,17 +37,19 @@ import functools
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+# The mixer's sizes live with the rest of the configuration (re-exported here for callers).
+from hear_gram.config import MambaConfig  # noqa: F401
+from hear_gram.config import Mixer as MixerKind
+
 logger = logging.getLogger(__name__)
 
-MixerKind = Literal["mamba1", "mamba2"]
 
 # Upstream hyper-parameters that GRAM-M keeps at mamba_ssm's defaults; they shape the
 # initialisation only, never the parameter layout.
@@ -60,72 +62,6 @@ MAMBA2_NORM_EPS = 1e-5
 SSD_CHUNK_SIZE = 80
 # Chunk length handed to mamba_ssm's fused kernel (its Mamba2 default).
 FUSED_SSD_CHUNK_SIZE = 256
-
-
-# ----------------------------------------------------------------------------------------------
-# Configuration
-
-
-@dataclass(frozen=True)
-class MambaConfig:
-    """Size of one Mamba mixer; the field names follow ``mamba_ssm``'s constructor arguments.
-
-    ``headdim`` and ``ngroups`` are used by Mamba-2 only, ``dt_rank`` by Mamba-1 only
-    (``None`` means ``ceil(d_model / 16)``, upstream's ``"auto"``).
-    """
-
-    d_model: int = 768
-    mixer: MixerKind = "mamba2"
-    d_state: int = 128
-    d_conv: int = 4
-    expand: int = 2
-    headdim: int = 64
-    ngroups: int = 1
-    dt_rank: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.mixer not in get_args(MixerKind):
-            raise ValueError(f"mixer must be one of {get_args(MixerKind)}, got {self.mixer!r}")
-        for name in ("d_model", "d_state", "d_conv", "expand", "headdim", "ngroups"):
-            _check_positive_int(name, getattr(self, name))
-        if self.mixer == "mamba1":
-            if self.dt_rank is not None:
-                _check_positive_int("dt_rank", self.dt_rank)
-        else:
-            self._check_mamba2_sizes()
-
-    def _check_mamba2_sizes(self) -> None:
-        if self.dt_rank is not None:
-            raise ValueError("dt_rank applies to mixer='mamba1' only; leave it None for mamba2")
-        if self.d_inner % self.headdim:
-            raise ValueError(
-                f"d_inner = expand * d_model = {self.d_inner} must be divisible by "
-                f"headdim = {self.headdim}"
-            )
-        if self.nheads % self.ngroups:
-            raise ValueError(
-                f"the {self.nheads} heads must split evenly into ngroups = {self.ngroups} groups"
-            )
-
-    @property
-    def d_inner(self) -> int:
-        """Width ``e`` of the inner (expanded) stream."""
-        return self.expand * self.d_model
-
-    @property
-    def nheads(self) -> int:
-        """Number of Mamba-2 heads ``h``."""
-        return self.d_inner // self.headdim
-
-    @property
-    def resolved_dt_rank(self) -> int:
-        """Mamba-1 time-step rank ``r``, with upstream's ``"auto"`` rule applied."""
-        return math.ceil(self.d_model / 16) if self.dt_rank is None else self.dt_rank
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -576,7 +512,7 @@ class Mamba1Mixer(nn.Module):
         self.use_fused = use_fused
         e, n, r = cfg.d_inner, cfg.d_state, cfg.resolved_dt_rank
         factory = {"device": device, "dtype": dtype}
-        self.in_proj = nn.Linear(cfg.d_model, 2 * e, bias=False, **factory)
+        self.in_proj = nn.Linear(cfg.width, 2 * e, bias=False, **factory)
         self.conv1d = _depthwise_conv(e, cfg.d_conv, **factory)
         self.x_proj = nn.Linear(e, r + 2 * n, bias=False, **factory)
         self.dt_proj = nn.Linear(r, e, bias=True, **factory)
@@ -591,7 +527,7 @@ class Mamba1Mixer(nn.Module):
         self.A_log = nn.Parameter(torch.log(A))
         self.D = nn.Parameter(torch.ones(e, device=device))
         _exclude_from_weight_decay(self.A_log, self.D)
-        self.out_proj = nn.Linear(e, cfg.d_model, bias=False, **factory)
+        self.out_proj = nn.Linear(e, cfg.width, bias=False, **factory)
 
     def forward(self, u: Tensor) -> Tensor:
         """(b, l, d) -> (b, l, d)."""
@@ -652,7 +588,7 @@ class Mamba2Mixer(nn.Module):
         self.use_fused = use_fused
         e, h, bc = cfg.d_inner, cfg.nheads, 2 * cfg.ngroups * cfg.d_state
         factory = {"device": device, "dtype": dtype}
-        self.in_proj = nn.Linear(cfg.d_model, 2 * e + bc + h, bias=False, **factory)
+        self.in_proj = nn.Linear(cfg.width, 2 * e + bc + h, bias=False, **factory)
         self.conv1d = _depthwise_conv(e + bc, cfg.d_conv, **factory)
         # Upstream init: softplus(dt_bias) log-uniform in [DT_MIN, DT_MAX]; A uniform in
         # MAMBA2_A_INIT_RANGE per head; D = 1 (kept float32).
@@ -662,7 +598,7 @@ class Mamba2Mixer(nn.Module):
         self.D = nn.Parameter(torch.ones(h, device=device))
         _exclude_from_weight_decay(self.dt_bias, self.A_log, self.D)
         self.norm = GatedRMSNorm(e, group_size=e // cfg.ngroups, **factory)
-        self.out_proj = nn.Linear(e, cfg.d_model, bias=False, **factory)
+        self.out_proj = nn.Linear(e, cfg.width, bias=False, **factory)
 
     def forward(self, u: Tensor) -> Tensor:
         """(b, l, d) -> (b, l, d)."""
@@ -731,7 +667,7 @@ class MambaBlock(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.norm = RMSNorm(cfg.d_model, eps=norm_eps, device=device, dtype=dtype)
+        self.norm = RMSNorm(cfg.width, eps=norm_eps, device=device, dtype=dtype)
         self.mixer = make_mixer(cfg, use_fused=use_fused, device=device, dtype=dtype)
 
     def forward(self, hidden: Tensor, residual: Tensor | None = None) -> tuple[Tensor, Tensor]:

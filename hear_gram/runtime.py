@@ -180,7 +180,7 @@ class GramRuntime(nn.Module):
         self.encoder = encoder.eval()
         if options.precision != "fp32":
             cast_matmuls(self.encoder, DTYPES[options.precision])
-        self.frontend = LogMelFrontend(cfg.features, ambisonic=cfg.in_channels == 7)
+        self.frontend = LogMelFrontend(cfg.features, ambisonic=cfg.is_ambisonic)
         # HEAR attributes: plain Python ints that match the returned shapes.
         self.sample_rate: int = options.sample_rate
         size = cfg.raw_dim if options.strategy == "raw" else cfg.width
@@ -228,7 +228,7 @@ class GramRuntime(nn.Module):
     def adapt_channels(self, audio: Tensor) -> tuple[Tensor, int]:
         """(B, C, N) -> (audio to featurise, how many times to repeat its features)."""
         c, want = audio.shape[1], self.cfg.in_channels
-        if want == 7:  # Ambisonic model: needs W, Y, Z, X
+        if self.cfg.is_ambisonic:  # needs W, Y, Z, X
             if c == 4:
                 return audio, 1
             if c == 1:  # as upstream: a mono clip is placed on all four channels

@@ -90,7 +90,7 @@ from naturalistic_hear.bank import (
     assign_pools,
 )
 from naturalistic_hear.formats import NAMES as FORMATS
-from naturalistic_hear.formats import SpatialFormat
+from naturalistic_hear.formats import scene_format
 from naturalistic_hear.generate import draw_snr_db, mix_spatial, render_spatial
 from naturalistic_hear.noise import BuiltinNoise, NoiseDir, NoiseSource
 from naturalistic_hear.paths import UnsafePathError, child, write_bytes_atomic
@@ -305,7 +305,7 @@ def task_metadata(
         "units": "unit vector" if direction else "s",
         "frame": FRAME if direction else None,
         "format": fmt,
-        "channels": SpatialFormat.parse(fmt).channels,
+        "channels": scene_format(fmt).channels,
         "ambisonic_channels": "ACN/SN3D: W, Y, Z, X" if fmt == "ambisonic" else None,
         "snr_bin": v.snr_bin,
         "snr_db_range": list(v.snr_range) if v.snr_range else None,
@@ -391,7 +391,7 @@ def generate_task(
     Returns the output task directories (four when the T60 task cannot be made leak-free or
     the bank's T60 is unknown).
     """
-    fmt = SpatialFormat.parse(fmt)
+    fmt = scene_format(fmt)
     layout = read_task(task_dir, sample_rates)
     if layout.metadata.get("embedding_type", "scene") != "scene":
         raise TaskError(f"{layout.path}: only scene tasks can be turned into localization tasks")

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from naturalistic_hear.formats import SpatialFormat
+from naturalistic_hear.formats import scene_format
 from naturalistic_hear.hrtf import HRTF, load_kemar
 from naturalistic_hear.paths import TMP_SUFFIX, write_bytes_atomic
 from naturalistic_hear.rooms import (
@@ -65,7 +65,7 @@ class SceneBank:
         length_s: float = 2.0,
         lru_size: int = 32,
     ):
-        SpatialFormat.parse(fmt, "format")
+        scene_format(fmt, "format")
         if n_scenes < 1:
             raise ValueError(f"n_scenes must be positive, got {n_scenes}")
         self.fmt, self.sample_rate, self.pool = fmt, int(sample_rate), pool

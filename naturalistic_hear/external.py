@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from hear_gram.resample import resample_ir
-from naturalistic_hear.formats import CHANNELS, SpatialFormat
+from naturalistic_hear.formats import CHANNELS, scene_format
 from naturalistic_hear.hrtf import check_sofa_path
 from naturalistic_hear.rooms import DIFFUSE_NOISE_COUNTS, Format, Scene, head_direction
 
@@ -186,7 +186,7 @@ class SoundSpacesBank(_LazyBank):
         lru_size: int = 32,
     ) -> None:
         super().__init__(lru_size)
-        SpatialFormat.parse(fmt, "format")
+        scene_format(fmt, "format")
         self.root, self.fmt = Path(root).resolve(), fmt
         self.rir_dir = self.root if rir_dir is None else Path(rir_dir).resolve()
         self.sample_rate, self.rir_sample_rate = int(sample_rate), int(rir_sample_rate)
@@ -397,7 +397,7 @@ class SofaBank(_LazyBank):
         lru_size: int = 32,
     ) -> None:
         super().__init__(lru_size)
-        SpatialFormat.parse(fmt, "format")
+        scene_format(fmt, "format")
         if n_scenes is not None and n_scenes < 1:
             raise ValueError(f"n_scenes must be positive, got {n_scenes}")
         self.path, self.fmt, self.sample_rate = Path(path).resolve(), fmt, int(sample_rate)

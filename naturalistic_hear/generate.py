@@ -73,7 +73,7 @@ import torch
 from tqdm import tqdm
 
 from hear_gram import dsp
-from naturalistic_hear.formats import CHANNELS, SpatialFormat  # noqa: F401  (re-exported)
+from naturalistic_hear.formats import CHANNELS, SpatialFormat, of_channels, scene_format  # noqa: F401  (re-exported)
 from naturalistic_hear.noise import NoiseSource
 from naturalistic_hear.paths import (  # noqa: F401  (TMP_SUFFIX re-exported)
     TMP_SUFFIX,
@@ -315,7 +315,7 @@ def render_spatial(
     index = int(clip_rng(seed, task, split, filename, _SCENE_STREAM).integers(len(bank)))
     scene, source_rir, noise_rirs = bank.get(index)  # (C, L), (K, C, L)
     channels = source_rir.shape[0]
-    fmt = SpatialFormat.of_channels(channels)
+    fmt = of_channels(channels)
     if fmt is None or noise_rirs.shape[1:] != source_rir.shape:
         raise ValueError(
             f"scene {index}: RIR shapes {source_rir.shape} and {noise_rirs.shape} are not "
@@ -742,7 +742,7 @@ def naturalistic_metadata(
     return {
         "generator": GENERATOR_VERSION,
         "format": fmt,
-        "channels": SpatialFormat.parse(fmt).channels,
+        "channels": scene_format(fmt).channels,
         "seed": seed,
         "scene_pool": first.get("pool"),
         "hrtf": first.get("hrtf"),
@@ -794,7 +794,7 @@ def process_task(
 
     Returns a `TaskResult`; raises `TaskError` for a malformed task directory.
     """
-    fmt = SpatialFormat.parse(fmt)
+    fmt = scene_format(fmt)
     k, n = _parse_shard(shard)
     snr_range = check_snr_range(snr_range)
     workers = check_workers(workers)

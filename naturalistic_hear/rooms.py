@@ -56,7 +56,7 @@ import pyroomacoustics as pra
 from scipy.fft import irfft, next_fast_len, rfft
 from scipy.signal import fftconvolve, istft, stft
 
-from naturalistic_hear.formats import SpatialFormat
+from naturalistic_hear.formats import SpatialFormat, scene_format
 from naturalistic_hear.hrtf import HRTF, load_kemar, unit_vectors
 
 Format = SpatialFormat  # "binaural" | "ambisonic" (a plain string of either name works too)
@@ -393,7 +393,7 @@ def make_encoder(
     hrtf: HRTF | None = None,
     ambisonic_convention: AmbisonicConvention = "acn-sn3d",
 ) -> AmbisonicEncoder | BinauralEncoder:
-    if SpatialFormat.parse(fmt, "format") is SpatialFormat.AMBISONIC:
+    if scene_format(fmt, "format") is SpatialFormat.AMBISONIC:
         return AmbisonicEncoder(ambisonic_convention)
     return _kemar_encoder(sample_rate) if hrtf is None else BinauralEncoder(hrtf, sample_rate)
 

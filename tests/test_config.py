@@ -10,7 +10,8 @@ import math
 
 import pytest
 
-from hear_gram.config import PRESETS, FeatureConfig, GramConfig, preset
+from hear_gram.config import DECODERS, PRESETS, FeatureConfig, GramConfig, MambaConfig, preset
+from hear_gram.formats import SCENE_FORMATS, SpatialFormat
 
 # (field, bad value, word the message must contain): each refused on its own, all else default.
 BAD_GRAM = [
@@ -42,8 +43,9 @@ BAD_FEATURES = [
 
 @pytest.mark.parametrize("name,value,word", BAD_GRAM)
 def test_each_invalid_gram_field_is_refused_naming_it(name, value, word):
+    # on a GRAM-M config, so that the Mamba fields (nested under `mamba`) are checked too
     with pytest.raises(ValueError, match=word):
-        GramConfig(**{name: value})
+        GramConfig(backbone="mamba").replace(**{name: value})
 
 
 @pytest.mark.parametrize("name,value,word", BAD_FEATURES)
@@ -71,7 +73,7 @@ def test_sizes_that_do_not_fit_together_are_refused(changes, words):
 
 def test_head_divisibility_applies_to_the_transformer_only():
     # Mamba has no attention heads: an indivisible width is fine there
-    assert GramConfig(backbone="mamba", width=100, heads=12).width == 100
+    assert GramConfig(backbone="mamba", width=96, heads=5).width == 96
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -91,14 +93,16 @@ def test_presets_describe_the_released_models():
     assert (t.raw_dim, tt.raw_dim) == (8 * 768, 768)
     assert (t.step_ms, tt.step_ms) == (80.0, 20.0)
     assert (ta.in_channels, ta.format) == (7, "ambisonic")
-    assert (m.backbone, m.mixer, m.depth) == ("mamba", "mamba2", 24)
+    assert (m.backbone, m.mamba.mixer, m.depth) == ("mamba", "mamba2", 24)
+    assert m.mamba.d_model == m.width and t.mamba is None
     assert t.features.chunk_seconds == 2.0
 
 
 def test_a_changed_config_round_trips_through_json_with_every_field():
     cfg = GramConfig(
-        backbone="mamba", mixer="mamba1", depth=3, width=96, d_state=24, expand=3, dt_rank=7,
-        in_channels=1, features=FeatureConfig(sample_rate=16000, f_max=8000.0, log_eps=1e-5),
+        backbone="mamba", depth=3, width=96, in_channels=1,
+        mamba=MambaConfig(mixer="mamba1", d_state=24, expand=3, dt_rank=7),
+        features=FeatureConfig(sample_rate=16000, f_max=8000.0, log_eps=1e-5),
     )  # fmt: skip
     text = cfg.to_json()
     back = GramConfig.from_dict(json.loads(text))
@@ -136,3 +140,69 @@ def test_configs_are_frozen():
         PRESETS["gram-t"].depth = 1  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         PRESETS["gram-t"].features.n_mels = 64  # type: ignore[misc]
+
+
+# --- Mamba sizes nested in GramConfig --------------------------------------------------------
+def test_mamba_sizes_follow_the_encoder_width_and_are_stored_once():
+    m = preset("gram-m", width=64, depth=2, d_state=16, headdim=16)
+    # the mixers run at the encoder's width, whatever MambaConfig was given
+    assert (m.mamba.d_model, m.mamba.d_state, m.mamba.headdim) == (64, 16, 16)
+    assert (m.mamba.d_inner, m.mamba.nheads) == (128, 8)
+    d = json.loads(m.to_json())
+    assert "d_model" not in d["mamba"] and d["width"] == 64  # the width is stored once
+    assert GramConfig.from_dict(d) == m
+    with pytest.raises(ValueError, match="mamba.d_model 32 differs from width"):
+        GramConfig.from_dict({**d, "mamba": {**d["mamba"], "d_model": 32}})
+    # sizes that only fail at the real width fail when the width is known
+    with pytest.raises(ValueError, match="divisible by headdim"):
+        preset("gram-m", width=40, headdim=64)
+
+
+def test_transformers_carry_no_mamba_sizes():
+    with pytest.raises(ValueError, match="backbone='mamba' only"):
+        preset("gram-t", d_state=16)
+    with pytest.raises(ValueError, match="leave mamba None"):
+        GramConfig(mamba=MambaConfig())
+    assert json.loads(preset("gram-t").to_json())["mamba"] is None
+
+
+def test_weights_files_with_flat_mamba_fields_still_read():
+    # the layout before the nesting: Mamba fields beside backbone, for transformers too
+    flat = {"backbone": "mamba", "depth": 3, "width": 96, "mixer": "mamba1", "d_state": 24,
+            "d_conv": 4, "expand": 3, "headdim": 64, "ngroups": 1, "dt_rank": 7}  # fmt: skip
+    cfg = GramConfig.from_dict(flat)
+    assert cfg.mamba == MambaConfig(96, "mamba1", 24, 4, 3, 64, 1, 7)
+    t = GramConfig.from_dict({"depth": 2, "mixer": "mamba2", "d_state": 128, "dt_rank": None})
+    assert t == preset("gram-t", depth=2)
+    with pytest.raises(ValueError, match="both flat and under 'mamba'"):
+        GramConfig.from_dict({"backbone": "mamba", "d_state": 8, "mamba": {"d_state": 8}})
+
+
+def test_decoder_presets_are_the_paper_decoder_and_the_demo_one():
+    # labhamlet/GRAM-T: 8 decoder blocks of width 512 with 8 windowed heads
+    g, demo = DECODERS["gram"], DECODERS["demo"]
+    assert (g.width, g.depth, g.heads) == (512, 8, 8)
+    assert (demo.width, demo.depth) == (128, 2)
+    from hear_gram.pretrain.train import CONFIGS
+
+    assert CONFIGS["paper-binaural"].decoder == g and CONFIGS["demo-cpu"].decoder == demo
+
+
+# --- spatial formats: one table --------------------------------------------------------------
+def test_one_table_of_formats_for_models_and_scenes():
+    fmts = {f.value: (f.channels, f.in_channels) for f in SpatialFormat}
+    # arXiv 2506.00934: mono, binaural (L, R), Ambisonic W, Y, Z, X log-mels + 3 intensity
+    assert fmts == {"mono": (1, 1), "binaural": (2, 2), "ambisonic": (4, 7)}
+    assert [f.value for f in SCENE_FORMATS] == ["binaural", "ambisonic"]
+    assert [preset(n).is_ambisonic for n in ("gram-t", "gram-t-mono", "gram-t-ambisonic")] == [
+        False,
+        False,
+        True,
+    ]
+    assert preset("gram-t-ambisonic").spatial_format is SpatialFormat.AMBISONIC
+    assert SpatialFormat.of_in_channels(True) is None and SpatialFormat.of_in_channels(7.0) is None
+    from naturalistic_hear.formats import CHANNELS, scene_format
+
+    assert CHANNELS == {"binaural": 2, "ambisonic": 4}
+    with pytest.raises(ValueError, match="format must be one of \\('binaural', 'ambisonic'\\)"):
+        scene_format("mono", "format")

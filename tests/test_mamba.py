@@ -46,23 +46,25 @@ def _close(actual: torch.Tensor, expected: torch.Tensor, atol: float = 1e-4, rto
 
 
 def test_config_derived_sizes():
-    cfg = MambaConfig()
+    cfg = MambaConfig(d_model=768)
     assert (cfg.d_inner, cfg.nheads) == (1536, 24)
-    assert MambaConfig(mixer="mamba1", d_state=24, expand=3).resolved_dt_rank == 48
-    assert MambaConfig(mixer="mamba1", dt_rank=7).resolved_dt_rank == 7
+    assert MambaConfig(768, mixer="mamba1", d_state=24, expand=3).resolved_dt_rank == 48
+    assert MambaConfig(768, mixer="mamba1", dt_rank=7).resolved_dt_rank == 7
+    with pytest.raises(ValueError, match="no d_model"):  # sizes need the width it runs at
+        _ = MambaConfig().d_inner
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"mixer": "mamba3"}, "mixer must be one of"),
-        ({"d_model": 0}, "d_model must be a positive integer"),
-        ({"d_state": 2.5}, "d_state must be a positive integer"),
-        ({"expand": True}, "expand must be a positive integer"),
+        ({"mixer": "mamba3"}, "mixer must be 'mamba1' or 'mamba2'"),
+        ({"d_model": 0}, "d_model must be in 1"),
+        ({"d_state": 2.5}, "d_state must be an integer"),
+        ({"expand": True}, "expand must be an integer"),
         ({"d_model": 40, "headdim": 64}, "must be divisible by headdim"),
         ({"d_model": 64, "headdim": 32, "ngroups": 3}, "split evenly into ngroups"),
         ({"dt_rank": 4}, "dt_rank applies to mixer='mamba1' only"),
-        ({"mixer": "mamba1", "dt_rank": 0}, "dt_rank must be a positive integer"),
+        ({"mixer": "mamba1", "dt_rank": 0}, "dt_rank must be in 1"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message):
@@ -84,7 +86,7 @@ def _shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 
 
 def test_mamba2_layout_matches_mamba_ssm_at_gram_size():
-    mixer = Mamba2Mixer(MambaConfig(), device="meta")  # meta: shapes only, no memory or init
+    mixer = Mamba2Mixer(MambaConfig(768), device="meta")  # meta: shapes only, no memory or init
     assert _shapes(mixer) == {
         "in_proj.weight": (3352, 768),
         "conv1d.weight": (1792, 1, 4),
@@ -98,7 +100,7 @@ def test_mamba2_layout_matches_mamba_ssm_at_gram_size():
 
 
 def test_mamba1_layout_matches_mamba_ssm_at_gram_v1_size():
-    mixer = Mamba1Mixer(MambaConfig(mixer="mamba1", d_state=24, expand=3), device="meta")
+    mixer = Mamba1Mixer(MambaConfig(768, mixer="mamba1", d_state=24, expand=3), device="meta")
     # x_proj maps the inner stream (2304 wide) to dt_rank + 2 * d_state, as upstream's
     # nn.Linear(d_inner, dt_rank + 2 * d_state).
     assert _shapes(mixer) == {

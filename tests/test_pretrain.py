@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, default_collate
 
-from hear_gram.config import preset
+from hear_gram.config import DecoderConfig, preset
 from hear_gram.dsp import convolve_rir, measured_snr_db, snr_gain
 from hear_gram.encoder import PatchEmbed
 from hear_gram.pretrain.data import (
@@ -40,7 +40,7 @@ TINY = dict(depth=2, width=64, heads=2, mlp_dim=128)
 
 def tiny_mae(name: str = "gram-t", **kw) -> GramMAE:
     torch.manual_seed(0)
-    return GramMAE(preset(name, **TINY), decoder_width=32, decoder_depth=1, **kw)
+    return GramMAE(preset(name, **TINY), DecoderConfig(width=32, depth=1), **kw)
 
 
 def spec(batch: int, channels: int = 2, seed: int = 0) -> torch.Tensor:
@@ -99,7 +99,7 @@ def test_global_head_sees_everything_and_mwa_shapes():
     mwa = MultiWindowAttention(32, (2, 5, 10, 0))
     assert mwa(torch.randn(3, 20, 32)).shape == (3, 20, 32)
     with pytest.raises(ValueError):
-        GramMAE(preset("gram-t-time", **TINY), 32, 1, windows=(2, 5, 10, 25, 50, 8, 0, 0))
+        GramMAE(preset("gram-t-time", **TINY), DecoderConfig(32, 1), windows=(2, 5, 10, 25, 50, 8, 0, 0))
 
 
 def test_paper_sizes():
@@ -138,7 +138,7 @@ def test_forward_loss_ignores_visible_targets():
 def test_encoder_sees_only_visible_tokens(model):
     extra = dict(headdim=16, d_state=16) if model == "gram-m" else {}
     torch.manual_seed(0)
-    mae = GramMAE(preset(model, **TINY, **extra), decoder_width=32, decoder_depth=1)
+    mae = GramMAE(preset(model, **TINY, **extra), DecoderConfig(width=32, depth=1))
     x = spec(3)
     mask = mae.mask(3, torch.Generator().manual_seed(0))
     latent = mae.forward_encoder(x, mask)

@@ -40,7 +40,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-from hear_gram.config import GramConfig
+from hear_gram.config import GramConfig, MambaConfig
 from hear_gram.encoder import GramEncoder, build_encoder
 from hear_gram.frontend import LogMelFrontend
 
@@ -387,15 +387,17 @@ def _infer_config(state: Mapping[str, Tensor]) -> GramConfig:
         if p + "dt_bias" in state:  # Mamba-2
             d_inner, nheads = state[p + "norm.weight"].numel(), state[p + "A_log"].numel()
             conv_ch = state[p + "conv1d.weight"].shape[0]
-            return GramConfig(
-                backbone="mamba", mixer="mamba2", depth=depth, d_state=(conv_ch - d_inner) // 2,
-                d_conv=d_conv, expand=d_inner // width, headdim=d_inner // nheads, **common,
+            mamba = MambaConfig(
+                mixer="mamba2", d_state=(conv_ch - d_inner) // 2, d_conv=d_conv,
+                expand=d_inner // width, headdim=d_inner // nheads,
             )  # fmt: skip
+            return GramConfig(backbone="mamba", depth=depth, mamba=mamba, **common)
         d_inner, d_state = state[p + "A_log"].shape
-        return GramConfig(
-            backbone="mamba", mixer="mamba1", depth=depth, d_state=d_state, d_conv=d_conv,
-            expand=d_inner // width, dt_rank=_dt_rank(state[p + "dt_proj.weight"].shape[1], width), **common,
+        mamba = MambaConfig(
+            mixer="mamba1", d_state=d_state, d_conv=d_conv, expand=d_inner // width,
+            dt_rank=_dt_rank(state[p + "dt_proj.weight"].shape[1], width),
         )  # fmt: skip
+        return GramConfig(backbone="mamba", depth=depth, mamba=mamba, **common)
     raise CheckpointError("found neither encoder.layers.* (GRAM-T) nor encoder_v.layers.* (GRAM-M)")
 
 
@@ -471,7 +473,7 @@ def check_frontend(state: Mapping[str, Tensor], keys: list[str], cfg: GramConfig
 
     A buffer stored in half precision is compared with ours rounded to the same dtype, so a
     fp16 file of the right features passes and a wrong one is reported with its largest error."""
-    ours = LogMelFrontend(cfg.features, ambisonic=cfg.in_channels == 7)
+    ours = LogMelFrontend(cfg.features, ambisonic=cfg.is_ambisonic)
     expected = {"window": ours.window, "fb": ours.fb}
     for k in keys:
         theirs, mine = state[k], expected[FRONTEND_KEYS[k]]

@@ -21,6 +21,7 @@ from hear_gram.checkpoints.loading import (
 from hear_gram.config import GramConfig, preset
 from hear_gram.encoder import GramEncoder, build_encoder
 from hear_gram.frontend import LogMelFrontend
+from hear_gram.seeding import seeded
 from naturalistic_hear.paths import write_bytes_atomic
 
 
@@ -63,7 +64,7 @@ def released_state(encoder: GramEncoder, decoder: Mapping[str, Tensor] | None = 
     keys under ``model.`` (with the model's own ``melspec`` buffers and, for GRAM-M, its unused
     ``encoder_norm``), the runtime's ``mel_spec.melspec`` buffers at the top level."""
     cfg = encoder.cfg
-    fe = LogMelFrontend(cfg.features, ambisonic=cfg.in_channels == 7)
+    fe = LogMelFrontend(cfg.features, ambisonic=cfg.is_ambisonic)
     inner = dict(encoder.state_dict())
     if cfg.backbone == "mamba":  # GRAMM builds a LayerNorm it never applies (default init)
         inner["encoder_norm.weight"] = torch.ones(cfg.width)
@@ -112,8 +113,8 @@ def save_checkpoint(
 def random_encoder(model: str, depth: int | None = None, seed: int = 0) -> GramEncoder:
     """A randomly initialised encoder of a named preset (for tests and pipelines), seeded."""
     cfg = preset(model, **({"depth": depth} if depth is not None else {}))
-    torch.manual_seed(seed)
-    return build_encoder(cfg).eval()
+    with seeded(seed):  # the caller's random stream is left as it was
+        return build_encoder(cfg).eval()
 
 
 def random_decoder(cfg: GramConfig, seed: int = 0) -> dict[str, Tensor]:
@@ -121,5 +122,5 @@ def random_decoder(cfg: GramConfig, seed: int = 0) -> dict[str, Tensor]:
     windows) under upstream's names, seeded apart from the encoder."""
     from hear_gram.pretrain.model import GramMAE
 
-    torch.manual_seed(seed + 1)
-    return upstream_decoder_state(GramMAE(cfg))
+    with seeded(seed + 1):
+        return upstream_decoder_state(GramMAE(cfg))

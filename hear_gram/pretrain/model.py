@@ -20,7 +20,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from hear_gram.config import GramConfig
+from hear_gram.config import DECODERS, DecoderConfig, GramConfig
 from hear_gram.encoder import GramEncoder, build_encoder, sincos_2d
 
 # One window per decoder head; 0 = global attention (labhamlet/GRAM-T hear_api/runtime.py decoder_window_sizes, MW-MAE decoder).
@@ -134,17 +134,16 @@ class GramMAE(nn.Module):
     def __init__(
         self,
         cfg: GramConfig,
-        decoder_width: int = 512,
-        decoder_depth: int = 8,
-        decoder_heads: int = 8,
+        decoder: DecoderConfig = DECODERS["gram"],
         windows: Sequence[int] | None = None,
         mask_ratio: float = 0.8,
     ) -> None:
         super().__init__()
         self.cfg, self.mask_ratio = cfg, mask_ratio
-        windows = tuple(windows) if windows is not None else default_windows(cfg, decoder_heads)
-        if len(windows) != decoder_heads:
-            raise ValueError(f"need one window per head: {len(windows)} for {decoder_heads}")
+        decoder_width, decoder_depth = decoder.width, decoder.depth
+        windows = tuple(windows) if windows is not None else default_windows(cfg, decoder.heads)
+        if len(windows) != decoder.heads:
+            raise ValueError(f"need one window per head: {len(windows)} for {decoder.heads}")
         bad = [w for w in windows if w and cfg.num_patches % w]
         if bad:
             raise ValueError(f"windows {bad} do not divide the {cfg.num_patches} patches")

@@ -63,6 +63,7 @@ from hear_gram.pretrain.train import (
     running_mean,
     train,
 )
+from hear_gram.seeding import seeded
 
 log = logging.getLogger(__name__)
 
@@ -262,8 +263,8 @@ def run_config(model: str, seed: int, plan: Plan) -> TrainConfig:
 def init_encoder(cfg: TrainConfig) -> torch.nn.Module:
     """The encoder of `cfg` as its training run initialises it (same seed, same construction
     order as ``train``), i.e. the ``random`` model of that seed and every run's 'before'."""
-    torch.manual_seed(cfg.seed)
-    return GramMAE(cfg.gram_config(), cfg.decoder_width, cfg.decoder_depth).encoder
+    with seeded(cfg.seed):
+        return GramMAE(cfg.gram_config(), cfg.decoder).encoder
 
 
 def finished_run(cfg: TrainConfig) -> Path | None:

@@ -30,7 +30,8 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
 from hear_gram.checkpoints import LIGHTNING_KEY, OWN_FORMAT, save_checkpoint
-from hear_gram.config import GramConfig, preset
+from hear_gram.config import DECODERS, DecoderConfig, GramConfig, preset
+from hear_gram.formats import SCENE_FORMATS, SpatialFormat
 from hear_gram.pretrain.data import (
     AudioClips,
     Featurizer,
@@ -46,8 +47,6 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"  # the TrainConfig of a finished run, written beside its encoder
 
-SpatialFormat = Literal["binaural", "ambisonic"]
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -58,10 +57,10 @@ class TrainConfig:
     width: int | None = None
     heads: int | None = None
     mlp_dim: int | None = None
-    decoder_width: int = 512
-    decoder_depth: int = 8
+    decoder_width: int = DECODERS["gram"].width  # the decoder's heads: DecoderConfig's
+    decoder_depth: int = DECODERS["gram"].depth
     mask_ratio: float = 0.8
-    fmt: SpatialFormat = "binaural"
+    fmt: str = "binaural"  # a scene format (hear_gram.formats.SCENE_FORMATS)
     # data
     # a folder of audio (AudioSet, your own); "demo": the offline demo corpus built in the run dir
     data_dir: str = ""
@@ -90,8 +89,7 @@ class TrainConfig:
     ckpt_every: int = 1000
 
     def __post_init__(self) -> None:
-        if self.fmt not in typing.get_args(SpatialFormat):
-            raise ValueError(f"fmt must be one of {typing.get_args(SpatialFormat)}")
+        SpatialFormat.parse(self.fmt, "fmt", among=SCENE_FORMATS)
         if self.precision not in ("32", "bf16"):
             raise ValueError(f"precision must be '32' or 'bf16', got {self.precision!r}")
         if not 0 < self.warmup_steps <= self.max_steps:
@@ -104,6 +102,10 @@ class TrainConfig:
     def gram_config(self) -> GramConfig:
         over = {k: getattr(self, k) for k in ("depth", "width", "heads", "mlp_dim")}
         return preset(self.model, **{k: v for k, v in over.items() if v is not None})
+
+    @property
+    def decoder(self) -> DecoderConfig:
+        return DecoderConfig(width=self.decoder_width, depth=self.decoder_depth)
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -124,8 +126,8 @@ CONFIGS: dict[str, TrainConfig] = {
         width=192,
         heads=3,
         mlp_dim=768,
-        decoder_width=128,
-        decoder_depth=2,
+        decoder_width=DECODERS["demo"].width,
+        decoder_depth=DECODERS["demo"].depth,
         data_dir="demo",
         clean_ratio=0.0,
         bank_scenes=1000,
@@ -192,10 +194,8 @@ class PretrainModule(pl.LightningModule):
         super().__init__()
         self.cfg, self.mixer = cfg, mixer
         gcfg = cfg.gram_config()
-        self.mae = GramMAE(gcfg, cfg.decoder_width, cfg.decoder_depth, mask_ratio=cfg.mask_ratio)
-        self.featurizer = Featurizer(
-            gcfg.features, ambisonic=gcfg.in_channels == 7, crops=cfg.crops
-        )
+        self.mae = GramMAE(gcfg, cfg.decoder, mask_ratio=cfg.mask_ratio)
+        self.featurizer = Featurizer(gcfg.features, ambisonic=gcfg.is_ambisonic, crops=cfg.crops)
 
     def crops(self, batch: dict) -> tuple[torch.Tensor, torch.Generator]:
         """A `TrainItems` batch of B clips -> (B*R, C', F, T) crops; the crop and mask draws
@@ -249,7 +249,7 @@ class PretrainModule(pl.LightningModule):
 # --- building a run ----------------------------------------------------------------------------
 def build_mixer(cfg: TrainConfig) -> SceneMixer:
     """The scene mixer for `cfg`, rendering the train-pool bank on first use (none for lambda 1)."""
-    channels = 4 if cfg.fmt == "ambisonic" else 2
+    channels = SpatialFormat(cfg.fmt).channels
     if cfg.clean_ratio >= 1.0:
         return SceneMixer(channels)
     from naturalistic_hear.bank import SceneBank

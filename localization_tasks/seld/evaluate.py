@@ -62,6 +62,7 @@ from hear_gram.cliargs import model_options
 from hear_gram.config import FeatureConfig
 from hear_gram.frontend import LogMelFrontend
 from hear_gram.resample import resample
+from hear_gram.seeding import seeded
 from localization_tasks.seld.labels import FRAME_S, Row, format_rows
 from localization_tasks.seld.metrics import score_rows
 from localization_tasks.seld.task import (
@@ -506,52 +507,52 @@ def train_and_test(task_dir: Path, method: str, feats: Features | None, cfg: Tra
         preds = [np.zeros((y.shape[0], TRACKS, *y.shape[1:2], 3) if multi else y.shape,
                           dtype=np.float32) for y in ys]  # fmt: skip
     else:
-        torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
-        crnn = method == "crnn"
-        x0 = data["train"][3][0]
-        d = x0.shape[0] if crnn else x0.shape[1]
-        head = MLPHead if cfg.head == "mlp" else BiGRUHead
-        model = CRNN(d, x0.shape[1], k, cfg.tracks) if crnn else head(d, k, cfg.tracks)
-        if not crnn:  # standardise embeddings with training statistics
-            cat = np.concatenate(data["train"][3])
-            mu, sd = cat.mean(0), cat.std(0) + 1e-6
-            for role in data:
-                data[role] = (*data[role][:3], [(x - mu) / sd for x in data[role][3]],
-                              data[role][4])  # fmt: skip
-        loss_fn = adpit_loss if multi else nn.functional.mse_loss
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        best, best_state, bad = math.inf, None, 0
-        tx, ty = data["train"][3], data["train"][4]
-        for epoch in range(cfg.epochs):
-            model.train()
-            order = rng.permutation(len(tx))
-            for s in range(0, len(order), cfg.batch):
-                x, y = _batch(tx, ty, order[s : s + cfg.batch], crnn)
-                loss = loss_fn(model(x), y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            vn, vr, vf, vx, vy = data["valid"]
-            score = _seld(_predict(model, vx, vy, crnn), vr, vn, vf, k, multi, stereo)["SELD"]
-            log.info("%s %s epoch %d: loss %.4f valid SELD %.3f", label or method, task_dir.name,
-                     epoch, float(loss.detach()), score)  # fmt: skip
-            if not math.isfinite(float(loss.detach())):
-                raise ValueError(f"{method}: the training loss became {float(loss.detach())}")
-            if score < best:
-                best, best_state, best_epoch, bad = (
-                    score,
-                    copy.deepcopy(model.state_dict()),
-                    epoch,
-                    0,
-                )
-            else:
-                bad += 1
-                if bad >= cfg.patience:
-                    break
-        model.load_state_dict(best_state)
-        names, refs, frames, xs, ys = data["test"]  # standardised like the training data
-        preds = _predict(model, xs, ys, crnn)
+        with seeded(cfg.seed):  # initialisation and dropout; the caller's stream is untouched
+            rng = np.random.default_rng(cfg.seed)
+            crnn = method == "crnn"
+            x0 = data["train"][3][0]
+            d = x0.shape[0] if crnn else x0.shape[1]
+            head = MLPHead if cfg.head == "mlp" else BiGRUHead
+            model = CRNN(d, x0.shape[1], k, cfg.tracks) if crnn else head(d, k, cfg.tracks)
+            if not crnn:  # standardise embeddings with training statistics
+                cat = np.concatenate(data["train"][3])
+                mu, sd = cat.mean(0), cat.std(0) + 1e-6
+                for role in data:
+                    data[role] = (*data[role][:3], [(x - mu) / sd for x in data[role][3]],
+                                  data[role][4])  # fmt: skip
+            loss_fn = adpit_loss if multi else nn.functional.mse_loss
+            opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+            best, best_state, bad = math.inf, None, 0
+            tx, ty = data["train"][3], data["train"][4]
+            for epoch in range(cfg.epochs):
+                model.train()
+                order = rng.permutation(len(tx))
+                for s in range(0, len(order), cfg.batch):
+                    x, y = _batch(tx, ty, order[s : s + cfg.batch], crnn)
+                    loss = loss_fn(model(x), y)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                vn, vr, vf, vx, vy = data["valid"]
+                score = _seld(_predict(model, vx, vy, crnn), vr, vn, vf, k, multi, stereo)["SELD"]
+                log.info("%s %s epoch %d: loss %.4f valid SELD %.3f", label or method, task_dir.name,
+                         epoch, float(loss.detach()), score)  # fmt: skip
+                if not math.isfinite(float(loss.detach())):
+                    raise ValueError(f"{method}: the training loss became {float(loss.detach())}")
+                if score < best:
+                    best, best_state, best_epoch, bad = (
+                        score,
+                        copy.deepcopy(model.state_dict()),
+                        epoch,
+                        0,
+                    )
+                else:
+                    bad += 1
+                    if bad >= cfg.patience:
+                        break
+            model.load_state_dict(best_state)
+            names, refs, frames, xs, ys = data["test"]  # standardised like the training data
+            preds = _predict(model, xs, ys, crnn)
     result = _seld(preds, refs, names, frames, k, multi, stereo)
     result.update({"method": label or method, "task": task_dir.name, "best_epoch": best_epoch,
                    "test_clips": len(names), "multi_accdoa": multi})  # fmt: skip

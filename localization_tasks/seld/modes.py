@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from hear_gram.cliargs import model_options
+from hear_gram.seeding import seeded
 from localization_tasks import metrics
 from localization_tasks.evaluate import (
     Embedder,
@@ -152,49 +153,49 @@ def fit_predict(mode: Mode, train: tuple[np.ndarray, np.ndarray], valid: tuple[n
                 x_test: np.ndarray, seed: int = 0, max_epochs: int = 300) -> np.ndarray:  # fmt: skip
     """Train the probe on (embeddings, encoded targets) and return its test outputs (M, D),
     decoded with `decode` (distances back in metres)."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    mu, sd = train[0].mean(0), train[0].std(0) + 1e-6
-    classify = mode == "polar-classification"
-    y_scale = (0.0, 1.0)
-    if mode == "distance-regression":
-        y_scale = (float(train[1].mean()), float(train[1].std()) + 1e-6)
+    with seeded(seed):  # initialisation and dropout; the caller's stream is left as it was
+        rng = np.random.default_rng(seed)
+        mu, sd = train[0].mean(0), train[0].std(0) + 1e-6
+        classify = mode == "polar-classification"
+        y_scale = (0.0, 1.0)
+        if mode == "distance-regression":
+            y_scale = (float(train[1].mean()), float(train[1].std()) + 1e-6)
 
-    def tensors(x, y=None):
-        xt = torch.from_numpy(((x - mu) / sd).astype(np.float32))
-        if y is None:
-            return xt
-        y = y if classify else (y - y_scale[0]) / y_scale[1]
-        return xt, torch.from_numpy(np.asarray(y, dtype=np.int64 if classify else np.float32))
+        def tensors(x, y=None):
+            xt = torch.from_numpy(((x - mu) / sd).astype(np.float32))
+            if y is None:
+                return xt
+            y = y if classify else (y - y_scale[0]) / y_scale[1]
+            return xt, torch.from_numpy(np.asarray(y, dtype=np.int64 if classify else np.float32))
 
-    (xt, yt), (xv, yv) = tensors(*train), tensors(*valid)
-    model = nn.Sequential(nn.Linear(xt.shape[1], 256), nn.ReLU(), nn.Linear(256, out_dim(mode)))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    best, best_state, bad = math.inf, None, 0
-    for _ in range(max_epochs):
-        model.train()
-        order = rng.permutation(len(xt))
-        for s in range(0, len(order), 64):
-            idx = torch.from_numpy(order[s : s + 64])
-            batch_loss = loss(mode, model(xt[idx]), yt[idx])
-            opt.zero_grad()
-            batch_loss.backward()
-            opt.step()
-        model.eval()
+        (xt, yt), (xv, yv) = tensors(*train), tensors(*valid)
+        model = nn.Sequential(nn.Linear(xt.shape[1], 256), nn.ReLU(), nn.Linear(256, out_dim(mode)))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        best, best_state, bad = math.inf, None, 0
+        for _ in range(max_epochs):
+            model.train()
+            order = rng.permutation(len(xt))
+            for s in range(0, len(order), 64):
+                idx = torch.from_numpy(order[s : s + 64])
+                batch_loss = loss(mode, model(xt[idx]), yt[idx])
+                opt.zero_grad()
+                batch_loss.backward()
+                opt.step()
+            model.eval()
+            with torch.no_grad():
+                v = float(loss(mode, model(xv), yv))
+            if not math.isfinite(v):
+                raise ValueError(f"{mode} probe: the validation loss became {v}")
+            if v < best - 1e-6:
+                best, best_state, bad = v, copy.deepcopy(model.state_dict()), 0
+            else:
+                bad += 1
+                if bad >= 20:
+                    break
+        model.load_state_dict(best_state)
         with torch.no_grad():
-            v = float(loss(mode, model(xv), yv))
-        if not math.isfinite(v):
-            raise ValueError(f"{mode} probe: the validation loss became {v}")
-        if v < best - 1e-6:
-            best, best_state, bad = v, copy.deepcopy(model.state_dict()), 0
-        else:
-            bad += 1
-            if bad >= 20:
-                break
-    model.load_state_dict(best_state)
-    with torch.no_grad():
-        out = model(tensors(x_test)).numpy()
-    return decode(mode, out, y_scale)
+            out = model(tensors(x_test)).numpy()
+        return decode(mode, out, y_scale)
 
 
 def read_distances(task_dir: Path, split: str, files: list[str]) -> np.ndarray:
