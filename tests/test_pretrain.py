@@ -99,7 +99,9 @@ def test_global_head_sees_everything_and_mwa_shapes():
     mwa = MultiWindowAttention(32, (2, 5, 10, 0))
     assert mwa(torch.randn(3, 20, 32)).shape == (3, 20, 32)
     with pytest.raises(ValueError):
-        GramMAE(preset("gram-t-time", **TINY), DecoderConfig(32, 1), windows=(2, 5, 10, 25, 50, 8, 0, 0))
+        GramMAE(
+            preset("gram-t-time", **TINY), DecoderConfig(32, 1), windows=(2, 5, 10, 25, 50, 8, 0, 0)
+        )
 
 
 def test_paper_sizes():
