@@ -34,6 +34,7 @@ from hear_gram.pretrain.model import (
 )
 from hear_gram.pretrain.train import get_config, read_losses, train, warmup_cosine
 from tests.conftest import REPO
+from tests.tiny import TINY_TRAIN
 
 TINY = dict(depth=2, width=64, heads=2, mlp_dim=128)
 
@@ -296,21 +297,7 @@ def test_schedule_and_overrides():
 
 
 # --- end to end --------------------------------------------------------------------------------
-TINY_RUN = [
-    "depth=1",
-    "width=64",
-    "heads=2",
-    "mlp_dim=128",
-    "decoder_width=32",
-    "decoder_depth=1",
-    "demo_clips=4",
-    "batch_clips=2",
-    "crops=2",
-    "num_workers=0",
-    "warmup_steps=1",
-    "log_every=1",
-    "ckpt_every=2",
-]
+TINY_RUN = [*TINY_TRAIN, "warmup_steps=1", "ckpt_every=2"]
 
 
 class InterruptAt(pl.Callback):

@@ -40,20 +40,9 @@ from hear_gram.pretrain.report import (
     verdicts,
 )
 from hear_gram.pretrain.train import CONFIG_FILE, PretrainModule, get_config
+from tests.tiny import TINY_TRAIN
 
-TINY = (
-    "depth=1",
-    "width=64",
-    "heads=2",
-    "mlp_dim=128",
-    "decoder_width=32",
-    "decoder_depth=1",
-    "demo_clips=4",
-    "batch_clips=2",
-    "crops=2",
-    "num_workers=0",
-    "log_every=1",
-)
+TINY = TINY_TRAIN
 
 
 def err(*values: float) -> Score:
