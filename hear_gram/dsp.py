@@ -1,7 +1,7 @@
 """Shared DSP for scene synthesis: fades, levels, RIR convolution and SNR mixing (GRAM, arXiv 2506.00934).
 
 One copy of each function, imported by the synthetic HEAR tasks, the Nat-HEAR generator
-(`naturalistic_hear.generate`) and pretraining alike. All are pure: randomness comes in through an
+(`naturalistic_hear.mixing`) and pretraining alike. All are pure: randomness comes in through an
 explicit `numpy.random.Generator`. Time is in s, rates in Hz, levels in dB (dBFS: relative to a
 full-scale amplitude of 1.0, so a full-scale sine is -3 dBFS RMS).
 

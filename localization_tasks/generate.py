@@ -24,7 +24,7 @@ apart instead, with a warning; then, and whenever the bank's T60 is unknown (ext
 T60 task is written. task_metadata.json records the assignment (`localization.scene_assignment`)
 and the manifest each clip's `room_id`.
 
-Rendering is the Nat-HEAR code path (`naturalistic_hear.generate`, one copy): the clip's scene,
+Rendering is the Nat-HEAR code path (`naturalistic_hear.mixing`, one copy): the clip's scene,
 noise clip and SNR draw come from `clip_rng(seed, source task, split, file)`, so a clip has the
 SAME scene and noise in every bin and format; only the SNR range changes (the SNR is the same
 uniform draw mapped into each bin). The scene rendering (`render_spatial`: source and noise
@@ -91,7 +91,7 @@ from naturalistic_hear.bank import (
 )
 from naturalistic_hear.formats import NAMES as FORMATS
 from naturalistic_hear.formats import scene_format
-from naturalistic_hear.generate import draw_snr_db, mix_spatial, render_spatial
+from naturalistic_hear.mixing import draw_snr_db, mix_spatial, render_spatial
 from naturalistic_hear.noise import BuiltinNoise, NoiseDir, NoiseSource
 from naturalistic_hear.paths import UnsafePathError, child, write_bytes_atomic
 from naturalistic_hear.rooms import head_to_unit_vector

@@ -1,16 +1,7 @@
 """Nat-HEAR generator: HEAR tasks re-rendered as binaural or Ambisonic scenes (GRAM, arXiv
 2506.00934, Nat-HEAR; scene simulation as in its training data).
 
-Per clip (`render_clip`): the source is downmixed to mono and RMS-normalised to -14 dBFS, convolved
-with a held-out scene's source RIR; one noise clip (200 ms fades, at most 10 s, random offset when
-shorter than the clip) is convolved with every noise RIR of the scene and summed; the noise gets
-one gain over all channels so that the SNR, measured over the noise-active part, is uniform in
-5..40 dB; the result keeps the input's length and is never clipped (a too-loud mix is scaled down
-as a whole, `headroom_gain`). Every draw (scene, SNR, noise) comes from a numpy Generator seeded by
-a SHA-256 of (seed, task, split, file name), so a clip is a pure function of those and the same at
-every sample rate folder, in any order, shard or worker. The work is split in two:
-`render_spatial` (draws and convolutions) and `mix_spatial` (SNR gain and headroom), so a clip can
-be mixed at several SNRs for the cost of one rendering (`localization_tasks.generate`).
+Per clip: `naturalistic_hear.mixing.render_clip` (scene, noise and SNR draws, convolutions, mix).
 
 Per task (`process_task`): OUT/<task dir name>/ gets the input's labels, split JSONs and
 vocabulary byte for byte, task_metadata.json with a `naturalistic` block added, the audio at the
@@ -43,37 +34,42 @@ Hostile or broken input:
   second run of the same shard stops with "another run holds ..."); different shards may run at
   once (the shared files are written under a short task lock, and what one shard removes when the
   task is complete no other shard still needs). Worker processes end with their parent, also
-  when it is killed with SIGKILL (`_die_with_parent`).
+  when it is killed with SIGKILL (`die_with_parent`).
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import csv
-import ctypes
-import hashlib
 import io
 import json
 import logging
-import math
-import multiprocessing
-import os
-import signal
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
 from tqdm import tqdm
 
 from hear_gram import dsp
-from naturalistic_hear.formats import CHANNELS, SpatialFormat, of_channels, scene_format  # noqa: F401  (re-exported)
+from naturalistic_hear.formats import CHANNELS, SpatialFormat, scene_format  # noqa: F401  (re-exported)
+
+# One clip's rendering; re-exported because other tools import it from here.
+from naturalistic_hear.mixing import (  # noqa: F401
+    DEFAULT_SNR_RANGE,
+    MANIFEST_COLUMNS,
+    SNR_LIMIT_DB,
+    RenderedClip,
+    SpatialClip,
+    check_snr_range,
+    clip_rng,
+    draw_snr_db,
+    jsonable,
+    mix_spatial,
+    render_clip,
+    render_components,
+    render_spatial,
+)
 from naturalistic_hear.noise import NoiseSource
 from naturalistic_hear.paths import (  # noqa: F401  (TMP_SUFFIX re-exported)
     TMP_SUFFIX,
@@ -101,11 +97,14 @@ from naturalistic_hear.taskio import (  # noqa: F401
     write_static,
     zero_peak_timestamp,
 )
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: no locks (concurrent runs of one shard are then not refused)
-    fcntl = None  # type: ignore[assignment]
+from naturalistic_hear.workers import (  # noqa: F401  (check_workers re-exported)
+    Job,
+    Renderer,
+    check_workers,
+    locked,
+    remove_stale_lock,
+    render_all,
+)
 
 if TYPE_CHECKING:  # rooms imports pyroomacoustics (1 s); the mixer needs none of it
     from naturalistic_hear.rooms import Format
@@ -113,10 +112,6 @@ if TYPE_CHECKING:  # rooms imports pyroomacoustics (1 s); the mixer needs none o
 logger = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "nat-hear-1"
-DEFAULT_SNR_RANGE = (5.0, 40.0)
-# The widest SNR range accepted (dB): beyond it the noise is inaudible or the source is, and
-# 10 ** (snr / 10) leaves the range where the mix's powers are meaningful.
-SNR_LIMIT_DB = 100.0
 
 # The 11 HEAR tasks of Nat-HEAR (GRAM, arXiv 2506.00934), as named by the HEAR 2021 task folders.
 NAT_HEAR_TASKS: tuple[str, ...] = (
@@ -137,314 +132,6 @@ MANIFEST_NAME = "naturalistic_manifest.csv"
 ROWS_DIR = ".naturalistic-rows"
 TASK_LOCK = ".naturalistic-task.lock"
 SHARD_LOCK = ".naturalistic-shard-{k}-of-{n}.lock"
-# Manifest columns. Positions are room coordinates in m, directions (azimuth, elevation, distance)
-# head coordinates in deg, deg, m, as `naturalistic_hear.rooms.Scene` gives them; lists are JSON.
-# source_gain: amplitude gain bringing the mono source to -14 dBFS RMS; noise_gain: gain on the
-# summed spatial noise (noise clip as drawn, faded); headroom_gain: gain on the whole mix (1.0
-# unless its peak would exceed 0.999); snr_db: drawn; achieved_snr_db: measured on the written
-# parts (-inf for a silent source); noise offset and length in samples. Scene fields an external
-# bank does not know are null.
-MANIFEST_COLUMNS: tuple[str, ...] = (
-    "task",
-    "split",
-    "filename",
-    "sample_rate",
-    "format",
-    "channels",
-    "input_channels",
-    "num_samples",
-    "scene_index",
-    "scene_id",
-    "pool",
-    "room_dim",
-    "absorption",
-    "t60_s",
-    "listener",
-    "head_azimuth_deg",
-    "source_position",
-    "source_azimuth_deg",
-    "source_elevation_deg",
-    "source_distance_m",
-    "noise_kind",
-    "n_noises",
-    "noise_positions",
-    "noise_directions",
-    "snr_db",
-    "achieved_snr_db",
-    "source_gain",
-    "noise_gain",
-    "headroom_gain",
-    "noise_file",
-    "noise_offset_samples",
-    "noise_length_samples",
-)
-
-# Independent random streams of a clip: changing the noise source leaves scenes and SNRs alone.
-_SCENE_STREAM, _SNR_STREAM, _NOISE_STREAM = 0, 1, 2
-
-
-# --------------------------------------------------------------------------------------------
-# One clip
-# --------------------------------------------------------------------------------------------
-
-
-def clip_rng(seed: int, task: str, split: str, filename: str, stream: int) -> np.random.Generator:
-    """Generator for one random stream of one clip, from a SHA-256 of (seed, task, split, file
-    name): stable across processes, machines and Python versions (unlike `hash()`)."""
-    key = json.dumps([int(seed), task, split, filename]).encode()
-    entropy = np.frombuffer(hashlib.sha256(key).digest(), dtype="<u4").tolist()
-    return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(stream,)))
-
-
-@dataclass(frozen=True)
-class RenderedClip:
-    """The parts of a rendered clip at their final level (after `headroom_gain`)."""
-
-    target: np.ndarray  # (C, N) reverberant source
-    noise: np.ndarray  # (C, N) spatial noise, scaled
-    active: np.ndarray  # (N,) bool, where the noise clip was placed
-    row: dict[str, Any]  # manifest row (JSON-able values)
-
-    @property
-    def mix(self) -> np.ndarray:
-        """(C, N) float32: what is written to the file."""
-        return (self.target + self.noise).astype(np.float32)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _scene_fields(scene: Any) -> dict[str, Any]:
-    """Manifest fields of a `naturalistic_hear.rooms.Scene` (directions in head coordinates)."""
-    return {
-        "scene_id": scene.scene_id,
-        "pool": scene.pool,
-        "room_dim": _jsonable(scene.room_dim),
-        "absorption": _jsonable(scene.absorption),
-        "t60_s": _jsonable(scene.t60_s),
-        "listener": _jsonable(scene.listener),
-        "head_azimuth_deg": _jsonable(scene.head_azimuth_deg),
-        "source_position": _jsonable(scene.source),
-        "source_azimuth_deg": _jsonable(scene.source_azimuth_deg),
-        "source_elevation_deg": _jsonable(scene.source_elevation_deg),
-        "source_distance_m": _jsonable(scene.source_distance_m),
-        "noise_kind": scene.noise_kind,
-        "n_noises": len(scene.noise_directions),
-        "noise_positions": _jsonable(scene.noises),
-        "noise_directions": _jsonable(scene.noise_directions),
-    }
-
-
-@dataclass(frozen=True)
-class SpatialClip:
-    """A clip rendered in its scene but not yet mixed: the parts that are the same at every SNR
-    (`render_spatial`), to be mixed at one SNR or several (`mix_spatial`)."""
-
-    target: np.ndarray  # (C, N) reverberant source (mono source at -14 dBFS RMS, convolved)
-    noise: np.ndarray  # (C, N) spatial noise at unit gain (noise clip as drawn, faded, convolved)
-    active: np.ndarray  # (N,) bool, where the noise clip was placed
-    row: dict[str, Any]  # the manifest fields that do not depend on the SNR
-
-
-def draw_snr_db(
-    seed: int,
-    task: str,
-    split: str,
-    filename: str,
-    snr_range: tuple[float, float] = DEFAULT_SNR_RANGE,
-) -> float:
-    """The clip's SNR in dB, uniform in `snr_range` = (low, high) dB. Its own random stream: the
-    same uniform draw mapped into any range, independent of the scene and noise draws."""
-    lo, hi = check_snr_range(snr_range)
-    return float(clip_rng(seed, task, split, filename, _SNR_STREAM).uniform(lo, hi))
-
-
-def check_snr_range(snr_range: Sequence[float]) -> tuple[float, float]:
-    """(low, high) in dB as floats; ValueError unless both are finite, low <= high and both lie
-    within +-SNR_LIMIT_DB (a NaN used to pass `low > high` and reach the task metadata)."""
-    try:
-        lo, hi = (float(v) for v in snr_range)
-    except (TypeError, ValueError):
-        raise ValueError(f"snr_range must be (low, high) in dB, got {snr_range!r}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"the SNR range must be finite, got {lo} {hi} dB")
-    if not lo <= hi:
-        raise ValueError(f"snr_range must be (low, high) with low <= high, got {lo} {hi}")
-    if not (-SNR_LIMIT_DB <= lo and hi <= SNR_LIMIT_DB):
-        raise ValueError(f"the SNR range must lie within +-{SNR_LIMIT_DB:g} dB, got {lo} {hi}")
-    return lo, hi
-
-
-def _count_nonfinite(x: np.ndarray) -> int:
-    return int(x.size - np.count_nonzero(np.isfinite(x)))
-
-
-def render_spatial(
-    audio: np.ndarray,
-    sample_rate: int,
-    bank: Any,
-    noise_source: NoiseSource,
-    seed: int,
-    task: str,
-    split: str,
-    filename: str,
-) -> SpatialClip:
-    """Everything of `render_clip` but the SNR: the scene and noise draws and both convolutions
-    (the costly part), done once however many SNRs the clip is mixed at."""
-    if noise_source.sample_rate != sample_rate:
-        raise ValueError(
-            f"noise source is at {noise_source.sample_rate} Hz, clip at {sample_rate} Hz: "
-            "use noise_source.at_rate(sample_rate)"
-        )
-    clip_name = f"{task}/{split}/{filename}"
-    audio = np.asarray(audio, dtype=np.float64)
-    bad = _count_nonfinite(audio)
-    if bad:  # a NaN sample would spread through the convolution into every output sample
-        raise dsp.NonFiniteError(f"{clip_name}: the audio holds {bad} NaN or infinite samples")
-    source = dsp.downmix(audio)  # (N,)
-    n = source.shape[0]
-    source_gain = dsp.rms_gain(source, dsp.SOURCE_DBFS)
-
-    index = int(clip_rng(seed, task, split, filename, _SCENE_STREAM).integers(len(bank)))
-    scene, source_rir, noise_rirs = bank.get(index)  # (C, L), (K, C, L)
-    channels = source_rir.shape[0]
-    fmt = of_channels(channels)
-    if fmt is None or noise_rirs.shape[1:] != source_rir.shape:
-        raise ValueError(
-            f"scene {index}: RIR shapes {source_rir.shape} and {noise_rirs.shape} are not "
-            "(C, L) and (K, C, L) with C = 2 (binaural) or 4 (Ambisonic)"
-        )
-    if _count_nonfinite(source_rir) or _count_nonfinite(noise_rirs):
-        raise dsp.NonFiniteError(f"scene {index} ({scene.scene_id}): NaN or infinite RIR taps")
-    target = dsp.convolve_rir(source * source_gain, source_rir)  # (C, N)
-
-    noise_rng = clip_rng(seed, task, split, filename, _NOISE_STREAM)
-    noise_clip, noise_name = noise_source.draw(noise_rng)
-    noise_clip = np.asarray(noise_clip, dtype=np.float64)
-    _check_noise(noise_clip, noise_name, sample_rate, n, clip_name)
-    noise, offset, active = dsp.prepare_noise(noise_clip, sample_rate, n, noise_rng)
-    # Convolution is linear: the same noise clip through every noise RIR, summed, is the clip
-    # through the summed RIRs (one convolution instead of K).
-    spatial_noise = dsp.convolve_rir(noise, noise_rirs.sum(axis=0))  # (C, N)
-
-    row = {
-        "task": task,
-        "split": split,
-        "filename": filename,
-        "sample_rate": sample_rate,
-        "format": fmt.value,
-        "channels": channels,
-        "input_channels": 1 if np.ndim(audio) == 1 else int(np.shape(audio)[1]),
-        "num_samples": n,
-        "scene_index": index,
-        **_scene_fields(scene),
-        "source_gain": source_gain,
-        "noise_file": noise_name,
-        "noise_offset_samples": offset,
-        "noise_length_samples": int(active.sum()),
-    }
-    return SpatialClip(target, spatial_noise, active, row)
-
-
-def _check_noise(noise: np.ndarray, name: str, sample_rate: int, n: int, clip_name: str) -> None:
-    """A noise clip must be finite and at least NOISE_MIN_S long (or as long as the clip)."""
-    bad = _count_nonfinite(noise)
-    if bad:
-        raise dsp.NonFiniteError(f"{clip_name}: noise {name} holds {bad} NaN or infinite samples")
-    need = min(n, int(round(dsp.NOISE_MIN_S * sample_rate)))
-    if noise.shape[-1] < need:
-        raise ValueError(
-            f"{clip_name}: noise {name} has {noise.shape[-1]} samples at {sample_rate} Hz, fewer "
-            f"than the {need} needed ({dsp.NOISE_MIN_S} s, or the whole clip) to set an SNR over"
-        )
-
-
-def mix_spatial(clip: SpatialClip, snr_db: float) -> RenderedClip:
-    """Mix a rendered clip at `snr_db` dB: one gain on the noise over all channels, the SNR
-    measured over the noise-active part, then the whole mix scaled down if its peak would exceed
-    0.999 (`headroom_gain`). Cheap: no convolution."""
-    target_power = dsp.power(clip.target)
-    if target_power == 0.0:
-        # A silent source (digital silence): the noise is set against a source at -14 dBFS.
-        target_power = 10.0 ** (dsp.SOURCE_DBFS / 10.0)
-    noise_power = dsp.power(clip.noise, clip.active)
-    if noise_power == 0.0 and clip.active.any():
-        row = clip.row
-        raise ValueError(
-            f"{row['task']}/{row['split']}/{row['filename']}: noise {row['noise_file']} is silent "
-            f"over the part it covers (after the scene's noise RIRs): no gain reaches {snr_db} dB"
-        )
-    noise_gain = dsp.gain_for_snr(target_power, noise_power, snr_db)
-    _, headroom_gain = dsp.limit_peak(clip.target + noise_gain * clip.noise, dsp.MAX_PEAK)
-    target, noise = clip.target * headroom_gain, clip.noise * (noise_gain * headroom_gain)
-    fields = {
-        **clip.row,
-        "snr_db": snr_db,
-        "achieved_snr_db": dsp.measured_snr_db(target, noise, clip.active),
-        "noise_gain": noise_gain,
-        "headroom_gain": headroom_gain,
-    }
-    computed = ("snr_db", "achieved_snr_db", "source_gain", "noise_gain", "headroom_gain")
-    nan = [k for k in computed if math.isnan(fields[k])]
-    if nan:  # unreachable with finite inputs (dsp checks them): never a NaN level in a manifest
-        raise dsp.NonFiniteError(f"{clip.row['filename']}: NaN in {nan}")
-    return RenderedClip(target, noise, clip.active, {k: fields[k] for k in MANIFEST_COLUMNS})
-
-
-def render_components(
-    audio: np.ndarray,
-    sample_rate: int,
-    bank: Any,
-    noise_source: NoiseSource,
-    seed: int,
-    task: str,
-    split: str,
-    filename: str,
-    snr_range: tuple[float, float] = DEFAULT_SNR_RANGE,
-) -> RenderedClip:
-    """Render one clip and keep its parts; see `render_clip`. `render_spatial`, then
-    `mix_spatial` at the clip's drawn SNR."""
-    snr_db = draw_snr_db(seed, task, split, filename, snr_range)
-    spatial = render_spatial(audio, sample_rate, bank, noise_source, seed, task, split, filename)
-    return mix_spatial(spatial, snr_db)
-
-
-def render_clip(
-    audio: np.ndarray,
-    sample_rate: int,
-    bank: Any,
-    noise_source: NoiseSource,
-    seed: int,
-    task: str,
-    split: str,
-    filename: str,
-    snr_range: tuple[float, float] = DEFAULT_SNR_RANGE,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Re-render one HEAR clip as a naturalistic scene.
-
-    Args:
-        audio: (N,) or (N, C_in) at `sample_rate` Hz (soundfile layout); channels are averaged.
-        bank: a built `naturalistic_hear.bank.SceneBank` at `sample_rate` (or one with its
-            interface: `len`, `get(i) -> (scene, source RIR (C, L), noise RIRs (K, C, L))`).
-        noise_source: a `NoiseSource` at `sample_rate`.
-        seed, task, split, filename: the clip's identity; every random draw derives from them.
-        snr_range: (low, high) in dB; the SNR is uniform in it.
-
-    Returns:
-        mix (C, N) float32 with C = 2 (binaural) or 4 (Ambisonic), |mix| <= 0.999, and its
-        manifest row (see `MANIFEST_COLUMNS`).
-    """
-    clip = render_components(
-        audio, sample_rate, bank, noise_source, seed, task, split, filename, snr_range
-    )
-    return clip.mix, clip.row
 
 
 # --------------------------------------------------------------------------------------------
@@ -495,225 +182,8 @@ def _finish(layout: TaskLayout, out_dir: Path) -> bool:
             for tmp in (out_dir / str(sr) / split).glob(f".*{TMP_SUFFIX}"):
                 tmp.unlink(missing_ok=True)
     for lock in out_dir.glob(SHARD_LOCK.format(k="*", n="*")):
-        _remove_stale_lock(lock)
+        remove_stale_lock(lock)
     return True
-
-
-# --------------------------------------------------------------------------------------------
-# Rendering files (in this process or in workers)
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Job:
-    """What a worker needs to render any clip of a task (picklable)."""
-
-    task_dir: Path
-    out_dir: Path
-    seed: int
-    snr_range: tuple[float, float]
-    bank_factory: Callable[[int], Any]
-    noise_source: NoiseSource
-
-
-class _Renderer:
-    """Renders and writes clips of one task; banks and noise sources made once per rate."""
-
-    def __init__(self, job: _Job, banks: dict[int, Any] | None = None) -> None:
-        self.job = job
-        self.banks = dict(banks or {})
-        self.noise: dict[int, NoiseSource] = {}
-
-    def bank(self, sample_rate: int) -> Any:
-        if sample_rate not in self.banks:
-            self.banks[sample_rate] = self.job.bank_factory(sample_rate).build(
-                workers=1, progress=False
-            )
-        return self.banks[sample_rate]
-
-    def noise_source(self, sample_rate: int) -> NoiseSource:
-        if sample_rate not in self.noise:
-            self.noise[sample_rate] = self.job.noise_source.at_rate(sample_rate)
-        return self.noise[sample_rate]
-
-    def __call__(self, clip: Clip) -> dict[str, str]:
-        job, sr = self.job, clip.sample_rate
-        audio, info = read_audio(clip.path(job.task_dir))
-        mix, row = render_clip(
-            audio,
-            sr,
-            self.bank(sr),
-            self.noise_source(sr),
-            job.seed,
-            job.task_dir.name,
-            clip.split,
-            clip.filename,
-            job.snr_range,
-        )
-        container, subtype = output_subtype(info)
-        data = encode_audio(mix, sr, container, subtype)
-        write_bytes_atomic(clip.path(job.out_dir), data)
-        return {k: cell(row[k]) for k in MANIFEST_COLUMNS}
-
-
-_WORKER: _Renderer | None = None
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _die_with_parent(parent: int, poll_s: float = 0.5) -> None:
-    """End this worker process when `parent` ends, SIGKILL included (a pool's own clean-up never
-    runs then, and its workers used to live on, reparented to PID 1, holding the output). Linux:
-    the kernel sends SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG); everywhere: a daemon
-    thread polls the parent id. Checked once right away, in case the parent died before."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        except (OSError, AttributeError):  # no libc symbol: the thread below still works
-            pass
-    if os.getppid() != parent:
-        os._exit(1)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll_s)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def _init_worker(job: _Job, parent: int | None = None) -> None:
-    global _WORKER
-    if parent is not None:
-        _die_with_parent(parent)
-    torch.set_num_threads(1)  # one process per core; torch only resamples noise files
-    _WORKER = _Renderer(job)
-
-
-def _render_in_worker(clip: Clip) -> dict[str, str]:
-    assert _WORKER is not None
-    return _WORKER(clip)
-
-
-class _SingleThreadTorch:
-    """Same torch thread count as the workers, so results never depend on `workers`."""
-
-    def __enter__(self) -> None:
-        self.threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc) -> None:
-        torch.set_num_threads(self.threads)
-
-
-def _run(
-    renderer: _Renderer,
-    job: _Job,
-    clips: list[Clip],
-    workers: int,
-    append: Callable[[dict[str, str]], None],
-) -> None:
-    if workers <= 1:
-        with _SingleThreadTorch():
-            for clip in clips:
-                append(renderer(clip))
-        return
-    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-    with cf.ProcessPoolExecutor(workers, context, _init_worker, (job, os.getpid())) as pool:
-        futures = [pool.submit(_render_in_worker, clip) for clip in clips]
-        try:
-            for future in cf.as_completed(futures):
-                append(future.result())
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-
-
-# --------------------------------------------------------------------------------------------
-# Locks: one run per shard of an output task; short critical sections for the shared files
-# --------------------------------------------------------------------------------------------
-
-
-def _lock_holder(fd: int) -> str:
-    with contextlib.suppress(OSError, ValueError):
-        return os.pread(fd, 32, 0).decode().strip() or "?"
-    return "?"
-
-
-@contextlib.contextmanager
-def _locked(path: Path, wait: bool) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (created, never through a link; removed on release so
-    that a finished folder holds no lock files). `wait`: block until free, else TaskError at
-    once. A run that opened the file just before its holder removed it sees that the path no
-    longer names the inode it locked, and tries again."""
-    if fcntl is None:
-        yield
-        return
-    while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        except OSError as e:
-            if path.is_symlink():
-                raise UnsafePathError(f"{path} is a symbolic link; refusing to use it") from e
-            raise
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            holder = _lock_holder(fd)
-            os.close(fd)
-            raise TaskError(
-                f"another run holds {path} (pid {holder}): the same shard of this task is being "
-                "rendered into the same --out; wait for it to finish (or stop it) and rerun"
-            ) from None
-        try:
-            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        path.unlink(missing_ok=True)  # while still held: the next run creates a fresh one
-        os.close(fd)
-
-
-def _remove_stale_lock(path: Path) -> None:
-    """Remove a shard lock file no run holds (left by a killed run, or another sharding)."""
-    if fcntl is None or path.is_symlink():
-        path.unlink(missing_ok=True)
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        path.unlink(missing_ok=True)
-    except BlockingIOError:
-        pass  # a live run: it removes its own
-    finally:
-        os.close(fd)
-
-
-def _cpu_count() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def check_workers(workers: int) -> int:
-    """`workers` if it is an int >= 1, capped (with a warning) at the CPU cores available: the
-    rendering is CPU-bound, so more processes only multiply memory."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-    cores = _cpu_count()
-    if workers > cores:
-        logger.warning("workers: %d capped at %d (the CPU cores available)", workers, cores)
-    return min(workers, cores)
 
 
 # --------------------------------------------------------------------------------------------
@@ -737,7 +207,7 @@ def naturalistic_metadata(
     banks: dict[int, Any],
 ) -> dict:
     """The `naturalistic` block added to task_metadata.json (heareval ignores unknown keys)."""
-    descriptions = {str(sr): _jsonable(bank.describe()) for sr, bank in sorted(banks.items())}
+    descriptions = {str(sr): jsonable(bank.describe()) for sr, bank in sorted(banks.items())}
     first = next(iter(descriptions.values()))
     return {
         "generator": GENERATOR_VERSION,
@@ -802,7 +272,7 @@ def process_task(
     banks = {
         sr: bank_factory(sr).build(workers=workers, progress=progress) for sr in layout.sample_rates
     }
-    job = _Job(
+    job = Job(
         layout.path,
         child(out_root, layout.name, "task folder name"),
         seed,
@@ -810,7 +280,7 @@ def process_task(
         bank_factory,
         noise_source,
     )
-    renderer = _Renderer(job, banks)
+    renderer = Renderer(job, banks)
     for sr in layout.sample_rates:  # fail before writing anything if the bank does not fit
         scene, rir, _ = renderer.bank(sr).get(0)
         if rir.shape[0] != fmt.channels:
@@ -822,11 +292,11 @@ def process_task(
     metadata["naturalistic"] = naturalistic_metadata(fmt, seed, snr_range, noise_source, banks)
     # allow_nan=False: a NaN that slipped through would not be valid JSON for other readers
     meta_bytes = (json.dumps(metadata, indent=4, allow_nan=False) + "\n").encode()
-    with _locked(out_dir / SHARD_LOCK.format(k=k, n=n), wait=False):
-        with _locked(out_dir / TASK_LOCK, wait=True):
+    with locked(out_dir / SHARD_LOCK.format(k=k, n=n), wait=False):
+        with locked(out_dir / TASK_LOCK, wait=True):
             _prepare_output(layout, out_dir, meta_bytes)
         rendered, skipped = _render_shard(layout, job, renderer, (k, n), workers, progress)
-        with _locked(out_dir / TASK_LOCK, wait=True):
+        with locked(out_dir / TASK_LOCK, wait=True):
             complete = _finish(layout, out_dir)
     logger.info(
         "%s: rendered %d, skipped %d%s",
@@ -854,8 +324,8 @@ def _prepare_output(layout: TaskLayout, out_dir: Path, meta_bytes: bytes) -> Non
 
 def _render_shard(
     layout: TaskLayout,
-    job: _Job,
-    renderer: _Renderer,
+    job: Job,
+    renderer: Renderer,
     shard: tuple[int, int],
     workers: int,
     progress: bool,
@@ -880,7 +350,7 @@ def _render_shard(
             append_row(rows_file, row)
             bar.update()
 
-        _run(renderer, job, todo, min(workers, max(len(todo), 1)), append)
+        render_all(renderer, job, todo, min(workers, max(len(todo), 1)), append)
     return len(todo), len(mine) - len(todo)
 
 

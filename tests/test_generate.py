@@ -341,7 +341,7 @@ def test_shards_with_different_worker_counts_give_identical_files(tmp_path, refe
 def test_interrupted_run_resumes_to_the_same_files(tmp_path, reference, scene_task, monkeypatch):
     out = tmp_path / "out"
     calls = {"n": 0}
-    original = gen._Renderer.__call__
+    original = gen.Renderer.__call__
 
     def crash_on_fifth(self, clip):
         calls["n"] += 1
@@ -350,7 +350,7 @@ def test_interrupted_run_resumes_to_the_same_files(tmp_path, reference, scene_ta
             raise KeyboardInterrupt
         return row
 
-    monkeypatch.setattr(gen._Renderer, "__call__", crash_on_fifth)
+    monkeypatch.setattr(gen.Renderer, "__call__", crash_on_fifth)
     with pytest.raises(KeyboardInterrupt):
         run(scene_task, out)
     monkeypatch.undo()

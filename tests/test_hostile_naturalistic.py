@@ -32,6 +32,7 @@ from hear_gram import dsp
 from hear_gram import synthetic_tasks as st
 from naturalistic_hear import __main__ as cli
 from naturalistic_hear import generate as gen
+from naturalistic_hear import workers
 from naturalistic_hear.external import ExternalRIRError, SoundSpacesBank, channels_first
 from naturalistic_hear.noise import BuiltinNoise, NoiseDir
 from tests import hostile
@@ -475,7 +476,7 @@ def test_a_second_run_of_the_same_shard_is_refused(world, capsys, monkeypatch):
     root, task, out = world
     out_task = out / TASK
     out_task.mkdir(parents=True)
-    with gen._locked(out_task / gen.SHARD_LOCK.format(k=0, n=1), wait=False):
+    with gen.locked(out_task / gen.SHARD_LOCK.format(k=0, n=1), wait=False):
         res = main(args(task, out), capsys, monkeypatch)
         hostile.assert_clean_failure(res, "another run holds", f"pid {os.getpid()}")
         assert not any(out_task.rglob("*.wav"))
@@ -517,7 +518,7 @@ def test_workers_are_bounded(world, capsys, monkeypatch, caplog):
     for bad in ("0", "-3", "two"):
         res = main(args(task, out, "--workers", bad), capsys, monkeypatch)
         hostile.assert_clean_failure(res, "--workers")
-    monkeypatch.setattr(gen, "_cpu_count", lambda: 1)  # capped to 1: renders in this process
+    monkeypatch.setattr(workers, "cpu_count", lambda: 1)  # capped to 1: renders in this process
     with caplog.at_level("WARNING", logger="naturalistic_hear.generate"):
         assert main(args(task, out, "--workers", "1000000"), capsys, monkeypatch).returncode == 0
     assert "workers: 1000000 capped at 1" in caplog.text

@@ -23,7 +23,7 @@ from localization_tasks import evaluate, metrics, probe
 from localization_tasks.baselines import chance, gcc_phat, intensity_vector
 from localization_tasks.generate import generate_task, render_variants, variants
 from naturalistic_hear.bank import SceneAssignmentError, SceneBank, assign_pools
-from naturalistic_hear.generate import render_components, render_spatial
+from naturalistic_hear.mixing import render_components, render_spatial
 from naturalistic_hear.noise import BuiltinNoise
 from tests.fake_bank import FakeScene, FakeSceneBank
 

@@ -200,7 +200,7 @@ class SceneMixer:
 
     A dry batch: the mono clip on every channel. Otherwise target = clip * source RIR and noise =
     noise clip * (sum of the scene's K noise RIRs: one clip from K directions, as
-    ``naturalistic_hear.generate``), both by one batched FFT convolution on the device, mixed with
+    ``naturalistic_hear.mixing``), both by one batched FFT convolution on the device, mixed with
     one gain over all channels per clip, the noise power measured where the noise clip lies.
     `bank`: a built `naturalistic_hear.bank.SceneBank` (pool "train"), or None (GRAM-Clean).
     """
