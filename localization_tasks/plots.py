@@ -1,22 +1,19 @@
-"""PNG plots of evaluation results (matplotlib, Agg backend: no display needed)."""
+"""PNG plots of evaluation results (drawn without pyplot: `hear_gram.plotting`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from localization_tasks import metrics  # noqa: E402
-from localization_tasks.bins import ORDER as BIN_ORDER  # noqa: E402
+from hear_gram.plotting import save, subplots
+from localization_tasks import metrics
+from localization_tasks.bins import ORDER as BIN_ORDER
 
 
 def error_vs_snr(rows: list[dict], path: Path, title: str) -> Path:
     """Mean angular error (deg) per SNR bin, one line per (source task, format)."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = subplots(figsize=(5, 3.5))
     groups: dict[tuple[str, str], dict[str, float]] = {}
     for r in rows:
         if r["target"] == "direction":
@@ -31,16 +28,13 @@ def error_vs_snr(rows: list[dict], path: Path, title: str) -> Path:
     ax.set_ylabel("mean angular error (deg)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=100)
 
 
 def azimuth_scatter(per_task: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
     """Predicted vs true azimuth (deg), one panel per direction task: {task: (pred, target)}."""
     n = max(len(per_task), 1)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
+    fig, axes = subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
     for ax, (task, (pred, target)) in zip(axes[0], sorted(per_task.items()), strict=False):
         ax.scatter(
             metrics.azimuth_elevation_deg(target)[0],
@@ -53,7 +47,4 @@ def azimuth_scatter(per_task: dict[str, tuple[np.ndarray, np.ndarray]], path: Pa
         ax.set_xlabel("true azimuth (deg)")
         ax.set_ylabel("predicted azimuth (deg)")
         ax.set_title(task, fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=100)

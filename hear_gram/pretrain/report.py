@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from hear_gram.checkpoints import save_checkpoint
+from hear_gram.plotting import save, subplots
 from hear_gram.pretrain.diagnostics import encoder_lr_cosine, weights_lr_cosine
 from hear_gram.pretrain.model import GramMAE
 from hear_gram.pretrain.train import (
@@ -376,26 +377,13 @@ def localization(label: str, module: str, weights: str, options: dict, loc: Path
 COLORS = {"naturalistic": "tab:green", "clean": "tab:blue", "random": "tab:gray"}
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, png: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    _pyplot().close(fig)
-    return png
+    return save(fig, png, dpi=100)
 
 
 def plot_losses(runs: dict[str, list[Path]], png: Path) -> Path:
     """Masked-patch loss (mean of 50 steps) of each training run: {model: [run dir per seed]}."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = subplots(figsize=(6, 3.6))
     for model, dirs in runs.items():
         for seed, run_dir in enumerate(dirs):
             steps, losses = read_losses(run_dir / "logs")
@@ -410,9 +398,8 @@ def plot_losses(runs: dict[str, list[Path]], png: Path) -> Path:
 
 def plot_classification(cls: dict[str, dict[str, Score]], png: Path) -> Path:
     """Grouped bars: one group per task score, one bar per model, SE over seeds as error bars."""
-    plt = _pyplot()
     tasks = list(cls[MODELS[0]])
-    fig, ax = plt.subplots(figsize=(1.2 + 2.2 * len(tasks), 3.6))
+    fig, ax = subplots(figsize=(1.2 + 2.2 * len(tasks), 3.6))
     width = 0.8 / len(cls)
     for i, (model, scores) in enumerate(cls.items()):
         x = np.arange(len(tasks)) + (i - (len(cls) - 1) / 2) * width
@@ -426,8 +413,7 @@ def plot_classification(cls: dict[str, dict[str, Score]], png: Path) -> Path:
 
 def plot_localization(loc: dict[str, dict[str, Score]], png: Path) -> Path:
     """Mean angular error (deg) per SNR bin, one line per model or baseline, SE over seeds."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    fig, ax = subplots(figsize=(7.5, 3.6))
     for label, scores in loc.items():
         bins = [b for b in LOC_BINS if b in scores]
         se = [scores[b].se() if scores[b].n > 1 else 0.0 for b in bins]
@@ -443,8 +429,7 @@ def plot_diagnostic(diag: dict[str, dict[str, Score]], per_filter: dict[str, np.
                     png: Path) -> Path:  # fmt: skip
     """Left: mean L/R kernel cosine before and after training per model (SE over seeds). Right:
     the per-filter cosines after training, pooled over seeds, per model."""
-    plt = _pyplot()
-    fig, (bars, hist) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (bars, hist) = subplots(1, 2, figsize=(10, 3.6))
     x = np.arange(len(diag))
     for i, when in enumerate(("before", "after")):
         means = [diag[m][when].mean for m in diag]

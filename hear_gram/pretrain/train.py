@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from hear_gram.checkpoints import LIGHTNING_KEY, OWN_FORMAT, save_checkpoint
 from hear_gram.config import DECODERS, DecoderConfig, GramConfig, preset
 from hear_gram.formats import SCENE_FORMATS, SpatialFormat
+from hear_gram.plotting import save, subplots
 from hear_gram.pretrain.data import (
     AudioClips,
     Featurizer,
@@ -386,19 +387,12 @@ def running_mean(steps: np.ndarray, losses: np.ndarray, k: int) -> tuple[np.ndar
 
 
 def plot_loss(log_root: Path, png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     steps, losses = read_losses(log_root)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     ax.plot(steps, losses, lw=0.6, alpha=0.35, label="per step")
     if len(losses) >= 50:  # the per-step loss is noisy (random crops, masks and scenes)
         ax.plot(*running_mean(steps, losses, 50), lw=1.5, label="mean of 50 steps")
     ax.legend()
     ax.set(xlabel="step", ylabel="masked-patch MSE x channels", yscale="log")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+    save(fig, png, dpi=100)

@@ -21,6 +21,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from hear_gram.plotting import save, subplots
 from hear_gram.suite.config import CONDITION_FORMAT, ModelSpec
 from hear_gram.suite.units import Unit, read_json, status, unit_key, weights_sha
 from naturalistic_hear.paths import write_bytes_atomic
@@ -158,17 +159,12 @@ def _state(rows: list[dict], condition: str) -> str:
 
 def figures(rows: list[dict], models: Sequence[str], out: Path) -> list[str]:
     """Write the figures that have data; returns their file names."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     made = []
     scores = primary_scores(rows)
     with_hear = [m for m in models if any(k[0] == m for k in scores)]
     if with_hear:
         tasks = sorted({k[2] for k in scores})
-        fig, axes = plt.subplots(len(with_hear), 1, figsize=(max(6, 1.6 * len(tasks)), 3 * len(with_hear)), squeeze=False)  # fmt: skip
+        fig, axes = subplots(len(with_hear), 1, figsize=(max(6, 1.6 * len(tasks)), 3 * len(with_hear)), squeeze=False)  # fmt: skip
         width = 0.8 / len(HEAR_CONDITIONS)
         for ax, m in zip(axes[:, 0], with_hear, strict=True):
             for i, c in enumerate(HEAR_CONDITIONS):
@@ -179,13 +175,11 @@ def figures(rows: list[dict], models: Sequence[str], out: Path) -> list[str]:
             ax.set_ylabel("score x 100")
             ax.set_title(f"{m}: dry vs naturalistic")
             ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "dry_vs_naturalistic.png", dpi=110)
-        plt.close(fig)
+        save(fig, out / "dry_vs_naturalistic.png", dpi=110)
         made.append("dry_vs_naturalistic.png")
     loc = [r for r in rows if r["condition"] == "localization" and r["status"] == "ok"]
     if loc:
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = subplots(figsize=(6, 4))
         bins = [b for b in reversed(SNR_BINS)]
         for key in sorted({(r["model"], r["format"], r["unit"].rsplit("-", 1)[0]) for r in loc}):
             by_bin = {r["snr_bin"]: float(r["mean"]) for r in loc
@@ -196,9 +190,7 @@ def figures(rows: list[dict], models: Sequence[str], out: Path) -> list[str]:
         ax.set_xlabel("SNR bin")
         ax.set_ylabel("mean angular error (deg)")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "error_vs_snr.png", dpi=110)
-        plt.close(fig)
+        save(fig, out / "error_vs_snr.png", dpi=110)
         made.append("error_vs_snr.png")
     return made
 

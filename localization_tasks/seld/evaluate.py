@@ -61,6 +61,7 @@ from torch import nn
 from hear_gram.cliargs import model_options
 from hear_gram.config import FeatureConfig
 from hear_gram.frontend import LogMelFrontend
+from hear_gram.plotting import save, subplots
 from hear_gram.resample import resample
 from hear_gram.seeding import seeded
 from localization_tasks.seld.labels import FRAME_S, Row, format_rows
@@ -568,21 +569,14 @@ def train_and_test(task_dir: Path, method: str, feats: Features | None, cfg: Tra
 
 def plot_tracks(path: Path, name: str, ref: list[Row], pred: list[Row], vocab: list[str]) -> None:
     """Azimuth over time of one clip: reference (lines of dots) vs prediction (crosses)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3))
+    fig, ax = subplots(figsize=(7, 3))
     for rows, marker, what in ((ref, "o", "true"), (pred, "x", "predicted")):
         for c in sorted({r.cls for r in rows}):
             pts = [(r.frame * FRAME_S, r.azimuth_elevation[0]) for r in rows if r.cls == c]
             ax.plot(*zip(*pts, strict=True), marker, ms=3, label=f"{vocab[c]} ({what})")
     ax.set(xlabel="time (s)", ylabel="azimuth (deg)", ylim=(-180, 180), title=name)
     ax.legend(fontsize=6, loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, dpi=100)
 
 
 COLUMNS = ("method", "task", "ER20", "F20", "LE_CD", "LR_CD", "SELD", "best_epoch")
