@@ -318,7 +318,7 @@ def ssd_chunked(
         # one pass to a contiguous float32 copy, so that the reshape below is a view
         y = y.to(torch.float32, memory_format=torch.contiguous_format)
     if n_chunks > 1:
-        y[:, 1:] += _ssd_from_earlier_chunks(x_dt, B, C, cum_decay)
+        _add_from_earlier_chunks(y, x_dt, B, C, cum_decay)
     y = y.reshape(batch, n_chunks * q, heads, headdim)[:, :length]
     return torch.addcmul(y, x, D[:, None])  # (b, l, h, p)
 
@@ -369,13 +369,17 @@ def _ssd_within_chunks(x_dt: Tensor, B: Tensor, C: Tensor, cum_decay: Tensor) ->
     return rearrange(y, "b c g j q p -> b c q g j p")
 
 
-def _ssd_from_earlier_chunks(x_dt: Tensor, B: Tensor, C: Tensor, cum_decay: Tensor) -> Tensor:
-    """SSD output of chunks 1..c-1 from the state carried in from earlier chunks.
+def _add_from_earlier_chunks(
+    y: Tensor, x_dt: Tensor, B: Tensor, C: Tensor, cum_decay: Tensor
+) -> None:
+    """Add to ``y[:, 1:]`` (in place) the SSD output of chunks 1..c-1 from the state carried in
+    from earlier chunks.
 
-    Shapes as in :func:`_ssd_within_chunks`; returns (b, c - 1, q, g, j, p). B and C are shared
-    by the heads of a group, so the state products are matmuls ``j * p`` columns wide rather
-    than ``h`` narrow ones. The products run in ``x_dt``'s dtype; the carried state and the
-    returned output are float32.
+    Shapes as in :func:`_ssd_within_chunks`; ``y`` is (b, c, q, g, j, p) float32. B and C are
+    shared by the heads of a group, so the state products are matmuls ``j * p`` columns wide
+    rather than ``h`` narrow ones. The products run in ``x_dt``'s dtype; the carried state and
+    the added output are float32. Each chunk's part is scaled by its decay and added in one pass
+    (``addcmul_``), not stacked, scaled and added in three.
     """
     mm = x_dt.dtype
     # State at the end of chunks 0..c-2 from their own inputs.
@@ -383,14 +387,15 @@ def _ssd_from_earlier_chunks(x_dt: Tensor, B: Tensor, C: Tensor, cum_decay: Tens
     x_to_end = _mul_to(x_dt[:, :-1], to_end[..., None], mm)
     own = torch.einsum("bcsgjp,bcsgn->bcgjpn", x_to_end, B[:, :-1])
     chunk_decay = torch.exp(cum_decay[:, :, -1])[..., None, None]  # (b, c, g, j, 1, 1)
+    from_start = torch.exp(cum_decay[:, 1:])[..., None]  # (b, c - 1, q, g, j, 1)
     # A Python loop over the (few) chunks, not over time. The state entering chunk i + 1 is the
     # one entering chunk i, decayed over chunk i, plus chunk i's own.
     state = own[:, 0].float()  # (b, g, j, p, n) entering chunk 1
-    ys = [torch.einsum("bqgn,bgjpn->bqgjp", C[:, 1], state.to(mm))]
-    for i in range(2, x_dt.shape[1]):
-        state = torch.addcmul(own[:, i - 1], chunk_decay[:, i - 1], state)  # float32
-        ys.append(torch.einsum("bqgn,bgjpn->bqgjp", C[:, i], state.to(mm)))
-    return torch.stack(ys, dim=1) * torch.exp(cum_decay[:, 1:])[..., None]
+    for i in range(1, x_dt.shape[1]):
+        if i > 1:
+            state = torch.addcmul(own[:, i - 1], chunk_decay[:, i - 1], state)  # float32
+        part = torch.einsum("bqgn,bgjpn->bqgjp", C[:, i], state.to(mm))
+        y[:, i].addcmul_(part, from_start[:, i - 1])
 
 
 # ----------------------------------------------------------------------------------------------
