@@ -42,8 +42,11 @@ MODULES = {  # HEAR module -> (preset, input channels)
 }
 SR = 48000
 MAX_LONG_MINUTES = 240.0  # a stereo 48 kHz clip of 4 h is 5.5 GB of float32 already
+# Measured once with upstream's runtime (labhamlet/GRAM-T hear_api/runtime.py) on a 2-core CPU;
+# upstream needs its own environment, so it is quoted here, not rerun.
 UPSTREAM_REFERENCE = (
-    "upstream GRAM-T runtime, 8 x 5 s, fp32, 2 threads, quoted from issue #2: 9.4 s/s"
+    "upstream GRAM-T runtime (labhamlet/GRAM-T hear_api/runtime.py), 8 x 5 s, fp32, 2 threads, "
+    "measured once on a 2-core CPU, not rerun here: 9.4 s/s"
 )
 
 
