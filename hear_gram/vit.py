@@ -18,7 +18,6 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torch.utils.weak import WeakIdKeyDictionary
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +63,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None, gelu: bool = False) -
     """
     if fused_linear_applies(x, weight):
         attr, algorithm = ("gelu", "none") if gelu else ("none", "")  # "none": erf, not tanh
-        rows = x.reshape(-1, x.shape[-1])
         y = torch.ops.mkldnn._linear_pointwise(
-            rows, packed_weight(weight, rows.shape[0]), bias, attr, [], algorithm
+            x.reshape(-1, x.shape[-1]), weight, bias, attr, [], algorithm
         )
         return y.view(*x.shape[:-1], weight.shape[0])
     y = F.linear(x, weight, bias)
@@ -83,28 +81,6 @@ def fused_linear_applies(x: Tensor, weight: Tensor) -> bool:
         and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
         and _fused_linear_works()
     )
-
-
-# oneDNN's blocked copies of bf16 weights, keyed by the weight tensor itself (by identity: a
-# tensor is no dict key) and made again when its data is replaced or changed in place.
-_PACKED = WeakIdKeyDictionary()
-
-
-def packed_weight(weight: Tensor, rows: int) -> Tensor:
-    """``weight`` reordered once into oneDNN's blocked layout for the fused linear, so that each
-    call skips the reorder (the products are bit-identical; in a bf16 GRAM-T forward the linears
-    ran about 10 % faster on a 2-core AVX-512 BF16 CPU, for a second copy of the weights).
-    `rows` only hints the layout; any batch works. Falls back to ``weight`` itself."""
-    key = (weight.data_ptr(), weight._version)
-    hit = _PACKED.get(weight)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    try:
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
-    except (AttributeError, RuntimeError, NotImplementedError):
-        packed = weight
-    _PACKED[weight] = (key, packed)
-    return packed
 
 
 @functools.cache

@@ -129,24 +129,3 @@ def test_linear_fast_path_is_not_taken_when_autograd_records():
     assert not fused_linear_applies(x, w)  # the fused op has no backward
     linear(x, w, None, gelu=True).float().sum().backward()
     assert w.grad is not None and torch.isfinite(w.grad.float()).all()
-
-
-def test_packed_weights_follow_the_weight_they_stand_for():
-    """The fused path's oneDNN copy of a weight: the same products as the weight itself, and
-    made again when the weight's data is replaced or changed in place (a stale copy would keep
-    computing with old weights)."""
-    if not _fused_linear_works():
-        pytest.skip("oneDNN's fused linear is not available on this build")
-    g = torch.Generator().manual_seed(0)
-    fc = nn.Linear(32, 48).bfloat16()
-    x = torch.randn(5, 32, generator=g).bfloat16()
-
-    def plain():
-        return torch.ops.mkldnn._linear_pointwise(x, fc.weight, fc.bias, "none", [], "")
-
-    with torch.no_grad():
-        assert torch.equal(linear(x, fc.weight, fc.bias), plain())
-        fc.weight.mul_(-2.0)  # in place: a new version of the same storage
-        assert torch.equal(linear(x, fc.weight, fc.bias), plain())
-        fc.weight.data = torch.randn(48, 32, generator=g).bfloat16()  # new storage
-        assert torch.equal(linear(x, fc.weight, fc.bias), plain())
