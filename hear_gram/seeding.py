@@ -17,8 +17,9 @@ import torch
 
 @contextmanager
 def seeded(seed: int) -> Iterator[None]:
-    """Run the block with torch's global generator (CPU and CUDA) seeded to `seed`; restore the
-    caller's generator states on exit."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    """Run the block with torch's global CPU generator seeded to `seed`; restore the caller's
+    state on exit. Modules are built on the CPU (and moved afterwards), so only the CPU generator
+    is touched: no CUDA context is created and no device generator is reseeded."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
         yield
