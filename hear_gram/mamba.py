@@ -11,7 +11,9 @@ dicts load strictly, and runs them anywhere:
 * ``mamba_ssm``'s fused kernels when that package imports and the input is on CUDA
   (see :func:`fused_available` and the ``use_fused`` keyword of the mixers).
 
-The scans compute in float32 and the mixers cast back to the input dtype, as ``mamba_ssm`` does.
+The scans keep decays and carried states in float32 and the mixers return the input dtype, as
+``mamba_ssm`` does; with bf16/fp16 weights the SSD products and output are in that dtype, as the
+fused SSD scan's are.
 
 Dimension glossary (einops letters, used in the shape comments):
     b     batch
@@ -56,10 +58,18 @@ logger = logging.getLogger(__name__)
 DT_MIN, DT_MAX, DT_INIT_FLOOR = 1e-3, 1e-1, 1e-4
 MAMBA2_A_INIT_RANGE = (1.0, 16.0)
 MAMBA2_NORM_EPS = 1e-5
-# Longest chunk of the plain-PyTorch SSD scan. The result does not depend on it. On a 2-core CPU
-# with GRAM's ~201 tokens, chunks of 40-80 steps made the scan 2.5x faster than one 201-step
-# chunk, whose per-head (q, q) decay matrices then dominate the memory traffic.
-SSD_CHUNK_SIZE = 80
+# Longest chunk of the plain-PyTorch SSD scan; the result does not depend on it. GRAM's 201
+# tokens make one chunk, which needs no state between chunks (a (p, n) matrix per head, larger
+# than a chunk's inputs at GRAM-M's sizes).
+SSD_CHUNK_SIZE = 256
+# Longest chunk of the decay-matrix form. On a 2-core CPU with GRAM's 201 tokens, chunks of
+# 40-80 steps made it 2.5x faster than one 201-step chunk, whose per-head (q, q) decay matrices
+# then dominate the memory traffic.
+SSD_DECAY_MATRIX_CHUNK_SIZE = 80
+# Largest |exponent| of the factored SSD form's input and output scales. e^60 ~ 1e26 leaves
+# 1e12 of headroom below float32's (and bfloat16's) 3e38 for |dt * x * C.B| summed over a chunk,
+# and e^-60 ~ 1e-26 keeps scaled inputs above float32's smallest normal for |dt * x| > 1e-12.
+SSD_FACTOR_LOG_LIMIT = 60.0
 # Chunk length handed to mamba_ssm's fused kernel (its Mamba2 default).
 FUSED_SSD_CHUNK_SIZE = 256
 
@@ -282,24 +292,185 @@ def ssd_chunked(
 ) -> Tensor:
     """Mamba-2 (SSD) scan in chunked dual form, the default plain-PyTorch path.
 
-    Same contract as :func:`ssd_sequential`. Following the SSD algorithm (Dao & Gu 2024,
-    section 6; ``mamba_ssm/modules/ssd_minimal.py``), the sequence is cut into equal chunks of at
-    most ``chunk_size`` steps. Inside a chunk the output is a masked "attention" product
-    ``(C B^T * decay) @ (dt * x)``; the rest comes from the state carried in from earlier
-    chunks. Decays are only ever exponentials of non-positive sums, so nothing overflows for
-    any step size.
+    Same contract as :func:`ssd_sequential`, except the output dtype: float32, or
+    ``matmul_dtype`` when that is bfloat16/float16, as ``mamba_ssm``'s fused scan returns its
+    input's dtype (``_chunk_scan_fwd`` in ``mamba_ssm/ops/triton/ssd_chunk_scan.py``).
+
+    Following the SSD algorithm (Dao & Gu 2024, section 6; ``mamba_ssm/modules/ssd_minimal.py``),
+    the sequence is cut into equal chunks of at most ``chunk_size`` steps. Inside a chunk the
+    output is a masked "attention" product ``(C B^T * L) @ (dt * x)``, where
+    ``L[t, s] = exp(a_t - a_s)`` for ``s <= t`` and ``a`` is the cumulative log decay; the rest
+    comes from the state carried in from earlier chunks. ``L`` is applied in one of two ways:
+
+    * factored (:func:`_ssd_factored`), for every head whose log decay spans at most
+      ``2 * SSD_FACTOR_LOG_LIMIT`` inside every chunk (float32 and bfloat16 products only): ``L[t, s] = exp(a_t - m) * exp(m - a_s)``
+      with ``m`` the middle of the chunk's span, so the decay scales the inputs and the outputs,
+      and all heads of a group share one ``C B^T`` product (one wide matmul instead of a
+      (q, q) decay matrix per head: 2-4x faster on a CPU at GRAM-M's sizes, where the decay
+      matrices' memory traffic dominated);
+    * through the explicit per-head decay matrix (:func:`_ssd_decay_matrix`) for the other,
+      fast-forgetting heads: built from differences of ``a``, it never overflows whatever the
+      step sizes.
 
     ``matmul_dtype`` is the dtype of the matrix products' operands: float32 (default), or
-    bfloat16/float16 for fast low-precision inference (their kernels accumulate in float32;
-    on CPUs with AVX-512 BF16 a bf16 batched matmul ran 10-40x faster than a float32 one at
-    GRAM-M's sizes). Either way the decays (exponentials of cumulative sums, which must not be
-    rounded before they are multiplied out), the state carried between chunks and the output
-    stay float32.
+    bfloat16/float16 for fast low-precision inference (their kernels accumulate in float32; on
+    CPUs with AVX-512 BF16 a bf16 batched matmul ran 10-40x faster than a float32 one at GRAM-M's
+    sizes). Either way the decays and the state carried between chunks stay float32.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     if matmul_dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise ValueError(f"matmul_dtype must be float32, bfloat16 or float16, got {matmul_dtype}")
+    dt, A, D = (t.float() for t in (dt, A, D))
+    decay_matrix_chunk = min(chunk_size, SSD_DECAY_MATRIX_CHUNK_SIZE)
+    if matmul_dtype == torch.float16:
+        # float16 tops out at 6.5e4, too narrow for the factored form's scales
+        return _ssd_decay_matrix(x, dt, A, B, C, D, decay_matrix_chunk, matmul_dtype).half()
+    heads, groups = x.shape[2], B.shape[2]
+    n_chunks = -(-x.shape[1] // chunk_size)
+    q = -(-x.shape[1] // n_chunks)  # equal chunks keep the padding short (201 steps: 3 x 67)
+    cum = _split_chunks(dt * A, q, n_chunks * q - x.shape[1]).cumsum(dim=2)  # (b, c, q, h)
+    with torch.no_grad():
+        span = (cum[:, :, 0] - cum[:, :, -1]).amax(dim=(0, 1))  # (h,), over the whole batch
+        factored = span <= 2 * SSD_FACTOR_LOG_LIMIT
+        n_factored = int(factored.sum())
+    if n_factored == heads:
+        return _ssd_factored(x, dt, cum, B, C, D, matmul_dtype)
+    if n_factored == 0 or groups > 1:
+        # (a subset of heads would split the groups that share B and C; GRAM-M has one group)
+        y = _ssd_decay_matrix(x, dt, A, B, C, D, decay_matrix_chunk, matmul_dtype)
+        return y.to(_ssd_out_dtype(matmul_dtype))
+    y = _ssd_factored(x, dt, cum, B, C, D, matmul_dtype, heads_kept=factored)
+    rest = (~factored).nonzero().squeeze(1)
+    y_rest = _ssd_decay_matrix(
+        x.index_select(2, rest), dt.index_select(2, rest), A[rest], B, C, D[rest],
+        decay_matrix_chunk, matmul_dtype,
+    )  # fmt: skip
+    if torch.is_grad_enabled():
+        return y.index_copy(2, rest, y_rest.to(y.dtype))
+    return y.index_copy_(2, rest, y_rest.to(y.dtype))  # inference: no copy of the whole output
+
+
+def _ssd_out_dtype(matmul_dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if matmul_dtype == torch.float32 else matmul_dtype
+
+
+def _ssd_factored(
+    x: Tensor,
+    dt: Tensor,
+    cum: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor,
+    matmul_dtype: torch.dtype,
+    heads_kept: Tensor | None = None,
+) -> Tensor:
+    """SSD scan with the decay factored into input and output scales (see :func:`ssd_chunked`).
+
+    Exact in exact arithmetic. In floating point every term ``C_t.B_s dt_s x_s`` is scaled by
+    ``exp(m - a_s)`` and, after the sum, by ``exp(a_t - m)``; both exponents lie within
+    ``[-SSD_FACTOR_LOG_LIMIT, SSD_FACTOR_LOG_LIMIT]`` (the caller checks the span), so each term
+    keeps the relative rounding of the direct form, and a row's terms all share one scale, so
+    the sum cancels no more than the true one does.
+
+    Args:
+        x: (b, l, h, p); dt: (b, l, h) float32; D: (h,) float32.
+        cum: (b, c, q, h) float32 cumulative log decay, restarting in each chunk of q steps.
+        B, C: (b, l, g, n).
+        heads_kept: (h,) bool, or None for all heads. The others get zero inputs and states (and
+            no overflowing factor); the caller replaces their outputs.
+    Returns:
+        (b, l, h, p) in :func:`_ssd_out_dtype`.
+    """
+    mm, out_dtype = matmul_dtype, _ssd_out_dtype(matmul_dtype)
+    (batch, length, heads, headdim), groups = x.shape, B.shape[2]
+    n_chunks, q = cum.shape[1:3]
+    pad = n_chunks * q - length
+    mid = 0.5 * (cum[:, :, :1] + cum[:, :, -1:])  # (b, c, 1, h)
+    to_mid, from_mid = mid - cum, cum - mid  # (b, c, q, h), both within +-the factor limit
+    dt = _split_chunks(dt, q, pad)
+    if heads_kept is not None:
+        # Zeroed exponents, not masked exponentials: exp(inf) * 0 would be NaN in gradients.
+        dropped = ~heads_kept
+        to_mid, from_mid = to_mid.masked_fill(dropped, 0.0), from_mid.masked_fill(dropped, 0.0)
+        dt = dt.masked_fill(dropped, 0.0)
+    in_scale = dt * torch.exp(to_mid)  # (b, c, q, h)
+    x_chunks = _split_chunks(x, q, pad)  # (b, c, q, h, p)
+    if x.dtype == mm:
+        # one pass in the narrow dtype (a mixed-dtype product makes float32 copies on a CPU)
+        x_in = x_chunks * in_scale.to(mm)[..., None]
+    else:
+        x_in = _mul_to(x_chunks, in_scale[..., None], mm)
+    # (b, c, g, q, j * p): a view when there is one group
+    x_in = rearrange(x_in, "b c q (g j) p -> b c g q (j p)", g=groups).contiguous()
+    B, C = (
+        rearrange(_split_chunks(t.to(mm), q, pad), "b c q g n -> b c g q n") for t in (B, C)
+    )
+    # Causal C B^T, shared by the heads of a group; its upper triangle is exactly zero.
+    y = torch.tril(C @ B.transpose(-1, -2)) @ x_in  # (b, c, g, q, j * p)
+    if n_chunks > 1:
+        y = _add_factored_states(y, x_in, B, C, cum, mid, heads_kept, headdim)
+    y = rearrange(y, "b c g q (j p) -> b (c q) (g j) p", p=headdim)[:, :length]
+    out_scale = torch.exp(from_mid).reshape(batch, n_chunks * q, heads)[:, :length, :, None]
+    if out_dtype == torch.float32:
+        return torch.addcmul(x * D[:, None], y.float(), out_scale)
+    # low precision: two passes in the narrow dtype, each rounding once
+    return (y * out_scale.to(out_dtype)).addcmul_(x.to(out_dtype), D.to(out_dtype)[:, None])
+
+
+def _add_factored_states(
+    y: Tensor,
+    x_in: Tensor,
+    B: Tensor,
+    C: Tensor,
+    cum: Tensor,
+    mid: Tensor,
+    heads_kept: Tensor | None,
+    headdim: int,
+) -> Tensor:
+    """``y`` of :func:`_ssd_factored` plus the part carried in from earlier chunks.
+
+    With the state entering chunk i held as ``P_i = exp(m_i) * state_i`` (float32), its part of
+    chunk i's output is ``C_t @ P_i``, scaled by ``exp(a_t - m_i)`` with the rest, and
+    ``P_{i+1} = exp(m_{i+1}) * exp(a_end_i - m_i) * (own_i + P_i)``, where ``own_i`` sums
+    ``B_s x_in_s`` over chunk i. Both factors are at most 1, so nothing overflows.
+
+    Shapes: y, x_in (b, c, g, q, j * p) in the matmul dtype; B, C (b, c, g, q, n); cum
+    (b, c, q, h); mid (b, c, 1, h).
+    """
+    mm = x_in.dtype
+    batch, n_chunks, groups = y.shape[:3]
+    own = B[:, :-1].transpose(-1, -2) @ x_in[:, :-1]  # (b, c - 1, g, n, j * p)
+    carry = torch.exp(mid[:, 1:, 0]) * torch.exp(cum[:, :-1, -1] - mid[:, :-1, 0])  # (b, c-1, h)
+    if heads_kept is not None:
+        carry = carry * heads_kept
+    # per head, broadcast over the state's (n, p) entries: (b, c - 1, g, 1, j * p)
+    carry = carry.reshape(batch, n_chunks - 1, groups, 1, -1).repeat_interleave(headdim, dim=-1)
+    parts, state = [y[:, 0]], None
+    for i in range(1, n_chunks):
+        own_i = own[:, i - 1].float()
+        state = (own_i if state is None else own_i + state) * carry[:, i - 1]  # float32
+        parts.append(y[:, i] + C[:, i] @ state.to(mm))
+    return torch.stack(parts, dim=1)
+
+
+def _ssd_decay_matrix(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor,
+    chunk_size: int,
+    matmul_dtype: torch.dtype,
+) -> Tensor:
+    """SSD scan through an explicit (q, q) decay matrix per head and chunk.
+
+    Same arguments as :func:`ssd_chunked`; returns float32. The decays are only ever
+    exponentials of non-positive differences, so nothing overflows for any step size. Bound by
+    the memory traffic of those matrices on a CPU, so :func:`ssd_chunked` keeps it for the heads
+    that the factored form cannot take.
+    """
     # x is promoted to float32 by the products below (exactly); B and C feed matmuls only.
     dt, A, D = (t.float() for t in (dt, A, D))
     B, C = B.to(matmul_dtype), C.to(matmul_dtype)
@@ -451,21 +622,20 @@ class GatedRMSNorm(nn.Module):
     def forward(self, x: Tensor, z: Tensor, out_dtype: torch.dtype | None = None) -> Tensor:
         """x, z: (..., dim) -> (..., dim) in ``out_dtype`` (default: the dtype of ``x``)."""
         out_dtype = x.dtype if out_dtype is None else out_dtype
-        if z.dtype == torch.float32:
+        if x.dtype == torch.float32 or z.dtype != x.dtype:
             gated = x.float() * F.silu(z.float())
             grouped = gated.unflatten(-1, (-1, self.group_size))  # (..., groups, group_size)
             normed = F.rms_norm(grouped, (self.group_size,), eps=self.eps).flatten(-2)
             return (normed * self.weight.float()).to(out_dtype)
-        # bf16/fp16 gate (low-precision inference): the same float32 arithmetic in fewer passes
-        # over the (..., dim) tensors (F.rms_norm is several kernels on a CPU), rounding once
-        # into out_dtype. silu(z) is rounded to z's dtype, as z itself already is.
-        gated = x * F.silu(z)  # float32 when x is
+        # bf16/fp16 x and z (low-precision inference): elementwise steps in that dtype, the sum
+        # of squares in float32. Four passes over (..., dim) instead of about ten with float32
+        # copies (F.rms_norm is several kernels on a CPU); each step rounds to the narrow dtype.
+        gated = x * F.silu(z)
         grouped = gated.unflatten(-1, (-1, self.group_size))
-        sum_sq = torch.linalg.vector_norm(grouped, dim=-1, keepdim=True).square_()
-        rstd = sum_sq.div_(self.group_size).add_(self.eps).rsqrt_()  # (..., groups, 1)
-        return _mul_to(
-            grouped * rstd, self.weight.float().view(-1, self.group_size), out_dtype
-        ).flatten(-2)
+        sum_sq = torch.linalg.vector_norm(grouped, dim=-1, keepdim=True, dtype=torch.float32)
+        rstd = sum_sq.square_().div_(self.group_size).add_(self.eps).rsqrt_()  # (..., groups, 1)
+        weight = self.weight.to(x.dtype).view(-1, self.group_size)
+        return (grouped * rstd.to(x.dtype)).mul_(weight).flatten(-2).to(out_dtype)
 
 
 # ----------------------------------------------------------------------------------------------

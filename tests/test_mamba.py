@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hear_gram import mamba
 from hear_gram.mamba import (
     DT_MAX,
     DT_MIN,
@@ -213,16 +214,86 @@ def _values_and_grads(fn, inputs):
     return out.detach(), grads
 
 
-@pytest.mark.parametrize("length", LENGTHS)
-@pytest.mark.parametrize("chunk_size", [4, 16, 80])
-def test_ssd_chunked_matches_sequential(length, chunk_size):
-    inputs = _ssd_inputs(length)
+# How ssd_chunked applies the decay, by input: per-head decay rates |A| and step sizes chosen so
+# that every chunk of >= 2 steps lands on one side of the factored form's span limit (120).
+SSD_ROUTES = {
+    # all heads slow-forgetting: the factored form; two groups exercise its group bookkeeping
+    "factored": (2, [-0.1, -0.4, -0.7, -1.0], (0.0, 0.5), ["factored"]),
+    # two heads forget within a step or two (span >= 150 per step): those two through the
+    # decay matrix, the other two factored
+    "mixed": (1, [-0.1, -0.4, -300.0, -500.0], (0.5, 1.0), ["factored", "decay_matrix"]),
+    # the same heads in two groups: a subset would split a group, so all take the decay matrix
+    "mixed_groups": (2, [-0.1, -0.4, -300.0, -500.0], (0.5, 1.0), ["decay_matrix"]),
+    "decay_matrix": (1, [-300.0, -400.0, -500.0, -600.0], (0.5, 1.0), ["decay_matrix"]),
+}
+
+
+def _routed_inputs(route: str, length: int, seed: int = 0):
+    groups, A, (dt_lo, dt_hi), _ = SSD_ROUTES[route]
+    gen = torch.Generator().manual_seed(seed)
+    b, h, p, n = 2, len(A), 3, 5
+    x = torch.randn(b, length, h, p, generator=gen)
+    dt = dt_lo + (dt_hi - dt_lo) * torch.rand(b, length, h, generator=gen)
+    B = torch.randn(b, length, groups, n, generator=gen)
+    C = torch.randn(b, length, groups, n, generator=gen)
+    D = torch.randn(h, generator=gen)
+    return x, dt, torch.tensor(A), B, C, D
+
+
+@pytest.fixture
+def ssd_routes(monkeypatch):
+    """The SSD forms that ssd_chunked called, in order."""
+    called = []
+    for name in ("factored", "decay_matrix"):
+        inner = getattr(mamba, f"_ssd_{name}")
+
+        def spy(*args, _inner=inner, _name=name, **kwargs):
+            called.append(_name)
+            return _inner(*args, **kwargs)
+
+        monkeypatch.setattr(mamba, f"_ssd_{name}", spy)
+    return called
+
+
+@pytest.mark.parametrize("route", sorted(SSD_ROUTES))
+@pytest.mark.parametrize(("length", "chunk_size"), [(16, 4), (17, 16), (40, 16), (40, 256), (300, 256)])
+def test_ssd_chunked_matches_sequential(route, length, chunk_size, ssd_routes):
+    """Values and gradients of every route against the step-by-step recurrence, with one chunk
+    and several (300 > 256: two chunks of the default size; 17 and 40 steps off the grid)."""
+    inputs = _routed_inputs(route, length)
     chunked = lambda *t: ssd_chunked(*t, chunk_size=chunk_size)
     out, grads = _values_and_grads(chunked, inputs)
+    assert ssd_routes == SSD_ROUTES[route][3]
+    ref_out, ref_grads = _values_and_grads(ssd_sequential, inputs)
+    _close(out, ref_out)
+    for grad, ref_grad in zip(grads, ref_grads, strict=True):
+        assert torch.isfinite(grad).all()  # dropped heads' overflowing scales stay out of grads
+        _close(grad, ref_grad)
+
+
+@pytest.mark.parametrize("length", [1, 3])
+def test_ssd_chunked_matches_sequential_on_short_sequences(length):
+    inputs = _ssd_inputs(length)
+    out, grads = _values_and_grads(ssd_chunked, inputs)
     ref_out, ref_grads = _values_and_grads(ssd_sequential, inputs)
     _close(out, ref_out)
     for grad, ref_grad in zip(grads, ref_grads, strict=True):
         _close(grad, ref_grad)
+
+
+@pytest.mark.parametrize(("per_step", "route"), [(1.99, "factored"), (2.02, "decay_matrix")])
+def test_ssd_factored_form_holds_up_to_its_span_limit(per_step, route, ssd_routes):
+    """A decay spanning 119.4 (factored) or 121.2 (not) over one 61-step chunk. Scales taken from
+    the chunk's end instead of its middle would reach e^119, beyond float32."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 61, 1, 4, generator=gen)
+    dt = torch.ones(2, 61, 1)
+    A = torch.tensor([-per_step])
+    B, C = torch.randn(2, 61, 1, 5, generator=gen), torch.randn(2, 61, 1, 5, generator=gen)
+    D = torch.randn(1, generator=gen)
+    out = ssd_chunked(x, dt, A, B, C, D)
+    assert ssd_routes == [route]
+    _close(out, ssd_sequential(x, dt, A, B, C, D))
 
 
 @pytest.mark.parametrize("length", LENGTHS)
@@ -376,7 +447,10 @@ def test_mixer_is_causal(cfg):
     changed[:, 12] += 1.0
     with torch.no_grad():
         before, after = mixer(u), mixer(changed)
-    _close(after[:, :12], before[:, :12], atol=0, rtol=0)
+    # Float32 rounding, not exact equality: the factored SSD form scales a chunk around the
+    # middle of its decay span, which a later step moves. Any leak of the future would show
+    # at the size of the outputs (about 0.1-1), not 1e-7.
+    _close(after[:, :12], before[:, :12], atol=1e-6, rtol=0)
     assert (after[:, 12:] - before[:, 12:]).abs().amax(dim=-1).min() > 0
 
 
@@ -498,17 +572,29 @@ def test_fused_kernels_match_plain_pytorch(cfg):
 # Low-precision (bf16) inference paths
 
 
-@pytest.mark.parametrize("chunk_size", [4, 80])
-def test_ssd_chunked_bf16_matmuls_stay_close_to_sequential(chunk_size):
-    """bf16 operands in the SSD products, float32 decays/state: within bf16 rounding of the
-    float32 reference recurrence, also with decays that drive exp(cumsum) far below 1."""
-    for big_steps in (False, True):
-        x, dt, A, B, C, D = _ssd_inputs(41, big_steps=big_steps)
-        ref = ssd_sequential(x, dt, A, B, C, D)
-        out = ssd_chunked(x, dt, A, B, C, D, chunk_size, matmul_dtype=torch.bfloat16)
-        assert out.dtype == torch.float32 and torch.isfinite(out).all()
-        assert (out - ref).norm() / ref.norm() < 0.01
-        assert F.cosine_similarity(out.flatten(), ref.flatten(), dim=0) > 0.9999
+@pytest.mark.parametrize("route", sorted(SSD_ROUTES))
+@pytest.mark.parametrize("chunk_size", [4, 256])
+def test_ssd_chunked_bf16_matmuls_stay_close_to_sequential(route, chunk_size, ssd_routes):
+    """bf16 operands in the SSD products, float32 decays/state, bf16 output (mamba_ssm's fused
+    scan returns its input's dtype): within bf16 rounding of the float32 recurrence on every
+    route, also where decays drive exp(cumsum) far below 1."""
+    x, dt, A, B, C, D = _routed_inputs(route, 41)
+    ref = ssd_sequential(x, dt, A, B, C, D)
+    out = ssd_chunked(x.bfloat16(), dt, A, B, C, D, chunk_size, matmul_dtype=torch.bfloat16)
+    assert ssd_routes == SSD_ROUTES[route][3]
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    out = out.float()
+    assert (out - ref).norm() / ref.norm() < 0.01
+    assert F.cosine_similarity(out.flatten(), ref.flatten(), dim=0) > 0.9999
+
+
+def test_ssd_chunked_float16_takes_the_decay_matrix(ssd_routes):
+    """float16's range (6.5e4) cannot hold the factored form's scales."""
+    x, dt, A, B, C, D = _routed_inputs("factored", 41)
+    out = ssd_chunked(x.half(), dt, A, B, C, D, matmul_dtype=torch.float16)
+    assert ssd_routes == ["decay_matrix"] and out.dtype == torch.float16
+    ref = ssd_sequential(x.half().float(), dt, A, B, C, D)
+    assert (out.float() - ref).norm() / ref.norm() < 0.01
 
 
 def test_ssd_chunked_rejects_an_integer_matmul_dtype():
@@ -518,15 +604,20 @@ def test_ssd_chunked_rejects_an_integer_matmul_dtype():
 
 
 def test_gated_rms_norm_low_precision_path_matches_float32_path():
+    """bf16 x and z take the narrow path (bf16 steps, float32 sum of squares): within bf16
+    rounding of the float32 formula on the same values, one norm per group, weight applied."""
     torch.manual_seed(0)
     norm = GatedRMSNorm(16, group_size=8)
     with torch.no_grad():
         norm.weight.uniform_(0.5, 1.5)
-    x, z = torch.randn(3, 5, 16), torch.randn(3, 5, 16).bfloat16()
-    ref = norm(x, z.float())  # the float32 path
-    out = norm(x, z, out_dtype=torch.bfloat16)
+    x, z = torch.randn(3, 5, 16).bfloat16(), torch.randn(3, 5, 16).bfloat16()
+    gated = (x.float() * F.silu(z.float())).unflatten(-1, (2, 8))
+    rms = gated.square().mean(-1, keepdim=True).add(1e-5).sqrt()
+    ref = (gated / rms).flatten(-2) * norm.weight
+    out = norm(x, z)
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), ref, atol=0.02, rtol=0.02)
+    assert norm(x, z, out_dtype=torch.float32).dtype == torch.float32
     scaled = x.clone()
     scaled[..., :8] *= 10  # still one norm per group on the fast path
     torch.testing.assert_close(
