@@ -446,11 +446,11 @@ def _add_factored_states(
         carry = carry * heads_kept
     # per head, broadcast over the state's (n, p) entries: (b, c - 1, g, 1, j * p)
     carry = carry.reshape(batch, n_chunks - 1, groups, 1, -1).repeat_interleave(headdim, dim=-1)
-    parts, state = [y[:, 0]], None
+    parts, carried = [y[:, 0]], None  # carried: P_i, float32
     for i in range(1, n_chunks):
         own_i = own[:, i - 1].float()
-        state = (own_i if state is None else own_i + state) * carry[:, i - 1]  # float32
-        parts.append(y[:, i] + C[:, i] @ state.to(mm))
+        carried = (own_i if carried is None else own_i + carried) * carry[:, i - 1]
+        parts.append(y[:, i] + C[:, i] @ carried.to(mm))
     return torch.stack(parts, dim=1)
 
 
