@@ -256,7 +256,9 @@ def ssd_routes(monkeypatch):
 
 
 @pytest.mark.parametrize("route", sorted(SSD_ROUTES))
-@pytest.mark.parametrize(("length", "chunk_size"), [(16, 4), (17, 16), (40, 16), (40, 256), (300, 256)])
+@pytest.mark.parametrize(
+    ("length", "chunk_size"), [(16, 4), (17, 16), (40, 16), (40, 256), (300, 256)]
+)
 def test_ssd_chunked_matches_sequential(route, length, chunk_size, ssd_routes):
     """Values and gradients of every route against the step-by-step recurrence, with one chunk
     and several (300 > 256: two chunks of the default size; 17 and 40 steps off the grid)."""
