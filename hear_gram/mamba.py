@@ -68,7 +68,7 @@ SSD_CHUNK_SIZE = 256
 SSD_DECAY_MATRIX_CHUNK_SIZE = 80
 # Largest |exponent| of the factored SSD form's input and output scales. e^60 ~ 1e26 leaves
 # 1e12 of headroom below float32's (and bfloat16's) 3e38 for |dt * x * C.B| summed over a chunk,
-# and e^-60 ~ 1e-26 keeps scaled inputs above float32's smallest normal for |dt * x| > 1e-12.
+# and e^-60 ~ 9e-27 keeps scaled inputs above float32's smallest normal for |dt * x| > 1e-11.
 SSD_FACTOR_LOG_LIMIT = 60.0
 # Chunk length handed to mamba_ssm's fused kernel (its Mamba2 default).
 FUSED_SSD_CHUNK_SIZE = 256
@@ -304,10 +304,11 @@ def ssd_chunked(
 
     * factored (:func:`_ssd_factored`), for every head whose log decay spans at most
       ``2 * SSD_FACTOR_LOG_LIMIT`` inside every chunk (float32 and bfloat16 products only):
-      ``L[t, s] = exp(a_t - m) * exp(m - a_s)`` with ``m`` the middle of the chunk's span, so the decay scales the inputs and the outputs,
-      and all heads of a group share one ``C B^T`` product: one wide matmul instead of a
-      (q, q) decay matrix per head, whose memory traffic dominated on a CPU (one GRAM-M layer,
-      24 clips on 2 cores: 2.7x faster in bf16, 1.4x in float32);
+      ``L[t, s] = exp(a_t - m) * exp(m - a_s)`` with ``m`` the middle of the chunk's span, so
+      the decay scales the inputs and the outputs, and all heads of a group share one ``C B^T``
+      product: one wide matmul instead of a (q, q) decay matrix per head, whose memory traffic
+      dominated on a CPU (one GRAM-M layer, 24 clips on 2 cores: 2.7x faster in bf16, 1.4x in
+      float32);
     * through the explicit per-head decay matrix (:func:`_ssd_decay_matrix`) for the other,
       fast-forgetting heads: built from differences of ``a``, it never overflows whatever the
       step sizes.
