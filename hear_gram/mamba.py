@@ -631,8 +631,8 @@ class GatedRMSNorm(nn.Module):
         # copies (F.rms_norm is several kernels on a CPU); each step rounds to the narrow dtype.
         gated = x * F.silu(z)
         grouped = gated.unflatten(-1, (-1, self.group_size))
-        sum_sq = torch.linalg.vector_norm(grouped, dim=-1, keepdim=True, dtype=torch.float32)
-        rstd = sum_sq.square_().div_(self.group_size).add_(self.eps).rsqrt_()  # (..., groups, 1)
+        norm = torch.linalg.vector_norm(grouped, dim=-1, keepdim=True, dtype=torch.float32)
+        rstd = norm.square_().div_(self.group_size).add_(self.eps).rsqrt_()  # (..., groups, 1)
         weight = self.weight.to(x.dtype).view(-1, self.group_size)
         return (grouped * rstd.to(x.dtype)).mul_(weight).flatten(-2).to(out_dtype)
 
