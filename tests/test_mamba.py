@@ -1,4 +1,5 @@
-"""Tests for hear_gram.mamba: parameter layout, scans against their references, mixer properties."""
+"""Tests for hear_gram.mamba and hear_gram.scans: parameter layout, scans against their references,
+mixer properties."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hear_gram import mamba
+from hear_gram import scans
 from hear_gram.mamba import (
     DT_MAX,
     DT_MIN,
@@ -245,13 +246,13 @@ def ssd_routes(monkeypatch):
     """The SSD forms that ssd_chunked called, in order."""
     called = []
     for name in ("factored", "decay_matrix"):
-        inner = getattr(mamba, f"_ssd_{name}")
+        inner = getattr(scans, f"_ssd_{name}")
 
         def spy(*args, _inner=inner, _name=name, **kwargs):
             called.append(_name)
             return _inner(*args, **kwargs)
 
-        monkeypatch.setattr(mamba, f"_ssd_{name}", spy)
+        monkeypatch.setattr(scans, f"_ssd_{name}", spy)
     return called
 
 
