@@ -27,7 +27,9 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
+# ruff, and the import layers of .importlinter (import-linter's lint-imports)
 lint: install
+	$(VENV)/bin/lint-imports --config .importlinter
 	$(VENV)/bin/ruff check hear_gram naturalistic_hear localization_tasks tests
 	$(VENV)/bin/ruff format --check hear_gram naturalistic_hear localization_tasks tests
 

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hear_gram.checkpoints import sha256
-from naturalistic_hear.paths import child, write_bytes_atomic
+from hear_gram.safeio import child, write_bytes_atomic
 
 PROG = "python -m hear_gram.embed"
 RECORD = "hear-gram-embed.json"

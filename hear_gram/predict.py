@@ -70,7 +70,7 @@ def output_to(path: Path | None) -> Iterator[None]:
     if path is None:
         yield
         return
-    from naturalistic_hear.paths import open_append
+    from hear_gram.safeio import open_append
 
     sys.stdout.flush()
     sys.stderr.flush()

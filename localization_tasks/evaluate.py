@@ -59,13 +59,13 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from hear_gram.cliargs import model_options, positive_int
+from hear_gram.cli import model_options, positive_int
 from hear_gram.resample import check_file_rate, check_resample_size, resample
+from hear_gram.safeio import UnsafePathError, child, write_bytes_atomic
 from localization_tasks import metrics, plots
 from localization_tasks.baselines import chance
 from localization_tasks.probe import GRIDS, ProbeGrid, fit_predict
 from naturalistic_hear.formats import CHANNELS
-from naturalistic_hear.paths import UnsafePathError, child, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 CHANCE = "chance"

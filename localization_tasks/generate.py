@@ -57,7 +57,7 @@ Resuming: files are written to a temporary name and renamed; a clip counts as do
 output file exists and its row is in `.localization-rows.jsonl` of the first variant. An output
 task whose task_metadata.json differs (another seed, bank, noise, input or generator version) is
 refused, never mixed with the new settings. Names read from the source task (splits, files) go
-through `naturalistic_hear.paths.child`: nothing is read or written outside the task and --out. Labels and
+through `hear_gram.safeio.child`: nothing is read or written outside the task and --out. Labels and
 manifests are written once every clip is done, sorted, so the output is a pure function of the
 inputs and settings whatever the interruptions.
 """
@@ -81,7 +81,8 @@ import numpy as np
 from tqdm import tqdm
 
 from hear_gram import dsp
-from hear_gram.cliargs import positive_int
+from hear_gram.cli import positive_int
+from hear_gram.safeio import UnsafePathError, child, write_bytes_atomic
 from localization_tasks.bins import CLEAN, SNR_BINS
 from naturalistic_hear.bank import (
     PoolView,
@@ -93,7 +94,6 @@ from naturalistic_hear.formats import NAMES as FORMATS
 from naturalistic_hear.formats import scene_format
 from naturalistic_hear.mixing import draw_snr_db, mix_spatial, render_spatial
 from naturalistic_hear.noise import BuiltinNoise, NoiseDir, NoiseSource
-from naturalistic_hear.paths import UnsafePathError, child, write_bytes_atomic
 from naturalistic_hear.rooms import head_to_unit_vector
 from naturalistic_hear.taskio import (
     RowKey,

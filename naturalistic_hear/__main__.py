@@ -30,7 +30,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from hear_gram.cliargs import positive_int
+from hear_gram.cli import positive_int
+from hear_gram.safeio import UnsafePathError
 from naturalistic_hear.external import ExternalRIRError, SofaBank, SoundSpacesBank
 from naturalistic_hear.generate import (
     CHANNELS,
@@ -42,7 +43,6 @@ from naturalistic_hear.generate import (
     process_task,
 )
 from naturalistic_hear.noise import BuiltinNoise, NoiseDir, NoiseSource
-from naturalistic_hear.paths import UnsafePathError
 
 # What main reports as one line (exit 2): the project's own errors (TaskError, UnsafePathError,
 # ExternalRIRError, NonFiniteError are ValueErrors) and missing or wrong-kind files (OSError).

@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from hear_gram.safeio import TMP_SUFFIX, write_bytes_atomic
 from naturalistic_hear.formats import scene_format
 from naturalistic_hear.hrtf import HRTF, load_kemar
-from naturalistic_hear.paths import TMP_SUFFIX, write_bytes_atomic
 from naturalistic_hear.rooms import (
     GENERATOR_VERSION,
     AmbisonicConvention,

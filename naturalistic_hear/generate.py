@@ -23,7 +23,7 @@ the finished folder is byte-identical whatever the sharding, worker count or int
 
 Hostile or broken input:
 - Names from the task's JSON (split names, file names) and the task's top-level files become
-  paths only through `naturalistic_hear.paths.child`: an absolute, `..` or sub-folder name, or a
+  paths only through `hear_gram.safeio.child`: an absolute, `..` or sub-folder name, or a
   symbolic link leading outside the task, is an `UnsafePathError` before anything is written.
   Every file under the output folder is written by `write_bytes_atomic` / `open_append`, which
   never write through a link planted there, and output folders are `child`ren of --out too.
@@ -52,6 +52,13 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from hear_gram import dsp
+from hear_gram.safeio import (  # noqa: F401  (TMP_SUFFIX re-exported)
+    TMP_SUFFIX,
+    UnsafePathError,
+    check_name,
+    child,
+    write_bytes_atomic,
+)
 from naturalistic_hear.formats import CHANNELS, SpatialFormat, scene_format  # noqa: F401  (re-exported)
 
 # One clip's rendering; re-exported because other tools import it from here.
@@ -71,13 +78,6 @@ from naturalistic_hear.mixing import (  # noqa: F401
     render_spatial,
 )
 from naturalistic_hear.noise import NoiseSource
-from naturalistic_hear.paths import (  # noqa: F401  (TMP_SUFFIX re-exported)
-    TMP_SUFFIX,
-    UnsafePathError,
-    check_name,
-    child,
-    write_bytes_atomic,
-)
 
 # The task-I/O protocol; re-exported because other tools import it from here.
 from naturalistic_hear.taskio import (  # noqa: F401

@@ -7,8 +7,8 @@ once:
 - Reading: `read_task` checks a task folder (task_metadata.json with its `splits`,
   labelvocabulary.csv, `{split}.json`, `{rate}/{split}/{file}` audio; the layout
   hearbenchmark/hear-preprocess writes) and lists its clips (`Clip`, `TaskLayout`). Names read
-  from the JSON become paths only through `naturalistic_hear.paths.child`.
-- Writing: every file goes through `naturalistic_hear.paths.write_bytes_atomic` (a hidden
+  from the JSON become paths only through `hear_gram.safeio.child`.
+- Writing: every file goes through `hear_gram.safeio.write_bytes_atomic` (a hidden
   temporary name ending in `TMP_SUFFIX`, renamed into place; never through a planted link).
   Audio is encoded in memory (`encode_audio`, libsndfile's PEAK timestamp zeroed) so that equal
   audio gives equal bytes. `write_static` writes a file a resumed run must find unchanged and
@@ -36,7 +36,7 @@ import numpy as np
 import soundfile as sf
 
 from hear_gram.dsp import NonFiniteError
-from naturalistic_hear.paths import (
+from hear_gram.safeio import (
     UnsafePathError,
     check_name,
     child,

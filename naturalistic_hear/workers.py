@@ -26,15 +26,11 @@ from typing import Any
 
 import torch
 
+from hear_gram import safeio
+from hear_gram.safeio import write_bytes_atomic
 from naturalistic_hear.mixing import MANIFEST_COLUMNS, render_clip
 from naturalistic_hear.noise import NoiseSource
-from naturalistic_hear.paths import UnsafePathError, write_bytes_atomic
 from naturalistic_hear.taskio import Clip, TaskError, cell, encode_audio, output_subtype, read_audio
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: no locks (concurrent runs of one shard are then not refused)
-    fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger("naturalistic_hear.generate")  # one logger for the generator's messages
 
@@ -168,74 +164,19 @@ def render_all(
             raise
 
 
-# --------------------------------------------------------------------------------------------
-# Locks: one run per shard of an output task; short critical sections for the shared files
-# --------------------------------------------------------------------------------------------
-
-
-def _lock_holder(fd: int) -> str:
-    with contextlib.suppress(OSError, ValueError):
-        return os.pread(fd, 32, 0).decode().strip() or "?"
-    return "?"
-
-
+# Locks (one run per shard of an output task): hear_gram.safeio.locked
 @contextlib.contextmanager
 def locked(path: Path, wait: bool) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (created, never through a link; removed on release so
-    that a finished folder holds no lock files). `wait`: block until free, else TaskError at
-    once. A run that opened the file just before its holder removed it sees that the path no
-    longer names the inode it locked, and tries again."""
-    if fcntl is None:
-        yield
-        return
-    while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        except OSError as e:
-            if path.is_symlink():
-                raise UnsafePathError(f"{path} is a symbolic link; refusing to use it") from e
-            raise
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            holder = _lock_holder(fd)
-            os.close(fd)
-            raise TaskError(
-                f"another run holds {path} (pid {holder}): the same shard of this task is being "
-                "rendered into the same --out; wait for it to finish (or stop it) and rerun"
-            ) from None
-        try:
-            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
+    """`hear_gram.safeio.locked`, with a busy shard lock refused as a TaskError that says which
+    run holds it and what to do."""
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        path.unlink(missing_ok=True)  # while still held: the next run creates a fresh one
-        os.close(fd)
-
-
-def remove_stale_lock(path: Path) -> None:
-    """Remove a shard lock file no run holds (left by a killed run, or another sharding)."""
-    if fcntl is None or path.is_symlink():
-        path.unlink(missing_ok=True)
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        path.unlink(missing_ok=True)
-    except BlockingIOError:
-        pass  # a live run: it removes its own
-    finally:
-        os.close(fd)
+        with safeio.locked(path, wait=wait):
+            yield
+    except safeio.LockBusyError as e:
+        raise TaskError(
+            f"another run holds {path} (pid {e.holder}): the same shard of this task is being "
+            "rendered into the same --out; wait for it to finish (or stop it) and rerun"
+        ) from None
 
 
 def cpu_count() -> int:

@@ -1,4 +1,4 @@
-"""Hostile-input matrix: the path rules of naturalistic_hear.paths themselves."""
+"""Hostile-input matrix: the path rules of hear_gram.safeio themselves."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from naturalistic_hear.paths import UnsafePathError, child, open_append, write_bytes_atomic
+from hear_gram.safeio import UnsafePathError, child, open_append, write_bytes_atomic
 
 
 @pytest.mark.hostile("path")

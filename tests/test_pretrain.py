@@ -16,6 +16,14 @@ from torch.utils.data import DataLoader, default_collate
 from hear_gram.config import DecoderConfig, preset
 from hear_gram.dsp import convolve_rir, measured_snr_db, snr_gain
 from hear_gram.encoder import PatchEmbed
+from hear_gram.mae import (
+    GramMAE,
+    MultiWindowAttention,
+    WindowHead,
+    patchify,
+    random_masking,
+    unpatchify,
+)
 from hear_gram.pretrain.data import (
     AudioClips,
     Featurizer,
@@ -23,14 +31,6 @@ from hear_gram.pretrain.data import (
     StepSampler,
     TrainItems,
     demo_clip,
-)
-from hear_gram.pretrain.model import (
-    GramMAE,
-    MultiWindowAttention,
-    WindowHead,
-    patchify,
-    random_masking,
-    unpatchify,
 )
 from hear_gram.pretrain.train import get_config, read_losses, train, warmup_cosine
 from tests.conftest import REPO

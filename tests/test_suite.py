@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from hear_gram.safeio import UnsafePathError
 from hear_gram.suite import units
 from hear_gram.suite.__main__ import main as suite_main
 from hear_gram.suite.config import Settings, SuiteConfigError, load_models
-from naturalistic_hear.paths import UnsafePathError
 from tests.conftest import REPO
 
 MODELS = """

@@ -21,12 +21,12 @@ from hear_gram.checkpoints.loading import (
 from hear_gram.config import GramConfig, preset
 from hear_gram.encoder import GramEncoder, build_encoder
 from hear_gram.frontend import LogMelFrontend
+from hear_gram.safeio import write_bytes_atomic
 from hear_gram.seeding import seeded
-from naturalistic_hear.paths import write_bytes_atomic
 
 
 def upstream_decoder_state(mae) -> dict[str, Tensor]:
-    """The decoder of a ``hear_gram.pretrain.model.GramMAE`` under upstream's names.
+    """The decoder of a ``hear_gram.mae.GramMAE`` under upstream's names.
 
     Upstream GRAMT (labhamlet/GRAM-T ``src/model/GRAMT.py``) holds ``decoder_embed``,
     ``mask_token``, ``decoder_blocks.{i}`` (``MWMHABlock``, ``src/model/layers/mwmae.py``:
@@ -120,7 +120,7 @@ def random_encoder(model: str, depth: int | None = None, seed: int = 0) -> GramE
 def random_decoder(cfg: GramConfig, seed: int = 0) -> dict[str, Tensor]:
     """A randomly initialised upstream-shaped decoder (8 blocks, width 512, 8 heads, the paper's
     windows) under upstream's names, seeded apart from the encoder."""
-    from hear_gram.pretrain.model import GramMAE
+    from hear_gram.mae import GramMAE
 
     with seeded(seed + 1):
         return upstream_decoder_state(GramMAE(cfg))

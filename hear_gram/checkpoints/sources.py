@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hear_gram.checkpoints.loading import CheckpointError, load_encoder
-from naturalistic_hear.paths import UnsafePathError, check_name
+from hear_gram.safeio import UnsafePathError, check_name
 
 log = logging.getLogger(__name__)
 

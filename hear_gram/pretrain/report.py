@@ -53,9 +53,9 @@ import numpy as np
 import torch
 
 from hear_gram.checkpoints import save_checkpoint
+from hear_gram.mae import GramMAE
 from hear_gram.plotting import save, subplots
 from hear_gram.pretrain.diagnostics import encoder_lr_cosine, weights_lr_cosine
-from hear_gram.pretrain.model import GramMAE
 from hear_gram.pretrain.train import (
     CONFIG_FILE,
     TrainConfig,

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from hear_gram.checkpoints import LIGHTNING_KEY, OWN_FORMAT, save_checkpoint
 from hear_gram.config import DECODERS, DecoderConfig, GramConfig, preset
 from hear_gram.formats import SCENE_FORMATS, SpatialFormat
+from hear_gram.mae import GramMAE
 from hear_gram.plotting import save, subplots
 from hear_gram.pretrain.data import (
     AudioClips,
@@ -42,7 +43,6 @@ from hear_gram.pretrain.data import (
     make_demo_corpus,
     open_audio,
 )
-from hear_gram.pretrain.model import GramMAE
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from naturalistic_hear.paths import check_name
+from hear_gram.safeio import check_name
 
 Condition = Literal["dry", "nat-binaural", "nat-ambisonic", "localization", "t60"]
 Format = Literal["mono", "binaural", "ambisonic"]

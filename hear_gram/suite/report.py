@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hear_gram.plotting import save, subplots
+from hear_gram.safeio import write_bytes_atomic
 from hear_gram.suite.config import CONDITION_FORMAT, ModelSpec
 from hear_gram.suite.units import Unit, read_json, status, unit_key, weights_sha
-from naturalistic_hear.paths import write_bytes_atomic
 
 COLUMNS = ("model", "condition", "unit", "task", "format", "snr_bin", "metric", "mean", "std", "folds",
            "better", "status", "error")  # fmt: skip

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from hear_gram.safeio import child, write_bytes_atomic
 from hear_gram.suite.config import (
     CONDITION_FORMAT,
     SPATIAL_FORMATS,
@@ -44,7 +45,6 @@ from hear_gram.suite.config import (
     Settings,
     SuiteConfigError,
 )
-from naturalistic_hear.paths import child, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 PAPER_LOCALIZATION_SOURCES = ("esc50-v2.0.0-full", "speech_commands-v0.0.2-5h")

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import soundfile as sf
 
+from hear_gram.safeio import check_name, child
 from localization_tasks.seld import tau
 from localization_tasks.seld.labels import FORMATS, read_rows
 from localization_tasks.seld.task import write_audio, write_labels
-from naturalistic_hear.paths import check_name, child
 
 log = logging.getLogger(__name__)
 

@@ -58,11 +58,12 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from hear_gram.cliargs import model_options
+from hear_gram.cli import model_options
 from hear_gram.config import FeatureConfig
 from hear_gram.frontend import LogMelFrontend
 from hear_gram.plotting import save, subplots
 from hear_gram.resample import resample
+from hear_gram.safeio import child, write_bytes_atomic
 from hear_gram.seeding import seeded
 from localization_tasks.seld.labels import FRAME_S, Row, format_rows
 from localization_tasks.seld.metrics import score_rows
@@ -73,7 +74,6 @@ from localization_tasks.seld.task import (
     read_vocabulary,
     task_rows,
 )
-from naturalistic_hear.paths import child, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 ACTIVE = 0.5

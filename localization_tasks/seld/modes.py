@@ -40,7 +40,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hear_gram.cliargs import model_options
+from hear_gram.cli import model_options
+from hear_gram.safeio import child, write_bytes_atomic
 from hear_gram.seeding import seeded
 from localization_tasks import metrics
 from localization_tasks.evaluate import (
@@ -52,7 +53,6 @@ from localization_tasks.evaluate import (
     read_labels,
     read_metadata,
 )
-from naturalistic_hear.paths import child, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 Mode = Literal[

@@ -22,9 +22,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from hear_gram.safeio import child
 from localization_tasks.seld.labels import FORMATS, Row, read_rows
 from localization_tasks.seld.metrics import score_rows
-from naturalistic_hear.paths import child
 
 log = logging.getLogger(__name__)
 MAX_FILES = 100_000

@@ -13,7 +13,7 @@ Each sound is trimmed to where it is audible (10 ms frames within 40 dB of its l
 that the synthetic labels do not claim activity over leading or trailing silence. Sounds are dealt
 out to folds per class in turn (sorted by origin), so no sound plays in two folds and every fold
 has every class; a class with fewer sounds than folds is refused. All names come from data and go
-through naturalistic_hear.paths; sizes are bounded before audio is read.
+through hear_gram.safeio; sizes are bounded before audio is read.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import soundfile as sf
 import torch
 
 from hear_gram.resample import resample
-from naturalistic_hear.paths import child
+from hear_gram.safeio import child
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 MAX_SOUNDS = 20_000

@@ -51,11 +51,11 @@ import numpy as np
 import soundfile as sf
 
 from hear_gram import dsp
+from hear_gram.safeio import check_name, child, write_bytes_atomic
 from localization_tasks.seld.labels import FRAME_S, Row, polar_to_unit
 from localization_tasks.seld.sources import SoundBank, describe, load_bank
 from localization_tasks.seld.task import write_audio, write_labels
 from naturalistic_hear import rooms
-from naturalistic_hear.paths import check_name, child, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 TOY_CLASSES = ("tone", "noise_band", "chirp", "clicks")

@@ -33,8 +33,8 @@ import soundfile as sf
 import torch
 
 from hear_gram.resample import resample
+from hear_gram.safeio import child, write_bytes_atomic
 from localization_tasks.seld.labels import FRAME_S, Row, format_rows, polar_to_unit
-from naturalistic_hear.paths import child, write_bytes_atomic
 
 HOP_MS = int(round(FRAME_S * 1000))
 MAX_EVENTS = 5_000_000

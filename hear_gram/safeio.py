@@ -1,10 +1,13 @@
-"""The one place where names read from task data become file-system paths.
+"""Safe file-system I/O for every tool: names from data become paths here, outputs are written here.
 
 HEAR task directories are made by others: a split JSON's file names, a metadata file's split
 names and a cache's keys are data, not trusted paths. Every tool that joins such a name to a
 folder goes through `child`, and every file a tool writes under its output folder is opened
 through `write_bytes_atomic` / `open_append`, which never follow a symbolic link planted at the
 destination.
+
+It also holds the advisory locks (`locked`) that keep two runs or shards off one piece of work,
+and `write_json`, the atomic JSON writer.
 
 The rules, and why:
 - A name is one or more plain path components (`a.wav`, or `sub/a.wav` where `subdirs=True`):
@@ -17,8 +20,17 @@ The rules, and why:
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locks (concurrent runs are then not refused)
+    fcntl = None  # type: ignore[assignment]
 
 # Suffix of the hidden temporary files `write_bytes_atomic` renames into place (`.<name>.<pid>.tmp`):
 # a run that finds some left by a killed run removes them by this suffix.
@@ -27,6 +39,14 @@ TMP_SUFFIX = ".tmp"
 
 class UnsafePathError(ValueError):
     """A name from data that would lead outside its folder (or is not a plain name)."""
+
+
+class LockBusyError(RuntimeError):
+    """`locked(..., wait=False)` found the lock held; `holder` is the pid written in it."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        super().__init__(f"another run (pid {holder}) holds {path}")
+        self.path, self.holder = path, holder
 
 
 def check_name(name: object, what: str, subdirs: bool = False) -> str:
@@ -101,3 +121,86 @@ def open_append(path: Path):
             raise UnsafePathError(f"{path} is a symbolic link; refusing to append to it") from e
         raise
     return os.fdopen(fd, "a", encoding="utf-8", newline="")
+
+
+def write_json(path: Path, obj: Any, indent: int | None = 2) -> None:
+    """`obj` as JSON (UTF-8, a final newline), written with `write_bytes_atomic`. NaN and
+    infinities are refused (ValueError): JSON has no such numbers, and a reader would get a
+    plausible-looking file that other JSON parsers reject."""
+    text = json.dumps(obj, indent=indent, allow_nan=False)
+    write_bytes_atomic(path, (text + "\n").encode())
+
+
+def subdir(root: str | os.PathLike, *names: str, what: str = "folder") -> Path:
+    """`root/names...` created as folders, each a `child` of the one above: a symbolic link
+    planted on the way that leads outside `root` is refused (UnsafePathError) before anything
+    is written below it. `root` itself is the user's choice and may be a link."""
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        path = child(path, name, what)
+        path.mkdir(exist_ok=True)
+    return path
+
+
+def _lock_holder(fd: int) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        return os.pread(fd, 32, 0).decode().strip() or "?"
+    return "?"
+
+
+@contextlib.contextmanager
+def locked(path: Path, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive flock on `path`: created, never through a link, and removed on release
+    so that a finished folder holds no lock files. `wait`: block until free, else LockBusyError
+    at once. A run that opened the file just before its holder removed it sees that the path no
+    longer names the inode it locked, and tries again (so two runs never both hold it)."""
+    if fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as e:
+            if path.is_symlink():
+                raise UnsafePathError(f"{path} is a symbolic link; refusing to use it") from e
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise LockBusyError(path, holder) from None
+        try:
+            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still held: the next run creates a fresh one
+        os.close(fd)
+
+
+def remove_stale_lock(path: Path) -> None:
+    """Remove a lock file no run holds (left by a killed run)."""
+    if fcntl is None or path.is_symlink():
+        path.unlink(missing_ok=True)
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink(missing_ok=True)
+    except BlockingIOError:
+        pass  # a live run: it removes its own
+    finally:
+        os.close(fd)
