@@ -32,6 +32,7 @@ from pathlib import Path
 
 from hear_gram.cli import positive_int
 from hear_gram.safeio import UnsafePathError
+from naturalistic_hear.bank import DEFAULT_N_SCENES
 from naturalistic_hear.external import ExternalRIRError, SofaBank, SoundSpacesBank
 from naturalistic_hear.generate import (
     CHANNELS,
@@ -49,7 +50,6 @@ from naturalistic_hear.noise import BuiltinNoise, NoiseDir, NoiseSource
 EXPECTED_ERRORS = (TaskError, UnsafePathError, ExternalRIRError, ValueError, OSError)
 
 logger = logging.getLogger("naturalistic_hear")
-DEFAULT_N_SCENES = 200  # held-out scenes of the builtin bank
 
 
 def default_cache_dir() -> Path:

@@ -48,6 +48,10 @@ from naturalistic_hear.rooms import (
 
 log = logging.getLogger(__name__)
 
+# Scenes in a built-in bank unless a tool is told otherwise: the held-out scenes a Nat-HEAR,
+# localization or suite build draws from (the one default every tool takes from here).
+DEFAULT_N_SCENES = 200
+
 
 class SceneBank:
     """Rendered scenes 0..n_scenes-1 of `pool` (see `sample_scene`) at one format and rate."""
@@ -58,7 +62,7 @@ class SceneBank:
         fmt: Format,
         sample_rate: int,
         pool: str = "test",
-        n_scenes: int = 200,
+        n_scenes: int = DEFAULT_N_SCENES,
         seed: int = 0,
         hrtf: HRTF | None = None,
         ambisonic_convention: AmbisonicConvention = "acn-sn3d",
