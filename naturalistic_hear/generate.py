@@ -57,6 +57,7 @@ from hear_gram.safeio import (  # noqa: F401  (TMP_SUFFIX re-exported)
     UnsafePathError,
     check_name,
     child,
+    remove_stale_lock,
     write_bytes_atomic,
 )
 from naturalistic_hear.formats import CHANNELS, SpatialFormat, scene_format  # noqa: F401  (re-exported)
@@ -102,7 +103,6 @@ from naturalistic_hear.workers import (  # noqa: F401  (check_workers re-exporte
     Renderer,
     check_workers,
     locked,
-    remove_stale_lock,
     render_all,
 )
 
