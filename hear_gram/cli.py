@@ -297,7 +297,8 @@ def main(
         print(f"{prog}: error: {one_line(e) or type(e).__name__}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as e:  # a bug: keep the traceback, say where it is
-        logging.getLogger(prog).error("internal error", exc_info=True)
+        # DEBUG: the traceback goes to the log file only; the console gets the one line below
+        logging.getLogger(prog).debug("internal error", exc_info=True)
         if getattr(args, "verbose", False):
             traceback.print_exc()
         where = f"; traceback in {log_file}" if log_file else "; rerun with --verbose"
