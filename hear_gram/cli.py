@@ -62,11 +62,17 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with its errors on one line (`prog: error: ... (see --help)`), exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_ERROR, f"{self.prog}: error: {one_line(message)} (see --help)\n")
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {shorten(one_line(message))} (see --help)\n")
 
 
 def one_line(text: object) -> str:
     return " ".join(str(text).split())
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    """`text` cut to `limit` characters: an error echoing a 5000-character option value stays
+    one readable line."""
+    return text if len(text) <= limit else text[: limit - 15] + f"... ({len(text)} chars)"
 
 
 def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
@@ -294,7 +300,7 @@ def main(
         return EXIT_INTERRUPTED
     except EXPECTED as e:
         logging.getLogger(prog).debug("expected failure", exc_info=True)
-        print(f"{prog}: error: {one_line(e) or type(e).__name__}", file=sys.stderr)
+        print(f"{prog}: error: {shorten(one_line(e)) or type(e).__name__}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as e:  # a bug: keep the traceback, say where it is
         # DEBUG: the traceback goes to the log file only; the console gets the one line below

@@ -162,3 +162,10 @@ def test_shard_and_counts_parse_or_refuse():
     with pytest.raises(argparse.ArgumentTypeError):
         cli.positive_int("0")
     assert json.loads(json.dumps(cli.json_object('{"a": 1}'))) == {"a": 1}
+
+
+def test_an_absurdly_long_value_is_echoed_short(capsys):
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["--seed", "9" * 5000])
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and len(err) < 400 and "(5" in err
