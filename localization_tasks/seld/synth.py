@@ -256,7 +256,7 @@ def _dcase(direction: Sequence[float]) -> tuple[float, float, float]:
     return round((az + 180) % 360 - 180, 2), round(el, 2), round(dist, 3)
 
 
-def render_clip(
+def render_seld_clip(
     cfg: SynthConfig, fold: int, index: int, bank: SoundBank | None = None
 ) -> tuple[np.ndarray, list[Row], dict]:
     """Audio (N, C), label rows and a manifest record of clip `index` of fold `fold`."""
@@ -345,7 +345,7 @@ def generate(
             if part.exists() and all((task_dir / str(r) / split / clip).exists() for r in rates):
                 done = json.loads(part.read_text())
             else:
-                audio, rows, record = render_clip(cfg, fold, i, bank)
+                audio, rows, record = render_seld_clip(cfg, fold, i, bank)
                 write_audio(task_dir, split, clip, audio, cfg.sample_rate, rates)
                 done = {"rows": [[r.frame, r.cls, r.track, *r.azel, r.distance] for r in rows],
                         "record": record}  # fmt: skip
