@@ -1,8 +1,8 @@
 """Evaluate any HEAR module (or chance) on the localization and T60 tasks.
 
-    python -m localization_tasks.evaluate --module hear_gram.gram_t_ambisonic --model W \\
+    python -m localization_tasks.evaluate --module hear_gram.gram_t_ambisonic --weights W \\
         --model-options '{"strategy": "cls", "sample_rate": 48000}' --tasks-dir loc-tasks \\
-        --out results [--task NAME ...] [--grid default|fast] [--seed 0]
+        --out results [--task NAME ...] [--grid default|fast] [--seed 0] [--quiet|--verbose]
     python -m localization_tasks.evaluate --module chance [--model-options '{"mode": "random"}'] ...
 
 Tasks: every folder under --tasks-dir whose task_metadata.json has a `localization` block (made by
@@ -26,7 +26,9 @@ probe per split, seeded. Every clip is predicted once as a test item; metrics
 
 Outputs under OUT/{tag}/: results.json (settings, one entry per task with pooled and per-fold
 metrics and the chosen hyper-parameters), results.csv (one row per task), predictions/{task}.csv
-(per clip: split, target, prediction, errors), error_vs_snr.png, azimuth_scatter.png.
+(per clip: split, target, prediction, errors), error_vs_snr.png, azimuth_scatter.png; the run's
+log in OUT/logs/localization_tasks-evaluate.log. Command line: `hear_gram.cli` (one-line errors,
+exit 2; Ctrl-C: 130).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Single-source localization in the modes of labhamlet/listen-eval-kit (arXiv 2602.03307).
 
-    python -m localization_tasks.seld.modes --module M [--model W] [--model-options J] \\
+    python -m localization_tasks.seld.modes --module M [--weights W] [--model-options J] \\
         --tasks-dir T --out O --mode polar-classification [--task NAME ...] [--seed 0]
 
 Runs on the single-source direction tasks of `localization_tasks.generate` (labels: unit vectors
