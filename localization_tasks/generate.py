@@ -2,7 +2,7 @@
 
     python -m localization_tasks.generate --tasks-dir hear/tasks --out loc-tasks \\
         [--task esc50-v2.0.0-full --task speech_commands-v0.0.2-5h] \\
-        [--format binaural ambisonic] [--seed 0] [--n-scenes 200] [--sample-rate 48000] \\
+        [--format binaural ambisonic] [--seed 0] [--n-scenes N] [--sample-rate 48000] \\
         [--rirs builtin | soundspaces:DIR | sofa:FILE] [--noise-dir wham_noise/tt] [--cache-dir DIR]
 
 Per source task and format (binaural: 2 channels, Ambisonic: 4 channels ACN/SN3D: W, Y, Z, X) we
@@ -80,13 +80,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from hear_gram import dsp
-from hear_gram.cli import positive_int
-from hear_gram.safeio import UnsafePathError, child, write_bytes_atomic
+from hear_gram import cli, dsp
+from hear_gram.safeio import child, write_bytes_atomic
 from localization_tasks.bins import CLEAN, SNR_BINS
 from naturalistic_hear.bank import (
+    DEFAULT_N_SCENES,
     PoolView,
-    SceneAssignmentError,
     ScenePools,
     assign_pools,
 )
@@ -323,10 +322,12 @@ def task_metadata(
 
 def _first_difference(old: bytes, new: bytes) -> str:
     """The first differing key of two localization blocks, for the refusal message."""
-    try:
-        a = json.loads(old).get("localization", {})
+    try:  # the old file may be anything: refuse it as not ours (loads_json: depth checked)
+        a = cli.loads_json(old, "task_metadata.json").get("localization", {})
         b = json.loads(new)["localization"]
-    except (ValueError, AttributeError):
+        if not isinstance(a, dict):
+            raise TypeError(type(a).__name__)
+    except (ValueError, AttributeError, TypeError):
         return "not a task of this generator"
     keys = [k for k in b if a.get(k) != b[k]] or ["task keys"]
     k = keys[0]
@@ -481,12 +482,9 @@ PROG = "python -m localization_tasks.generate"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Localization (direction per SNR bin) and T60 tasks from HEAR scene tasks.",
-    )
-    p.add_argument("--tasks-dir", type=Path, required=True, help="folder of HEAR task folders")
-    p.add_argument("--out", type=Path, required=True, help="output tasks folder")
+    p = cli.parser(PROG, __doc__)
+    cli.add_tasks_dir(p)
+    cli.add_out(p, help="output tasks folder")
     p.add_argument(
         "--task",
         action="append",
@@ -501,13 +499,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=["binaural", "ambisonic"],
         dest="formats",
     )
-    p.add_argument("--seed", type=int, default=0, help="scene bank and per-clip draws")
+    cli.add_seed(p)
     p.add_argument(
         "--n-scenes",
-        type=positive_int,
+        type=cli.positive_int,
         default=None,
-        help="scenes in the built-in bank (default 200), split between the folds; "
-        "sofa: default one per measurement",
+        help=f"scenes in the built-in bank (default {DEFAULT_N_SCENES}), split between the "
+        "folds; sofa: default one per measurement",
     )
     p.add_argument(
         "--rirs",
@@ -515,11 +513,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="builtin (simulated held-out scenes) | soundspaces:DIR | sofa:FILE "
         "(naturalistic_hear.external)",
     )
-    p.add_argument("--sample-rate", type=positive_int, action="append", dest="sample_rates",
+    p.add_argument("--sample-rate", type=cli.positive_int, action="append", dest="sample_rates",
                    metavar="HZ")  # fmt: skip
     p.add_argument("--noise-dir", type=Path, help="noise recordings (default: built-in noise)")
     p.add_argument("--cache-dir", type=Path, default=None, help="scene bank cache")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
@@ -537,7 +534,7 @@ def bank_factory(args: argparse.Namespace, fmt: str) -> Callable[[int], Any]:
             args.cache_dir or default_cache_dir(),
             fmt,
             pool="test",
-            n_scenes=200 if args.n_scenes is None else args.n_scenes,
+            n_scenes=DEFAULT_N_SCENES if args.n_scenes is None else args.n_scenes,
             seed=args.seed,
         )
     if kind == "soundspaces" and location:
@@ -551,48 +548,31 @@ def bank_factory(args: argparse.Namespace, fmt: str) -> Callable[[int], Any]:
     raise ValueError(f"--rirs must be builtin, soundspaces:DIR or sofa:FILE; got {args.rirs!r}")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line; expected failures end with one line `PROG: error: ...` and exit code 2."""
-    from naturalistic_hear.external import ExternalRIRError
+def run(args: argparse.Namespace) -> None:
+    noise: NoiseSource = (
+        BuiltinNoise(sample_rate=16000)
+        if args.noise_dir is None
+        else NoiseDir(args.noise_dir, sample_rate=16000)
+    )
+    # TaskError, SceneAssignmentError, ExternalRIRError and UnsafePathError are ValueErrors:
+    # cli.main reports them in one line.
+    for name in args.tasks or list(DEFAULT_TASKS):
+        task_dir = child(args.tasks_dir, name, "--task")
+        if not task_dir.is_dir():
+            found = sorted(p.name for p in args.tasks_dir.iterdir() if p.is_dir()) if (
+                args.tasks_dir.is_dir()) else []  # fmt: skip
+            raise TaskError(f"{args.tasks_dir}: no task folder {name!r} (found {found})")
+        for fmt in args.formats:
+            generate_task(task_dir, args.out, fmt, bank_factory(args, fmt), noise,
+                          seed=args.seed, sample_rates=args.sample_rates,
+                          progress=not args.quiet)  # fmt: skip
 
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    names = args.tasks or list(DEFAULT_TASKS)
-    try:
-        noise: NoiseSource = (
-            BuiltinNoise(sample_rate=16000)
-            if args.noise_dir is None
-            else NoiseDir(args.noise_dir, sample_rate=16000)
-        )
-        for name in names:
-            task_dir = child(args.tasks_dir, name, "--task")
-            if not task_dir.is_dir():
-                found = sorted(p.name for p in args.tasks_dir.iterdir() if p.is_dir()) if (
-                    args.tasks_dir.is_dir()) else []  # fmt: skip
-                raise TaskError(f"{args.tasks_dir}: no task folder {name!r} (found {found})")
-            for fmt in args.formats:
-                generate_task(
-                    task_dir,
-                    args.out,
-                    fmt,
-                    bank_factory(args, fmt),
-                    noise,
-                    seed=args.seed,
-                    sample_rates=args.sample_rates,
-                    progress=not args.quiet,
-                )
-    except (
-        TaskError,
-        UnsafePathError,
-        SceneAssignmentError,
-        ExternalRIRError,
-        FileNotFoundError,
-        NotADirectoryError,
-        ValueError,
-    ) as e:
-        sys.stderr.write(f"{PROG}: error: {e}\n")
-        raise SystemExit(2) from None
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line (`hear_gram.cli` convention): expected failures end in one line
+    `PROG: error: ...` and exit status 2, Ctrl-C in 130."""
+    return cli.main(PROG, build_parser, run, argv, log_dir=lambda a: a.out)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -42,20 +42,22 @@ def angular_error_deg(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
-def azimuth_elevation_deg(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(azimuth 0..360, elevation -90..90) in deg of (M, 3) vectors."""
+def azimuth360_elevation_deg(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(azimuth in [0, 360), elevation in [-90, 90]) in deg of (M, 3) vectors: the convention of
+    the localization metrics (azimuth counter-clockwise from the front, `localization_tasks.generate`);
+    `seld.labels.dcase_azimuth_elevation_deg` gives the DCASE (-180, 180] one for single rows."""
     u = unit(v)
     az = np.degrees(np.arctan2(u[..., 1], u[..., 0])) % 360.0
     return az, np.degrees(np.arcsin(np.clip(u[..., 2], -1.0, 1.0)))
 
 
 def azimuth_error_deg(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    d = np.abs(azimuth_elevation_deg(pred)[0] - azimuth_elevation_deg(target)[0]) % 360.0
+    d = np.abs(azimuth360_elevation_deg(pred)[0] - azimuth360_elevation_deg(target)[0]) % 360.0
     return np.minimum(d, 360.0 - d)
 
 
 def elevation_error_deg(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    return np.abs(azimuth_elevation_deg(pred)[1] - azimuth_elevation_deg(target)[1])
+    return np.abs(azimuth360_elevation_deg(pred)[1] - azimuth360_elevation_deg(target)[1])
 
 
 def front_back_confusions(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

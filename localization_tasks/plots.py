@@ -37,8 +37,8 @@ def azimuth_scatter(per_task: dict[str, tuple[np.ndarray, np.ndarray]], path: Pa
     fig, axes = subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
     for ax, (task, (pred, target)) in zip(axes[0], sorted(per_task.items()), strict=False):
         ax.scatter(
-            metrics.azimuth_elevation_deg(target)[0],
-            metrics.azimuth_elevation_deg(pred)[0],
+            metrics.azimuth360_elevation_deg(target)[0],
+            metrics.azimuth360_elevation_deg(pred)[0],
             s=8,
         )
         ax.plot([0, 360], [0, 360], color="grey", linewidth=0.8)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from localization_tasks.seld import evaluate, synth
-from localization_tasks.seld.evaluate import Features, _check_embeddings
+from localization_tasks.seld.features import Features, check_timestamp_embeddings
 from localization_tasks.seld.labels import Row, polar_to_unit
 from localization_tasks.seld.task import write_labels
 from tests.hostile import assert_clean_failure, run_cli, snapshot
@@ -68,17 +68,20 @@ def _task(root: Path, events: dict | None = None, seld: dict | None = None) -> P
 def _evaluate_fails(capsys, argv: list[str], *needles: str) -> None:
     """In-process main(): exit 2 with one `...: error:` line naming the needles (an unexpected
     exception would propagate and fail the test)."""
-    with pytest.raises(SystemExit) as e:
-        evaluate.main(argv)
+    try:
+        code = evaluate.main(argv)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
     err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 2 and err[-1].startswith("localization_tasks.seld.evaluate: error:")
+    assert code == 2 and len(err) == 1, err
+    assert err[-1].startswith("python -m localization_tasks.seld.evaluate: error:")
     for n in needles:
         assert n.lower() in err[-1].lower(), (n, err[-1])
 
 
 def _args(tmp_path, *extra: str) -> list[str]:
     return ["--tasks-dir", str(tmp_path / "tasks"), "--out", str(tmp_path / "out"),
-            "--baseline", "zero", *extra]  # fmt: skip
+            "--baseline", "zero", "--quiet", *extra]  # fmt: skip
 
 
 @pytest.mark.hostile("crash")
@@ -102,7 +105,7 @@ def test_evaluate_refuses_clip_name_escaping_the_task(tmp_path):
 def test_evaluate_refuses_nan_direction(tmp_path, capsys):
     bad = {"c.wav": [{"label": "a", "start": 0, "end": 100, "direction": [float("nan"), 0]}]}
     _task(tmp_path, events=bad)
-    _evaluate_fails(capsys, _args(tmp_path), "direction", "finite")
+    _evaluate_fails(capsys, _args(tmp_path), "fold01.json", "NaN")
 
 
 @pytest.mark.hostile("crash")
@@ -145,9 +148,9 @@ def test_evaluate_refuses_bad_options(tmp_path, capsys, extra, needle):
 def test_evaluate_refuses_nonfinite_embeddings():
     ts = np.array([50.0, 150.0])
     with pytest.raises(ValueError, match="NaN or infinite"):
-        _check_embeddings(np.array([[0.0], [np.nan]]), ts, "m")
+        check_timestamp_embeddings(np.array([[0.0], [np.nan]]), ts, "m")
     with pytest.raises(ValueError, match="not increasing"):
-        _check_embeddings(np.zeros((2, 1)), ts[::-1].copy(), "m")
+        check_timestamp_embeddings(np.zeros((2, 1)), ts[::-1].copy(), "m")
 
 
 @pytest.mark.hostile("stale")
@@ -171,7 +174,7 @@ def test_synth_refuses_source_clip_name_escaping(tmp_path, capsys):
     (src / "task_metadata.json").write_text(json.dumps({"splits": ["s"]}))
     (src / "labelvocabulary.csv").write_text("idx,label\n0,a\n")
     (src / "s.json").write_text(json.dumps({"../../x.wav": ["a"]}))
-    with pytest.raises(SystemExit) as e:
-        synth.main(["--out", str(tmp_path / "out"), "--sources", str(src)])
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert e.value.code == 2 and "../../x.wav" in err and err.startswith("localization_tasks")
+    code = synth.main(["--out", str(tmp_path / "out"), "--sources", str(src), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "../../x.wav" in err[0] and err[0].startswith("python -m localization_tasks.seld.synth")

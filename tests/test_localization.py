@@ -19,7 +19,7 @@ import torch
 from hear_gram import dsp
 from hear_gram.checkpoints import random_encoder, save_checkpoint
 from hear_gram.synthetic_tasks import make_scene_task
-from localization_tasks import evaluate, metrics, probe
+from localization_tasks import embeddings, evaluate, metrics, probe, taskdata
 from localization_tasks.baselines import chance, gcc_phat, intensity_vector
 from localization_tasks.generate import generate_task, render_variants, variants
 from naturalistic_hear.bank import SceneAssignmentError, SceneBank, assign_pools
@@ -185,10 +185,10 @@ def test_metrics_reference_values():
 
 
 def test_data_splits_follow_heareval():
-    splits = evaluate.data_splits({"split_mode": "new_split_kfold", "splits": ["f2", "f0", "f1"]})
+    splits = taskdata.data_splits({"split_mode": "new_split_kfold", "splits": ["f2", "f0", "f1"]})
     assert splits[0] == {"train": ["f2"], "valid": ["f1"], "test": ["f0"]}
     assert [s["test"] for s in splits] == [["f0"], ["f1"], ["f2"]]
-    assert evaluate.data_splits({"split_mode": "trainvaltest"})[0]["test"] == ["test"]
+    assert taskdata.data_splits({"split_mode": "trainvaltest"})[0]["test"] == ["test"]
 
 
 def test_random_chance_is_90_degrees():
@@ -610,7 +610,7 @@ def test_evaluate_on_a_mixed_folder_runs_each_module_on_its_formats(mixed, tmp_p
 
 
 def _gcc_embedder(cache):
-    return evaluate.Embedder("localization_tasks.baselines.gcc_phat", "", {"sample_rate": SR},
+    return embeddings.Embedder("localization_tasks.baselines.gcc_phat", "", {"sample_rate": SR},
                              cache / "gcc_phat-test")  # fmt: skip
 
 
@@ -624,7 +624,7 @@ def test_cache_follows_the_task_content_and_rebuilds_when_corrupt(small_binaural
     _, out = small_binaural
     task = tmp_path / "task"
     shutil.copytree(out / "tinyb-loc-binaural-clean", task)
-    files, _ = evaluate.read_labels(task, "fold00", "direction")
+    files, _ = taskdata.read_labels(task, "fold00", "direction")
     first = _gcc_embedder(tmp_path)(task, "fold00", files)
     np.testing.assert_allclose(first, _fresh(task, "fold00", files), rtol=1e-5, atol=1e-6)
     # The task is regenerated: one clip is now another clip (same name, same split file).

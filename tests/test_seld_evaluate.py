@@ -9,19 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from localization_tasks.seld import evaluate
-from localization_tasks.seld.evaluate import (
+from localization_tasks.seld import evaluate, training
+from localization_tasks.seld.features import Features
+from localization_tasks.seld.heads import CRNN
+from localization_tasks.seld.labels import Row, polar_to_unit
+from localization_tasks.seld.metrics import score_rows
+from localization_tasks.seld.synth import SynthConfig, generate
+from localization_tasks.seld.targets import (
     ADPIT_PATTERNS,
-    CRNN,
     accdoa_target,
     adpit_loss,
     adpit_target,
     decode_accdoa,
     decode_multi_accdoa,
 )
-from localization_tasks.seld.labels import Row, polar_to_unit
-from localization_tasks.seld.metrics import score_rows
-from localization_tasks.seld.synth import SynthConfig, generate
 from localization_tasks.seld.task import task_rows, write_labels
 
 
@@ -130,7 +131,7 @@ def test_binaural_crnn_features_carry_the_interaural_phase():
     right ear = left ear delayed by one sample: sin IPD > 0 (left leads) and cos < the weight sum."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal(24000).astype(np.float32)
-    feats = evaluate.Features("crnn")
+    feats = Features("crnn")
     same = feats._crnn([np.stack([x, x], 1)], 24000)[0]
     late = feats._crnn([np.stack([x, np.roll(x, 1)], 1)], 24000)[0]
     assert same.shape[:2] == (4, 64)
@@ -147,9 +148,9 @@ def test_binaural_task_is_scored_in_stereo(tmp_path):
     cfg = SynthConfig(clips_per_fold=1, folds=3, clip_s=1.0, sample_rate=16000, rir_s=0.2,
                       max_overlap=1, fmt="binaural", rooms_per_fold=1)  # fmt: skip
     task = generate(tmp_path / "tasks", cfg)
-    res = evaluate.train_and_test(task, "zero", None, evaluate.TrainConfig(), tmp_path / "out")
+    res = evaluate.train_and_test(task, "zero", None, training.SeldTrainConfig(), tmp_path / "out")
     assert res["stereo"] is True and res["SELD"] == 1.0
-    res3 = evaluate.train_and_test(task, "zero", None, evaluate.TrainConfig(scoring="3d"),
+    res3 = evaluate.train_and_test(task, "zero", None, training.SeldTrainConfig(scoring="3d"),
                                    tmp_path / "out")  # fmt: skip
     assert res3["stereo"] is False
     files = {n: (r, r) for n, r in task_rows(task, "fold03").items()}
@@ -180,7 +181,7 @@ def test_test_fold_gets_the_training_standardisation(tmp_path, one_thread):
         return [accdoa_target(rows[n], f, 2).reshape(f, 6) + 1000.0
                 for n, f in zip(sorted(rows), n_frames, strict=True)]  # fmt: skip
 
-    cfg = evaluate.TrainConfig(head="mlp", epochs=30, patience=30, batch=2, lr=3e-3)
+    cfg = training.SeldTrainConfig(head="mlp", epochs=30, patience=30, batch=2, lr=3e-3)
     res = evaluate.train_and_test(task, "module", oracle, cfg, tmp_path / "out", "oracle")
     # measured: F 0.9, LE 12.9 deg, ER 0.25; raw test inputs: F 0, LE 88 deg, ER 2
     assert res["F20"] >= 0.75 and res["LE_CD"] < 20 and res["ER20"] < 0.5, res
@@ -188,8 +189,8 @@ def test_test_fold_gets_the_training_standardisation(tmp_path, one_thread):
 
 def test_hold_out_takes_every_fifth_training_clip_when_there_is_no_valid_split(tmp_path):
     cols = tuple([f"{c}{i}" for i in range(12)] for c in "nrfxy")  # names, refs, frames, xs, ys
-    train, valid = evaluate.hold_out(cols, tmp_path)
+    train, valid = training.hold_out(cols, tmp_path)
     assert valid[0] == ["n4", "n9"] and valid[3] == ["x4", "x9"]  # by hand: i % 5 == 4
     assert sorted(train[0] + valid[0], key=lambda n: int(n[1:])) == cols[0]
-    small_train, small_valid = evaluate.hold_out(tuple(c[:3] for c in cols), tmp_path)
+    small_train, small_valid = training.hold_out(tuple(c[:3] for c in cols), tmp_path)
     assert small_valid[0] == ["n2"] and small_train[0] == ["n0", "n1"]

@@ -21,7 +21,7 @@ from localization_tasks.seld.synth import (
     fold_cells,
     fold_room,
     generate,
-    render_clip,
+    render_seld_clip,
 )
 from localization_tasks.seld.task import export_dcase, task_rows
 from naturalistic_hear import rooms
@@ -30,11 +30,11 @@ CFG = SynthConfig(clips_per_fold=2, folds=3, clip_s=2.0, sample_rate=16000, rir_
 
 
 def test_clip_is_a_pure_function_of_seed_fold_index():
-    a1, r1, m1 = render_clip(CFG, 1, 1)
-    render_clip(CFG, 0, 0)  # other work in between changes nothing
-    a2, r2, m2 = render_clip(CFG, 1, 1)
+    a1, r1, m1 = render_seld_clip(CFG, 1, 1)
+    render_seld_clip(CFG, 0, 0)  # other work in between changes nothing
+    a2, r2, m2 = render_seld_clip(CFG, 1, 1)
     assert np.array_equal(a1, a2) and r1 == r2 and m1 == m2
-    a3, _, _ = render_clip(dataclasses.replace(CFG, seed=1), 1, 1)
+    a3, _, _ = render_seld_clip(dataclasses.replace(CFG, seed=1), 1, 1)
     assert not np.array_equal(a1, a3)
 
 
@@ -55,7 +55,7 @@ def test_static_event_direction_matches_foa_intensity():
     cfg = dataclasses.replace(CFG, max_overlap=1, moving_prob=0.0, snr_db=(40.0, 40.0))
     errors = []
     for i in range(4):
-        audio, rows, _ = render_clip(cfg, 0, i)
+        audio, rows, _ = render_seld_clip(cfg, 0, i)
         iv = _onset_intensity(audio, rows, rows[0].frame, cfg.sample_rate, rows[0].distance)
         label = np.array([polar_to_unit(*rows[0].azel)])
         errors.append(float(angular_distance_deg(iv, label)[0, 0]))
@@ -66,7 +66,7 @@ def test_moving_event_labels_follow_the_path():
     """A moving event's labelled azimuth changes by 20-60 deg/s * 0.5 s per waypoint; the FOA
     intensity at its onset points at the first waypoint's label."""
     cfg = dataclasses.replace(CFG, max_overlap=1, moving_prob=1.0, clip_s=3.0, snr_db=(40.0, 40.0))
-    audio, rows, rec = render_clip(cfg, 0, 0)
+    audio, rows, rec = render_seld_clip(cfg, 0, 0)
     assert rec["events"][0]["moving"]
     steps = {round((b.azel[0] - a.azel[0] + 180) % 360 - 180, 1)
              for a, b in zip(rows, rows[1:], strict=False) if a.azel != b.azel}  # fmt: skip
@@ -148,7 +148,7 @@ def test_binaural_clip_level_difference_follows_the_labelled_side(tmp_path):
     bank = from_folder(tmp_path / "snd", cfg.sample_rate, cfg.folds)
     sides = []
     for i in range(8):
-        audio, rows, _ = render_clip(cfg, 0, i, bank)
+        audio, rows, _ = render_seld_clip(cfg, 0, i, bank)
         assert audio.shape == (32000, 2)
         az = rows[0].azel[0]
         if abs(np.sin(np.radians(az))) < 0.5:

@@ -37,7 +37,8 @@ from localization_tasks.baselines import common
 
 LOW_HZ, HIGH_HZ = 100.0, 8000.0
 OPTIONS = ("sample_rate", "convention", "n_bands")
-# Task formats this module takes (read by localization_tasks.evaluate on mixed task folders).
+# Task formats this module takes (read by localization_tasks.embeddings.Embedder on mixed task
+# folders).
 LOCALIZATION_FORMATS = ("ambisonic",)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from hear_gram import cli
 from hear_gram.safeio import check_name, child
 from localization_tasks.seld import tau
 from localization_tasks.seld.labels import FORMATS, read_rows
@@ -194,9 +195,12 @@ def _convert_tau(
     return task_dir
 
 
+PROG = "python -m localization_tasks.seld.convert"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m localization_tasks.seld.convert")
-    p.add_argument("--dataset-dir", type=Path, required=True)
+    p = cli.parser(PROG, __doc__)
+    p.add_argument("--dataset-dir", type=Path, required=True, metavar="DIR")
     p.add_argument("--dataset", choices=sorted([*DATASETS, *TAU_DATASETS]), required=True)
     p.add_argument(
         "--overlap",
@@ -205,24 +209,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="TAU 2018: which overlap subset (desc_ovO_splitK) to convert",
     )
-    p.add_argument("--out", type=Path, required=True)
+    cli.add_out(p, help="folder the task folder is written into")
     p.add_argument("--audio", choices=("foa", "mic"), default="foa")
-    p.add_argument("--sample-rate", type=int, action="append", dest="sample_rates")
+    p.add_argument("--sample-rate", type=cli.positive_int, action="append", dest="sample_rates")
     p.add_argument("--label-format", choices=FORMATS, default="auto")
     p.add_argument("--task-name", default=None)
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def run(args: argparse.Namespace) -> None:
     try:
         convert(args.dataset_dir, args.out, args.dataset, args.audio, args.sample_rates,
                 args.label_format, args.task_name, args.overlap)  # fmt: skip
-    except (ValueError, OSError, sf.LibsndfileError) as e:
-        print(f"localization_tasks.seld.convert: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except sf.LibsndfileError as e:  # an unreadable recording: a RuntimeError, expected here
+        raise cli.CLIError(str(e)) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line (`hear_gram.cli` convention): expected failures end in one line
+    `PROG: error: ...` and exit status 2, Ctrl-C in 130."""
+    return cli.main(PROG, build_parser, run, argv, log_dir=lambda a: a.out)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -61,7 +61,7 @@ class Row:
 
     @property
     def azimuth_elevation(self) -> tuple[float, float]:
-        return self.azel if self.azel is not None else azimuth_elevation_deg(self.xyz)
+        return self.azel if self.azel is not None else dcase_azimuth_elevation_deg(self.xyz)
 
 
 def polar_to_unit(azimuth_deg: float, elevation_deg: float) -> tuple[float, float, float]:
@@ -70,8 +70,10 @@ def polar_to_unit(azimuth_deg: float, elevation_deg: float) -> tuple[float, floa
     return (math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el))
 
 
-def azimuth_elevation_deg(xyz: Iterable[float]) -> tuple[float, float]:
-    """(azimuth, elevation) in degrees of a direction vector (any length), DCASE convention."""
+def dcase_azimuth_elevation_deg(xyz: Iterable[float]) -> tuple[float, float]:
+    """(azimuth in (-180, 180], elevation) in degrees of one direction vector (any length), the
+    DCASE label convention; `localization_tasks.metrics.azimuth360_elevation_deg` is the [0, 360)
+    one on arrays."""
     x, y, z = (float(v) for v in xyz)
     return math.degrees(math.atan2(y, x)), math.degrees(math.atan2(z, math.hypot(x, y)))
 

@@ -1,11 +1,11 @@
 """Single-source localization in the modes of labhamlet/listen-eval-kit (arXiv 2602.03307).
 
-    python -m localization_tasks.seld.modes --module M [--model W] [--model-options J] \\
+    python -m localization_tasks.seld.modes --module M [--weights W] [--model-options J] \\
         --tasks-dir T --out O --mode polar-classification [--task NAME ...] [--seed 0]
 
 Runs on the single-source direction tasks of `localization_tasks.generate` (labels: unit vectors
 in the head frame; distances from `localization_manifest.csv`), with the task reading, folds and
-cached scene embeddings of `localization_tasks.evaluate`, and a probe per mode:
+cached scene embeddings of `localization_tasks.embeddings`, and a probe per mode:
 
     cartesian-regression     target the unit vector (x, y, z); tanh output, MSE
     cartesian-z-regression   elevation only: target z = sin(elevation); tanh output, MSE
@@ -40,16 +40,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from hear_gram.cli import model_options
+from hear_gram import cli
 from hear_gram.safeio import child, write_bytes_atomic
 from hear_gram.seeding import seeded
 from localization_tasks import metrics
-from localization_tasks.evaluate import (
-    Embedder,
-    EvaluateError,
+from localization_tasks.embeddings import Embedder, module_tag
+from localization_tasks.taskdata import (
+    TaskDataError,
     data_splits,
     find_tasks,
-    module_tag,
     read_labels,
     read_metadata,
 )
@@ -67,7 +66,7 @@ AZ_BINS, EL_BINS = 36, 9  # 10 deg azimuth bins from -180, 20 deg elevation bins
 
 
 def _az_el(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    az, el = metrics.azimuth_elevation_deg(direction)
+    az, el = metrics.azimuth360_elevation_deg(direction)
     return np.asarray(az, dtype=np.float64), np.asarray(el, dtype=np.float64)
 
 
@@ -202,7 +201,7 @@ def read_distances(task_dir: Path, split: str, files: list[str]) -> np.ndarray:
     """Source distances (m) of `files` from the task's localization_manifest.csv."""
     path = task_dir / "localization_manifest.csv"
     if not path.is_file():
-        raise EvaluateError(f"{task_dir.name}: no localization_manifest.csv, so no distances")
+        raise TaskDataError(f"{task_dir.name}: no localization_manifest.csv, so no distances")
     found: dict[str, float] = {}
     with open(path, newline="", encoding="utf-8") as f:
         for r in csv.DictReader(f):
@@ -212,7 +211,7 @@ def read_distances(task_dir: Path, split: str, files: list[str]) -> np.ndarray:
     bad = ~(np.isfinite(d) & (d > 0) & (d < 1e4))
     if bad.any():
         name = files[int(np.flatnonzero(bad)[0])]
-        raise EvaluateError(f"{path}: no finite positive distance for {split}/{name}")
+        raise TaskDataError(f"{path}: no finite positive distance for {split}/{name}")
     return d
 
 
@@ -220,7 +219,7 @@ def evaluate_task(task_dir: Path, embed: Embedder, mode: Mode, seed: int = 0) ->
     """Probe every fold of one direction task in `mode`; pooled and per-fold metrics."""
     meta = read_metadata(task_dir)
     if meta["localization"]["target"] != "direction":
-        raise EvaluateError(f"{task_dir.name}: mode {mode} needs a direction task")
+        raise TaskDataError(f"{task_dir.name}: mode {mode} needs a direction task")
     labels = {s: read_labels(task_dir, s, "direction") for s in meta["splits"]}
     dist = None
     if mode == "distance-regression":
@@ -249,38 +248,38 @@ def evaluate_task(task_dir: Path, embed: Embedder, mode: Mode, seed: int = 0) ->
     return {"task": task_dir.name, "mode": mode, **pooled, "folds": folds}
 
 
+PROG = "python -m localization_tasks.seld.modes"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m localization_tasks.seld.modes")
-    p.add_argument("--module", required=True)
-    p.add_argument("--model", default="")
-    p.add_argument("--model-options", default="{}")
-    p.add_argument("--tasks-dir", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
+    p = cli.parser(PROG, __doc__)
+    cli.add_module(p)
+    cli.add_weights(p)
+    cli.add_model_options(p)
+    cli.add_tasks_dir(p)
+    cli.add_out(p)
     p.add_argument("--mode", choices=MODES, required=True)
-    p.add_argument("--task", action="append", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--task", action="append", default=None, metavar="NAME")
+    cli.add_seed(p)
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        options = model_options(args.model_options)
-        tag = module_tag(args.module, args.model, options)
-        embed = Embedder(args.module, args.model, options, args.out / "embeddings" / tag)
-        results = [evaluate_task(t, embed, args.mode, args.seed)
-                   for t in find_tasks(args.tasks_dir, args.task)]  # fmt: skip
-        out = child(args.out, tag, "module tag")
-        out.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(out / f"modes-{args.mode}.json", json.dumps(results, indent=1).encode())
-    except (ValueError, OSError, ImportError) as e:
-        print(f"localization_tasks.seld.modes: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+def run(args: argparse.Namespace) -> None:
+    tag = module_tag(args.module, args.weights, args.model_options)
+    embed = Embedder(args.module, args.weights, args.model_options, args.out / "embeddings" / tag)
+    results = [evaluate_task(t, embed, args.mode, args.seed)
+               for t in find_tasks(args.tasks_dir, args.task)]  # fmt: skip
+    out = child(args.out, tag, "module tag")
+    out.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out / f"modes-{args.mode}.json", json.dumps(results, indent=1).encode())
     for r in results:
         shown = {k: v for k, v in r.items() if k not in ("folds", "task", "mode")}
         print(r["task"], r["mode"], json.dumps(shown))
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.main(PROG, build_parser, run, argv, log_dir=lambda a: a.out)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from hear_gram import cli
 from hear_gram.safeio import child
 from localization_tasks.seld.labels import FORMATS, Row, read_rows
 from localization_tasks.seld.metrics import score_rows
@@ -59,16 +60,16 @@ def read_dirs(
     return files
 
 
+PROG = "python -m localization_tasks.seld.score"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m localization_tasks.seld.score",
-        description="DCASE Task 3 SELD metrics (ER, F, LE_CD, LR_CD, SELD score) of CSV labels.",
-    )
-    p.add_argument("--ref-dir", type=Path, required=True)
-    p.add_argument("--pred-dir", type=Path, required=True)
+    p = cli.parser(PROG, __doc__)
+    p.add_argument("--ref-dir", type=Path, required=True, metavar="DIR")
+    p.add_argument("--pred-dir", type=Path, required=True, metavar="DIR")
     p.add_argument("--doa-threshold", type=float, default=20.0, help="degrees (default 20)")
     p.add_argument("--average", choices=("macro", "micro"), default="macro")
-    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--num-classes", type=cli.positive_int, default=None)
     p.add_argument("--ref-format", choices=FORMATS, default="auto")
     p.add_argument("--pred-format", choices=FORMATS, default="auto")
     p.add_argument("--stereo", action="store_true",
@@ -76,19 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        files = read_dirs(args.ref_dir, args.pred_dir, args.ref_format, args.pred_format)
-        seen = [r.cls for ref, pred in files.values() for r in ref + pred]
-        n_classes = args.num_classes if args.num_classes is not None else max(seen, default=0) + 1
-        result = score_rows(files, n_classes, args.doa_threshold, args.average, stereo=args.stereo)
-    except (ValueError, OSError) as e:
-        print(f"localization_tasks.seld.score: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+def run(args: argparse.Namespace) -> None:
+    files = read_dirs(args.ref_dir, args.pred_dir, args.ref_format, args.pred_format)
+    seen = [r.cls for ref, pred in files.values() for r in ref + pred]
+    n_classes = args.num_classes if args.num_classes is not None else max(seen, default=0) + 1
+    result = score_rows(files, n_classes, args.doa_threshold, args.average, stereo=args.stereo)
     print(json.dumps(result, indent=1))
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line (`hear_gram.cli` convention; no OUT, so no log file): expected failures end
+    in one line `PROG: error: ...` and exit status 2, Ctrl-C in 130."""
+    return cli.main(PROG, build_parser, run, argv)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -30,6 +30,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from hear_gram import cli
 from hear_gram.resample import resample
 from hear_gram.safeio import child
 
@@ -180,7 +181,11 @@ def _clip_sounds(
         return [(label_idx[events[0]], 0.0, None)] if len(set(events)) == 1 else []
     spans = []
     for i, e in enumerate(events):
-        if not isinstance(e, dict) or e.get("label") not in label_idx:
+        if (
+            not isinstance(e, dict)
+            or not isinstance(e.get("label"), str)
+            or (e["label"] not in label_idx)
+        ):
             raise SourceError(f"{where} event {i}: not an event with a known label")
         a, b = _finite_ms(e.get("start"), where), _finite_ms(e.get("end"), where)
         if b <= a:
@@ -189,13 +194,32 @@ def _clip_sounds(
     return [s for s in spans if not any(o is not s and o[1] < s[2] and s[1] < o[2] for o in spans)]
 
 
+def _json(path: Path, max_bytes: int = cli.MAX_CONFIG_BYTES) -> object:
+    """A task JSON, refused as SourceError when over `max_bytes`, not JSON, holding NaN, or
+    nested too deep."""
+    if path.stat().st_size > max_bytes:
+        raise SourceError(f"{path}: over {max_bytes} bytes; refusing")
+    try:
+        return cli.check_depth(
+            json.loads(path.read_bytes(), parse_constant=_no_constant), str(path)
+        )
+    except RecursionError:
+        raise SourceError(f"{path} nests deeper than {cli.MAX_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError) as e:  # CLIError is a ValueError
+        raise SourceError(f"{path} is not usable JSON: {e}") from None
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def from_hear_task(task_dir: Path, sample_rate: int, folds: int) -> SoundBank:
     """A bank of the usable sounds of every split of a HEAR scene or event task."""
     task_dir = Path(task_dir)
     meta_path = task_dir / "task_metadata.json"
     if not meta_path.is_file():
         raise SourceError(f"{task_dir}: no task_metadata.json; not a HEAR task directory")
-    meta = json.loads(meta_path.read_text())
+    meta = _json(meta_path)
     splits = meta.get("splits") if isinstance(meta, dict) else None
     if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
         raise SourceError(f"{meta_path}: no list of splits")
@@ -210,7 +234,7 @@ def from_hear_task(task_dir: Path, sample_rate: int, folds: int) -> SoundBank:
         path = child(task_dir, f"{split}.json", "split name")
         if path.stat().st_size > 256 * 1024 * 1024:
             raise SourceError(f"{path}: over 256 MB of labels; refusing")
-        data = json.loads(path.read_text())
+        data = _json(path, 256 * 1024 * 1024)
         if not isinstance(data, dict):
             raise SourceError(f"{path}: must map file names to labels")
         folder = child(audio_dir, split, "split name")

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from hear_gram import dsp
+from hear_gram import cli, dsp
 from hear_gram.safeio import check_name, child, write_bytes_atomic
 from localization_tasks.seld.labels import FRAME_S, Row, polar_to_unit
 from localization_tasks.seld.sources import SoundBank, describe, load_bank
@@ -256,7 +256,7 @@ def _dcase(direction: Sequence[float]) -> tuple[float, float, float]:
     return round((az + 180) % 360 - 180, 2), round(el, 2), round(dist, 3)
 
 
-def render_clip(
+def render_seld_clip(
     cfg: SynthConfig, fold: int, index: int, bank: SoundBank | None = None
 ) -> tuple[np.ndarray, list[Row], dict]:
     """Audio (N, C), label rows and a manifest record of clip `index` of fold `fold`."""
@@ -342,10 +342,11 @@ def generate(
         for i in range(cfg.clips_per_fold):
             clip = f"{split}_clip{i:05d}.wav"
             part = parts / f"{split}_{i:05d}.json"
+            done = None
             if part.exists() and all((task_dir / str(r) / split / clip).exists() for r in rates):
-                done = json.loads(part.read_text())
-            else:
-                audio, rows, record = render_clip(cfg, fold, i, bank)
+                done = _read_part(part)
+            if done is None:
+                audio, rows, record = render_seld_clip(cfg, fold, i, bank)
                 write_audio(task_dir, split, clip, audio, cfg.sample_rate, rates)
                 done = {"rows": [[r.frame, r.cls, r.track, *r.azel, r.distance] for r in rows],
                         "record": record}  # fmt: skip
@@ -386,37 +387,66 @@ def generate(
     return task_dir
 
 
+PROG = "python -m localization_tasks.seld.synth"
+
+
+def _read_part(path: Path) -> dict | None:
+    """A finished clip's rows and record as written by `generate`, or None when the file is
+    not one (truncated, edited, not ours): the clip is then rendered again, which gives the
+    same bytes (`render_seld_clip` is a pure function of the clip's identity)."""
+    try:
+        done = cli.read_json(path)
+        rows, record = done["rows"], done["record"]
+        ok = (
+            all(isinstance(r, list) and len(r) == 6 for r in rows)
+            and all(
+                isinstance(record[k], (int, float, str, list))
+                for k in ("room", "room_dim", "t60_s")
+            )
+            and all(isinstance(e, dict) for e in record["events"])
+        )
+    except (ValueError, OSError, LookupError, TypeError):
+        ok = False
+    if not ok:
+        log.warning("%s is not a finished clip record: rendering the clip again", path)
+        return None
+    return done
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m localization_tasks.seld.synth")
-    p.add_argument("--out", type=Path, required=True)
+    p = cli.parser(PROG, __doc__)
+    cli.add_out(p, help="folder the task folder is written into")
     p.add_argument("--name", default=None)
-    p.add_argument("--clips-per-fold", type=int, default=20)
-    p.add_argument("--folds", type=int, default=3)
+    p.add_argument("--clips-per-fold", type=cli.positive_int, default=20)
+    p.add_argument("--folds", type=cli.positive_int, default=3)
     p.add_argument("--clip-s", type=float, default=3.0)
-    p.add_argument("--max-overlap", type=int, default=2)
+    p.add_argument("--max-overlap", type=cli.positive_int, default=2)
     p.add_argument("--format", dest="fmt", choices=("ambisonic", "binaural"), default="ambisonic")
-    p.add_argument("--sample-rate", type=int, default=24000)
-    p.add_argument("--extra-rate", type=int, action="append", default=[])
+    p.add_argument("--sample-rate", type=cli.positive_int, default=24000)
+    p.add_argument("--extra-rate", type=cli.positive_int, action="append", default=[])
     p.add_argument("--rir-s", type=float, default=0.6, help="RIR length (s)")
-    p.add_argument("--seed", type=int, default=0)
+    cli.add_seed(p)
     p.add_argument("--sources", type=Path, default=None,
                    help="HEAR scene/event task or folder of class sub-folders of sounds")  # fmt: skip
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def run(args: argparse.Namespace) -> None:
+    cfg = SynthConfig(clips_per_fold=args.clips_per_fold, folds=args.folds, clip_s=args.clip_s,
+                      sample_rate=args.sample_rate, fmt=args.fmt, max_overlap=args.max_overlap,
+                      rir_s=args.rir_s, seed=args.seed)  # fmt: skip
     try:
-        cfg = SynthConfig(clips_per_fold=args.clips_per_fold, folds=args.folds, clip_s=args.clip_s,
-                          sample_rate=args.sample_rate, fmt=args.fmt, max_overlap=args.max_overlap,
-                          rir_s=args.rir_s, seed=args.seed)  # fmt: skip
         bank = load_bank(args.sources, cfg.sample_rate, cfg.folds) if args.sources else None
         print(generate(args.out, cfg, args.name, args.extra_rate, bank))
-    except (ValueError, OSError, sf.LibsndfileError) as e:
-        print(f"localization_tasks.seld.synth: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except sf.LibsndfileError as e:  # an unreadable sound: a RuntimeError, expected here
+        raise cli.CLIError(str(e)) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line (`hear_gram.cli` convention): expected failures end in one line
+    `PROG: error: ...` and exit status 2, Ctrl-C in 130."""
+    return cli.main(PROG, build_parser, run, argv, log_dir=lambda a: a.out)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -32,12 +32,14 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from hear_gram.cli import MAX_DEPTH, CLIError, check_depth, read_json
 from hear_gram.resample import resample
 from hear_gram.safeio import child, write_bytes_atomic
 from localization_tasks.seld.labels import FRAME_S, Row, format_rows, polar_to_unit
 
 HOP_MS = int(round(FRAME_S * 1000))
 MAX_EVENTS = 5_000_000
+MAX_LABEL_BYTES = 512 * 1024 * 1024  # a split's labels: one event per 100 ms frame and track
 
 
 class TaskFormatError(ValueError):
@@ -78,7 +80,8 @@ def events_to_rows(events: list, label_to_idx: dict[str, int], where: str) -> li
     rows = []
     for i, ev in enumerate(events):
         w = f"{where} event {i}"
-        if not isinstance(ev, dict) or ev.get("label") not in label_to_idx:
+        label = ev.get("label") if isinstance(ev, dict) else None
+        if not isinstance(label, str) or label not in label_to_idx:
             raise TaskFormatError(f"{w}: not an event with a label from labelvocabulary.csv")
         start, end = _finite(ev.get("start"), f"{w} start"), _finite(ev.get("end"), f"{w} end")
         direction = ev.get("direction")
@@ -150,24 +153,70 @@ def write_audio(
 
 
 def read_vocabulary(task_dir: Path) -> list[str]:
-    with open(task_dir / "labelvocabulary.csv", newline="", encoding="utf-8") as f:
+    path = task_dir / "labelvocabulary.csv"
+    with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    labels = [r.get("label") for r in sorted(rows, key=lambda r: int(r.get("idx", -1)))]
-    if not labels or [int(r["idx"]) for r in sorted(rows, key=lambda r: int(r["idx"]))] != list(
-        range(len(labels))
-    ):
-        raise TaskFormatError(f"{task_dir}/labelvocabulary.csv: idx must be 0..N-1")
-    return labels
+    try:
+        idx = [int(r.get("idx") or "") for r in rows]
+    except ValueError:
+        raise TaskFormatError(f"{path}: idx must be integers 0..N-1") from None
+    labels = [r.get("label") for _, r in sorted(zip(idx, rows, strict=True), key=lambda p: p[0])]
+    if not labels or sorted(idx) != list(range(len(labels))) or not all(labels):
+        raise TaskFormatError(f"{path}: idx must be 0..N-1, each with a label")
+    return labels  # type: ignore[return-value]
 
 
 def read_metadata(task_dir: Path) -> dict:
+    """task_metadata.json of a SELD task, checked: a list of split names and, when present,
+    a list of positive integer sample rates and a `seld` object."""
     path = task_dir / "task_metadata.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; not a SELD task directory")
-    meta = json.loads(path.read_text())
+    try:
+        meta = read_json(path)
+    except CLIError as e:
+        raise TaskFormatError(str(e)) from None
     if not isinstance(meta, dict) or not isinstance(meta.get("splits"), list):
         raise TaskFormatError(f"{path}: no list of splits")
+    if not all(isinstance(s, str) for s in meta["splits"]):
+        raise TaskFormatError(f"{path}: splits must be split names (strings)")
+    rates = meta.get("sample_rates", [])
+    if not isinstance(rates, list) or not all(
+        isinstance(r, int) and not isinstance(r, bool) and 0 < r <= 10_000_000 for r in rates
+    ):
+        raise TaskFormatError(f"{path}: sample_rates must be a list of positive integers (Hz)")
+    if not isinstance(meta.get("seld", {}), dict):
+        raise TaskFormatError(f"{path}: seld must be an object")
     return meta
+
+
+def sample_rates(task_dir: Path) -> list[int]:
+    """The task's sample rates (Hz), as task_metadata.json lists them; at least one."""
+    rates = read_metadata(task_dir).get("sample_rates", [])
+    if not rates:
+        raise TaskFormatError(f"{task_dir}/task_metadata.json: no sample_rates")
+    return rates
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def read_labels_json(path: Path) -> object:
+    """A split's label JSON (up to MAX_LABEL_BYTES: larger than `hear_gram.cli.read_json`
+    takes), refused as TaskFormatError when not JSON, holding NaN, or nested too deep."""
+    if path.stat().st_size > MAX_LABEL_BYTES:
+        raise TaskFormatError(f"{path}: over {MAX_LABEL_BYTES >> 20} MB of labels; refusing")
+    try:
+        data = json.loads(path.read_bytes(), parse_constant=_refuse_constant)
+    except RecursionError:
+        raise TaskFormatError(f"{path} nests deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise TaskFormatError(f"{path} is not JSON: {e}") from None
+    try:
+        return check_depth(data, str(path))
+    except CLIError as e:
+        raise TaskFormatError(str(e)) from None
 
 
 def task_rows(task_dir: Path, split: str) -> dict[str, list[Row]]:
@@ -175,9 +224,7 @@ def task_rows(task_dir: Path, split: str) -> dict[str, list[Row]]:
     vocab = read_vocabulary(task_dir)
     label_to_idx = {label: i for i, label in enumerate(vocab)}
     path = child(task_dir, f"{split}.json", "split name")
-    if path.stat().st_size > 512 * 1024 * 1024:
-        raise TaskFormatError(f"{path}: over 512 MB of labels; refusing")
-    data = json.loads(path.read_text())
+    data = read_labels_json(path)
     if not isinstance(data, dict):
         raise TaskFormatError(f"{path}: must map file names to event lists")
     return {
@@ -191,7 +238,12 @@ def clip_frames(task_dir: Path) -> dict[tuple[str, str], int]:
     out = {}
     with open(task_dir / "seld_clips.csv", newline="", encoding="utf-8") as f:
         for r in csv.DictReader(f):
-            n = int(r["n_frames"])
+            try:
+                n = int(r.get("n_frames") or "")
+            except ValueError:
+                raise TaskFormatError(
+                    f"{task_dir}/seld_clips.csv: n_frames must be integers"
+                ) from None
             if not 0 < n <= 10_000_000:
                 raise TaskFormatError(f"{task_dir}/seld_clips.csv: n_frames {n} out of range")
             out[(r["split"], r["file"])] = n
