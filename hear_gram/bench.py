@@ -378,7 +378,7 @@ def device_of(args: argparse.Namespace) -> torch.device:
     try:
         device = torch.device(args.device)
     except RuntimeError as e:
-        raise cli.CLIError(f"--device {args.device!r}: {cli.one_line(e)}") from None
+        raise cli.CLIError(f"--device {args.device!r:.60}: {cli.one_line(e):.200}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise cli.CLIError(f"--device {args.device}: no CUDA device is available")
     return device
