@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 PROG = "hear-gram"
 EXIT_ERROR = 2  # as argparse's own usage errors (hear_gram.cli.EXIT_ERROR)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it (hear_gram.cli.EXIT_INTERRUPTED)
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,8 @@ COMMANDS: dict[str, Command | Group] = {
 }
 
 
-def usage(table: Command | Group, prefix: str) -> str:
+def usage(table: dict[str, Command | Group], prefix: str) -> str:
     """The help text of the top level (`prefix` "hear-gram") or of a group."""
-    assert isinstance(table, dict)
     width = max(len(name) for name in _flat(table, ""))
     lines = [f"usage: {prefix} SUBCOMMAND [ARGS ...]  ({prefix} SUBCOMMAND --help for its options)"]
     if prefix == PROG:
@@ -97,7 +97,7 @@ def _flat(table: Group | dict[str, Command | Group], prefix: str) -> dict[str, C
 
 def resolve(argv: Sequence[str]) -> tuple[Command | None, list[str], str, int | None]:
     """(command, its arguments, text to print, exit status when no command runs)."""
-    table: Command | Group = COMMANDS
+    table: Command | dict[str, Command | Group] = COMMANDS
     prefix, args = PROG, list(argv)
     while isinstance(table, dict):
         if not args or args[0] in ("-h", "--help"):
@@ -105,9 +105,7 @@ def resolve(argv: Sequence[str]) -> tuple[Command | None, list[str], str, int | 
         name = args.pop(0)
         if name not in table:
             choices = ", ".join(table)
-            msg = (
-                f"{prefix}: error: unknown subcommand {name!r} (choose from {choices}; see --help)"
-            )
+            msg = f"{prefix}: error: unknown subcommand {name!r:.60} (choose from {choices}; see --help)"
             return None, [], msg, EXIT_ERROR
         table, prefix = table[name], f"{prefix} {name}"
     return table, args, "", None
@@ -125,6 +123,9 @@ def call(main: Callable[..., object], argv: list[str], argv0: str) -> int:
         code = main(argv) if inspect.signature(main).parameters else main()
     except SystemExit as e:
         code = e.code
+    except KeyboardInterrupt:  # a tool that does not catch Ctrl-C itself: as hear_gram.cli does
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
     finally:
         sys.argv = saved
     return exit_status(code)
@@ -134,8 +135,8 @@ def exit_status(code: object) -> int:
     """The status the interpreter would exit with for `sys.exit(code)`."""
     if code is None:
         return 0
-    if isinstance(code, int) and not isinstance(code, bool):
-        return code
+    if isinstance(code, int):  # a bool too: sys.exit(True) exits 1
+        return int(code)
     print(code, file=sys.stderr)  # sys.exit("message"): printed, status 1
     return 1
 

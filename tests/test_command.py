@@ -84,10 +84,15 @@ def test_a_usage_error_is_the_modules_own(tmp_path):
     assert direct.returncode == via.returncode == 2 and via.stderr == direct.stderr
 
 
+def interrupt(argv):
+    raise KeyboardInterrupt
+
+
 @pytest.mark.parametrize(
     ("behaviour", "status"),
     [(lambda argv: None, 0), (lambda argv: 3, 3), (lambda argv: sys.exit(4), 4),
-     (lambda argv: sys.exit(None), 0), (lambda argv: sys.exit("bad"), 1)],
+     (lambda argv: sys.exit(None), 0), (lambda argv: sys.exit("bad"), 1),
+     (lambda argv: sys.exit(True), 1), (interrupt, 130)],
 )  # fmt: skip
 def test_call_returns_the_status_whether_returned_or_raised(behaviour, status):
     assert command.call(behaviour, [], "prog") == status
