@@ -12,6 +12,9 @@ Weights are random (full depth): speed does not depend on their values.
     python -m hear_gram.bench [--modules gram_t gram_m] [--precisions fp32 bf16] [--long-minutes 20]
     python -m hear_gram.bench --resample    # resampler only (``make bench-resample``)
 
+Measurements that need a fresh process (a peak RSS of their own) are functions of this module run
+by ``python -m hear_gram.bench --child NAME ARGS`` (`CHILDREN`), which prints their JSON.
+
 ``--resample``: time and peak RSS of resampling 1 s of mono audio for the HEAR input rates and
 coprime pairs, each in a fresh process, with the accuracy on a 1 kHz sine (SNR against the analytic
 sine at the new rate, 20 ms edges excluded) and, per pair, the polyphase kernel the old

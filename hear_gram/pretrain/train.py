@@ -43,6 +43,7 @@ from hear_gram.pretrain.data import (
     make_demo_corpus,
     open_audio,
 )
+from hear_gram.safeio import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +364,8 @@ def train(cfg: TrainConfig, callbacks: Sequence[pl.Callback] = ()) -> Path | Non
         return out / "model.safetensors"
     # What made the weights, written first: the encoder file marks a finished run, and the
     # report reuses a finished run only when this matches what it asks for.
-    (out / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    config = json.dumps(dataclasses.asdict(cfg), indent=2) + "\n"
+    write_bytes_atomic(out / CONFIG_FILE, config.encode())  # never through a planted link
     path = save_checkpoint(out / "model.safetensors", module.mae.encoder, "hear-gram")
     save_decoder(out / "decoder.safetensors", module.mae)
     plot_loss(out / "logs", out / "loss.png")

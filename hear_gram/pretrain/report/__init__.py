@@ -52,6 +52,7 @@ from hear_gram import cli
 from hear_gram.pretrain.report.gather import gather
 from hear_gram.pretrain.report.markdown import write_report
 from hear_gram.pretrain.report.runs import Plan, finished_run, run_config
+from hear_gram.safeio import write_bytes_atomic
 from naturalistic_hear.bank import DEFAULT_N_SCENES
 
 PROG = "python -m hear_gram.pretrain.report"
@@ -110,7 +111,8 @@ def body(args: argparse.Namespace) -> int:
         "seconds": time.time() - t0,
         "runs": f"{trained} trained now, {reused} reused",
     }
-    (work / "scores.json").write_text(json.dumps({"per_seed": raw, "meta": meta}, indent=1))
+    scores = json.dumps({"per_seed": raw, "meta": meta}, indent=1)
+    write_bytes_atomic(work / "scores.json", scores.encode())
     path = write_report(work, results, runs, meta)
     print(path.read_text())
     return 0

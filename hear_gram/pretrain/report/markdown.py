@@ -22,6 +22,7 @@ from hear_gram.pretrain.report.stats import (
     verdicts,
 )
 from hear_gram.pretrain.train import TrainConfig
+from hear_gram.safeio import write_bytes_atomic
 
 
 def table(rows: dict[str, dict[str, Score]], columns: Sequence[str], digits: int) -> list[str]:
@@ -149,5 +150,5 @@ def write_report(work: Path, results: dict, runs: dict[str, list[TrainConfig]], 
         "",
     ]
     path = work / "REPORT.md"
-    path.write_text("\n".join(lines))
+    write_bytes_atomic(path, "\n".join(lines).encode())
     return path
