@@ -5,12 +5,18 @@ with the log in the output folder."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from hear_gram import bench, gpu_check
 from hear_gram.pretrain import __main__ as pretrain
 from hear_gram.pretrain import report
 
+REPO = Path(__file__).resolve().parents[1]
 DEEP = "[" * 5000 + "]" * 5000  # past Python's recursion limit if anything recursed on it
 
 
@@ -122,3 +128,22 @@ def test_pretrain_report_ctrl_c(monkeypatch, capsys, tmp_path):
     assert report.main(args) == 130
     log = tmp_path / "w" / "logs" / "hear_gram-pretrain-report.log"
     assert_interrupted(capsys, report.PROG, log)
+
+
+# --- as the user runs them -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("module", "args", "needle"),
+    [("hear_gram.pretrain", ["--config", "demo-cpu", "depth=" + "[" * 3000], "depth takes"),
+     ("hear_gram.pretrain.report", ["--seeds", "1000000"], "seeds")],
+)  # fmt: skip
+def test_python_m_refuses_in_one_line(module, args, needle, tmp_path):
+    """`python -m` of the package entry points (their __main__ modules): exit 2, the last
+    stderr line is the error (import-time warnings of third-party packages may come before)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert [line for line in lines if "error:" in line] == [lines[-1]]
+    assert lines[-1].startswith(f"python -m {module}: error: ") and needle in lines[-1]
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a log
