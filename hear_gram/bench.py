@@ -12,6 +12,9 @@ Weights are random (full depth): speed does not depend on their values.
     python -m hear_gram.bench [--modules gram_t gram_m] [--precisions fp32 bf16] [--long-minutes 20]
     python -m hear_gram.bench --resample    # resampler only (``make bench-resample``)
 
+Measurements that need a fresh process (a peak RSS of their own) are functions of this module run
+by ``python -m hear_gram.bench --child NAME ARGS`` (`CHILDREN`), which prints their JSON.
+
 ``--resample``: time and peak RSS of resampling 1 s of mono audio for the HEAR input rates and
 coprime pairs, each in a fresh process, with the accuracy on a 1 kHz sine (SNR against the analytic
 sine at the new rate, 20 ms edges excluded) and, per pair, the polyphase kernel the old
@@ -31,8 +34,10 @@ from pathlib import Path
 
 import torch
 
+from hear_gram import cli, safeio
 from hear_gram.checkpoints import random_encoder
-from hear_gram.runtime import EmbeddingOptions, GramRuntime
+from hear_gram.runtime import DTYPES, EmbeddingOptions, GramRuntime
+from hear_gram.safeio import subdir
 
 MODULES = {  # HEAR module -> (preset, input channels)
     "gram_t": ("gram-t", 2),
@@ -41,6 +46,8 @@ MODULES = {  # HEAR module -> (preset, input channels)
     "gram_m": ("gram-m", 2),
 }
 SR = 48000
+PROG = "python -m hear_gram.bench"
+PRECISIONS = tuple(DTYPES)  # EmbeddingOptions' precisions
 MAX_LONG_MINUTES = 240.0  # a stereo 48 kHz clip of 4 h is 5.5 GB of float32 already
 # Measured once with upstream's runtime (labhamlet/GRAM-T hear_api/runtime.py) on a 2-core CPU;
 # upstream needs its own environment, so it is quoted here, not rerun.
@@ -227,63 +234,70 @@ def fmt_goals(goals: dict) -> str:
     ])  # fmt: skip
 
 
-LONG_CLIP_CODE = """
-import json, sys, time, torch
-from hear_gram.bench import peak_rss_mb
-from hear_gram.checkpoints import random_encoder
-from hear_gram.runtime import EmbeddingOptions, GramRuntime
-minutes, precision, sr = float(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-rt = GramRuntime(random_encoder("gram-t"), EmbeddingOptions.parse({"precision": precision}))
-audio = torch.rand(1, 2, int(minutes * 60 * sr)) * 2 - 1
-t0 = time.perf_counter()
-emb, ts = rt.timestamp_embeddings(audio)
-scene = emb.mean(1)
-print(json.dumps({"peak_rss_mb": peak_rss_mb(), "seconds": time.perf_counter() - t0,
-                  "input_audio_mb": audio.numel() * 4 / 2**20,
-                  "timestamp_embeddings": list(emb.shape)}))
-"""
+def child_long_clip(minutes: float, precision: str, sr: int) -> dict:
+    """In a fresh process (`run_child`): one random stereo clip of `minutes` through a random
+    gram_t, with this process's peak RSS afterwards (input audio included)."""
+    rt = GramRuntime(random_encoder("gram-t"), EmbeddingOptions.parse({"precision": precision}))
+    audio = torch.rand(1, 2, int(minutes * 60 * sr)) * 2 - 1
+    t0 = time.perf_counter()
+    emb, _ = rt.timestamp_embeddings(audio)
+    return {"peak_rss_mb": peak_rss_mb(), "seconds": time.perf_counter() - t0,
+            "input_audio_mb": audio.numel() * 4 / 2**20,
+            "timestamp_embeddings": list(emb.shape)}  # fmt: skip
+
+
+def run_child(name: str, *args: object) -> dict:
+    """`CHILDREN[name](*args)` in a fresh interpreter (``python -m hear_gram.bench --child``), so
+    that its RSS high-water mark is its own; the JSON it prints on its last stdout line."""
+    cmd = [sys.executable, "-m", "hear_gram.bench", "--child", name, *map(str, args)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def long_clip_peak(minutes: float, precision: str) -> dict:
     """Peak RSS of one stereo clip of ``minutes`` through gram_t, in a fresh process (so the
     high-water mark is this clip's alone). Includes the input audio itself."""
-    cmd = [sys.executable, "-c", LONG_CLIP_CODE, str(minutes), precision, str(SR)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return {"minutes": minutes, "precision": precision, **json.loads(out.strip().splitlines()[-1])}
+    return {"minutes": minutes, "precision": precision,
+            **run_child("long-clip", minutes, precision, SR)}  # fmt: skip
 
 
 RESAMPLE_PAIRS = [(48000, 32000), (44100, 32000), (22050, 32000), (16000, 32000),
                   (7919, 32000), (44101, 48000), (22051, 32000), (32000, 7919)]  # fmt: skip
 
-RESAMPLE_CODE = """
-import json, math, sys, time, torch
-from hear_gram.bench import peak_rss_mb, reset_peak_rss
-from hear_gram.resample import resample
-torch.set_num_threads(1)
-orig, new, method = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-x = torch.sin(2 * math.pi * 1000 * torch.arange(orig, dtype=torch.float64) / orig).float()
-resample(x[:64], 1000, 999)  # load torch's kernels before measuring
-reset_peak_rss()
-base = peak_rss_mb()
-t0 = time.perf_counter()
-y = resample(x, orig, new, method=method)
-seconds = time.perf_counter() - t0
-peak = peak_rss_mb() - base
-edge = new // 50
-ref = torch.sin(2 * math.pi * 1000 * torch.arange(new, dtype=torch.float64) / new)
-err = (y.double() - ref)[edge:-edge]
-snr = 10 * math.log10(ref[edge:-edge].square().sum() / err.square().sum())
-print(json.dumps({"seconds": seconds, "peak_rss_delta_mb": peak, "snr_db": snr,
-                  "out_len": y.shape[-1]}))
-"""
+
+def child_resample(orig: int, new: int, method: str) -> dict:
+    """In a fresh process (`run_child`): time, RSS growth and sine SNR of one resample of 1 s of
+    a 1 kHz sine from `orig` to `new` Hz (20 ms edges excluded from the SNR)."""
+    from hear_gram.resample import resample
+
+    torch.set_num_threads(1)
+    x = torch.sin(2 * math.pi * 1000 * torch.arange(orig, dtype=torch.float64) / orig).float()
+    resample(x[:64], 1000, 999)  # load torch's kernels before measuring
+    reset_peak_rss()
+    base = peak_rss_mb()
+    t0 = time.perf_counter()
+    y = resample(x, orig, new, method=method)
+    seconds = time.perf_counter() - t0
+    peak = peak_rss_mb() - base
+    edge = new // 50
+    ref = torch.sin(2 * math.pi * 1000 * torch.arange(new, dtype=torch.float64) / new)
+    err = (y.double() - ref)[edge:-edge]
+    snr = 10 * math.log10(ref[edge:-edge].square().sum() / err.square().sum())
+    return {"seconds": seconds, "peak_rss_delta_mb": peak, "snr_db": snr,
+            "out_len": y.shape[-1]}  # fmt: skip
+
+
+# The programs `run_child` runs in a fresh process: name -> (function, its argument types).
+CHILDREN = {
+    "long-clip": (child_long_clip, (float, str, int)),
+    "resample": (child_resample, (int, int, str)),
+}
 
 
 def resample_case(orig: int, new: int, method: str = "auto") -> dict:
     """One resample of 1 s of a 1 kHz sine in a fresh process (so its RSS high-water mark is
     this call's alone)."""
-    cmd = [sys.executable, "-c", RESAMPLE_CODE, str(orig), str(new), method]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return run_child("resample", orig, new, method)
 
 
 def bench_resample() -> dict:
@@ -333,18 +347,19 @@ def fmt_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hear_gram.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser(PROG, __doc__)
     p.add_argument("--modules", nargs="+", default=list(MODULES), choices=list(MODULES))
     p.add_argument(
-        "--precisions", nargs="+", default=None, help="default: fp32 bf16 (+ fp16 on GPU)"
-    )
+        "--precisions", nargs="+", default=None, choices=PRECISIONS,
+        help="default: fp32 bf16 (+ fp16 on GPU)",
+    )  # fmt: skip
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=cli.positive_int, default=3)
     p.add_argument("--long-minutes", type=float, default=20.0, help="0 to skip the long-clip test")
-    p.add_argument("--long-precision", default="fp32")
-    p.add_argument("--out", default="work/bench/bench.json")
+    p.add_argument("--long-precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--out", type=Path, default=Path("work/bench/bench.json"),
+                   help="the JSON written (its log: logs/ beside it)")  # fmt: skip
     p.add_argument("--resample", action="store_true", help="only the resampler benchmark")
     p.add_argument(
         "--goals-only", action="store_true", help="only the side-by-side speed-goal timings"
@@ -352,28 +367,54 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-goals", action="store_true", help="skip the side-by-side speed-goal timings"
     )
-    args = p.parse_args(argv)
-    if args.repeats < 1:
-        p.error(f"--repeats must be at least 1, got {args.repeats}")
+    # internal: one measurement in a fresh process (run_child), its JSON on stdout
+    p.add_argument("--child", nargs="+", metavar=("NAME", "ARG"), help=argparse.SUPPRESS)
+    return p
+
+
+def device_of(args: argparse.Namespace) -> torch.device:
+    """The checked options' device (CLIError for a bad option, before anything is written)."""
     if not 0 <= args.long_minutes <= MAX_LONG_MINUTES:  # also refuses NaN
-        p.error(f"--long-minutes must be in [0, {MAX_LONG_MINUTES}], got {args.long_minutes}")
+        raise cli.CLIError(
+            f"--long-minutes must be in [0, {MAX_LONG_MINUTES}], got {args.long_minutes}"
+        )
     try:
         device = torch.device(args.device)
     except RuntimeError as e:
-        p.error(f"--device {args.device!r}: {e}")
+        raise cli.CLIError(f"--device {args.device!r:.60}: {cli.one_line(e):.200}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        p.error(f"--device {args.device}: no CUDA device is available")
-    try:
-        return run(args, device)
-    except (ValueError, OSError) as e:
-        print(f"{p.prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+        raise cli.CLIError(f"--device {args.device}: no CUDA device is available")
+    return device
+
+
+def log_folder(args: argparse.Namespace) -> Path | None:
+    if args.child:
+        return None
+    device_of(args)  # refuse bad options before the log folder is made
+    return args.out.parent
+
+
+def body(args: argparse.Namespace) -> int:
+    if args.child:
+        name, *values = args.child
+        if name not in CHILDREN:
+            raise cli.CLIError(f"--child: unknown {name!r}")
+        fn, types = CHILDREN[name]
+        if len(values) != len(types):
+            raise cli.CLIError(f"--child {name} takes {len(types)} arguments")
+        print(json.dumps(fn(*(t(v) for t, v in zip(types, values, strict=True)))))
+        return 0
+    return run(args, device_of(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(PROG, build_parser, body, argv, log_dir=log_folder)
 
 
 def run(args: argparse.Namespace, device: torch.device) -> int:
     if args.resample:
         result = bench_resample()
-        write_json(Path(args.out), result)
+        write_json(args.out, result)
         return 0
     precisions = args.precisions or (
         ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"]
@@ -383,8 +424,8 @@ def run(args: argparse.Namespace, device: torch.device) -> int:
     if args.goals_only:
         goals = speed_goals(device, args.repeats)
         print(fmt_goals(goals))
-        write_json(Path(args.out), {"device": str(device), "threads": torch.get_num_threads(),
-                                    "speed_goals": goals})  # fmt: skip
+        write_json(args.out, {"device": str(device), "threads": torch.get_num_threads(),
+                              "speed_goals": goals})  # fmt: skip
         return 0
     rows = []
     for module in args.modules:
@@ -432,13 +473,26 @@ def run(args: argparse.Namespace, device: torch.device) -> int:
     if "speed_goals" in result:
         print(fmt_goals(result["speed_goals"]))
     print(f"reference: {UPSTREAM_REFERENCE}")
-    write_json(Path(args.out), result)
+    write_json(args.out, result)
     return 0
 
 
+def finite_or_none(value):
+    """`value` with every non-finite float (NaN: no /proc on this system, inf: a timing of 0)
+    replaced by None: JSON has no such numbers (`hear_gram.safeio.write_json` refuses them)."""
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_json(out: Path, result: dict) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    """`result` to `out` (atomic; non-finite numbers as null), and say so."""
+    safeio.write_json(subdir(out.parent) / safeio.check_name(out.name, "--out"),
+                      finite_or_none(result))  # fmt: skip
     print(f"wrote {out}")
 
 

@@ -19,7 +19,10 @@ On one CUDA device, within about 8 minutes on an H100/H200, with the packages al
 under a minute: it checks the script, not the machine. Each section is recorded on its own; a
 section that fails is written with its error and the exit code is 1, the others still run.
 
-    python -m hear_gram.gpu_check [--out work/gpu-check/gpu-check.json] [--dry-run]
+    python -m hear_gram.gpu_check [--out work/gpu-check/gpu-check.json] [--dry-run] [-v]
+
+Each section's progress is logged (on screen with ``-v``; always in ``logs/`` beside the JSON).
+Non-finite numbers (no peak memory reading, an infinite error) are written as null.
 """
 
 from __future__ import annotations
@@ -38,12 +41,15 @@ from pathlib import Path
 
 import torch
 
-from hear_gram.bench import sync, timed
+from hear_gram import cli, safeio
+from hear_gram.bench import finite_or_none, sync, timed
 from hear_gram.config import MAMBA_FIELDS, GramConfig, preset
 from hear_gram.encoder import GramEncoder, build_encoder
+from hear_gram.safeio import subdir
 from hear_gram.seeding import seeded
 
 log = logging.getLogger(__name__)
+PROG = "python -m hear_gram.gpu_check"
 
 TARGET_GRAM_T_BF16 = 10_000.0  # s of audio per s, one H100, batched chunks (the issue's goal)
 INPUT_RATE = 48000  # Hz, as HEAR tasks are delivered
@@ -404,33 +410,51 @@ def run(out: Path, dry_run: bool, device: torch.device) -> dict:
 
 
 def write_json(out: Path, result: dict) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    tmp.write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
-    tmp.replace(out)
+    """`result` to `out`, atomically (a run cut short keeps a whole file); non-finite numbers
+    (a NaN peak without /proc, an infinite error) as null."""
+    safeio.write_json(subdir(out.parent) / safeio.check_name(out.name, "--out"),
+                      finite_or_none(result))  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hear_gram.gpu_check", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--out", default="work/gpu-check/gpu-check.json")
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser(PROG, __doc__)
+    p.add_argument("--out", type=Path, default=Path("work/gpu-check/gpu-check.json"),
+                   help="the JSON written (its log: logs/ beside it)")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU (< 1 min)")
     p.add_argument("--device", default=None, help="default: cuda, or cpu with --dry-run")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    device = torch.device(args.device or ("cpu" if args.dry_run else "cuda"))
+    return p
+
+
+def device_of(args: argparse.Namespace) -> torch.device:
+    """The device asked for, or CLIError (before anything is written)."""
+    try:
+        device = torch.device(args.device or ("cpu" if args.dry_run else "cuda"))
+    except RuntimeError as e:
+        raise cli.CLIError(f"--device {args.device!r:.60}: {cli.one_line(e):.200}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        print(f"{p.prog}: error: no CUDA device here (torch {torch.__version__}, CUDA "
-              f"{torch.version.cuda}); use --dry-run for the CPU check", file=sys.stderr)  # fmt: skip
-        return 2
-    result = run(Path(args.out), args.dry_run, device)
-    print(json.dumps(result, indent=2))
+        raise cli.CLIError(f"no CUDA device here (torch {torch.__version__}, CUDA "
+                           f"{torch.version.cuda}); use --dry-run for the CPU check")  # fmt: skip
+    return device
+
+
+def log_folder(args: argparse.Namespace) -> Path:
+    device_of(args)  # a refused device writes nothing, not even the log
+    return args.out.parent
+
+
+def body(args: argparse.Namespace) -> int:
+    result = run(args.out, args.dry_run, device_of(args))
+    print(json.dumps(finite_or_none(result), indent=2))
     failed = [k for k in SECTIONS if result[k].get("status") == "error"]
     if failed:
-        print(f"{p.prog}: error: sections failed: {', '.join(failed)} (see {args.out})",
+        print(f"{PROG}: error: sections failed: {', '.join(failed)} (see {args.out})",
               file=sys.stderr)  # fmt: skip
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(PROG, build_parser, body, argv, log_dir=log_folder)
 
 
 if __name__ == "__main__":

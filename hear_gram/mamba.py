@@ -5,10 +5,9 @@ with ``mamba_ssm`` (state-spaces/mamba), whose CUDA/Triton kernels are missing o
 most evaluation machines. This module re-implements the two mixers so that ``mamba_ssm`` state
 dicts load strictly, and runs them anywhere:
 
-* a sequential reference recurrence per mixer (``selective_scan_sequential``,
-  ``ssd_sequential``), written for clarity and used as ground truth by the tests;
-* a fast plain-PyTorch path, used by default (``selective_scan``, ``ssd_chunked``); the scans
-  are pure functions in :mod:`hear_gram.scans`;
+* a fast plain-PyTorch path, used by default: the scans of :mod:`hear_gram.scans`
+  (``selective_scan``, ``ssd_chunked``; pure functions, each with a sequential reference
+  recurrence written for clarity that the tests use as ground truth);
 * ``mamba_ssm``'s fused kernels when that package imports and the input is on CUDA
   (see :func:`fused_available` and the ``use_fused`` keyword of the mixers).
 
@@ -32,18 +31,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-# The mixer's sizes live with the rest of the configuration (re-exported here for callers).
-from hear_gram.config import MambaConfig  # noqa: F401
+from hear_gram.config import MambaConfig
 from hear_gram.config import Mixer as MixerKind
-
-# The scans are pure functions of their own module, re-exported here for callers.
-from hear_gram.scans import (  # noqa: F401
-    SSD_CHUNK_SIZE,
-    selective_scan,
-    selective_scan_sequential,
-    ssd_chunked,
-    ssd_sequential,
-)
+from hear_gram.scans import selective_scan, ssd_chunked
 
 logger = logging.getLogger(__name__)
 

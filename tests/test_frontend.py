@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -98,12 +100,41 @@ def test_sliced_stft_equals_whole_clip():
     torch.testing.assert_close(second, whole[..., 200:400], atol=1e-5, rtol=1e-5)
 
 
-def test_tiny_clip_has_a_defined_spectrum():
-    out = LogMelFrontend(CFG)(torch.randn(1, 1, 100))
-    assert out.shape[-1] >= 1 and torch.isfinite(out).all()
+def test_tiny_clip_is_featurised_as_if_zero_padded_to_a_reflectable_length():
+    """A clip too short to reflect-pad (<= n_fft / 2 samples) is zero-padded to n_fft / 2 + 1
+    samples first (LogMelFrontend.pad): torchaudio on that padded clip is the reference."""
+    x = torch.randn(1, 2, 100, generator=torch.Generator().manual_seed(3))
+    padded = torch.nn.functional.pad(x, (0, CFG.n_fft // 2 + 1 - 100))
+    ref = torch.log(torchaudio_melspec()(padded) + torch.finfo(torch.float32).eps)
+    torch.testing.assert_close(LogMelFrontend(CFG)(x), ref, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("orig", [48000, 44100])
 def test_blockwise_resampling_equals_whole_signal(orig):
     x = torch.randn(2, 3 * orig + 7, generator=torch.Generator().manual_seed(2))
     torch.testing.assert_close(resample(x, orig, 32000, block_frames=7), resample(x, orig, 32000))
+
+
+def _htk_mel(f: float) -> float:
+    return 2595.0 * math.log10(1.0 + f / 700.0)
+
+
+def _htk_hz(m: float) -> float:
+    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+
+@pytest.mark.parametrize("band", [40, 70, 100, 120])
+def test_a_tone_lands_in_the_mel_band_centred_on_it(band):
+    """A sine at the centre of mel band i (HTK scale, 128 bands from 50 Hz to 16 kHz: centre i
+    is mel point i + 1 of 130 equally spaced on the mel scale) peaks in band i in every frame,
+    and doubling its amplitude adds log 4 there (the features are log power)."""
+    lo, hi = _htk_mel(CFG.f_min), _htk_mel(CFG.f_max)
+    freq = _htk_hz(lo + (band + 1) * (hi - lo) / (CFG.n_mels + 1))
+    t = torch.arange(CFG.sample_rate, dtype=torch.float64) / CFG.sample_rate
+    tone = (0.25 * torch.sin(2 * math.pi * freq * t)).float()[None, None]
+    fe = LogMelFrontend(CFG)
+    feats = fe(tone)[0, 0, :, 2:-2]  # frames whose window lies inside the clip
+    assert (feats.argmax(dim=0) == band).all()
+    louder = fe(2 * tone)[0, 0, band, 2:-2]
+    torch.testing.assert_close(louder - feats[band], torch.full_like(louder, math.log(4.0)),
+                               atol=1e-4, rtol=0)  # fmt: skip

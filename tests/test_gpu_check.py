@@ -44,12 +44,16 @@ def dry_run(tmp_path_factory) -> dict:
 
 def test_dry_run_writes_every_section_with_finite_positive_numbers(dry_run):
     assert dry_run["dry_run"] is True and dry_run["environment"]["device"] == "cpu"
-    for key in ("schema", "environment", "sizes", "mamba_fused", "embedding", "pretraining"):
-        assert key in dry_run
+    assert dry_run["environment"]["torch"] == torch.__version__
+    # the sizes recorded are the dry run's, as JSON writes them (tuples as lists)
+    assert dry_run["sizes"] == json.loads(json.dumps(vars(gpu_check.DRY)))
     assert dry_run["embedding"]["status"] == "ok"
     assert dry_run["pretraining"]["status"] == "ok"
     bad = [(p, v) for p, v in numbers(dry_run) if not (math.isfinite(v) and v > 0)]
     assert bad == []
+    # the total time covers each section's, measured inside it
+    sections = [dry_run[k]["seconds"] for k in gpu_check.SECTIONS]
+    assert sum(sections) <= dry_run["seconds"] < sum(sections) + 60
 
 
 def test_dry_run_embedding_rows(dry_run):
@@ -58,8 +62,9 @@ def test_dry_run_embedding_rows(dry_run):
     assert set(rows) == {("gram-t", "fp32"), ("gram-t", "bf16"), ("gram-m", "fp32"),
                          ("gram-m", "bf16")}  # fmt: skip
     for r in rows.values():
-        keys = ("audio_s_per_s", "runtime_s", "bare_encoder_s", "runtime_over_bare", "peak_mem_mb")
-        assert all(k in r for k in keys)
+        assert r["bare_audio_s_per_s"] == pytest.approx(20.0 / r["bare_encoder_s"])
+        # a process's RSS high-water mark: above the interpreter and torch, below the machine
+        assert 100 < r["peak_mem_mb"] < 1e6
         # 10 s at 32 kHz is 1001 frames (hop 320, centred): 6 chunks of 200 frames per clip,
         # at most max_chunks (4) per forward pass
         assert r["chunks"] == 2 * 6 and r["forward_passes"] == 3
@@ -72,11 +77,39 @@ def test_dry_run_embedding_rows(dry_run):
     assert emb["gram_t_bf16_target_met"] is None
 
 
+def test_dry_run_transformer_throughput_counts_the_flops_of_a_chunk(dry_run):
+    """bare_tflops = FLOPs per chunk x chunks / bare seconds, FLOPs per chunk counted here by
+    torch's FlopCounterMode (linear layers and the patch convolution) plus attention's two
+    (L x L x D) products, 4 L^2 D, with L the tokens the first layer receives."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = gpu_check.sized("gram-t", gpu_check.DRY)
+    enc = gpu_check.seeded_encoder(cfg)
+    tokens = []
+    block = enc.encoder.layers[0]
+    hook = block.register_forward_pre_hook(lambda m, args: tokens.append(args[0].shape))
+    x = torch.randn(1, cfg.in_channels, cfg.features.n_mels, cfg.features.chunk_frames)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        enc(x)
+    hook.remove()
+    counted = counter.get_flop_counts()["Global"]
+    assert not any("attention" in str(op) for op in counted)  # else it would be counted twice
+    ((_, length, width),) = tokens
+    per_chunk = counter.get_total_flops() + cfg.depth * 4 * length**2 * width
+    assert gpu_check.transformer_flops_per_chunk(cfg) == pytest.approx(per_chunk, rel=1e-9)
+    row = next(r for r in dry_run["embedding"]["rows"] if r["model"] == "gram-t")
+    expected = per_chunk * row["chunks"] / row["bare_encoder_s"] / 1e12
+    assert row["bare_tflops"] == pytest.approx(expected, rel=1e-9)
+
+
 def test_dry_run_pretraining_and_fused_sections(dry_run):
     pre = dry_run["pretraining"]
     assert (pre["config"], pre["precision"], pre["batch_clips"], pre["steps"]) == (
         "paper-binaural", "bf16", 2, 1)  # fmt: skip
     assert pre["s_per_step"] == pytest.approx(1 / pre["steps_per_s"])
+    assert pre["crops_per_clip"] == 2 and pre["overrides"] == list(gpu_check.DRY.pretrain_overrides)
+    # a masked-patch MSE of random weights on unit-scale log-mels: positive, of order 1, not NaN
+    assert 0 < pre["loss_first"] < 100 and 0 < pre["loss_last"] < 100
     fused = dry_run["mamba_fused"]
     try:
         import mamba_ssm  # noqa: F401

@@ -3,11 +3,14 @@ mixer properties."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from hear_gram import scans
+from hear_gram.config import MambaConfig
 from hear_gram.mamba import (
     DT_MAX,
     DT_MIN,
@@ -16,16 +19,12 @@ from hear_gram.mamba import (
     Mamba1Mixer,
     Mamba2Mixer,
     MambaBlock,
-    MambaConfig,
     RMSNorm,
     causal_depthwise_conv1d,
     fused_available,
     make_mixer,
-    selective_scan,
-    selective_scan_sequential,
-    ssd_chunked,
-    ssd_sequential,
 )
+from hear_gram.scans import selective_scan, selective_scan_sequential, ssd_chunked, ssd_sequential
 
 # Tiny sizes; Mamba-2 with two groups of two heads, so that group/head bookkeeping is exercised.
 TINY2 = MambaConfig(d_model=16, mixer="mamba2", d_state=8, d_conv=4, expand=2, headdim=8, ngroups=2)
@@ -322,6 +321,80 @@ def test_scans_are_stable_for_large_decays():
         _close(out, ref(*inputs))
 
 
+def _naive_selective(x, dt, A, B, C, D) -> torch.Tensor:
+    """Mamba-1's recurrence in float64 scalars, one channel and state element at a time (arXiv
+    2312.00752, eq. 2a-2b with ZOH A-bar = exp(dt A), B-bar x ~ dt B x as mamba_ssm's
+    selective_scan_ref): h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t, y_t = <h_t, C_t> + D x_t."""
+    x, dt, A, B, C, D = (t.double().tolist() for t in (x, dt, A, B, C, D))
+    nb, length, e, n = len(x), len(x[0]), len(A), len(A[0])
+    y = [[[0.0] * e for _ in range(length)] for _ in range(nb)]
+    for bi in range(nb):
+        for ei in range(e):
+            h = [0.0] * n
+            for t in range(length):
+                step, u = dt[bi][t][ei], x[bi][t][ei]
+                h = [math.exp(step * A[ei][k]) * h[k] + step * u * B[bi][t][k] for k in range(n)]
+                y[bi][t][ei] = sum(h[k] * C[bi][t][k] for k in range(n)) + D[ei] * u
+    return torch.tensor(y, dtype=torch.float64)
+
+
+def _naive_ssd(x, dt, A, B, C, D) -> torch.Tensor:
+    """Mamba-2's recurrence in float64 scalars (arXiv 2405.21060, SSD with scalar decay per
+    head): per head and head channel, h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t, y_t = <h_t, C_t>
+    + D x_t; head i reads the B and C of group i // (heads / groups)."""
+    x, dt, A, B, C, D = (t.double().tolist() for t in (x, dt, A, B, C, D))
+    nb, length, heads, p = len(x), len(x[0]), len(x[0][0]), len(x[0][0][0])
+    groups, n = len(B[0][0]), len(B[0][0][0])
+    y = [[[[0.0] * p for _ in range(heads)] for _ in range(length)] for _ in range(nb)]
+    for bi in range(nb):
+        for hi in range(heads):
+            g = hi // (heads // groups)
+            for pi in range(p):
+                h = [0.0] * n
+                for t in range(length):
+                    step, u = dt[bi][t][hi], x[bi][t][hi][pi]
+                    decay = math.exp(step * A[hi])
+                    h = [decay * h[k] + step * u * B[bi][t][g][k] for k in range(n)]
+                    out = sum(h[k] * C[bi][t][g][k] for k in range(n))
+                    y[bi][t][hi][pi] = out + D[hi] * u
+    return torch.tensor(y, dtype=torch.float64)
+
+
+SCANS = {  # name -> (scan, its inputs, the naive recurrence)
+    "selective_scan": (selective_scan, _selective_inputs, _naive_selective),
+    "selective_scan_sequential": (selective_scan_sequential, _selective_inputs, _naive_selective),
+    "ssd_chunked": (lambda *t: ssd_chunked(*t, chunk_size=4), _ssd_inputs, _naive_ssd),
+    "ssd_sequential": (ssd_sequential, _ssd_inputs, _naive_ssd),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCANS))
+@pytest.mark.parametrize("length", [1, 5, 11])
+def test_scans_match_a_naive_scalar_recurrence(name, length):
+    """Every scan, the library's own references included, against the recurrence written out
+    here in float64 scalars (ssd_chunked with 4-step chunks: several chunks and a partial one)."""
+    scan, make_inputs, naive = SCANS[name]
+    inputs = make_inputs(length, seed=4)
+    with torch.no_grad():
+        out = scan(*inputs)
+    _close(out.double(), naive(*inputs), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(SCANS))
+def test_scans_are_causal(name):
+    """Changing the inputs at step t leaves every output before t as it was (up to float32
+    rounding of the chunked forms' scales), and changes the output at t."""
+    scan, make_inputs, _ = SCANS[name]
+    inputs = make_inputs(13, seed=5)
+    changed = [t.clone() for t in inputs]
+    for i in (0, 1, 3, 4):  # x, dt, B and C at step 6 (dt stays positive)
+        changed[i][:, 6] += 1.0
+    with torch.no_grad():
+        before, after = scan(*inputs), scan(*changed)
+    _close(after[:, :6], before[:, :6], atol=1e-6, rtol=0)
+    assert (after[:, 6] - before[:, 6]).abs().min() > 0
+
+
 def test_scans_return_float32_for_bfloat16_inputs():
     for fast, ref, inputs in (
         (ssd_chunked, ssd_sequential, _ssd_inputs(20)),
@@ -482,11 +555,15 @@ def test_bfloat16_input_is_close_to_float32(cfg):
 
 
 @TINY_CONFIGS
-def test_output_is_finite_and_shaped(cfg):
+@pytest.mark.parametrize("length", LENGTHS)
+def test_output_of_a_prefix_is_the_prefix_of_the_output(cfg, length):
+    """Off the chunk grid and shorter than the convolution: padding, chunking or a reversed
+    scan would change the outputs of the first steps with the length of what follows."""
     mixer = _seeded_mixer(cfg)
-    u = torch.randn(2, 7, cfg.d_model)
-    out = mixer(u)
-    assert out.shape == u.shape and torch.isfinite(out).all()
+    u = torch.randn(2, 45, cfg.d_model, generator=torch.Generator().manual_seed(length))
+    with torch.no_grad():
+        whole, prefix = mixer(u), mixer(u[:, :length])
+    _close(prefix, whole[:, :length], atol=1e-5, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,23 +18,25 @@ import torch
 from hear_gram.checkpoints import save_checkpoint
 from hear_gram.pretrain.data import SceneMixer
 from hear_gram.pretrain.diagnostics import lr_kernel_cosine, weights_lr_cosine
-from hear_gram.pretrain.report import (
-    DIRECTION,
-    LOC_BINS,
-    MODELS,
+from hear_gram.pretrain.report import main
+from hear_gram.pretrain.report.markdown import kernel_change
+from hear_gram.pretrain.report.runs import (
     NOT_LEARNED,
     Plan,
-    Score,
     StaleRunError,
-    compare,
     encoder_weights,
     finished_run,
     init_encoder,
-    kernel_change,
-    main,
+    run_config,
+)
+from hear_gram.pretrain.report.stats import (
+    DIRECTION,
+    LOC_BINS,
+    MODELS,
+    Score,
+    compare,
     outcome,
     over_seeds,
-    run_config,
     summary,
     verdict,
     verdicts,

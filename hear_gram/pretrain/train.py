@@ -43,10 +43,25 @@ from hear_gram.pretrain.data import (
     make_demo_corpus,
     open_audio,
 )
+from hear_gram.safeio import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"  # the TrainConfig of a finished run, written beside its encoder
+
+
+# Bounds of the integer fields (None: the preset's, unchecked here). Far beyond any run of the
+# paper (ViT-B: depth 12, width 768; batch 96 clips x 16 crops; 500 k steps), they only stop a
+# typo (`width=76800000`) from allocating the machine's memory before failing.
+_BIG = 1 << 20
+INT_RANGES = {
+    "depth": (1, 1024), "width": (1, 65536), "heads": (1, 1024), "mlp_dim": (1, 262144),
+    "decoder_width": (1, 65536), "decoder_depth": (1, 1024), "demo_clips": (1, _BIG),
+    "bank_scenes": (1, _BIG), "bank_workers": (0, 1024), "batch_clips": (1, 65536),
+    "crops": (1, 1024), "num_workers": (0, 1024), "warmup_steps": (1, 1 << 40),
+    "max_steps": (1, 1 << 40), "devices": (1, 1 << 16), "seed": (0, 2**63 - 1),
+    "log_every": (1, 1 << 40), "ckpt_every": (1, 1 << 40),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,12 @@ class TrainConfig:
         bad = [k for k, v in values.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad:
             raise ValueError(f"{', '.join(bad)} must be finite numbers")
+        for key, (low, high) in INT_RANGES.items():
+            value = values[key]
+            if value is not None and not low <= value <= high:  # before any memory is spent
+                raise ValueError(f"{key} must be in [{low}, {high}], got {value}")
+        if not 0 < self.mask_ratio < 1 or not 0 <= self.clean_ratio <= 1:
+            raise ValueError("need 0 < mask_ratio < 1 and 0 <= clean_ratio <= 1")
 
     def gram_config(self) -> GramConfig:
         over = {k: getattr(self, k) for k in ("depth", "width", "heads", "mlp_dim")}
@@ -156,11 +177,11 @@ def get_config(name: str, overrides: list[str] | None = None) -> TrainConfig:
     for item in overrides or []:
         key, sep, value = item.partition("=")
         if not sep or key not in hints:
-            raise ValueError(f"bad override {item!r}; keys: {sorted(hints)}")
+            raise ValueError(f"bad override {item!r:.80}; keys: {sorted(hints)}")
         try:
             changes[key] = _parse(value, hints[key])
         except ValueError:
-            raise ValueError(f"bad override {item!r}: {key} takes {hints[key]}") from None
+            raise ValueError(f"bad override {item!r:.80}: {key} takes {hints[key]}") from None
     return cfg.replace(**changes)
 
 
@@ -343,7 +364,8 @@ def train(cfg: TrainConfig, callbacks: Sequence[pl.Callback] = ()) -> Path | Non
         return out / "model.safetensors"
     # What made the weights, written first: the encoder file marks a finished run, and the
     # report reuses a finished run only when this matches what it asks for.
-    (out / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    config = json.dumps(dataclasses.asdict(cfg), indent=2) + "\n"
+    write_bytes_atomic(out / CONFIG_FILE, config.encode())  # never through a planted link
     path = save_checkpoint(out / "model.safetensors", module.mae.encoder, "hear-gram")
     save_decoder(out / "decoder.safetensors", module.mae)
     plot_loss(out / "logs", out / "loss.png")
