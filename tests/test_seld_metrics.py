@@ -204,3 +204,16 @@ def test_stereo_scoring_folds_azimuth_and_ignores_elevation(tmp_path):
     assert res["per_class"]["0"]["LE_CD"] == pytest.approx(5.0, abs=1e-6)
     full = run_score(args)
     assert full["F20"] == 0.0 and full["per_class"]["1"]["LE_CD"] == pytest.approx(40.0, abs=1e-6)
+
+
+def test_stereo_distance_is_the_plain_difference_of_folded_azimuths():
+    # The threshold decision must not depend on the CPU's trigonometry: the distance is the
+    # subtraction the DCASE 2025 baseline does, bit for bit.
+    from localization_tasks.seld.metrics import azimuth_difference_deg
+
+    a = np.array([[-80.0], [12.3], [89.9]])
+    b = np.array([[-60.0], [-7.7]])
+    d = azimuth_difference_deg(a, b)
+    expected = np.array([[abs(x - y) for y in (-60.0, -7.7)] for x in (-80.0, 12.3, 89.9)])
+    assert d.shape == (3, 2) and (d == expected).all()
+    assert d[0, 0] == 20.0

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -186,10 +186,14 @@ def format_rows(rows: Iterable[Row], fmt: LabelFormat = "cartesian") -> str:
     return "".join(line + "\n" for line in out)
 
 
-def frames_of(rows: Iterable[Row]) -> dict[int, list[tuple[int, np.ndarray]]]:
+def frames_of(
+    rows: Iterable[Row], direction: Callable[[Row], Sequence[float]] | None = None
+) -> dict[int, list[tuple[int, np.ndarray]]]:
     """frame -> [(class, direction)] in file order within a frame (the order the DCASE scorer's
-    per-frame track positions follow)."""
+    per-frame track positions follow). `direction`: what a row's direction is for the scorer
+    (default its unit vector `xyz`; the stereo scorer uses the folded azimuth in degrees)."""
     out: dict[int, list[tuple[int, np.ndarray]]] = {}
     for r in rows:
-        out.setdefault(r.frame, []).append((r.cls, np.asarray(r.xyz, dtype=np.float64)))
+        d = r.xyz if direction is None else direction(r)
+        out.setdefault(r.frame, []).append((r.cls, np.asarray(d, dtype=np.float64)))
     return out

@@ -30,6 +30,7 @@ highest frame INDEX (not the count); pass `n_frames` to score a known clip lengt
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -59,11 +60,27 @@ def angular_distance_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(zero, 90.0, deg)
 
 
+def azimuth_difference_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, m) absolute differences of the azimuths (degrees) in column 0 of a (n, k) and b (m, k):
+    DCASE 2025's stereo distance, taken on the folded azimuths directly as its baseline does
+    (partha2409/DCASE2025_seld_baseline `metrics.py`). Going through unit vectors and atan2
+    instead puts two azimuths exactly 20 deg apart a rounding error above or below a 20 deg
+    threshold depending on the CPU's math library; a difference of two exactly representable
+    numbers has no such error."""
+    return np.abs(a[:, None, 0] - b[None, :, 0])
+
+
+def folded_azimuth(row: Row) -> tuple[float]:
+    """A `stereo_rows` row's direction for the stereo scorer: its folded azimuth in degrees."""
+    return (row.azimuth_elevation[0],)
+
+
 def stereo_rows(rows: list[Row]) -> list[Row]:
     """Rows as DCASE 2025 stereo SELD scores them: azimuth only, front-folded. A two-microphone
     recording cannot tell front from back, so every azimuth is mirrored about the interaural axis
     into [-90, 90] (az > 90 -> 180 - az, az < -90 -> -180 - az), elevation is dropped (set to 0),
-    and the angular distance between two rows becomes the difference of their folded azimuths."""
+    and the distance between two rows is the difference of their folded azimuths
+    (`azimuth_difference_deg`, in degrees as the 2025 baseline computes it)."""
     out = []
     for r in rows:
         az = r.azimuth_elevation[0]
@@ -79,11 +96,13 @@ def n_frames_dcase(ref_rows: list[Row]) -> int:
     return max((r.frame for r in ref_rows), default=0)
 
 
-def segment(rows: list[Row], n_frames: int, block: int = FRAMES_PER_SEGMENT) -> Segments:
-    """Group rows into `block`-frame segments; frames >= ceil(n_frames / block) * block dropped."""
+def segment(rows: list[Row], n_frames: int, block: int = FRAMES_PER_SEGMENT,
+            direction: Callable[[Row], tuple[float, ...]] | None = None) -> Segments:  # fmt: skip
+    """Group rows into `block`-frame segments; frames >= ceil(n_frames / block) * block dropped.
+    `direction`: a row's direction for the scorer (`frames_of`)."""
     n_blocks = math.ceil(n_frames / block)
     out: Segments = {}
-    for frame, entries in sorted(frames_of(rows).items()):
+    for frame, entries in sorted(frames_of(rows, direction).items()):
         seg = frame // block
         if seg >= n_blocks:
             continue
@@ -103,6 +122,8 @@ class SELDCounts:
 
     n_classes: int
     doa_threshold: float = 20.0
+    # distance (degrees) between (n, k) reference and (m, k) predicted directions -> (n, m)
+    distance: Callable[[np.ndarray, np.ndarray], np.ndarray] = angular_distance_deg
     tp: np.ndarray = field(init=False)
     fp: np.ndarray = field(init=False)
     fp_spatial: np.ndarray = field(init=False)
@@ -157,7 +178,7 @@ class SELDCounts:
         for frame, gt_dirs in gt:
             if frame not in pred_at:
                 continue
-            cost = angular_distance_deg(gt_dirs, pred_at[frame])
+            cost = self.distance(gt_dirs, pred_at[frame])
             rows, cols = linear_sum_assignment(cost)
             for r, c in zip(rows, cols, strict=True):
                 dists.setdefault(int(r), []).append(float(cost[r, c]))
@@ -245,13 +266,15 @@ def score_rows(
     """Scores of {name: (reference rows, predicted rows)}. `n_frames[name]` overrides the
     baseline's frame count (highest reference frame index) for that file. `stereo`: DCASE 2025
     stereo scoring (`stereo_rows` on both sides)."""
-    counts = SELDCounts(n_classes, doa_threshold)
+    distance = azimuth_difference_deg if stereo else angular_distance_deg
+    direction = folded_azimuth if stereo else None
+    counts = SELDCounts(n_classes, doa_threshold, distance)
     for name in sorted(files):
         ref, pred = files[name]
         if stereo:
             ref, pred = stereo_rows(ref), stereo_rows(pred)
         n = (n_frames or {}).get(name, n_frames_dcase(ref))
-        counts.update(segment(ref, n), segment(pred, n))
+        counts.update(segment(ref, n, direction=direction), segment(pred, n, direction=direction))
     out = counts.scores(average)
     out["files"] = len(files)
     out["stereo"] = stereo
