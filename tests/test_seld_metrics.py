@@ -209,6 +209,8 @@ def test_stereo_scoring_folds_azimuth_and_ignores_elevation(tmp_path):
 def test_stereo_distance_is_the_plain_difference_of_folded_azimuths():
     # The threshold decision must not depend on the CPU's trigonometry: the distance is the
     # subtraction the DCASE 2025 baseline does, bit for bit.
+    import numpy as np
+
     from localization_tasks.seld.metrics import azimuth_difference_deg
 
     a = np.array([[-80.0], [12.3], [89.9]])
