@@ -155,6 +155,8 @@ class Condition(abc.ABC):
 def register(condition: Condition) -> Condition:
     """Add `condition` (a name not registered yet, or the same object again); returns it."""
     condition.check()
+    if not type(condition).__module__.startswith(BUILTINS):
+        _builtins()  # the built-ins first, whoever registers first
     have = _REGISTRY.get(condition.name)
     if have is not None and have is not condition:
         raise ValueError(f"condition {condition.name!r} is already registered")
