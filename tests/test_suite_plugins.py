@@ -154,10 +154,11 @@ def test_an_interrupted_unit_ends_the_run_with_130_and_is_not_recorded_failed(to
     assert run() == 0 and len(CALLS) == 4  # both ran again
 
 
-def test_duplicated_task_options_run_once(toy, tiny):
+def test_duplicated_task_options_run_once(toy, tiny, capsys):
     run, _ = tiny
-    assert run("--task", "a", "--task", "a") == 0
+    assert run("--task", "a", "--task", "a", "--jobs", "2") == 0
     assert CALLS == ["m/toy/a"]
+    assert "suite: 1 units planned" in capsys.readouterr().out
 
 
 def test_duplicated_spatial_options_plan_each_unit_once(tmp_path):

@@ -230,12 +230,14 @@ def body(args: argparse.Namespace) -> int:
         else:
             cluster = "slurm" if args.executor == "slurm" else "local"
             records = run_submitit(todo, by_name, settings, cluster, parameters, args.quiet)
-        failed = sum(r["status"] == "failed" for r in records)
-        busy = sum(r["status"] == "busy" for r in records)
-        done = len(records) - failed - busy
+        by = {s: sum(r["status"] == s for r in records) for s in ("failed", "busy", "interrupted")}
+        failed = by["failed"]
+        done = len(records) - sum(by.values())
         line = f"ran {len(records)} units in {time.time() - t0:.0f} s: {done} done, {failed} failed"
-        print(line + (f", {busy} busy (another run holds them)" if busy else ""), flush=True)
-        if any(r["status"] == "interrupted" for r in records):
+        if by["busy"]:
+            line += f", {by['busy']} busy (another run holds them)"
+        print(line, flush=True)
+        if by["interrupted"]:  # Ctrl-C reached a unit's subprocess: stop as cli.main does
             raise KeyboardInterrupt
     if not args.no_report:
         out = report.write_report(units, models, settings)
