@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hear_gram.safeio import child, subdir
+from hear_gram.suite import condition as conditions
 from hear_gram.suite.condition import Condition, Unit, UnitError, run_logged
 
 if TYPE_CHECKING:
@@ -134,7 +135,9 @@ class HearCondition(Condition):
                            if mm == m and cc == reference}  # fmt: skip
                     cells.append(_avg([ref[t] - mine[t] for t in sorted(set(ref) & set(mine))]))
             out.append("| " + " | ".join(cells) + " |")
-        refs = " / ".join(dict.fromkeys(c.reference for c in present if c.reference))
+        registered = [conditions.get(n) for n in conditions.names()]
+        refs = " / ".join(dict.fromkeys(c.reference for c in registered
+                                        if isinstance(c, HearCondition) and c.reference))  # fmt: skip
         out += ["", "drop = mean over the tasks scored in both conditions of "
                 f"({refs or 'reference'} - naturalistic) x 100.", ""]  # fmt: skip
         return out
