@@ -114,8 +114,13 @@ class HearCondition(Condition):
                 cells.append(_fmt(value) if value is not None else failed.get((m, c, task), "-"))
             out.append(f"| {task} | " + " | ".join(cells) + " |")
         out += ["", "## Averages", ""]
+        # A reference (dry) keeps its column when only the conditions measured from it ran.
+        registered = [c for c in map(conditions.get, conditions.names())
+                      if isinstance(c, HearCondition)]  # fmt: skip
+        wanted = {c.name for c in present} | {c.reference for c in present if c.reference}
+        averaged = [c for c in registered if c.name in wanted]
         head = ["model"]
-        for c in present:
+        for c in averaged:
             label = c.label or c.name
             head.append(f"{label} avg (tasks)")
             if c.reference:
@@ -126,7 +131,7 @@ class HearCondition(Condition):
             if not any(m == mm for mm, _ in columns):
                 continue
             cells = [m]
-            for c in present:
+            for c in averaged:
                 mine = {t: s for (mm, cc, t), s in scores.items() if mm == m and cc == c.name}
                 cells.append(_avg(mine.values()))
                 reference = c.reference
@@ -135,9 +140,7 @@ class HearCondition(Condition):
                            if mm == m and cc == reference}  # fmt: skip
                     cells.append(_avg([ref[t] - mine[t] for t in sorted(set(ref) & set(mine))]))
             out.append("| " + " | ".join(cells) + " |")
-        registered = [conditions.get(n) for n in conditions.names()]
-        refs = " / ".join(dict.fromkeys(c.reference for c in registered
-                                        if isinstance(c, HearCondition) and c.reference))  # fmt: skip
+        refs = " / ".join(dict.fromkeys(c.reference for c in registered if c.reference))
         out += ["", "drop = mean over the tasks scored in both conditions of "
                 f"({refs or 'reference'} - naturalistic) x 100.", ""]  # fmt: skip
         return out
