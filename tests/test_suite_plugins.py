@@ -178,3 +178,51 @@ def test_duplicated_spatial_options_plan_each_unit_once(tmp_path):
     ids = [u.id for u in plan([model], settings_from(args))]
     assert ids == ["m/localization/s-ambisonic", "m/localization/s-binaural",
                    "m/nat-binaural/s"]  # fmt: skip
+
+
+@pytest.mark.hostile("nonfinite")
+def test_a_condition_returning_a_nan_score_fails_its_unit_and_no_cell_shows_it(toy, tiny):
+    run, tmp = tiny
+    global TOY_SCORE
+    saved, TOY_SCORE = TOY_SCORE, float("nan")
+    try:
+        assert run("--task", "a") == 1
+    finally:
+        TOY_SCORE = saved
+    rows = list(csv.DictReader((tmp / "w" / "report" / "results.csv").open()))
+    assert [(r["status"], r["mean"]) for r in rows] == [("failed", "")]
+    assert "not a number" in rows[0]["error"]
+
+
+def test_make_localization_is_a_suite_run_of_the_baselines_chance_and_gram_t(tmp_path):
+    """The Makefile target writes its models file and runs the suite on localization and t60:
+    the DSP baseline of each format, chance on both, GRAM-T per format only when given (CLS)."""
+    import shutil
+    import subprocess
+
+    from hear_gram.suite.config import load_models
+    from tests.conftest import REPO
+
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    echo = tmp_path / "echo-args"
+    echo.write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\n')
+    echo.chmod(0o755)
+    work = tmp_path / "work"
+    subprocess.run(["make", "-s", "-o", "install", "localization", f"WORK={work}", f"PY={echo}",
+                    "TASKS=tasks", f"GRAM_T_AMBISONIC={tmp_path / 'a.st'}"], cwd=REPO,
+                   check=True, capture_output=True)  # fmt: skip
+    args = (tmp_path / "args").read_text().split()
+    assert args[:2] == ["-m", "hear_gram.suite"]
+    assert args[args.index("--conditions") + 1] == "localization,t60"
+    models = {m.name: m for m in load_models(work / "localization" / "models.toml")}
+    assert sorted(models) == ["chance", "dsp", "gram-t-ambisonic"]  # no GRAM_T: no binaural GRAM
+    dsp = models["dsp"]
+    assert dsp.resolve("localization", "binaural").module == "localization_tasks.baselines.gcc_phat"
+    assert dsp.resolve("t60", "ambisonic").module == (
+        "localization_tasks.baselines.intensity_vector")  # fmt: skip
+    gram = models["gram-t-ambisonic"].resolve("localization", "ambisonic")
+    assert (gram.module, gram.weights) == ("hear_gram.gram_t_ambisonic", tmp_path / "a.st")
+    assert gram.options["strategy"] == "cls"
+    assert models["gram-t-ambisonic"].formats == ("ambisonic",)
+    assert models["chance"].module == "chance"
