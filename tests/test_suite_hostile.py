@@ -80,3 +80,11 @@ def test_a_link_planted_at_a_run_folder_is_refused_and_nothing_is_written_outsid
     assert code == 2 and len(err) == 1 and err[0].startswith(PREFIX)
     assert folder in err[0] and "outside" in err[0]
     assert snapshot(outside) == before
+
+
+@pytest.mark.hostile("crash")
+@pytest.mark.parametrize(("module", "needle"), [("no_such_module_of_conditions", "No module"),
+                                                ("os; rm -rf", "dotted Python name")])  # fmt: skip
+def test_a_bad_condition_module_is_one_line_exit_2(tmp_path, capsys, module, needle):
+    code, err = run(tmp_path, BASE, capsys, "--condition-module", module)
+    assert code == 2 and len(err) == 1 and err[0].startswith(PREFIX) and needle in err[0]
