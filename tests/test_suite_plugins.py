@@ -226,3 +226,14 @@ def test_make_localization_is_a_suite_run_of_the_baselines_chance_and_gram_t(tmp
     assert gram.options["strategy"] == "cls"
     assert models["gram-t-ambisonic"].formats == ("ambisonic",)
     assert models["chance"].module == "chance"
+
+
+@pytest.mark.parametrize("name", ["mono", "options", "../x", "dry"])
+def test_a_condition_whose_name_a_models_file_could_not_tell_apart_is_refused(name):
+    class Clash(Toy):
+        pass
+
+    Clash.name = name
+    with pytest.raises(ValueError):
+        conditions.register(Clash())
+    assert name not in conditions.names() or type(conditions.get(name)) is not Clash

@@ -39,6 +39,7 @@ FORMATS: tuple[str, ...] = ("mono", "binaural", "ambisonic")
 SPATIAL_FORMATS: tuple[str, ...] = ("binaural", "ambisonic")
 # The keys of one score row: the common schema every condition's rows enter results.csv with.
 ROW_KEYS = ("task", "format", "snr_bin", "metric", "mean", "std", "folds", "better")
+RESERVED = ("name", "module", "weights", "options", "conditions", "formats")  # models-file keys
 BUILTINS = "hear_gram.suite.conditions"  # imported on the first registry lookup
 
 _REGISTRY: dict[str, Condition] = {}
@@ -104,6 +105,8 @@ class Condition(abc.ABC):
 
     def check(self) -> None:
         check_name(self.name, "condition name")
+        if self.name in (*FORMATS, *RESERVED):  # a models file's keys: it could not be told apart
+            raise ValueError(f"condition name {self.name!r} is reserved")
         if not self.formats or not set(self.formats) <= set(FORMATS):
             raise ValueError(f"condition {self.name}: formats must be among {FORMATS}")
         if self.better not in ("higher", "lower"):
@@ -131,7 +134,7 @@ class Condition(abc.ABC):
 
     def section(self, group: Sequence[Condition], rows: list[dict], models: Sequence[str]) -> list[str]:  # fmt: skip
         """REPORT.md lines of the conditions in `group` (this one first), from every row of the
-        run (`rows`; status ok / failed / missing / busy). Default: one row per score."""
+        run (`rows`; status ok, failed or missing). Default: one row per score."""
         mine = [r for r in rows if r["condition"] in {c.name for c in group}]
         if not mine:
             return []
