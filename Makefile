@@ -35,7 +35,7 @@ lint: install
 
 # a small hear_gram.suite run on synthetic tasks (< 200 lines of output; logs under WORK/demo/suite)
 demo: install
-	$(PY) -m hear_gram.demo --work $(WORK)/demo
+	$(PY) -m hear_gram.demo --out $(WORK)/demo
 
 bench: install
 	$(PY) -m hear_gram.bench --out $(WORK)/bench/bench.json
@@ -71,12 +71,27 @@ naturalistic-hear-bench: install
 	$(PY) -m naturalistic_hear.bench
 
 # Localization and T60 tasks (arXiv 2506.00934, scene simulation) from ESC-50 and Speech Commands 5h under TASKS, scored
-# with the DSP baselines, chance and GRAM-T (give weights: GRAM_T=... GRAM_T_AMBISONIC=...)
+# with the DSP baselines, chance and GRAM-T (give weights: GRAM_T=... GRAM_T_AMBISONIC=...; CLS
+# pooling): a suite run (conditions localization and t60) on the models file it writes to
+# $(WORK)/localization/models.toml; report in $(WORK)/localization/report/. LOCALIZATION_ARGS: e.g. --jobs 2
 GRAM_T ?=
 GRAM_T_AMBISONIC ?=
+LOCALIZATION_ARGS ?=
 localization: install
-	$(PY) -m localization_tasks.suite --tasks-dir $(TASKS) --work $(WORK)/localization \
-	  $(if $(GRAM_T),--gram-t $(GRAM_T)) $(if $(GRAM_T_AMBISONIC),--gram-t-ambisonic $(GRAM_T_AMBISONIC))
+	mkdir -p $(WORK)/localization
+	printf '%s\n' '[[model]]' 'name = "dsp"' 'module = "localization_tasks.baselines.gcc_phat"' \
+	  'formats = ["binaural", "ambisonic"]' '[model.ambisonic]' \
+	  'module = "localization_tasks.baselines.intensity_vector"' \
+	  '[[model]]' 'name = "chance"' 'module = "chance"' > $(WORK)/localization/models.toml
+	$(if $(GRAM_T),printf '%s\n' '[[model]]' 'name = "gram-t"' 'module = "hear_gram.gram_t"' \
+	  'weights = "$(abspath $(GRAM_T))"' 'formats = ["binaural"]' '[model.options]' \
+	  'strategy = "cls"' 'precision = "bf16"' >> $(WORK)/localization/models.toml)
+	$(if $(GRAM_T_AMBISONIC),printf '%s\n' '[[model]]' 'name = "gram-t-ambisonic"' \
+	  'module = "hear_gram.gram_t_ambisonic"' 'weights = "$(abspath $(GRAM_T_AMBISONIC))"' \
+	  'formats = ["ambisonic"]' '[model.options]' 'strategy = "cls"' 'precision = "bf16"' \
+	  >> $(WORK)/localization/models.toml)
+	$(PY) -m hear_gram.suite --models $(WORK)/localization/models.toml --tasks-dir $(TASKS) \
+	  --out $(WORK)/localization --conditions localization,t60 $(LOCALIZATION_ARGS)
 
 # SELD: a 3-fold synthetic FOA task (60 clips, 1-2 overlapping events), scored with the DCASE
 # metrics for the zero predictor, a SELDnet-style CRNN and GRAM-T Ambisonic (random weights unless
@@ -105,7 +120,7 @@ endif
 MODELS ?= models.toml
 SUITE_ARGS ?=
 suite: install
-	$(PY) -m hear_gram.suite --models $(MODELS) --tasks-dir $(TASKS) --work $(WORK)/suite $(SUITE_ARGS)
+	$(PY) -m hear_gram.suite --models $(MODELS) --tasks-dir $(TASKS) --out $(WORK)/suite $(SUITE_ARGS)
 
 # GRAM pretraining at demo scale on CPU: a small GRAM-T on an offline corpus, scenes from a
 # 1000-scene train-pool bank (rendered once, ~2 min on 2 cores); ~11-13 min on 2 quiet cores

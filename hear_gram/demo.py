@@ -29,7 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-from hear_gram import checkpoints
+from hear_gram import checkpoints, cli
+from hear_gram.safeio import subdir, write_bytes_atomic
 from hear_gram.scores import collect_scores
 from hear_gram.synthetic_tasks import make_event_task, make_scene_task
 
@@ -148,21 +149,30 @@ conditions = ["localization", "t60"]
 """
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hear_gram.demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--work", default="work/demo", help="folder for tasks, weights, the suite run")
-    p.add_argument("--model-options", default='{"precision": "bf16"}')
-    p.add_argument("--grid", default="fast", help="heareval grid: default, fast, faster")
-    p.add_argument("--n-scenes", type=int, default=24, help="held-out scenes in the scene banks")
-    p.add_argument("--jobs", type=int, default=2, help="suite units run in parallel")
-    args = p.parse_args(argv)
-    import json
+PROG = "python -m hear_gram.demo"
 
+
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser(PROG, __doc__)
+    p.add_argument("--out", "--work", dest="out", type=Path, default=Path("work/demo"),
+                   metavar="DIR", help="folder for tasks, weights, the suite run (--work: the same)")  # fmt: skip
+    p.add_argument("--model-options", dest="model_options", type=cli.json_object,
+                   default={"precision": "bf16"}, metavar="JSON",
+                   help="JSON object of load_model keyword options")  # fmt: skip
+    p.add_argument("--grid", default="fast", choices=("default", "fast", "faster"),
+                   help="heareval grid")  # fmt: skip
+    p.add_argument("--n-scenes", type=cli.positive_int, default=24,
+                   help="held-out scenes in the scene banks")  # fmt: skip
+    cli.add_jobs(p, help="suite units run in parallel")
+    p.set_defaults(jobs=2)
+    return p
+
+
+def body(args: argparse.Namespace) -> int:
     from hear_gram.suite.__main__ import main as suite
 
-    work = Path(args.work).resolve()
-    dry = work / "tasks"
+    work = Path(args.out).resolve()
+    dry = subdir(work, "tasks")
     t0 = time.time()
     scene = make_scene_task(dry, sample_rates=(48000,))
     make_event_task(dry, sample_rates=(48000,))
@@ -170,15 +180,20 @@ def main(argv: list[str] | None = None) -> int:
     gram_a, which_a = pick_weights(work, "gramt-ambisonics", "gram-t-ambisonic")
     print(f"checkpoints:\n  binaural and dry: {which_t}\n  ambisonic: {which_a}", flush=True)
     models = work / "models.toml"
-    models.write_text(models_toml(gram_t, gram_a, json.loads(args.model_options)))
-    code = suite(
-        ["--models", str(models), "--tasks-dir", str(dry), "--work", str(work / "suite"),
-         "--nat-task", scene.name, "--localization-source", scene.name,
-         "--grid", args.grid, "--grid-points", "1", "--localization-grid", args.grid,
-         "--n-scenes", str(args.n_scenes), "--jobs", str(args.jobs)]
-    )  # fmt: skip
+    write_bytes_atomic(models, models_toml(gram_t, gram_a, args.model_options).encode())
+    argv = ["--models", str(models), "--tasks-dir", str(dry), "--out", str(work / "suite"),
+            "--nat-task", scene.name, "--localization-source", scene.name,
+            "--grid", args.grid, "--grid-points", "1", "--localization-grid", args.grid,
+            "--n-scenes", str(args.n_scenes), "--jobs", str(args.jobs)]  # fmt: skip
+    if args.quiet:
+        argv.append("--quiet")
+    code = suite(argv)
     print(f"demo: {time.time() - t0:.0f} s in all; models file {models}")
     return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(PROG, build_parser, body, argv, log_dir=lambda a: a.out)
 
 
 if __name__ == "__main__":

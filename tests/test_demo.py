@@ -70,3 +70,16 @@ def test_embeddings_folder_follows_the_weights_content(tmp_path):
     copy = tmp_path / "copy.safetensors"
     copy.write_bytes(path.read_bytes())
     assert weights_dir(tmp_path / "emb", copy) == weights_dir(tmp_path / "emb", path)
+
+
+def test_demo_cli_refuses_bad_options_in_one_line(capsys):
+    import pytest
+
+    from hear_gram.demo import main
+
+    for argv in (["--jobs", "0"], ["--model-options", "[1]"], ["--grid", "slow"]):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("python -m hear_gram.demo: error:")

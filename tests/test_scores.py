@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hear_gram.scores import collect_scores, format_table
+from hear_gram.scores import ScoresError, collect_scores, format_table
 
 
 def _task(root: Path, module: str, name: str, evaluation: list[str], scores: dict) -> None:
@@ -79,3 +79,51 @@ def test_format_table(embeddings):
     assert lines[0].split() == ["module", "task", "metric", "mean", "std", "folds", "better"]
     assert lines[-1].split() == ["m", "scene", "top1_acc", "0.7000", "0.2000", "3", "higher"]
     assert len(lines) == 2 + 3
+
+
+# ------------------------------------------------------------------ hostile score files
+
+
+@pytest.mark.hostile("nonfinite")
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("NaN", "nan"), ("Infinity", "inf"), ("true", "True"), ('"0.9"', "'0.9'"), ("null", "None"),
+     ("[0.9]", "[0.9]"), ("{}", "{}")],
+)  # fmt: skip
+def test_a_score_that_is_not_a_finite_number_is_refused_naming_the_file(tmp_path, value, shown):
+    """Python's json reads NaN, Infinity, true and "0.9" happily, and float() turns each into a
+    plausible table cell; every one is refused, the file and the fold named."""
+    task = tmp_path / "m" / "scene"
+    task.mkdir(parents=True)
+    (task / "task_metadata.json").write_text(json.dumps({"evaluation": ["top1_acc"]}))
+    (task / "test.predicted-scores.json").write_text(
+        '{"fold00": {"test_score": 0.5, "test_top1_acc": 0.5},'
+        f' "fold01": {{"test_score": 0.5, "test_top1_acc": {value}}}}}'
+    )
+    with pytest.raises(ScoresError) as e:
+        collect_scores(tmp_path)
+    assert str(task / "test.predicted-scores.json") in str(e.value)
+    assert f"fold01.test_top1_acc is {shown}" in str(e.value)
+
+
+@pytest.mark.hostile("crash")
+@pytest.mark.parametrize(
+    ("scores", "metadata", "needle"),
+    [
+        ("[" * 100_000 + "]" * 100_000, {}, "nests too deep"),
+        ('{"fold00": {"test_score": 1}}', {"evaluation": "top1_acc"}, "not a list"),
+        ('{"fold00": {"test_score": 1}}', {"task_name": 5}, "task_name is 5"),
+        ('{"fold00": {"test_score": 1}}', {"evaluation": ["top1_acc"]}, "lacks test_top1_acc"),
+    ],
+)  # fmt: skip
+def test_broken_heareval_files_are_refused_in_one_line(tmp_path, capsys, scores, metadata, needle):
+    from hear_gram.scores import main
+
+    task = tmp_path / "m" / "t"
+    task.mkdir(parents=True)
+    (task / "task_metadata.json").write_text(json.dumps(metadata))
+    (task / "test.predicted-scores.json").write_text(scores)
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("python -m hear_gram.scores: error:")
+    assert needle in err[0]

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from hear_gram.cli import CLIError
 from hear_gram.safeio import UnsafePathError
 from hear_gram.suite import units
 from hear_gram.suite.__main__ import main as suite_main
+from hear_gram.suite.conditions.hear import HearCondition
+from hear_gram.suite.conditions.spatial import SpatialCondition
 from hear_gram.suite.config import Settings, SuiteConfigError, load_models
 from tests.conftest import REPO
 
@@ -75,7 +78,7 @@ def test_overrides_apply_base_then_format_then_condition(tmp_path):
          "stereo"),
         ('[[model]]\nname = "m"\nmodule = "x"\n[[model]]\nname = "m"\nmodule = "y"\n',
          SuiteConfigError, "repeat"),
-        ("[model\n", SuiteConfigError, "not TOML"),
+        ("[model\n", CLIError, "not TOML"),
     ],
 )  # fmt: skip
 def test_models_file_refusals(tmp_path, text, error, needle):
@@ -95,8 +98,8 @@ def fake_tasks(root: Path, names: list[str]) -> Path:
 def test_plan_follows_conditions_and_formats_and_shards_partition_it(tmp_path):
     models = load_models(write(tmp_path / "models.toml", MODELS))
     tasks = fake_tasks(tmp_path / "tasks", ["a", "b"])
-    settings = Settings(work=tmp_path / "w", tasks_dir=tasks, nat_tasks=("b",),
-                        localization_sources=("a",))  # fmt: skip
+    settings = Settings(work=tmp_path / "w", tasks_dir=tasks,
+                        extra={"nat_task": ("b",), "localization_source": ("a",)})  # fmt: skip
     plan = units.plan(models, settings)
     ids = [u.id for u in plan]
     # gram: 2 dry + 1 per Nat-HEAR format + (localization, t60) x 2 formats; dsp: binaural only
@@ -109,7 +112,7 @@ def test_plan_follows_conditions_and_formats_and_shards_partition_it(tmp_path):
     assert sorted(u for s in shards for u in s) == plan  # disjoint, and together the plan
     assert [len(s) for s in shards] == [4, 4, 3]
     assert units.shard(list(reversed(plan)), 1, 3) == shards[1]  # order-independent
-    with pytest.raises(SuiteConfigError, match="0 <= K < N"):
+    with pytest.raises(ValueError, match="0 <= K < N"):
         units.shard(plan, 3, 3)
 
 
@@ -132,7 +135,7 @@ conditions = ["dry"]
 """
 
 
-def _fake_hear(unit, resolved, settings, folder):
+def _fake_hear(self, unit, resolved, settings, folder):
     calls = folder.parent.parent.parent.parent / "calls.txt"
     with calls.open("a") as f:
         f.write(unit.id + "\n")
@@ -143,7 +146,7 @@ def _fake_hear(unit, resolved, settings, folder):
              "mean": mean, "std": 0.1, "folds": 5, "better": "higher"}]  # fmt: skip
 
 
-def _fake_spatial(unit, resolved, settings, folder):
+def _fake_spatial(self, unit, resolved, settings, folder):
     with (folder.parent.parent.parent.parent / "calls.txt").open("a") as f:
         f.write(unit.id + "\n")
     if unit.condition == "t60":
@@ -157,15 +160,15 @@ def _fake_spatial(unit, resolved, settings, folder):
 
 def fake_run_unit(unit, model, settings):
     """run_unit with the subprocess steps replaced (module level: submitit pickles it by name)."""
-    units._hear_unit, units._spatial_unit = _fake_hear, _fake_spatial
+    HearCondition.run, SpatialCondition.run = _fake_hear, _fake_spatial
     return units.run_unit(unit, model, settings)
 
 
 @pytest.fixture
 def fake_suite(tmp_path, monkeypatch):
     monkeypatch.setattr("hear_gram.suite.__main__.run_unit", fake_run_unit)
-    monkeypatch.setattr(units, "_hear_unit", _fake_hear)
-    monkeypatch.setattr(units, "_spatial_unit", _fake_spatial)
+    monkeypatch.setattr(HearCondition, "run", _fake_hear)
+    monkeypatch.setattr(SpatialCondition, "run", _fake_spatial)
     models = write(tmp_path / "models.toml", FAKE_MODELS)
     tasks = fake_tasks(tmp_path / "tasks", ["a", "b"])
 
@@ -268,7 +271,9 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     tasks = fake_tasks(tmp_path / "tasks", ["a"])
     base = ["--models", str(models), "--tasks-dir", str(tasks), "--work", str(tmp_path / "w"),
             "--conditions", "dry"]  # fmt: skip
-    assert suite_main([*base, "--shard", "2/2"]) == 2
+    with pytest.raises(SystemExit) as stop:  # argparse's own error, on the convention's line
+        suite_main([*base, "--shard", "2/2"])
+    assert stop.value.code == 2
     assert suite_main([*base, "--conditions", "dry,wet"]) == 2
     assert suite_main([*base, "--task", "../a"]) == 2
     assert suite_main([*base, "--conditions", "localization"]) == 2  # no source task present

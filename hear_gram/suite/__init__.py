@@ -1,7 +1,11 @@
 """`python -m hear_gram.suite`: from HEAR tasks to the paper's table for any HEAR modules.
 
+- `condition`: what a condition is (`Condition`), its units (`Unit`) and the registry;
+- `conditions`: the built-in conditions, one module each (dry, naturalistic: nat-binaural and
+  nat-ambisonic, localization, t60; `hear` and `spatial` hold what they share);
+- `build`: a condition's build step (tasks made from a source task, keyed by its content);
 - `config`: the TOML models file and the run settings;
-- `units`: the units (model x condition x task), building what they need, running one;
+- `units`: the plan, unit keys (task content, module code, weights sha256), running one (locked);
 - `report`: WORK/report/ (results.csv, results.json, REPORT.md, figures) from the done units;
 - `__main__`: the command line, local threads, shards and submitit job arrays.
 """

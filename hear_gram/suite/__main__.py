@@ -1,108 +1,120 @@
 """`python -m hear_gram.suite`: HEAR tasks to the paper's table, for any HEAR modules.
 
-    python -m hear_gram.suite --models models.toml --tasks-dir TASKS --work WORK
+    python -m hear_gram.suite --models models.toml --tasks-dir TASKS --out OUT
         [--conditions dry,nat-binaural,nat-ambisonic,localization,t60] [--task NAME ...]
-        [--nat-task NAME ...]
+        [--condition-module MODULE ...] [--nat-task NAME ...]
         [--nat-binaural-dir D] [--nat-ambisonic-dir D] [--localization-dir D]
         [--localization-source NAME ...] [--grid default|fast|faster] [--grid-points N]
         [--localization-grid default|fast|tiny] [--n-scenes N] [--seed S] [--workers N]
         [--jobs N] [--shard K/N] [--executor local|slurm|submitit-local] [--slurm KEY=VALUE ...]
-        [--report-only] [--no-report]
+        [--report-only] [--no-report] [-q | -v]
 
 Plans every unit (model x condition x task, `hear_gram.suite.units`), runs those not done (in
-`--jobs` threads, or as a submitit job array), then merges every done unit into WORK/report/
+`--jobs` threads, or as a submitit job array), then merges every done unit into OUT/report/
 (`hear_gram.suite.report`). A failed unit is reported in the table and its log kept; the run goes
-on, and the exit code is 1. Rerunning runs only the missing, failed or stale units.
+on, and the exit code is 1. Rerunning runs only the missing, failed or stale units (a unit's key
+holds its tasks' content, its module's code, its weights' sha256, options and grid). `--work` is
+the old name of `--out`; the detailed log is OUT/logs/hear_gram-suite.log.
+
+Conditions are plugins (`hear_gram.suite.condition`): `--condition-module MODULE` imports a
+module that registers more (its options appear here when it is given before `--help`).
 
 Clusters: `--shard K/N` runs every N-th unit from the K-th (0-based) of the sorted plan, for array
 jobs (`sbatch --array=0-15 --wrap "python -m hear_gram.suite ... --shard \\$SLURM_ARRAY_TASK_ID/16
---no-report"`, then `--report-only`); `--executor slurm` submits the units itself as one SLURM job
-array through submitit and waits (`--slurm slurm_partition=gpu --slurm timeout_min=240
---slurm gpus_per_node=1`: submitit's AutoExecutor parameters); `submitit-local` runs the same code
-path as local processes.
+--no-report"`, then `--report-only`); a unit another shard is running is left to it ("busy").
+`--executor slurm` submits the units itself as one SLURM job array through submitit and waits
+(`--slurm slurm_partition=gpu --slurm timeout_min=240 --slurm gpus_per_node=1`: submitit's
+AutoExecutor parameters); `submitit-local` runs the same code path as local processes.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import json
-import logging
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from hear_gram import cli
+from hear_gram.safeio import subdir
+from hear_gram.suite import condition as conditions
 from hear_gram.suite import report
-from hear_gram.suite.config import CONDITIONS, ModelSpec, Settings, SuiteConfigError, load_models
+from hear_gram.suite.config import ModelSpec, Settings, SuiteConfigError, load_models
 from hear_gram.suite.units import Unit, plan, run_unit, shard, status, unit_key
 
 PROG = "python -m hear_gram.suite"
-log = logging.getLogger("hear_gram.suite")
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--models", type=Path, required=True, help="TOML models file")
-    p.add_argument("--tasks-dir", type=Path, required=True, help="folder of HEAR task folders")
-    p.add_argument("--work", type=Path, default=Path("work/suite"))
-    p.add_argument("--conditions", default=",".join(CONDITIONS), help="comma-separated")
+def _options() -> list[conditions.Option]:
+    """Every registered condition's options, each flag once."""
+    seen: dict[str, conditions.Option] = {}
+    for name in conditions.names():
+        for opt in conditions.get(name).options:
+            seen.setdefault(opt.flag, opt)
+    return list(seen.values())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from naturalistic_hear.bank import DEFAULT_N_SCENES
+
+    p = cli.parser(PROG, __doc__)
+    p.add_argument("--models", type=Path, required=True, metavar="FILE", help="TOML models file")
+    cli.add_tasks_dir(p)
+    p.add_argument("--out", "--work", dest="out", type=Path, default=Path("work/suite"),
+                   metavar="DIR", help="run folder: units, builds, report (--work: the same)")  # fmt: skip
+    p.add_argument("--conditions", default="",
+                   help=f"comma-separated (default: all: {','.join(conditions.names())})")  # fmt: skip
+    p.add_argument("--condition-module", action="append", default=[], metavar="MODULE",
+                   help="module to import for the conditions it registers")  # fmt: skip
     p.add_argument("--task", action="append", default=[], help="HEAR task (default: all)")
-    p.add_argument("--nat-task", action="append", default=[],
-                   help="task of the Nat-HEAR conditions (default: those of --task)")  # fmt: skip
-    p.add_argument("--nat-binaural-dir", type=Path, help="ready-made Nat-HEAR binaural tasks")
-    p.add_argument("--nat-ambisonic-dir", type=Path, help="ready-made Nat-HEAR Ambisonic tasks")
-    p.add_argument("--localization-dir", type=Path, help="ready-made localization/T60 tasks")
-    p.add_argument("--localization-source", action="append", default=[],
-                   help="source scene task of the localization and T60 tasks")  # fmt: skip
+    for opt in _options():
+        if opt.kind == "names":
+            p.add_argument(opt.flag, dest=opt.dest, action="append", default=[],
+                           metavar="NAME", help=opt.help)  # fmt: skip
+        else:
+            p.add_argument(opt.flag, dest=opt.dest, type=Path, metavar="DIR", help=opt.help)
     p.add_argument("--grid", default="default", choices=("default", "fast", "faster"))
-    p.add_argument("--grid-points", type=int, default=8)
+    p.add_argument("--grid-points", type=cli.positive_int, default=8)
     p.add_argument("--localization-grid", default="default", choices=("default", "fast", "tiny"))
-    p.add_argument("--n-scenes", type=int, default=200, help="scenes in built scene banks")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1, help="processes per Nat-HEAR render")
-    p.add_argument("--jobs", type=int, default=1, help="units run in parallel (local)")
-    p.add_argument("--shard", default="0/1", help="K/N: run this deterministic subset")
+    p.add_argument("--n-scenes", type=cli.positive_int, default=DEFAULT_N_SCENES,
+                   help="scenes in built scene banks")  # fmt: skip
+    cli.add_seed(p)
+    p.add_argument("--workers", type=cli.positive_int, default=1,
+                   help="processes per Nat-HEAR render")  # fmt: skip
+    cli.add_jobs(p, help="units run in parallel (local)")
+    p.add_argument("--shard", type=cli.shard, default=(0, 1), metavar="K/N",
+                   help="run this deterministic subset of the plan")  # fmt: skip
     p.add_argument("--executor", default="local", choices=("local", "slurm", "submitit-local"))
     p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
                    help="submitit AutoExecutor parameter, e.g. slurm_partition=gpu")  # fmt: skip
     p.add_argument("--report-only", action="store_true", help="merge done units, run nothing")
     p.add_argument("--no-report", action="store_true", help="run units, skip the report")
-    return p.parse_args(argv)
+    return p
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    def absolute(p: Path | None) -> Path | None:
-        return p.resolve() if p is not None else None
-
+    extra = {}
+    for opt in _options():
+        value = getattr(args, opt.dest, None)
+        if opt.kind == "names":
+            extra[opt.dest] = conditions.unique(value or [])
+        else:
+            extra[opt.dest] = value.resolve() if value is not None else None
     return Settings(
-        work=args.work.resolve(),
+        work=args.out.resolve(),
         tasks_dir=args.tasks_dir.resolve(),
         conditions=tuple(c.strip() for c in args.conditions.split(",") if c.strip()),
-        tasks=tuple(args.task),
-        nat_tasks=tuple(args.nat_task),
-        nat_dirs={
-            "nat-binaural": absolute(args.nat_binaural_dir),
-            "nat-ambisonic": absolute(args.nat_ambisonic_dir),
-        },  # fmt: skip
-        localization_dir=absolute(args.localization_dir),
-        localization_sources=tuple(args.localization_source),
+        tasks=conditions.unique(args.task),
+        extra=extra,
         grid=args.grid,
         grid_points=args.grid_points,
         localization_grid=args.localization_grid,
         n_scenes=args.n_scenes,
         seed=args.seed,
         workers=args.workers,
+        condition_modules=tuple(args.condition_module),
     )
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    try:
-        k, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise SuiteConfigError(f"--shard must be K/N, e.g. 0/4, got {text!r}") from None
-    return k, n
 
 
 def _slurm_parameters(pairs: list[str]) -> dict:
@@ -112,44 +124,47 @@ def _slurm_parameters(pairs: list[str]) -> dict:
         if not sep or not key.isidentifier():
             raise SuiteConfigError(f"--slurm takes KEY=VALUE, got {pair!r}")
         try:
-            out[key] = json.loads(value)
-        except ValueError:
+            out[key] = cli.loads_json(value, f"--slurm {key}")
+        except cli.CLIError:
             out[key] = value
     return out
 
 
-def _progress(total: int):
+def _progress(total: int, quiet: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="units", unit="unit", file=sys.stderr)
+    return tqdm(total=total, desc="units", unit="unit", file=sys.stderr, disable=quiet)
 
 
-def _finished(bar, record: dict) -> None:
-    line = f"{record['status']:7s} {record['unit']} ({record['seconds']:.0f} s)"
-    if record["error"]:
-        line += f": {record['error'][:200]}"
-    bar.write(line, file=sys.stderr)
+def _finished(bar, record: dict, quiet: bool) -> None:
+    if not quiet:
+        line = f"{record['status']:7s} {record['unit']} ({record['seconds']:.0f} s)"
+        if record["error"]:
+            line += f": {record['error'][:200]}"
+        bar.write(line, file=sys.stderr)
     bar.update(1)
 
 
-def run_local(units: list[Unit], models: dict[str, ModelSpec], settings: Settings, jobs: int) -> list[dict]:  # fmt: skip
+def run_local(units: list[Unit], models: dict[str, ModelSpec], settings: Settings, jobs: int,
+              quiet: bool = False) -> list[dict]:  # fmt: skip
     records = []
     pool = cf.ThreadPoolExecutor(max(1, jobs))
     try:
-        with _progress(len(units)) as bar:
+        with _progress(len(units), quiet) as bar:
             futures = [pool.submit(run_unit, u, models[u.model], settings) for u in units]
             for future in cf.as_completed(futures):
                 records.append(future.result())
-                _finished(bar, records[-1])
+                _finished(bar, records[-1], quiet)
     finally:
-        # On Ctrl-C: start nothing more; the units running finish or fail (their processes get
-        # the same signal) and a rerun picks up the rest.
+        # On Ctrl-C (raised in this, the main thread): start nothing more; the units running
+        # see their subprocesses end by the same signal and return; the KeyboardInterrupt then
+        # goes on to cli.main (exit 130). A rerun picks up the rest.
         pool.shutdown(wait=True, cancel_futures=True)
     return records
 
 
 def run_submitit(units: list[Unit], models: dict[str, ModelSpec], settings: Settings,
-                 cluster: str, parameters: dict) -> list[dict]:  # fmt: skip
+                 cluster: str, parameters: dict, quiet: bool = False) -> list[dict]:  # fmt: skip
     """One job array (SLURM, or local processes) of `run_unit` calls; waits for all."""
     try:
         import submitit
@@ -158,14 +173,14 @@ def run_submitit(units: list[Unit], models: dict[str, ModelSpec], settings: Sett
             f"--executor {cluster} needs submitit (pip install submitit); or run array jobs "
             "yourself with --shard K/N"
         ) from e
-    folder = settings.work / "submitit"
+    folder = subdir(settings.work, "submitit", what="submitit folder")
     executor = submitit.AutoExecutor(folder=folder / "%j", cluster=cluster)
     executor.update_parameters(name="hear_gram.suite", **parameters)
     jobs = executor.map_array(run_unit, units, [models[u.model] for u in units],
                               [settings] * len(units))  # fmt: skip
     print(f"submitted {len(jobs)} units ({cluster}); job logs under {folder}", file=sys.stderr)
     records = []
-    with _progress(len(jobs)) as bar:
+    with _progress(len(jobs), quiet) as bar:
         poll = 1.0 if cluster == "local" else 10.0
         for job in submitit.helpers.as_completed(jobs, poll_frequency=poll):
             unit = units[jobs.index(job)]
@@ -175,26 +190,34 @@ def run_submitit(units: list[Unit], models: dict[str, ModelSpec], settings: Sett
                 error = " ".join(f"{type(e).__name__}: {e}".split())[:500]
                 records.append({"unit": unit.id, "status": "failed", "seconds": 0.0,
                                 "error": error})  # fmt: skip
-            _finished(bar, records[-1])
+            _finished(bar, records[-1], quiet)
     return records
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+def _state(unit: Unit, model: ModelSpec, settings: Settings) -> str:
     try:
-        settings = settings_from(args)
-        models = load_models(args.models)
-        by_name = {m.name: m for m in models}
-        units = plan(models, settings)
-        k, n = parse_shard(args.shard)
-        mine = shard(units, k, n)
-        states = {u: status(u, unit_key(u, by_name[u.model].resolve(u.condition, u.fmt),
-                                        settings), settings.work) for u in mine}  # fmt: skip
-        parameters = _slurm_parameters(args.slurm) if args.executor != "local" else {}
-    except (ValueError, OSError) as e:
-        print(f"{PROG}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+        return status(unit, unit_key(unit, model.resolve(unit.condition, unit.fmt), settings),
+                      settings.work)  # fmt: skip
+    except (OSError, ValueError, LookupError):
+        return "todo"  # its run records why
+
+
+def body(args: argparse.Namespace) -> int:
+    for module in args.condition_module:
+        conditions.load_module(module)
+    settings = settings_from(args)
+    models = load_models(args.models)
+    # Made first, through safeio.subdir: a link planted at OUT/units or OUT/report that leads
+    # outside OUT is refused before any unit runs.
+    subdir(settings.work, "units", what="units folder")
+    if not args.no_report:
+        subdir(settings.work, "report", what="report folder")
+    by_name = {m.name: m for m in models}
+    units = plan(models, settings)
+    k, n = args.shard
+    mine = shard(units, k, n)
+    states = {u: _state(u, by_name[u.model], settings) for u in mine}
+    parameters = _slurm_parameters(args.slurm) if args.executor != "local" else {}
     todo = [u for u in mine if states[u] != "done"]
     counts = {s: sum(1 for v in states.values() if v == s) for s in ("done", "failed")}
     print(f"suite: {len(units)} units planned, {len(mine)} in shard {k}/{n}: {counts['done']} done, "
@@ -203,17 +226,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if todo and not args.report_only:
         t0 = time.time()
         if args.executor == "local":
-            records = run_local(todo, by_name, settings, args.jobs)
+            records = run_local(todo, by_name, settings, args.jobs, args.quiet)
         else:
             cluster = "slurm" if args.executor == "slurm" else "local"
-            try:
-                records = run_submitit(todo, by_name, settings, cluster, parameters)
-            except (ValueError, OSError) as e:
-                print(f"{PROG}: error: {' '.join(str(e).split())}", file=sys.stderr)
-                return 2
-        failed = sum(r["status"] == "failed" for r in records)
-        print(f"ran {len(records)} units in {time.time() - t0:.0f} s: "
-              f"{len(records) - failed} done, {failed} failed", flush=True)  # fmt: skip
+            records = run_submitit(todo, by_name, settings, cluster, parameters, args.quiet)
+        by = {s: sum(r["status"] == s for r in records) for s in ("failed", "busy", "interrupted")}
+        failed = by["failed"]
+        done = len(records) - sum(by.values())
+        line = f"ran {len(records)} units in {time.time() - t0:.0f} s: {done} done, {failed} failed"
+        if by["busy"]:
+            line += f", {by['busy']} busy (another run holds them)"
+        print(line, flush=True)
+        if by["interrupted"]:  # Ctrl-C reached a unit's subprocess: stop as cli.main does
+            raise KeyboardInterrupt
     if not args.no_report:
         out = report.write_report(units, models, settings)
         text = (out / "REPORT.md").read_text()
@@ -221,6 +246,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"report: {out}/REPORT.md (results.csv, results.json, figures)")
         print(f"logs: {settings.work / 'units'}/<model>/<condition>/<task>/unit.log")
     return 1 if failed else 0
+
+
+def _preload(argv: Sequence[str]) -> None:
+    """Import the `--condition-module`s before the parser is built, so that their conditions'
+    options are known to it."""
+    for i, arg in enumerate(argv):
+        if arg == "--condition-module" and i + 1 < len(argv):
+            conditions.load_module(argv[i + 1])
+        elif arg.startswith("--condition-module="):
+            conditions.load_module(arg.split("=", 1)[1])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _preload(argv)
+    except (ImportError, ValueError) as e:
+        print(f"{PROG}: error: {cli.one_line(e)}", file=sys.stderr)
+        return cli.EXIT_ERROR
+    return cli.main(PROG, build_parser, body, argv, log_dir=lambda a: a.out)
 
 
 if __name__ == "__main__":

@@ -18,31 +18,32 @@ and optional overrides per input format (`mono`, `binaural`, `ambisonic`) and pe
     options = { strategy = "cls" }
 
 Overrides apply in the order base < format < condition; `options` tables are merged key by key.
+Condition keys are those of the registry (`hear_gram.suite.condition`). Every field is
+type-checked (`hear_gram.cli.expect`): a wrong type, a NaN option, a name that would break
+REPORT.md's Markdown or a file nested past `hear_gram.cli.MAX_DEPTH` is refused in one line.
 """
 
 from __future__ import annotations
 
 import json
-import tomllib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from hear_gram import cli
 from hear_gram.safeio import check_name
+from hear_gram.suite import condition as conditions
+from hear_gram.suite.condition import FORMATS
 
-Condition = Literal["dry", "nat-binaural", "nat-ambisonic", "localization", "t60"]
-Format = Literal["mono", "binaural", "ambisonic"]
-CONDITIONS: tuple[str, ...] = ("dry", "nat-binaural", "nat-ambisonic", "localization", "t60")
-FORMATS: tuple[str, ...] = ("mono", "binaural", "ambisonic")
-# The audio format of the HEAR-style conditions; localization and T60 come in both spatial ones.
-CONDITION_FORMAT = {"dry": "mono", "nat-binaural": "binaural", "nat-ambisonic": "ambisonic"}
-SPATIAL_FORMATS = ("binaural", "ambisonic")
 MODEL_KEYS = {"name", "module", "weights", "options", "conditions", "formats"}
 OVERRIDE_KEYS = {"module", "weights", "options"}
-MAX_MODELS_FILE = 1 << 20  # bytes; a models file is a few lines
+# Characters a model name may not hold: they would break REPORT.md's tables and text (a `|`
+# ends a cell, a backtick opens code, a newline ends the row, brackets and `*` open markup).
+MARKDOWN_UNSAFE = set("|`<>[]*\\#")
 
 
-class SuiteConfigError(ValueError):
+class SuiteConfigError(cli.CLIError):
     """A models file or setting the suite cannot run."""
 
 
@@ -64,7 +65,7 @@ class ModelSpec:
     module: str
     weights: Path | None
     options: dict[str, Any] = field(hash=False)
-    conditions: tuple[str, ...] = CONDITIONS
+    conditions: tuple[str, ...] | None = None  # None: every condition of the run
     formats: tuple[str, ...] = FORMATS
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
 
@@ -78,57 +79,91 @@ class ModelSpec:
         return Resolved(module, weights, options)
 
     def applies(self, condition: str, fmt: str) -> bool:
-        return condition in self.conditions and fmt in self.formats
+        in_run = self.conditions is None or condition in self.conditions
+        return in_run and fmt in self.formats
 
 
 @dataclass(frozen=True)
 class Settings:
-    """One suite run: where tasks come from, what is built, how probes are trained."""
+    """One suite run: where tasks come from, what is built, how probes are trained. `extra`: the
+    values of the conditions' own options (`Condition.options`), by dest."""
 
     work: Path
     tasks_dir: Path
-    conditions: tuple[str, ...] = CONDITIONS
+    conditions: tuple[str, ...] = ()  # empty: every registered condition
     tasks: tuple[str, ...] = ()  # HEAR task folder names; empty = every task under tasks_dir
-    nat_tasks: tuple[str, ...] = ()  # Nat-HEAR conditions' tasks; empty = the same as `tasks`
-    nat_dirs: dict[str, Path | None] = field(default_factory=dict, hash=False)
-    localization_dir: Path | None = None
-    localization_sources: tuple[str, ...] = ()  # empty = the paper's two, when present
+    extra: dict[str, Any] = field(default_factory=dict, hash=False)
     grid: str = "default"
     grid_points: int = 8
     localization_grid: str = "default"
-    n_scenes: int = 200
+    n_scenes: int = 0  # 0: naturalistic_hear.bank.DEFAULT_N_SCENES
     seed: int = 0
     workers: int = 1  # processes of each Nat-HEAR render
+    condition_modules: tuple[str, ...] = ()  # imported for their conditions (--condition-module)
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.conditions) - set(CONDITIONS))
+        known = conditions.names()
+        chosen = conditions.unique(self.conditions) if self.conditions else tuple(known)
+        unknown = [c for c in chosen if c not in known]
         if unknown:
-            raise SuiteConfigError(f"unknown conditions {unknown}; choose from {list(CONDITIONS)}")
-        for name in self.tasks + self.nat_tasks + self.localization_sources:
+            raise SuiteConfigError(f"unknown conditions {unknown}; choose from {known}")
+        object.__setattr__(self, "conditions", chosen)
+        object.__setattr__(self, "tasks", conditions.unique(self.tasks))
+        for name in self.tasks:
             check_name(name, "task")
+        for dest, value in self.extra.items():
+            if isinstance(value, tuple):
+                for name in value:
+                    check_name(name, dest.replace("_", " "))
+        if not self.n_scenes:
+            from naturalistic_hear.bank import DEFAULT_N_SCENES
+
+            object.__setattr__(self, "n_scenes", DEFAULT_N_SCENES)
         if not 1 <= self.grid_points <= 10_000:
             raise SuiteConfigError(f"grid points must be in 1..10000, got {self.grid_points}")
         if not 1 <= self.n_scenes <= 100_000:
             raise SuiteConfigError(f"n_scenes must be in 1..100000, got {self.n_scenes}")
 
+    def names(self, dest: str) -> tuple[str, ...]:
+        """A condition's task-name option (empty when not given)."""
+        return tuple(self.extra.get(dest) or ())
+
+    def folder(self, dest: str) -> Path | None:
+        """A condition's folder option (None when not given)."""
+        return self.extra.get(dest)
+
 
 def _path(value: Any, base: Path, what: str) -> Path | None:
-    if value in (None, ""):
+    if value == "":
         return None
-    if not isinstance(value, str):
-        raise SuiteConfigError(f"{what} must be a path string, got {value!r}")
-    return (base / value).resolve()
+    return (base / cli.expect(value, str, what)).resolve()
 
 
 def _table(value: Any, what: str) -> dict:
-    if not isinstance(value, dict):
-        raise SuiteConfigError(f"{what} must be a table, got {value!r:.60}")
+    return cli.expect(value, dict, what)
+
+
+def _options(value: Any, what: str) -> dict:
+    """A load_model options table: JSON values only (no dates), finite numbers."""
+    _table(value, what)
+    stack = [(value, what)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, dict):
+            stack += [(v, f"{where}.{k}") for k, v in item.items()]
+        elif isinstance(item, list):
+            stack += [(v, f"{where}[{i}]") for i, v in enumerate(item)]
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise SuiteConfigError(f"{where} must be finite, got {item!r}")
+        elif not isinstance(item, str | int | float | bool):
+            raise SuiteConfigError(f"{where}: {type(item).__name__} is not a JSON value")
     return value
 
 
-def _names(value: Any, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SuiteConfigError(f"{what} must be a list of strings, got {value!r:.60}")
+def _names(value: Any, allowed: list[str] | tuple[str, ...], what: str) -> tuple[str, ...]:
+    cli.expect(value, list, what)
+    for i, v in enumerate(value):
+        cli.expect(v, str, f"{what}[{i}]")
     bad = sorted(set(value) - set(allowed))
     if bad:
         raise SuiteConfigError(f"{what}: unknown {bad}; choose from {list(allowed)}")
@@ -141,43 +176,53 @@ def _override(raw: dict, base: Path, what: str) -> dict[str, Any]:
         raise SuiteConfigError(f"{what}: unknown keys {bad}; allowed {sorted(OVERRIDE_KEYS)}")
     out: dict[str, Any] = {}
     if "module" in raw:
-        out["module"] = _module(raw["module"], what)
+        out["module"] = _module(raw["module"], f"{what}.module")
     if "weights" in raw:
         out["weights"] = _path(raw["weights"], base, f"{what}.weights")
     if "options" in raw:
-        out["options"] = _table(raw["options"], f"{what}.options")
+        out["options"] = _options(raw["options"], f"{what}.options")
     return out
 
 
 def _module(value: Any, what: str) -> str:
-    parts = value.split(".") if isinstance(value, str) else []
-    if not parts or not all(p.isidentifier() for p in parts):
-        raise SuiteConfigError(f"{what}: module must be a dotted Python name, got {value!r:.60}")
+    parts = cli.expect(value, str, what).split(".")
+    if not all(p.isidentifier() for p in parts):
+        raise SuiteConfigError(f"{what} must be a dotted Python name, got {value!r:.60}")
     return value
 
 
+def model_name(value: Any) -> str:
+    """A model name: a plain folder name that REPORT.md's Markdown shows as it is."""
+    name = check_name(cli.expect(value, str, "model name"), "model name")
+    bad = sorted({c for c in name if c in MARKDOWN_UNSAFE or not c.isprintable()})
+    if bad:
+        raise SuiteConfigError(f"model name {name!r:.60} holds {bad}, which would break REPORT.md")
+    return name
+
+
 def parse_model(raw: dict, base: Path) -> ModelSpec:
-    name = raw.get("name")
-    check_name(name, "model name")
+    if "name" not in raw:
+        raise SuiteConfigError("a [[model]] entry has no name")
+    name = model_name(raw["name"])
     what = f"model {name!r}"
-    unknown = sorted(set(raw) - MODEL_KEYS - set(FORMATS) - set(CONDITIONS))
+    known = conditions.names()
+    unknown = sorted(set(raw) - MODEL_KEYS - set(FORMATS) - set(known))
     if unknown:
         raise SuiteConfigError(f"{what}: unknown keys {unknown}")
     if "module" not in raw:
         raise SuiteConfigError(f"{what} has no module")
     overrides = {
         key: _override(_table(raw[key], f"{what}.{key}"), base, f"{what}.{key}")
-        for key in (*FORMATS, *CONDITIONS)
+        for key in (*FORMATS, *known)
         if key in raw
     }
+    chosen = raw.get("conditions")
     return ModelSpec(
         name=name,
-        module=_module(raw["module"], what),
-        weights=_path(raw.get("weights"), base, f"{what}.weights"),
-        options=_table(raw.get("options", {}), f"{what}.options"),
-        conditions=_names(
-            raw.get("conditions", list(CONDITIONS)), CONDITIONS, f"{what}.conditions"
-        ),
+        module=_module(raw["module"], f"{what}.module"),
+        weights=_path(raw.get("weights", ""), base, f"{what}.weights"),
+        options=_options(raw.get("options", {}), f"{what}.options"),
+        conditions=None if chosen is None else _names(chosen, known, f"{what}.conditions"),
         formats=_names(raw.get("formats", list(FORMATS)), FORMATS, f"{what}.formats"),
         overrides=overrides,
     )
@@ -185,14 +230,7 @@ def parse_model(raw: dict, base: Path) -> ModelSpec:
 
 def load_models(path: Path) -> list[ModelSpec]:
     """The `[[model]]` entries of a TOML models file; paths are relative to the file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"models file {path} does not exist")
-    if path.stat().st_size > MAX_MODELS_FILE:
-        raise SuiteConfigError(f"models file {path} is over {MAX_MODELS_FILE} bytes")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise SuiteConfigError(f"{path} is not TOML: {e}") from e
+    data = cli.read_toml(path, f"models file {path}")
     unknown = sorted(set(data) - {"model"})
     if unknown:
         raise SuiteConfigError(f"{path}: unknown top-level keys {unknown}; expected [[model]]")

@@ -1,0 +1,234 @@
+"""What a condition of the suite is (`Condition`), the units it plans (`Unit`), and the registry.
+
+A condition is one column family of the paper's table (arXiv 2602.03307 and 2506.00934 sec. 5):
+HEAR's dry tasks, the Nat-HEAR re-renders, localization, T60... The runner, the models file, the
+units and the report know conditions only through this interface, so a new one is a module that
+defines a `Condition` subclass and calls `register(...)` at import time (`python -m
+hear_gram.suite --condition-module MODULE` imports it), with no project file edited.
+
+A condition says:
+- `name` (a plain name: folder, CSV value, `--conditions` entry, models-file override key);
+- `plan(settings)`: its units' (task, format, source) triples; `formats` lists the input formats
+  it gives a model (mono, binaural, ambisonic), each one a model can opt out of;
+- `task_key(unit, settings)`: a digest of the content its unit's result depends on (the task
+  folders, or what its build step is made from); `grid(settings)`: the probe settings;
+- `run(unit, resolved, settings, folder)`: builds what the unit needs, runs it, returns its score
+  rows (`ROW_KEYS`, the common schema of results.csv);
+- `group`, `section(...)`, `figures(...)`: its part of REPORT.md (conditions of one `group` share
+  one table, drawn by the first of them) and its optional figures; `better`: metric direction.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import json
+import os
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hear_gram.safeio import check_name, child, subdir
+
+if TYPE_CHECKING:
+    from hear_gram.suite.config import Resolved, Settings
+
+FORMATS: tuple[str, ...] = ("mono", "binaural", "ambisonic")
+SPATIAL_FORMATS: tuple[str, ...] = ("binaural", "ambisonic")
+# The keys of one score row: the common schema every condition's rows enter results.csv with.
+ROW_KEYS = ("task", "format", "snr_bin", "metric", "mean", "std", "folds", "better")
+RESERVED = ("name", "module", "weights", "options", "conditions", "formats")  # models-file keys
+BUILTINS = "hear_gram.suite.conditions"  # imported on the first registry lookup
+
+_REGISTRY: dict[str, Condition] = {}
+
+
+class UnitError(RuntimeError):
+    """A step of a unit failed; the message is the step and the last line it printed."""
+
+
+class UnitInterrupted(RuntimeError):
+    """A step of a unit was ended by SIGINT (Ctrl-C): neither done nor failed."""
+
+
+@dataclass(frozen=True, order=True)
+class Unit:
+    """One model on one task of one condition, in one input format."""
+
+    model: str
+    condition: str
+    task: str  # a task folder name, or for per-source conditions "<source>-<format>"
+    fmt: str
+    source: str = ""  # per-source conditions (localization, T60): the source scene task
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}/{self.condition}/{self.task}"
+
+    def folder(self, work: Path, create: bool = False) -> Path:
+        """WORK/units/<model>/<condition>/<task>: created through `safeio.subdir` (a planted link
+        on the way that leads outside WORK is refused) when `create`."""
+        names = ("units", self.model, self.condition, self.task)
+        if create:
+            return subdir(work, *names, what="unit folder")
+        path = Path(work)
+        for name in names:
+            path = child(path, name, "unit folder")
+        return path
+
+
+@dataclass(frozen=True)
+class Option:
+    """A command-line option a condition reads from `Settings.extra[dest]`: `kind` "names" (a
+    repeatable task name; repeats dropped) or "dir" (a folder of ready-made tasks)."""
+
+    flag: str
+    kind: str
+    help: str
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+class Condition(abc.ABC):
+    """One condition of the suite (module docstring). Subclasses set the class attributes."""
+
+    name: str = ""
+    formats: tuple[str, ...] = ()
+    better: str = "higher"  # "higher" or "lower": the direction of its metrics
+    group: str = ""  # REPORT.md table shared by the conditions of one group ("" = its name)
+    title: str = ""  # REPORT.md section title
+    options: tuple[Option, ...] = ()  # its command-line options (shared flags appear once)
+
+    def check(self) -> None:
+        check_name(self.name, "condition name")
+        if self.name in (*FORMATS, *RESERVED):  # a models file's keys: it could not be told apart
+            raise ValueError(f"condition name {self.name!r} is reserved")
+        if not self.formats or not set(self.formats) <= set(FORMATS):
+            raise ValueError(f"condition {self.name}: formats must be among {FORMATS}")
+        if self.better not in ("higher", "lower"):
+            raise ValueError(f"condition {self.name}: better must be 'higher' or 'lower'")
+
+    @property
+    def table(self) -> str:
+        return self.group or self.name
+
+    @abc.abstractmethod
+    def plan(self, settings: Settings) -> list[tuple[str, str, str]]:
+        """(task, format, source) of every unit of this condition (for every model)."""
+
+    @abc.abstractmethod
+    def task_key(self, unit: Unit, settings: Settings) -> str:
+        """A digest of the content the unit's score depends on (never a path alone)."""
+
+    def grid(self, settings: Settings) -> Any:
+        """The probe settings the unit's score depends on (part of its key)."""
+        return [settings.grid, settings.grid_points]
+
+    @abc.abstractmethod
+    def run(self, unit: Unit, resolved: Resolved, settings: Settings, folder: Path) -> list[dict]:
+        """Build what `unit` needs, run it; its score rows (`ROW_KEYS`). Raise on failure."""
+
+    def section(self, group: Sequence[Condition], rows: list[dict], models: Sequence[str]) -> list[str]:  # fmt: skip
+        """REPORT.md lines of the conditions in `group` (this one first), from every row of the
+        run (`rows`; status ok, failed or missing). Default: one row per score."""
+        mine = [r for r in rows if r["condition"] in {c.name for c in group}]
+        if not mine:
+            return []
+        out = [f"## {' and '.join(c.title or c.name for c in group)}", "",
+               "| model | condition | task | format | metric | mean | status |",
+               "|---|---|---|---|---|---:|---|"]  # fmt: skip
+        for r in mine:
+            mean = f"{float(r['mean']):.4g}" if r["status"] == "ok" else "-"
+            out.append(f"| {r['model']} | {r['condition']} | {r['task']} | {r['format']} | "
+                       f"{r['metric']} | {mean} | {r['status']} |")  # fmt: skip
+        return [*out, ""]
+
+    def figures(self, group: Sequence[Condition], rows: list[dict], models: Sequence[str], out: Path) -> list[str]:  # fmt: skip
+        """Write this group's figures into `out`; their file names (default: none)."""
+        return []
+
+
+# ------------------------------------------------------------------ registry
+
+
+def register(condition: Condition) -> Condition:
+    """Add `condition` (a name not registered yet, or the same object again); returns it."""
+    condition.check()
+    if not type(condition).__module__.startswith(BUILTINS):
+        _builtins()  # the built-ins first, whoever registers first
+    have = _REGISTRY.get(condition.name)
+    if have is not None and have is not condition:
+        raise ValueError(f"condition {condition.name!r} is already registered")
+    _REGISTRY[condition.name] = condition
+    return condition
+
+
+def unregister(name: str) -> None:
+    """Remove a condition (tests registering a toy one clean up with this)."""
+    _REGISTRY.pop(name, None)
+
+
+def _builtins() -> None:
+    importlib.import_module(BUILTINS)
+
+
+def get(name: str) -> Condition:
+    _builtins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise LookupError(f"unknown condition {name!r}; choose from {names()}") from None
+
+
+def names() -> list[str]:
+    """Registered condition names, in registration order (the built-ins first)."""
+    _builtins()
+    return list(_REGISTRY)
+
+
+def load_module(module: str) -> None:
+    """Import `module` for the conditions it registers (`--condition-module`)."""
+    parts = module.split(".")
+    if not all(p.isidentifier() for p in parts):
+        raise ValueError(f"--condition-module must be a dotted Python name, got {module!r:.60}")
+    importlib.import_module(module)
+
+
+# ------------------------------------------------------------------ shared by conditions
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON object the suite wrote (or None when missing, unreadable or not an object)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def run_logged(cmd: list[str], log_file: Path, step: str) -> None:
+    """Run `cmd` with its output appended to `log_file`; UnitError with the last line it printed
+    if it fails, UnitInterrupted if Ctrl-C ended it."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    env.setdefault("OMP_NUM_THREADS", "1")  # heareval's probes are tiny; threads only contend
+    from hear_gram.safeio import open_append
+
+    with open_append(log_file) as f:
+        f.write(f"\n$ {' '.join(cmd)}\n")
+        f.flush()
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    if proc.returncode in (-2, 130):  # SIGINT reached the child too: the run is being stopped
+        raise UnitInterrupted(f"{step} interrupted")
+    if proc.returncode != 0:
+        lines = [ln for ln in log_file.read_text(errors="replace").splitlines() if ln.strip()]
+        last = lines[-1].strip() if lines else ""
+        raise UnitError(f"{step} exited {proc.returncode}: {last[:300]}")
+
+
+def unique(names: Sequence[str]) -> tuple[str, ...]:
+    """`names` without repeats, first occurrence kept (a `--task` given twice runs once)."""
+    return tuple(dict.fromkeys(names))
