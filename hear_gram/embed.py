@@ -143,10 +143,15 @@ def check_and_plan(
 
 
 def select_tasks(tasks_dir: Path, task: str) -> list[Path]:
+    """The task folders to embed: `task`, or with "all" every folder holding a
+    task_metadata.json (a `logs` folder of a generator's, say, is no task)."""
     if not tasks_dir.is_dir():
         raise FileNotFoundError(f"--tasks-dir {tasks_dir} is not a directory")
     if task == "all":
-        return sorted(p for p in tasks_dir.iterdir() if p.is_dir())
+        found = sorted(p.parent for p in tasks_dir.glob("*/task_metadata.json"))
+        if not found:
+            raise FileNotFoundError(f"--tasks-dir {tasks_dir} holds no task folder")
+        return found
     path = child(tasks_dir, task, "--task")
     if not path.is_dir():
         raise FileNotFoundError(f"task {task!r} is not a directory under {tasks_dir}")
@@ -192,11 +197,13 @@ def run(args: argparse.Namespace) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     from heareval.embeddings.runner import runner
 
-    cmd = [module, "--tasks-dir", str(args.tasks_dir), "--task", args.task,
-           "--embeddings-dir", str(out), "--model-options", json.dumps(options)]  # fmt: skip
-    if args.weights is not None:
-        cmd += ["--model", str(args.weights)]
-    runner.main(args=cmd, prog_name="heareval.embeddings.runner", standalone_mode=False)
+    # One runner call per task (heareval's "all" would take every folder for a task).
+    for task in tasks:
+        cmd = [module, "--tasks-dir", str(args.tasks_dir), "--task", task.name,
+               "--embeddings-dir", str(out), "--model-options", json.dumps(options)]  # fmt: skip
+        if args.weights is not None:
+            cmd += ["--model", str(args.weights)]
+        runner.main(args=cmd, prog_name="heareval.embeddings.runner", standalone_mode=False)
     # Record only the tasks heareval finished (a failed task has no marker, and is redone).
     done = record["folders"][folder]["tasks"]
     done = {name: k for name, k in done.items() if (out / folder / name / DONE).exists()}

@@ -14,8 +14,10 @@ a lossy one) is written as 32-bit float WAV.
 
 Resuming and sharding: each file is written to a hidden temporary name and renamed into place, then
 its manifest row is appended to `.naturalistic-rows/rows-<K>-of-<N>.jsonl` (one JSON object per
-line). A file counts as done when it exists and its row is in any rows file (or in an existing
-manifest), so an interrupted run redoes at most the files in flight. Shard K of N renders the
+line). A file counts as done when its row is in any rows file (or in an existing manifest) and
+the file is whole (`taskio.output_complete`: header, frames, channels, rate, subtype and size as
+expected), so an interrupted run redoes at most the files in flight, and a rerun redoes a file
+truncated or replaced since (byte-identical: every file is a pure function of its clip). Shard K of N renders the
 clips whose index in the sorted (sample rate, split, file name) list is K modulo N. Whichever
 process finds every clip of the task done (the last shard, or any rerun) writes the manifest
 sorted by (sample rate, split, file name), then removes the rows files and stray temporary files:
@@ -90,6 +92,7 @@ from naturalistic_hear.taskio import (  # noqa: F401
     cell,
     encode_audio,
     open_rows,
+    output_complete,
     output_subtype,
     read_audio,
     read_rows,
@@ -160,11 +163,18 @@ def _manifest_bytes(rows: list[dict[str, str]]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def _finish(layout: TaskLayout, out_dir: Path) -> bool:
+def _is_done(clip: Clip, layout: TaskLayout, out_dir: Path, rows: dict, channels: int) -> bool:
+    """Whether `clip` is recorded as done and its output file is whole."""
+    return clip.key in rows and output_complete(
+        clip.path(out_dir), clip.path(layout.path), channels
+    )
+
+
+def _finish(layout: TaskLayout, out_dir: Path, channels: int) -> bool:
     """Write the manifest and clean up if every clip of the task is done; True if so."""
     rows = _read_rows(out_dir)
     keys = [(c.sample_rate, c.split, c.filename) for c in layout.clips]
-    if any(k not in rows for k in keys) or not all(c.path(out_dir).is_file() for c in layout.clips):
+    if not all(_is_done(c, layout, out_dir, rows, channels) for c in layout.clips):
         return False
     manifest = out_dir / MANIFEST_NAME
     data = _manifest_bytes([rows[k] for k in keys])
@@ -295,9 +305,11 @@ def process_task(
     with locked(out_dir / SHARD_LOCK.format(k=k, n=n), wait=False):
         with locked(out_dir / TASK_LOCK, wait=True):
             _prepare_output(layout, out_dir, meta_bytes)
-        rendered, skipped = _render_shard(layout, job, renderer, (k, n), workers, progress)
+        rendered, skipped = _render_shard(
+            layout, job, renderer, (k, n), workers, progress, fmt.channels
+        )
         with locked(out_dir / TASK_LOCK, wait=True):
-            complete = _finish(layout, out_dir)
+            complete = _finish(layout, out_dir, fmt.channels)
     logger.info(
         "%s: rendered %d, skipped %d%s",
         layout.name,
@@ -329,17 +341,19 @@ def _render_shard(
     shard: tuple[int, int],
     workers: int,
     progress: bool,
+    channels: int,
 ) -> tuple[int, int]:
-    """Render this shard's clips not done yet; (rendered, skipped)."""
+    """Render this shard's clips not done yet (or whose file is not whole); (rendered,
+    skipped)."""
     k, n = shard
     out_dir = job.out_dir
     mine = [c for i, c in enumerate(layout.clips) if i % n == k]
     done = _read_rows(out_dir)
-    todo = [
-        c
-        for c in mine
-        if (c.sample_rate, c.split, c.filename) not in done or not c.path(out_dir).is_file()
-    ]
+    todo = [c for c in mine if not _is_done(c, layout, out_dir, done, channels)]
+    redo = sum(c.key in done for c in todo)
+    if redo:
+        logger.warning("%s: %d file(s) listed as done are truncated or wrong: rendering them "
+                       "again", layout.name, redo)  # fmt: skip
     rows_path = child(out_dir, f"{ROWS_DIR}/rows-{k}-of-{n}.jsonl", "rows file", subdirs=True)
     bar = tqdm(
         total=len(mine), initial=len(mine) - len(todo), desc=layout.name, disable=not progress

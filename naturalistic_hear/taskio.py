@@ -15,7 +15,10 @@ once:
   refuses one with other content (another seed, bank or input).
 - Resuming: one JSON row per finished clip is appended to a rows log (`open_rows`, `read_rows`).
   An interrupted write can leave a torn last line; `open_rows` ends it before appending, so the
-  half row is skipped when read instead of swallowing the next row.
+  half row is skipped when read instead of swallowing the next row. A file listed as done is
+  trusted only when `output_complete` finds it whole (header readable; frames, channels, rate
+  and subtype as its input implies; size at least what the header promises; last frame
+  readable): a truncated or swapped file is rendered again.
 - Manifests: `cell` turns a value into a CSV cell (strings as they are, the rest as JSON; NaN, an
   unknown field of an external bank, is written `null`: NaN is not JSON).
 """
@@ -222,6 +225,36 @@ def _zero_peak(f: Any) -> None:
             f.write(b"\0\0\0\0")
             return
         pos += 8 + size + (size & 1)
+
+
+SAMPLE_BYTES = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+WAV_HEADER_BYTES = 44  # RIFF, fmt and data chunk headers: the least a WAV holds besides samples
+
+
+def output_complete(out_path: Path, in_path: Path, channels: int) -> bool:
+    """Whether `out_path` looks like the finished render of `in_path` with `channels` channels,
+    checked cheaply (headers and the last frame, not the samples): a regular file (not a link)
+    whose header libsndfile reads, with the input's frame count and sample rate, `channels`
+    channels and the container and subtype `output_subtype` gives, at least as long as its
+    samples need (WAV), and whose last frame can be read."""
+    if out_path.is_symlink() or not out_path.is_file():
+        return False
+    try:
+        want, got = sf.info(in_path), sf.info(out_path)
+        container, subtype = output_subtype(want)
+        expected = (want.frames, want.samplerate, channels, container, subtype)
+        if (got.frames, got.samplerate, got.channels, got.format, got.subtype) != expected:
+            return False
+        width = SAMPLE_BYTES.get(got.subtype)
+        if got.format == "WAV" and width is not None:
+            if out_path.stat().st_size < WAV_HEADER_BYTES + got.frames * channels * width:
+                return False
+        if got.frames > 0:
+            last, _ = sf.read(out_path, start=got.frames - 1, frames=1, always_2d=True)
+            return last.shape == (1, channels)
+        return True
+    except (sf.LibsndfileError, RuntimeError, OSError, ValueError):
+        return False
 
 
 def encode_audio(mix: np.ndarray, sample_rate: int, container: str, subtype: str) -> bytes:

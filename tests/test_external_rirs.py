@@ -374,8 +374,7 @@ def test_cli_external_rirs_errors(tmp_path, soundspaces, sofa_file, capsys):
         (["--rirs", f"sofa:{sofa_file}", "--quiet"], r"srir\.sofa: 4 receivers; binaural needs 2"),
     ]
     for extra, pattern in cases:
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main([*base, *extra])
+        assert cli.main([*base, *extra]) == 2, extra  # all refused after parsing
         err = capsys.readouterr().err
-        assert exit_info.value.code == 2 and "Traceback" not in err, (extra, err)
+        assert "Traceback" not in err, (extra, err)
         assert re.search("^python -m naturalistic_hear: error: .*" + pattern, err.splitlines()[-1])

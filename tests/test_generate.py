@@ -41,6 +41,14 @@ class LoudBank(FakeSceneBank):
         return scene, rir * 30.0, noise_rirs
 
 
+def exit_code(main, argv: list[str]) -> int:
+    """A `hear_gram.cli` entry point's exit status: its return value, or argparse's exit."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
 def checksums(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -327,6 +335,28 @@ def test_runs_are_deterministic(tmp_path, reference, scene_task, event_task):
     assert again.rendered == 0 and again.skipped == 10 and again.complete
 
 
+@pytest.mark.parametrize("damage", ["truncated", "mono", "event-truncated"])
+def test_rerun_redoes_a_damaged_file_listed_as_done(tmp_path, reference, scene_task, event_task,
+                                                    damage):  # fmt: skip
+    """A finished task whose output WAV was truncated (or replaced by a whole but mono file)
+    since: a rerun renders that file again, byte-identical to a fresh render, and only it."""
+    task = event_task if damage.startswith("event") else scene_task
+    out = tmp_path / "out"
+    run(task, out)
+    victim = sorted((out / task.name / str(SR)).rglob("*.wav"))[1]
+    data = victim.read_bytes()
+    if damage == "mono":
+        audio, _ = sf.read(victim, dtype="int16" if "scene" in task.name else "float32")
+        sf.write(victim, audio[:, 0], SR, subtype=sf.info(victim).subtype)
+    else:
+        victim.write_bytes(data[: len(data) - 6])  # the last frames lost: header unchanged
+    again = run(task, out)
+    assert again.rendered == 1 and again.complete
+    assert victim.read_bytes() == data
+    ref = {k: v for k, v in checksums(reference).items() if k.startswith(task.name)}
+    assert checksums(out) == ref
+
+
 def test_shards_with_different_worker_counts_give_identical_files(tmp_path, reference, event_task):
     out = tmp_path / "out"
     first = run(event_task, out, shard=(0, 2), workers=1)
@@ -442,11 +472,16 @@ def test_cli_renders_the_nat_hear_tasks_present(tmp_path, monkeypatch):
     )
     st.make_scene_task(tasks, name="not-nat-hear", n_per_class=1, duration_s=0.5, kfold=3)
     monkeypatch.setattr(cli, "bank_factory", lambda args: factory(tmp_path / "cache", args.fmt))
-    cli.main(["--tasks-dir", str(tasks), "--out", str(tmp_path / "out"), "--format", "binaural"])
+    first = ["--tasks-dir", str(tasks), "--out", str(tmp_path / "out"), "--format", "binaural"]
+    assert cli.main(first) == 0
     second = ["--tasks-dir", str(tasks), "--out", str(tmp_path / "out2"), "--format", "binaural"]
-    cli.main([*second, "--shard", "0/1", "--workers", "1", "--snr-db", "5", "40", "--quiet"])
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["esc50-v2.0.0-full"]
-    assert checksums(tmp_path / "out") == checksums(tmp_path / "out2")
+    # --workers: the old name of --jobs
+    assert cli.main([*second, "--shard", "0/1", "--workers", "1", "--snr-db", "5", "40"]) == 0
+    # the task, and the tool's log (hear_gram.cli: under --out)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["esc50-v2.0.0-full", "logs"]
+    assert (tmp_path / "out" / "logs" / "naturalistic_hear.log").is_file()
+    task = "esc50-v2.0.0-full"
+    assert checksums(tmp_path / "out" / task) == checksums(tmp_path / "out2" / task)
     rows = read_manifest(tmp_path / "out" / "esc50-v2.0.0-full")
     assert len(rows) == 5
 
@@ -463,21 +498,22 @@ def test_cli_errors(tmp_path, scene_task, capsys):
         (["--shard", "2/2"], "0 <= K < N"),
         (["--task", "nope"], "no task folder"),
         ([*task, "--ambisonic-convention", "fuma"], "--ambisonic-convention applies to --format"),
-        ([*task, "--workers", "0"], "--workers: must be >= 1"),
+        ([*task, "--workers", "0"], "--jobs/--workers: must be >= 1"),
+        ([*task, "--jobs", "0"], "--jobs/--workers: must be >= 1"),
         ([*task, "--snr-db", "nan", "40"], "--snr-db: must be a finite number"),
         ([*task, "--snr-db", "5", "inf"], "--snr-db: must be a finite number"),
         ([*task, "--snr-db", "40", "5"], "needs LO <= HI"),
         ([*task, "--n-scenes", "0"], "--n-scenes: must be >= 1"),
     ]
     for extra, pattern in cases:
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main([*base, *extra])
+        code = exit_code(cli.main, [*base, *extra])
         err = capsys.readouterr().err
-        assert exit_info.value.code == 2, (extra, err)
+        assert code == 2, (extra, err)
         lines = err.strip().splitlines()
         assert "Traceback" not in err and re.search(pattern, lines[-1]), (extra, err)
         assert lines[-1].startswith("python -m naturalistic_hear: error: ")
-    assert not (tmp_path / "out").exists()
+    # nothing rendered: only the tool's log (hear_gram.cli: under --out)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["logs"]
 
 
 def test_cli_passes_the_ambisonic_convention_to_the_bank(tmp_path):

@@ -76,9 +76,8 @@ def main(argv: list[str], capsys, monkeypatch, bank=None) -> hostile.Result:
     if bank is not False:
         monkeypatch.setattr(cli, "bank_factory", lambda args: bank or factory(args.fmt))
     try:
-        cli.main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's own errors
         code = e.code if isinstance(e.code, int) else 1
     out, err = capsys.readouterr()
     return hostile.Result(code, out, err)
