@@ -39,6 +39,7 @@ import numpy as np
 import soundfile as sf
 
 from hear_gram.dsp import NonFiniteError
+from hear_gram.heareval_compat import TaskFormatError, check_metadata, check_split, read_task_json
 from hear_gram.safeio import (
     UnsafePathError,
     check_name,
@@ -99,15 +100,12 @@ class TaskLayout:
 
 
 def read_json(path: Path, what: str) -> Any:
-    """JSON file `path`; TaskError naming `what` when it is missing, a folder or not JSON."""
-    if path.is_dir():
-        raise TaskError(f"{path}: {what} is a directory, not a file")
-    if not path.is_file():
-        raise TaskError(f"{path.parent}: missing {what} ({path.name})")
+    """JSON file `path`; TaskError naming `what` when it is missing, a folder, not JSON, nested
+    too deep or holding NaN (`hear_gram.heareval_compat.read_task_json`)."""
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TaskError(f"{path}: {what} is not valid JSON: {e}") from e
+        return read_task_json(path, what)
+    except TaskFormatError as e:
+        raise TaskError(str(e)) from None
 
 
 def read_task(task_dir: str | Path, sample_rates: Sequence[int] | None = None) -> TaskLayout:
@@ -134,9 +132,12 @@ def read_task(task_dir: str | Path, sample_rates: Sequence[int] | None = None) -
         s: read_json(child(root, f"{s}.json", "split file"), f"split file of split {s!r}")
         for s in splits
     }
-    for split, data in labels.items():
-        if not isinstance(data, dict):
-            raise TaskError(f"{root}/{split}.json: expected an object {{file name: labels}}")
+    try:  # the fields and labels heareval reads, type-checked before anything is rendered
+        check_metadata(metadata, f"{root}/task_metadata.json")
+        for split, data in labels.items():
+            check_split(data, metadata.get("embedding_type"), f"{root}/{split}.json")
+    except TaskFormatError as e:
+        raise TaskError(str(e)) from None
 
     found = sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
     if not found:
