@@ -19,7 +19,9 @@ sofa:FILE measured RIRs (naturalistic_hear.external). The bank's describe() is r
 --jobs is the number of worker processes (--workers is its old name). The command follows
 `hear_gram.cli`: expected failures (a malformed or hostile task, unreadable noise or RIRs, bad
 options) end with one line `python -m naturalistic_hear: error: ...` on stderr and exit status 2,
-no traceback; Ctrl-C with exit status 130; the log goes to `OUT/logs/naturalistic_hear.log`.
+no traceback; Ctrl-C with exit status 130. The log goes to `CACHE/logs/naturalistic_hear.log`
+(CACHE: --cache-dir or its default), not under --out: --out is a HEAR tasks folder, and
+heareval's runner takes every folder in it for a task.
 """
 
 from __future__ import annotations
@@ -212,7 +214,12 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli.main(PROG, build_parser, run, argv, log_dir=lambda a: a.out)
+    return cli.main(PROG, build_parser, run, argv, log_dir=log_dir)
+
+
+def log_dir(args: argparse.Namespace) -> Path:
+    """Where the log goes (module docstring): the scene bank cache, never the tasks folder."""
+    return args.cache_dir or default_cache_dir()
 
 
 if __name__ == "__main__":

@@ -472,16 +472,17 @@ def test_cli_renders_the_nat_hear_tasks_present(tmp_path, monkeypatch):
     )
     st.make_scene_task(tasks, name="not-nat-hear", n_per_class=1, duration_s=0.5, kfold=3)
     monkeypatch.setattr(cli, "bank_factory", lambda args: factory(tmp_path / "cache", args.fmt))
-    first = ["--tasks-dir", str(tasks), "--out", str(tmp_path / "out"), "--format", "binaural"]
+    first = ["--tasks-dir", str(tasks), "--out", str(tmp_path / "out"), "--format", "binaural",
+             "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
     assert cli.main(first) == 0
-    second = ["--tasks-dir", str(tasks), "--out", str(tmp_path / "out2"), "--format", "binaural"]
+    assert (tmp_path / "cache" / "logs" / "naturalistic_hear.log").is_file()
+    second = ["--tasks-dir", str(tasks), "--out", str(tmp_path / "out2"), "--format", "binaural",
+              "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
     # --workers: the old name of --jobs
     assert cli.main([*second, "--shard", "0/1", "--workers", "1", "--snr-db", "5", "40"]) == 0
-    # the task, and the tool's log (hear_gram.cli: under --out)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["esc50-v2.0.0-full", "logs"]
-    assert (tmp_path / "out" / "logs" / "naturalistic_hear.log").is_file()
-    task = "esc50-v2.0.0-full"
-    assert checksums(tmp_path / "out" / task) == checksums(tmp_path / "out2" / task)
+    # the task only: the log is not in the tasks folder (heareval takes every folder for a task)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["esc50-v2.0.0-full"]
+    assert checksums(tmp_path / "out") == checksums(tmp_path / "out2")
     rows = read_manifest(tmp_path / "out" / "esc50-v2.0.0-full")
     assert len(rows) == 5
 
@@ -489,7 +490,7 @@ def test_cli_renders_the_nat_hear_tasks_present(tmp_path, monkeypatch):
 def test_cli_errors(tmp_path, scene_task, capsys):
     """Expected failures end with one line `<prog>: error: ...` and exit status 2."""
     base = ["--tasks-dir", str(scene_task.parent), "--out", str(tmp_path / "out")]
-    base += ["--format", "binaural"]
+    base += ["--format", "binaural", "--cache-dir", str(tmp_path / "cache")]
     task = ["--task", scene_task.name]
     cases = [
         ([], "none of the Nat-HEAR tasks.*hear-gram-demo-scene"),
@@ -512,8 +513,7 @@ def test_cli_errors(tmp_path, scene_task, capsys):
         lines = err.strip().splitlines()
         assert "Traceback" not in err and re.search(pattern, lines[-1]), (extra, err)
         assert lines[-1].startswith("python -m naturalistic_hear: error: ")
-    # nothing rendered: only the tool's log (hear_gram.cli: under --out)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["logs"]
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_passes_the_ambisonic_convention_to_the_bank(tmp_path):

@@ -66,9 +66,13 @@ def world(tmp_path, pristine):
     return tmp_path, task, tmp_path / "out"
 
 
+LOG_CACHE = "nh-cache"  # --cache-dir of `args`: the tool's log goes there
+
+
 def outside(root: Path) -> dict[str, str]:
-    """Hashes of everything under root except the output folder."""
-    return {k: v for k, v in hostile.snapshot(root).items() if not k.startswith("out/")}
+    """Hashes of everything under root except the output folder and the tool's cache (log)."""
+    return {k: v for k, v in hostile.snapshot(root).items()
+            if not k.startswith(("out/", f"{LOG_CACHE}/"))}  # fmt: skip
 
 
 def main(argv: list[str], capsys, monkeypatch, bank=None) -> hostile.Result:
@@ -85,7 +89,7 @@ def main(argv: list[str], capsys, monkeypatch, bank=None) -> hostile.Result:
 
 def args(task: Path, out: Path, *extra) -> list:
     return ["--tasks-dir", task.parent, "--out", out, "--format", "binaural", "--task", task.name,
-            "--quiet", *extra]  # fmt: skip
+            "--quiet", "--cache-dir", out.parent / LOG_CACHE, *extra]  # fmt: skip
 
 
 def add_clip(task: Path, split: str, name: str) -> None:
@@ -442,7 +446,8 @@ def test_workers_die_when_their_parent_is_killed(tmp_path):
     st.make_scene_task(tasks, n_per_class=40, duration_s=0.5, sample_rates=(SR,), kfold=3)
     out = tmp_path / f"out-{uuid.uuid4().hex}"
     argv = ["--tasks-dir", tasks, "--out", out, "--format", "binaural", "--task", TASK,
-            "--rirs", f"soundspaces:{_soundspaces(tmp_path / 'ss')}", "--workers", "2", "--quiet"]  # fmt: skip
+            "--rirs", f"soundspaces:{_soundspaces(tmp_path / 'ss')}", "--workers", "2", "--quiet",
+            "--cache-dir", tmp_path / "c"]  # fmt: skip
     with (tmp_path / "log").open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "naturalistic_hear", *map(str, argv)],
@@ -562,8 +567,8 @@ def test_wrong_kinds_of_paths_are_named(world, capsys, monkeypatch, how):
     elif how == "noise-file":
         extra, needles = ["--noise-dir", root / "secret.txt"], ("secret.txt", "not a folder")
     elif how == "tasks-file":
-        res = main(["--tasks-dir", root / "secret.txt", "--out", out, "--format", "binaural"],
-                   capsys, monkeypatch)  # fmt: skip
+        res = main(["--tasks-dir", root / "secret.txt", "--out", out, "--format", "binaural",
+                    "--cache-dir", root / LOG_CACHE], capsys, monkeypatch)  # fmt: skip
         hostile.assert_clean_failure(res, "secret.txt", "is not a directory")
         return
     elif how == "out-file":
