@@ -12,7 +12,6 @@ of it inside the package (``setup.py`` copies it at build time), which wins when
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import urllib.error
@@ -21,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hear_gram.checkpoints.loading import CheckpointError, load_encoder
+from hear_gram.cli import loads_json
 from hear_gram.safeio import UnsafePathError, check_name
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def registry() -> dict[str, dict]:
     """The entries of ``checkpoints.json`` by name, each checked for a known source and its keys."""
     path = registry_path()
     try:
-        entries = json.loads(path.read_text())["checkpoints"]
+        entries = loads_json(path.read_bytes(), str(path))["checkpoints"]  # depth, NaN checked
     except (OSError, ValueError, KeyError, TypeError) as err:
         detail = f"no {err} entry" if isinstance(err, KeyError) else str(err)
         raise CheckpointError(
