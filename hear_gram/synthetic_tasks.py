@@ -289,7 +289,7 @@ def event_clip_spec(
     return _draw_common(rng, tuple(events), duration_s, channels)
 
 
-def render_clip(spec: ClipSpec, sample_rate: int) -> np.ndarray:
+def synthesize_clip(spec: ClipSpec, sample_rate: int) -> np.ndarray:
     """Synthesise `spec` at `sample_rate` Hz: (samples,) for one channel, else (samples, C)."""
     rng = np.random.default_rng(np.random.SeedSequence([spec.noise_seed, sample_rate]))
     n = int(round(spec.duration_s * sample_rate))
@@ -362,7 +362,7 @@ def _write_task(
             audio_dir = task_dir / str(sr) / split
             audio_dir.mkdir(parents=True, exist_ok=True)
             for filename, spec in clips.items():
-                sf.write(audio_dir / filename, render_clip(spec, sr), sr, subtype=subtype)
+                sf.write(audio_dir / filename, synthesize_clip(spec, sr), sr, subtype=subtype)
     logger.info("wrote %s (%s)", task_dir, ", ".join(f"{s}: {len(c)}" for s, c in specs.items()))
     return task_dir
 

@@ -1,7 +1,8 @@
 """Nat-HEAR generator: HEAR tasks re-rendered as binaural or Ambisonic scenes (GRAM, arXiv
 2506.00934, Nat-HEAR; scene simulation as in its training data).
 
-Per clip: `naturalistic_hear.mixing.render_clip` (scene, noise and SNR draws, convolutions, mix).
+Per clip: `naturalistic_hear.mixing.render_scene_mix` (scene, noise and SNR draws, convolutions,
+mix).
 
 Per task (`process_task`): OUT/<task dir name>/ gets the input's labels, split JSONs and
 vocabulary byte for byte, task_metadata.json with a `naturalistic` block added, the audio at the
@@ -44,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,60 +54,30 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from hear_gram import dsp
-from hear_gram.safeio import (  # noqa: F401  (TMP_SUFFIX re-exported)
-    TMP_SUFFIX,
-    UnsafePathError,
-    check_name,
-    child,
-    remove_stale_lock,
-    write_bytes_atomic,
-)
-from naturalistic_hear.formats import CHANNELS, SpatialFormat, scene_format  # noqa: F401  (re-exported)
-
-# One clip's rendering; re-exported because other tools import it from here.
-from naturalistic_hear.mixing import (  # noqa: F401
+from hear_gram.safeio import TMP_SUFFIX, check_name, child, remove_stale_lock, write_bytes_atomic
+from naturalistic_hear.formats import scene_format
+from naturalistic_hear.mixing import (
     DEFAULT_SNR_RANGE,
     MANIFEST_COLUMNS,
-    SNR_LIMIT_DB,
-    RenderedClip,
-    SpatialClip,
     check_snr_range,
-    clip_rng,
-    draw_snr_db,
     jsonable,
-    mix_spatial,
-    render_clip,
-    render_components,
-    render_spatial,
 )
 from naturalistic_hear.noise import NoiseSource
-
-# The task-I/O protocol; re-exported because other tools import it from here.
-from naturalistic_hear.taskio import (  # noqa: F401
+from naturalistic_hear.taskio import (
     Clip,
     RowKey,
     TaskError,
     TaskLayout,
     append_row,
-    cell,
-    encode_audio,
+    json_bytes,
     open_rows,
     output_complete,
-    output_subtype,
-    read_audio,
     read_rows,
     read_task,
     row_key,
     write_static,
-    zero_peak_timestamp,
 )
-from naturalistic_hear.workers import (  # noqa: F401  (check_workers re-exported)
-    Job,
-    Renderer,
-    check_workers,
-    locked,
-    render_all,
-)
+from naturalistic_hear.workers import Job, Renderer, check_workers, locked, render_all
 
 if TYPE_CHECKING:  # rooms imports pyroomacoustics (1 s); the mixer needs none of it
     from naturalistic_hear.rooms import Format
@@ -301,7 +271,7 @@ def process_task(
     metadata = dict(layout.metadata)
     metadata["naturalistic"] = naturalistic_metadata(fmt, seed, snr_range, noise_source, banks)
     # allow_nan=False: a NaN that slipped through would not be valid JSON for other readers
-    meta_bytes = (json.dumps(metadata, indent=4, allow_nan=False) + "\n").encode()
+    meta_bytes = json_bytes(metadata)
     with locked(out_dir / SHARD_LOCK.format(k=k, n=n), wait=False):
         with locked(out_dir / TASK_LOCK, wait=True):
             _prepare_output(layout, out_dir, meta_bytes)

@@ -28,11 +28,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hear_gram import dsp
+from hear_gram import dsp, safeio
 from hear_gram import synthetic_tasks as st
 from naturalistic_hear import __main__ as cli
 from naturalistic_hear import generate as gen
-from naturalistic_hear import workers
+from naturalistic_hear import mixing, taskio, workers
 from naturalistic_hear.external import ExternalRIRError, SoundSpacesBank, channels_first
 from naturalistic_hear.noise import BuiltinNoise, NoiseDir
 from tests import hostile
@@ -182,7 +182,7 @@ def test_a_link_at_a_temporary_name_is_replaced_not_followed(world):
     root, task, out = world
     folder = out / TASK / str(SR) / "fold00"
     folder.mkdir(parents=True)
-    link = folder / f".clip0000.wav.{os.getpid()}{gen.TMP_SUFFIX}"
+    link = folder / f".clip0000.wav.{os.getpid()}{safeio.TMP_SUFFIX}"
     link.symlink_to(root / "victim.wav")
     before = outside(root)
     result = gen.process_task(task, out, "binaural", factory(), BuiltinNoise(SR), progress=False)
@@ -257,12 +257,12 @@ def test_short_noise_is_refused_by_the_mixer_itself():
     bank = FakeSceneBank(".", "binaural", SR, n_scenes=2, length_s=0.2).build()
     audio = np.random.default_rng(0).standard_normal(SR) * 0.1
     with pytest.raises(ValueError, match=r"short:1 has 1 samples.*fewer than the 8000"):
-        gen.render_clip(audio, SR, bank, _ShortNoise(1), 0, "t", "s", "f.wav")
+        mixing.render_scene_mix(audio, SR, bank, _ShortNoise(1), 0, "t", "s", "f.wav")
     # exactly NOISE_MIN_S is enough, and the source keeps its level (headroom near 1)
-    mix, row = gen.render_clip(audio, SR, bank, _ShortNoise(SR // 2), 0, "t", "s", "f.wav")
+    mix, row = mixing.render_scene_mix(audio, SR, bank, _ShortNoise(SR // 2), 0, "t", "s", "f.wav")
     assert row["headroom_gain"] > 0.1 and np.isfinite(mix).all()
     # a clip shorter than NOISE_MIN_S needs only its own length of noise
-    gen.render_clip(audio[:1000], SR, bank, _ShortNoise(1000), 0, "t", "s", "f.wav")
+    mixing.render_scene_mix(audio[:1000], SR, bank, _ShortNoise(1000), 0, "t", "s", "f.wav")
 
 
 @pytest.mark.hostile("nonfinite")
@@ -358,7 +358,7 @@ def test_resume_with_other_settings_is_refused(world, change):
 
     assert run(base).complete
     before = hostile.snapshot(out)
-    with pytest.raises(gen.TaskError, match="different content"):
+    with pytest.raises(taskio.TaskError, match="different content"):
         run(changed)
     assert hostile.snapshot(out) == before
     assert run(base).rendered == 0  # the same settings still resume
@@ -480,7 +480,7 @@ def test_a_second_run_of_the_same_shard_is_refused(world, capsys, monkeypatch):
     root, task, out = world
     out_task = out / TASK
     out_task.mkdir(parents=True)
-    with gen.locked(out_task / gen.SHARD_LOCK.format(k=0, n=1), wait=False):
+    with workers.locked(out_task / gen.SHARD_LOCK.format(k=0, n=1), wait=False):
         res = main(args(task, out), capsys, monkeypatch)
         hostile.assert_clean_failure(res, "another run holds", f"pid {os.getpid()}")
         assert not any(out_task.rglob("*.wav"))
@@ -527,7 +527,7 @@ def test_workers_are_bounded(world, capsys, monkeypatch, caplog):
         assert main(args(task, out, "--workers", "1000000"), capsys, monkeypatch).returncode == 0
     assert "workers: 1000000 capped at 1" in caplog.text
     with pytest.raises(ValueError, match="workers must be an integer >= 1"):
-        gen.check_workers(0)
+        workers.check_workers(0)
 
 
 # --- crash: wrong kinds of paths and broken tasks end with one clear line ------------------------
