@@ -308,9 +308,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def keep_lightning_output() -> None:
+    """Lightning's loggers print INFO (the profiler's report) through their own handler when the
+    root logger has none at import (pytorch_lightning/__init__.py); `hear_gram.cli` has set root
+    handlers by then, whose console shows warnings only. Give them that handler back, so their
+    output goes where heareval's goes (`{task}/prediction-output.log`, or the terminal)."""
+    for name in ("pytorch_lightning", "lightning_fabric"):
+        logger = logging.getLogger(name)
+        if not any(getattr(h, "_hear_gram_predict", False) for h in logger.handlers):
+            handler = logging.StreamHandler()  # sys.stderr: fd 2, redirected by `output_to`
+            handler._hear_gram_predict = True  # type: ignore[attr-defined]
+            logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def run(args: argparse.Namespace) -> None:
     # lightning_fabric's import-time notice about setuptools' pkg_resources: not ours to act on.
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+    keep_lightning_output()
     try:
         heareval_compat.apply()
     except heareval_compat.CompatError as e:
