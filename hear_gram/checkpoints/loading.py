@@ -23,6 +23,7 @@ must be finite floating point.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -39,7 +40,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-from hear_gram.cli import loads_json
+from hear_gram.cli import check_depth
 from hear_gram.config import GramConfig, MambaConfig
 from hear_gram.encoder import GramEncoder, build_encoder
 from hear_gram.frontend import LogMelFrontend
@@ -251,7 +252,11 @@ def parse_config(text: object, path: str | os.PathLike) -> GramConfig:
     try:
         if not isinstance(text, str):
             raise ValueError(f"expected JSON text, got {type(text).__name__}")
-        return GramConfig.from_dict(loads_json(text, "the stored config"))  # depth, NaN checked
+        # NaN parses here so that GramConfig's own checks name the field; depth is checked
+        value = check_depth(json.loads(text), "the stored config")
+        return GramConfig.from_dict(value)
+    except RecursionError:
+        raise CheckpointError(f"{path}: the stored config nests too deep") from None
     except (ValueError, TypeError) as err:  # json.JSONDecodeError is a ValueError
         raise CheckpointError(f"{path}: the stored config is invalid: {err}") from err
 

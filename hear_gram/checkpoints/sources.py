@@ -11,7 +11,6 @@ of it inside the package (``setup.py`` copies it at build time), which wins when
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import urllib.error
@@ -19,6 +18,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from hear_gram.cache import file_sha256
 from hear_gram.checkpoints.loading import CheckpointError, load_encoder
 from hear_gram.cli import loads_json
 from hear_gram.safeio import UnsafePathError, check_name
@@ -162,11 +162,9 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The file's sha256 (hex): `hear_gram.cache.file_sha256`, the one file hash of the
+    package (computed once per file state in a process)."""
+    return file_sha256(Path(path))
 
 
 def fetch(name: str, timeout: float = 30.0) -> Path:
