@@ -197,18 +197,20 @@ def run(args: argparse.Namespace) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     from heareval.embeddings.runner import runner
 
-    # One runner call per task (heareval's "all" would take every folder for a task).
-    for task in tasks:
-        cmd = [module, "--tasks-dir", str(args.tasks_dir), "--task", task.name,
-               "--embeddings-dir", str(out), "--model-options", json.dumps(options)]  # fmt: skip
-        if args.weights is not None:
-            cmd += ["--model", str(args.weights)]
-        runner.main(args=cmd, prog_name="heareval.embeddings.runner", standalone_mode=False)
-    # Record only the tasks heareval finished (a failed task has no marker, and is redone).
-    done = record["folders"][folder]["tasks"]
-    done = {name: k for name, k in done.items() if (out / folder / name / DONE).exists()}
-    record["folders"][folder]["tasks"] = done
-    write_json(out / RECORD, record)
+    try:  # one runner call per task (heareval's "all" would take every folder for a task)
+        for task in tasks:
+            cmd = [module, "--tasks-dir", str(args.tasks_dir), "--task", task.name,
+                   "--embeddings-dir", str(out), "--model-options", json.dumps(options)]  # fmt: skip
+            if args.weights is not None:
+                cmd += ["--model", str(args.weights)]
+            runner.main(args=cmd, prog_name="heareval.embeddings.runner", standalone_mode=False)
+    finally:
+        # Record the tasks heareval finished, also when a later one fails or Ctrl-C stops the
+        # run (a task without its marker is redone; one with it and no record would be refused).
+        done = record["folders"][folder]["tasks"]
+        done = {name: k for name, k in done.items() if (out / folder / name / DONE).exists()}
+        record["folders"][folder]["tasks"] = done
+        write_json(out / RECORD, record)
     return out / folder
 
 

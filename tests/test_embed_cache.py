@@ -189,3 +189,26 @@ def test_a_record_of_other_weights_or_options_is_refused(setup, capsys):
     code, err = run_embed(work, capsys, "--model", str(weights))
     assert code == 2 and "with options {'a': 'x y'}" in err
     assert calls == ["hear-gram-demo-scene"]
+
+
+def test_tasks_finished_before_a_failure_are_recorded(setup, capsys, monkeypatch):
+    """heareval fails on the second task: the first, finished, is recorded (a rerun reuses it
+    instead of refusing embeddings it has no record of), the second is redone."""
+    import heareval.embeddings.runner as heareval_runner
+
+    work, calls = setup
+    synthetic_tasks.make_scene_task(work / "tasks", name="zz-second", n_per_class=1, kfold=3,
+                                    duration_s=0.25, sample_rates=(16000,))  # fmt: skip
+    counted = heareval_runner.task_embeddings
+
+    def fail_on_second(embedding, task_path, embed_task_dir):
+        if Path(task_path).name == "zz-second":
+            raise ValueError("broken on purpose")
+        return counted(embedding, task_path, embed_task_dir)
+
+    monkeypatch.setattr(heareval_runner, "task_embeddings", fail_on_second)
+    code, err = run_embed(work, capsys)
+    assert code == 2 and "broken on purpose" in err
+    monkeypatch.setattr(heareval_runner, "task_embeddings", counted)
+    assert run_embed(work, capsys)[0] == 0
+    assert calls == ["hear-gram-demo-scene", "zz-second"]
