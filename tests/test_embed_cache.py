@@ -86,6 +86,7 @@ def test_unchanged_is_reused_and_changed_code_is_recomputed(setup, capsys):
     marker = task_out(work) / embed.DONE
     first, inode = first_embedding(work), marker.stat().st_ino
     assert calls == ["hear-gram-demo-scene"]
+    assert (work / "emb" / "logs" / "hear_gram-embed.log").is_file()  # hear_gram.cli: under --out
     assert run_embed(work, capsys)[0] == 0
     assert calls == ["hear-gram-demo-scene"] and marker.stat().st_ino == inode  # reused
     code = work / "code" / TOY / "__init__.py"

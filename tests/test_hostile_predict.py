@@ -180,6 +180,7 @@ def test_predict_deletes_only_checkpoints_it_made(tmp_path, monkeypatch, capfd, 
     assert calls == [task.resolve()] and code == (2 if fail else 0), err
     assert old.read_bytes() == b"old" and snapshot(victim) == before
     assert not (task / "lightning_logs" / "version_9" / "checkpoints").exists()
+    assert (task / "logs" / "hear_gram-predict.log").is_file()  # under the (first) task folder
 
 
 # ------------------------------------------------------------------ hear_gram.embed
