@@ -35,6 +35,14 @@ path run unchanged on CPU (checked end to end by `tests/test_heareval_compat.py`
    reference. We swap the `pickle` name inside `heareval.predictions.task_predictions` for a copy
    whose `load` refuses every global (`LabelUnpickler`) and checks that shape, raising
    `UnsafePickleError` naming the file; `pickle.dump` (its predictions files) is unchanged.
+
+4. Task folders are checked before heareval reads them (`check_task`). heareval's embeddings
+   runner `json.load`s `task_metadata.json` and the split JSONs and indexes them bare, so a file
+   nested thousands deep dies in a RecursionError and a wrong-typed field (`"sample_duration":
+   "x"`, a label that is a dict) in a TypeError or KeyError deep inside a run. `check_task`
+   reads them depth-safe (`hear_gram.cli.check_depth`, NaN refused) and checks the fields and
+   the label layout hearbenchmark/hear-preprocess writes, raising `TaskFormatError` (a
+   ValueError) naming the file and field.
 """
 
 from __future__ import annotations
@@ -42,11 +50,15 @@ from __future__ import annotations
 import functools
 import inspect
 import io
+import json
 import logging
+import math
 import os
 import pickle
 import types
 import warnings
+from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -197,3 +209,131 @@ def apply() -> None:
         "heareval compat: %s=1, task_predictions_test epoch fix (#432), label-only unpickling",
         WEIGHTS_ONLY_ENV,
     )
+
+
+# ------------------------------------------------------------------ task folders (fix 4)
+
+MAX_TASK_JSON_BYTES = 256 << 20  # FSD50K's split JSONs, the largest of HEAR 2021, are ~10 MB
+SPLIT_MODES = ("trainvaltest", "new_split_kfold", "presplit_kfold")
+EMBEDDING_TYPES = ("scene", "event")
+
+
+class TaskFormatError(ValueError):
+    """A task_metadata.json or split JSON that heareval cannot read as a HEAR task."""
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def read_task_json(path: Path, what: str) -> Any:
+    """A task JSON file, parsed without recursion limits being hit (RecursionError becomes a
+    TaskFormatError), NaN/Infinity refused, nesting checked; the size is checked before
+    reading."""
+    from hear_gram.cli import CLIError, check_depth
+
+    if path.is_dir():
+        raise TaskFormatError(f"{path}: {what} is a directory, not a file")
+    if not path.is_file():
+        raise TaskFormatError(f"{path.parent}: missing {what} ({path.name})")
+    if path.stat().st_size > MAX_TASK_JSON_BYTES:
+        raise TaskFormatError(f"{path}: {what} is over {MAX_TASK_JSON_BYTES} bytes")
+    try:
+        value = json.loads(path.read_bytes(), parse_constant=_not_a_number)
+        return check_depth(value, f"{path}: {what}")
+    except RecursionError:
+        raise TaskFormatError(f"{path}: {what} nests too deep") from None
+    except CLIError as e:
+        raise TaskFormatError(str(e)) from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise TaskFormatError(f"{path}: {what} is not valid JSON: {e}") from None
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_metadata(metadata: object, where: str) -> dict:
+    """The fields of task_metadata.json that heareval reads, type-checked (hear-preprocess's
+    layout; optional fields are checked when present)."""
+    if not isinstance(metadata, dict):
+        raise TaskFormatError(f"{where}: expected a JSON object, got {type(metadata).__name__}")
+
+    def bad(field: str, expected: str) -> TaskFormatError:
+        return TaskFormatError(f"{where}: {field} must be {expected}, got {metadata[field]!r:.60}")
+
+    splits = metadata.get("splits")
+    if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
+        raise TaskFormatError(f"{where}: 'splits' must be a list of split names")
+    choices = {"split_mode": SPLIT_MODES, "embedding_type": EMBEDDING_TYPES}
+    for field, allowed in choices.items():
+        if field in metadata and metadata[field] not in allowed:
+            raise bad(field, " or ".join(allowed))
+    # heareval's probes know multiclass and multilabel; localization_tasks adds regressions.
+    for field in ("task_name", "mode", "prediction_type"):
+        if field in metadata and not isinstance(metadata[field], str):
+            raise bad(field, "a string")
+    if "sample_duration" in metadata and metadata["sample_duration"] is not None:
+        if not _is_number(metadata["sample_duration"]) or metadata["sample_duration"] <= 0:
+            raise bad("sample_duration", "a positive number of seconds or null")
+    for field in ("sample_rate", "nfolds"):
+        value = metadata.get(field)
+        if field in metadata and not (isinstance(value, int) and not isinstance(value, bool)
+                                      and value >= 1):  # fmt: skip
+            raise bad(field, "a positive integer")
+    if "evaluation" in metadata and not (
+        isinstance(metadata["evaluation"], list)
+        and all(isinstance(m, str) for m in metadata["evaluation"])
+    ):
+        raise bad("evaluation", "a list of metric names")
+    if "evaluation_params" in metadata and not isinstance(metadata["evaluation_params"], dict):
+        raise bad("evaluation_params", "an object")
+    return metadata
+
+
+def _check_event(event: object) -> bool:
+    return (
+        isinstance(event, dict)
+        and isinstance(event.get("label"), str | int)
+        and not isinstance(event.get("label"), bool)
+        and _is_number(event.get("start"))
+        and _is_number(event.get("end"))
+    )
+
+
+def check_split(data: object, embedding_type: str | None, where: str) -> dict:
+    """A split JSON: {file name: labels}, scene labels strings or numbers, event labels objects
+    {"label", "start", "end"} (milliseconds), as hear-preprocess writes them."""
+    if not isinstance(data, dict):
+        raise TaskFormatError(f"{where}: expected an object {{file name: labels}}")
+    for name, labels in data.items():
+        if not isinstance(labels, list):
+            raise TaskFormatError(f"{where}: labels of {name!r:.60} must be a list")
+        for label in labels:
+            ok = _check_event(label) if embedding_type == "event" else _is_label(label)
+            if not ok:
+                raise TaskFormatError(f"{where}: label {label!r:.60} of {name!r:.60} is not a "
+                                      f"{embedding_type or 'scene'} label")  # fmt: skip
+    return data
+
+
+def _is_label(value: object) -> bool:
+    return isinstance(value, str) or (_is_number(value) and not isinstance(value, bool))
+
+
+def check_task(task_dir: Path) -> tuple[dict, dict[str, dict]]:
+    """(metadata, {split: labels}) of a HEAR task folder, checked (fix 4). Split names must be
+    plain names (they become file names)."""
+    from hear_gram.safeio import check_name
+
+    task_dir = Path(task_dir)
+    where = f"{task_dir}/task_metadata.json"
+    metadata = check_metadata(read_task_json(task_dir / "task_metadata.json", "task metadata"),
+                              where)  # fmt: skip
+    labels = {}
+    for split in metadata["splits"]:
+        check_name(split, f"split name in {where}")
+        path = task_dir / f"{split}.json"
+        data = read_task_json(path, f"split file of split {split!r}")
+        labels[split] = check_split(data, metadata.get("embedding_type"), str(path))
+    return metadata, labels

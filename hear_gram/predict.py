@@ -6,11 +6,15 @@ Applies `hear_gram.heareval_compat` in this process, then runs heareval's unchan
 heareval's (`--grid default|fast|faster`, `--grid-points N`, `--gpus`, `--in-memory`,
 `--deterministic`, `--shuffle`; see `--help`) plus two of ours:
 
-- `--keep-checkpoints`: keep Lightning's `.ckpt` files. By default each checkpoint is deleted once
-  its split has been tested, and the grid-search checkpoints that were never tested (every grid
-  point but the best) when the task is done: heareval leaves one 75-90 MB file per grid point and
-  split (about 1 GB per k-fold task at the default grid), which it never reads again.
-- `--verbose`: heareval's and Lightning's output on the terminal, as heareval prints it.
+- `--keep-checkpoints`: keep Lightning's `.ckpt` files. By default each checkpoint made in this run
+  is deleted once its split has been tested, and the grid-search checkpoints of this run that
+  were never tested (every grid point but the best) when the task is done: heareval leaves one
+  75-90 MB file per grid point and split (about 1 GB per k-fold task at the default grid), which
+  it never reads again. Only files this run created are deleted, never through a link: a
+  `.ckpt` that was there before stays, and a task whose `lightning_logs` is a symbolic link is
+  refused before anything runs (Lightning would write, and the cleanup delete, behind it).
+- `-v/--verbose`: heareval's and Lightning's output on the terminal, as heareval prints it;
+  `-q/--quiet`: errors only.
 
 Without `--verbose` everything heareval, Lightning and its profiler print (`profiler="simple"` is
 hard-coded: one table per fit and test) goes to `{task}/prediction-output.log`; the terminal shows
@@ -27,16 +31,19 @@ heareval writes, per task directory, `test.predicted-scores.json` (scores per te
 `prediction-done.json` (a task with this file is skipped). Label pickles in the task directories
 are read without running code (`heareval_compat.load_labels`).
 
-Expected failures (a refused label pickle, a missing file, heareval's own ValueErrors such as a
-task path that is not a directory, an environment heareval cannot run on) end with one line,
-`python -m hear_gram.predict: error: ...`, and exit code 2; usage errors are click's (also 2).
+The options are parsed by `hear_gram.cli` (heareval's click options, mirrored: the same names,
+defaults and boolean spellings), so the tool follows the one CLI convention: expected failures
+(a refused label pickle, a missing or malformed file, a task path that is not a directory, an
+environment heareval cannot run on, a bad option) end with one line
+`python -m hear_gram.predict: error: ...` and exit code 2; Ctrl-C with exit code 130; this
+tool's log goes to `{first task}/logs/hear_gram-predict.log`.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
-import json
 import logging
 import os
 import random
@@ -46,18 +53,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from hear_gram import heareval_compat
+from hear_gram import cli, heareval_compat
+from hear_gram.safeio import UnsafePathError
 
 PROG = "python -m hear_gram.predict"
 OUTPUT_LOG = "prediction-output.log"
+LIGHTNING_LOGS = "lightning_logs"
 log = logging.getLogger("hear_gram.predict")
-
-
-def fail(message: object) -> None:
-    """One line on stderr and exit 2 (the CLI convention of every hear_gram tool)."""
-    text = " ".join(str(message).split())
-    print(f"{PROG}: error: {text}", file=sys.stderr)
-    sys.exit(2)
 
 
 # ------------------------------------------------------------------ output
@@ -98,11 +100,37 @@ def terminal() -> Any:
 
 
 class _Hooks:
-    """What the wrapped heareval steps report to: the current task's progress bar and whether
-    tested checkpoints are deleted."""
+    """What the wrapped heareval steps report to: the current task's progress bar, whether
+    tested checkpoints are deleted, and the task's checkpoints from before this run (kept)."""
 
     bar: Any = None
     keep_checkpoints = False
+    task: Path | None = None
+    before: frozenset[Path] = frozenset()
+
+
+def checkpoints(task: Path) -> set[Path]:
+    """The Lightning checkpoints `task/lightning_logs/version_*/checkpoints/*.ckpt` that are
+    regular files reached without following any link (a planted link is never listed, so
+    never deleted through)."""
+    found: set[Path] = set()
+    logs = task / LIGHTNING_LOGS
+    if logs.is_symlink() or not logs.is_dir():
+        return found
+    for version in logs.iterdir():
+        folder = version / "checkpoints"
+        if not version.name.startswith("version_") or version.is_symlink() or folder.is_symlink():
+            continue
+        if folder.is_dir():
+            found |= {f for f in folder.iterdir()
+                      if f.suffix == ".ckpt" and not f.is_symlink() and f.is_file()}  # fmt: skip
+    return found
+
+
+def made_in_this_run(path: Path) -> bool:
+    """Whether `path` is a checkpoint of the current task that this run created."""
+    task = _Hooks.task
+    return task is not None and path in checkpoints(task) - _Hooks.before
 
 
 def _step(fn, delete_checkpoint: bool):
@@ -115,7 +143,7 @@ def _step(fn, delete_checkpoint: bool):
             # The grid point of this split has been tested: its checkpoint is never read again.
             grid_point = kwargs.get("grid_point", args[1] if len(args) > 1 else None)
             path = Path(getattr(grid_point, "model_path", "") or "")
-            if path.suffix == ".ckpt" and path.is_file():
+            if path.suffix == ".ckpt" and made_in_this_run(path):
                 path.unlink()
         return result
 
@@ -142,7 +170,10 @@ def n_steps(task: Path, grid: str, grid_points: int) -> int:
     from heareval.predictions import task_predictions as tp
     from sklearn.model_selection import ParameterGrid
 
-    metadata = json.loads((task / "task_metadata.json").read_text())
+    metadata = heareval_compat.check_metadata(
+        heareval_compat.read_task_json(task / "task_metadata.json", "task metadata"),
+        f"{task}/task_metadata.json",
+    )
     grids = {"default": tp.PARAM_GRID, "fast": tp.FAST_PARAM_GRID, "faster": tp.FASTER_PARAM_GRID}
     final = copy.copy(grids.get(grid, tp.PARAM_GRID))
     final.update(tp.TASK_SPECIFIC_PARAM_GRID.get(metadata.get("task_name"), {}))
@@ -151,17 +182,30 @@ def n_steps(task: Path, grid: str, grid_points: int) -> int:
     return min(grid_points, len(ParameterGrid(final))) + 2 * splits - 1
 
 
-def remove_checkpoints(task: Path) -> int:
-    """Delete every Lightning checkpoint under `task/lightning_logs`; returns bytes freed."""
+def remove_checkpoints(task: Path, before: frozenset[Path] = frozenset()) -> int:
+    """Delete the checkpoints of `task` that are not in `before` (those this run made), never
+    through a link, and their `checkpoints` folders once empty; returns bytes freed."""
     freed = 0
-    for ckpt in sorted((task / "lightning_logs").glob("version_*/checkpoints/*.ckpt")):
-        if ckpt.is_file() and not ckpt.is_symlink():
-            freed += ckpt.stat().st_size
-            ckpt.unlink()
-    for folder in (task / "lightning_logs").glob("version_*/checkpoints"):
-        with contextlib.suppress(OSError):
-            folder.rmdir()  # only when empty
+    for ckpt in sorted(checkpoints(task) - before):
+        freed += ckpt.stat().st_size
+        ckpt.unlink()
+    logs = task / LIGHTNING_LOGS
+    if logs.is_dir() and not logs.is_symlink():
+        for version in logs.glob("version_*"):
+            folder = version / "checkpoints"
+            if not version.is_symlink() and not folder.is_symlink():
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty
     return freed
+
+
+def refuse_linked_logs(tasks: Sequence[Path]) -> None:
+    """UnsafePathError when a task's `lightning_logs` is a symbolic link: Lightning would write
+    its logs and checkpoints behind it, and a cleanup could delete there."""
+    for task in tasks:
+        logs = task / LIGHTNING_LOGS
+        if logs.is_symlink():
+            raise UnsafePathError(f"{logs} is a symbolic link; refusing to run heareval there")
 
 
 # ------------------------------------------------------------------ the command
@@ -175,6 +219,7 @@ def predict(task_dirs: Sequence[str], keep_checkpoints: bool, verbose: bool, shu
     from tqdm import tqdm
 
     tasks = [Path(t).resolve() for t in task_dirs]
+    refuse_linked_logs(tasks)
     if shuffle:
         random.shuffle(tasks)
     _Hooks.keep_checkpoints = keep_checkpoints
@@ -189,7 +234,8 @@ def predict(task_dirs: Sequence[str], keep_checkpoints: bool, verbose: bool, shu
             total = n_steps(task, heareval_options["grid"], heareval_options["grid_points"])
             log_path = None if verbose else task / OUTPUT_LOG
             bar = tqdm(total=total, desc=task.name, unit="fit", file=out, disable=verbose)
-            _Hooks.bar = bar
+            _Hooks.bar, _Hooks.task = bar, task
+            _Hooks.before = frozenset(checkpoints(task))
             try:
                 with output_to(log_path):
                     # heareval's runner, unchanged, on this one task (it loops over its
@@ -199,10 +245,10 @@ def predict(task_dirs: Sequence[str], keep_checkpoints: bool, verbose: bool, shu
                 where = f" (full log: {log_path})" if log_path else ""
                 raise ValueError(f"{task.name}: {e}{where}") from e
             finally:
-                _Hooks.bar = None
+                _Hooks.bar, _Hooks.task = None, None
                 bar.close()
                 if not keep_checkpoints:
-                    remove_checkpoints(task)
+                    remove_checkpoints(task, _Hooks.before)
     finally:
         out.flush()
     return tasks
@@ -225,42 +271,87 @@ def show_scores(tasks: Sequence[Path], verbose: bool) -> None:
         print(f"heareval's full output: {where}")
 
 
-def build_command():
-    """heareval's click command's options plus ours, running `predict`."""
-    import click
-    from heareval.predictions.runner import runner
-
-    def callback(task_dirs, keep_checkpoints, verbose, **options):
-        tasks = predict(task_dirs, keep_checkpoints, verbose, **options)
-        show_scores(tasks, verbose)
-
-    ours = [
-        click.Option(["--keep-checkpoints"], is_flag=True,
-                     help="Keep Lightning's .ckpt files (deleted once scored by default)."),
-        click.Option(["--verbose"], is_flag=True,
-                     help="Show heareval's and Lightning's output instead of logging it to "
-                     f"{{task}}/{OUTPUT_LOG}."),
-    ]  # fmt: skip
-    return click.Command(
-        PROG, params=[*runner.params, *ours], callback=callback, help=__doc__.split("\n\n")[0]
-    )
+def click_bool(text: str) -> bool:
+    """argparse `type=` for heareval's boolean options, spelled as click.BOOL accepts them."""
+    value = text.strip().lower()
+    if value in ("1", "true", "t", "yes", "y", "on"):
+        return True
+    if value in ("0", "false", "f", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r} (true or false)")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    # Only our logger: heareval and Lightning attach their own handlers, a root handler would
-    # print their messages twice.
-    log.setLevel(logging.INFO)
-    log.addHandler(logging.StreamHandler())
+def gpus_json(text: str) -> str:
+    """argparse `type=` for `--gpus`: JSON (heareval `json.loads` it), kept as the string."""
+    try:
+        cli.loads_json(text, "--gpus")
+    except cli.CLIError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """heareval's runner options (`heareval.predictions.runner.runner`: the same names, defaults
+    and boolean spellings) plus `--keep-checkpoints`."""
+    p = cli.parser(PROG, __doc__)
+    p.add_argument("task_dirs", nargs="+", metavar="TASK_DIRS", help="embeddings task folders")
+    p.add_argument("--grid-points", type=cli.positive_int, default=8,
+                   help="grid points of the randomized grid search (default: 8)")  # fmt: skip
+    p.add_argument("--gpus", type=gpus_json, default=None,
+                   help='GPUs as JSON, e.g. "[0]" (default: "[0]" when CUDA is available)')  # fmt: skip
+    p.add_argument("--in-memory", type=click_bool, default=True, metavar="BOOL")
+    p.add_argument("--deterministic", type=click_bool, default=True, metavar="BOOL")
+    p.add_argument("--grid", choices=("default", "fast", "faster"), default="default")
+    p.add_argument("--shuffle", type=click_bool, default=False, metavar="BOOL")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep Lightning's .ckpt files (deleted once scored by default)")  # fmt: skip
+    return p
+
+
+def keep_lightning_output() -> None:
+    """Lightning's loggers print INFO (the profiler's report) through their own handler when the
+    root logger has none at import (pytorch_lightning/__init__.py); `hear_gram.cli` has set root
+    handlers by then, whose console shows warnings only. Give them that handler back, so their
+    output goes where heareval's goes (`{task}/prediction-output.log`, or the terminal)."""
+    for name in ("pytorch_lightning", "lightning_fabric"):
+        logger = logging.getLogger(name)
+        if not any(getattr(h, "_hear_gram_predict", False) for h in logger.handlers):
+            handler = logging.StreamHandler()  # sys.stderr: fd 2, redirected by `output_to`
+            handler._hear_gram_predict = True  # type: ignore[attr-defined]
+            logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def run(args: argparse.Namespace) -> None:
     # lightning_fabric's import-time notice about setuptools' pkg_resources: not ours to act on.
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+    keep_lightning_output()
     try:
         heareval_compat.apply()
-        patch_steps()
-        command = build_command()
-        command.main(args=list(sys.argv[1:] if argv is None else argv), prog_name=PROG)
-    except (ValueError, OSError, heareval_compat.CompatError) as e:
-        fail(e)
+    except heareval_compat.CompatError as e:
+        raise cli.CLIError(str(e)) from None
+    patch_steps()
+    gpus = args.gpus
+    if gpus is None:
+        import torch
+
+        gpus = "[0]" if torch.cuda.is_available() else None  # heareval's default
+    tasks = predict(args.task_dirs, args.keep_checkpoints, args.verbose, args.shuffle,
+                    grid_points=args.grid_points, gpus=gpus, in_memory=args.in_memory,
+                    deterministic=args.deterministic, grid=args.grid)  # fmt: skip
+    show_scores(tasks, args.verbose)
+
+
+def log_dir(args: argparse.Namespace) -> Path | None:
+    """This tool's log goes under the first task folder (none when it is not a folder)."""
+    first = Path(args.task_dirs[0])
+    return first if first.is_dir() and not first.is_symlink() else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.main(PROG, build_parser, run, argv, log_dir=log_dir)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

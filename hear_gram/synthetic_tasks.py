@@ -25,6 +25,7 @@ import csv
 import json
 import logging
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 
+from hear_gram import cli
 from hear_gram.dsp import band_noise, db_to_amplitude, fade, normalize_peak, power
 
 logger = logging.getLogger(__name__)
@@ -287,7 +289,7 @@ def event_clip_spec(
     return _draw_common(rng, tuple(events), duration_s, channels)
 
 
-def render_clip(spec: ClipSpec, sample_rate: int) -> np.ndarray:
+def synthesize_clip(spec: ClipSpec, sample_rate: int) -> np.ndarray:
     """Synthesise `spec` at `sample_rate` Hz: (samples,) for one channel, else (samples, C)."""
     rng = np.random.default_rng(np.random.SeedSequence([spec.noise_seed, sample_rate]))
     n = int(round(spec.duration_s * sample_rate))
@@ -360,7 +362,7 @@ def _write_task(
             audio_dir = task_dir / str(sr) / split
             audio_dir.mkdir(parents=True, exist_ok=True)
             for filename, spec in clips.items():
-                sf.write(audio_dir / filename, render_clip(spec, sr), sr, subtype=subtype)
+                sf.write(audio_dir / filename, synthesize_clip(spec, sr), sr, subtype=subtype)
     logger.info("wrote %s (%s)", task_dir, ", ".join(f"{s}: {len(c)}" for s, c in specs.items()))
     return task_dir
 
@@ -479,36 +481,42 @@ def make_event_task(
     return _write_task(Path(root) / name, metadata, classes, labels, specs, sample_rates, subtype)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m hear_gram.synthetic_tasks",
-        description="Write tiny synthetic HEAR 2021 tasks (offline, deterministic).",
-    )
-    parser.add_argument("--out", type=Path, required=True, help="tasks directory to write into")
+PROG = "python -m hear_gram.synthetic_tasks"
+MAX_CHANNELS = 64  # HEAR tasks are mono; multichannel copies exist for the spatial tools' tests
+MAX_SAMPLE_RATE_HZ = 384000
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser(PROG, "Write tiny synthetic HEAR 2021 tasks (offline, deterministic).")
+    cli.add_out(parser, help="tasks directory to write into")
     parser.add_argument("--kind", choices=["scene", "event", "both"], default="both")
-    parser.add_argument(
-        "--sample-rate",
-        type=int,
-        action="append",
-        dest="sample_rates",
-        help="Hz; repeat for several (default 48000)",
-    )
-    parser.add_argument("--channels", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sample-rate", type=cli.positive_int, action="append",
+                        dest="sample_rates", help="Hz; repeat for several (default 48000)")  # fmt: skip
+    parser.add_argument("--channels", type=cli.positive_int, default=1)
+    cli.add_seed(parser)
     parser.add_argument("--subtype", choices=["PCM_16", "FLOAT"], default="PCM_16")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    common = {
-        "sample_rates": tuple(args.sample_rates or (48000,)),
-        "channels": args.channels,
-        "seed": args.seed,
-        "subtype": args.subtype,
-    }
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    rates = tuple(args.sample_rates or (48000,))
+    if args.channels > MAX_CHANNELS:
+        raise ValueError(f"--channels must be <= {MAX_CHANNELS}, got {args.channels}")
+    if max(rates) > MAX_SAMPLE_RATE_HZ:
+        raise ValueError(f"--sample-rate must be <= {MAX_SAMPLE_RATE_HZ} Hz, got {max(rates)}")
+    common = {"sample_rates": rates, "channels": args.channels, "seed": args.seed,
+              "subtype": args.subtype}  # fmt: skip
     if args.kind in ("scene", "both"):
         print(make_scene_task(args.out, **common))
     if args.kind in ("event", "both"):
         print(make_event_task(args.out, **common))
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    # No log file: --out is a HEAR tasks folder, and heareval's runner takes every folder in it
+    # for a task (a `logs/` there would stop `heareval.embeddings.runner --task all`).
+    return cli.main(PROG, build_parser, run, argv)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,7 +3,7 @@
     python -m naturalistic_hear --tasks-dir hear-2021.0.6/tasks --out nat-hear --format binaural \\
         [--task esc50-v2.0.0-full ...] [--sample-rate 32000] [--seed 0] [--noise-dir wham_noise/tt] \\
         [--rirs builtin | soundspaces:DIR | sofa:FILE] [--hrtf FILE] [--snr-db 5 40] \\
-        [--workers 2] [--shard 0/4] [--n-scenes 200] [--cache-dir DIR]
+        [--jobs 2] [--shard 0/4] [--n-scenes N] [--cache-dir DIR] [-q | -v]
 
 Without --task, every Nat-HEAR task (GRAM, arXiv 2506.00934) found under --tasks-dir is rendered. Without
 --noise-dir, noise comes from the built-in generator (a stand-in for WHAMR!; the task metadata
@@ -16,8 +16,12 @@ task writes its manifest (see naturalistic_hear.generate).
 sofa:FILE measured RIRs (naturalistic_hear.external). The bank's describe() is recorded in the
 `naturalistic` block of each task_metadata.json.
 
-Expected failures (a malformed or hostile task, unreadable noise or RIRs, bad options) end with
-one line `python -m naturalistic_hear: error: ...` on stderr and exit status 2, no traceback.
+--jobs is the number of worker processes (--workers is its old name). The command follows
+`hear_gram.cli`: expected failures (a malformed or hostile task, unreadable noise or RIRs, bad
+options) end with one line `python -m naturalistic_hear: error: ...` on stderr and exit status 2,
+no traceback; Ctrl-C with exit status 130. The log goes to `CACHE/logs/naturalistic_hear.log`
+(CACHE: --cache-dir or its default), not under --out: --out is a HEAR tasks folder, and
+heareval's runner takes every folder in it for a task.
 """
 
 from __future__ import annotations
@@ -27,44 +31,26 @@ import functools
 import logging
 import math
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from hear_gram import cli
 from hear_gram.cli import positive_int
-from hear_gram.safeio import UnsafePathError
 from naturalistic_hear.bank import DEFAULT_N_SCENES
-from naturalistic_hear.external import ExternalRIRError, SofaBank, SoundSpacesBank
-from naturalistic_hear.generate import (
-    CHANNELS,
-    DEFAULT_SNR_RANGE,
-    NAT_HEAR_TASKS,
-    SNR_LIMIT_DB,
-    TaskError,
-    find_tasks,
-    process_task,
-)
+from naturalistic_hear.external import SofaBank, SoundSpacesBank
+from naturalistic_hear.formats import CHANNELS
+from naturalistic_hear.generate import NAT_HEAR_TASKS, find_tasks, process_task
+from naturalistic_hear.mixing import DEFAULT_SNR_RANGE, SNR_LIMIT_DB
 from naturalistic_hear.noise import BuiltinNoise, NoiseDir, NoiseSource
 
-# What main reports as one line (exit 2): the project's own errors (TaskError, UnsafePathError,
-# ExternalRIRError, NonFiniteError are ValueErrors) and missing or wrong-kind files (OSError).
-EXPECTED_ERRORS = (TaskError, UnsafePathError, ExternalRIRError, ValueError, OSError)
-
+PROG = "python -m naturalistic_hear"
 logger = logging.getLogger("naturalistic_hear")
 
 
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "naturalistic_hear"
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    try:
-        k, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard wants K/N, e.g. 0/4; got {text!r}") from None
-    if not (n >= 1 and 0 <= k < n):
-        raise argparse.ArgumentTypeError(f"--shard K/N needs 0 <= K < N; got {text!r}")
-    return k, n
 
 
 def snr_db(text: str) -> float:
@@ -81,12 +67,9 @@ def snr_db(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m naturalistic_hear",
-        description="Re-render HEAR tasks as naturalistic binaural or Ambisonic scenes (Nat-HEAR).",
-    )
-    p.add_argument("--tasks-dir", type=Path, required=True, help="folder of HEAR task folders")
-    p.add_argument("--out", type=Path, required=True, help="output tasks folder")
+    p = cli.parser(PROG, __doc__)
+    cli.add_tasks_dir(p)
+    cli.add_out(p, help="output tasks folder")
     p.add_argument("--format", choices=sorted(CHANNELS), required=True, dest="fmt")
     p.add_argument(
         "--task",
@@ -98,13 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--sample-rate",
-        type=int,
+        type=positive_int,
         action="append",
         dest="sample_rates",
         metavar="HZ",
         help="render only this sample-rate folder; repeat for several (default: all)",
     )
-    p.add_argument("--seed", type=int, default=0, help="scene bank and per-clip draws")
+    cli.add_seed(p)  # scene bank and per-clip draws
     p.add_argument("--noise-dir", type=Path, help="noise recordings, e.g. wham_noise/tt")
     p.add_argument(
         "--rirs",
@@ -128,13 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--snr-db", type=snr_db, nargs=2, default=DEFAULT_SNR_RANGE, metavar=("LO", "HI")
     )
-    p.add_argument(
-        "--workers",
-        type=positive_int,
-        default=1,
-        help="processes (capped, with a warning, at the CPU cores)",
-    )
-    p.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N")
+    p.add_argument("--jobs", "--workers", dest="jobs", type=positive_int, default=1, metavar="N",
+                   help="worker processes (capped, with a warning, at the CPU cores; "
+                   "--workers: the same)")  # fmt: skip
+    p.add_argument("--shard", type=cli.shard, default=(0, 1), metavar="K/N")
     p.add_argument(
         "--n-scenes",
         type=positive_int,
@@ -142,7 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
         "measurement; soundspaces: one per sampled region, not settable)",
     )
     p.add_argument("--cache-dir", type=Path, default=None, help="scene bank cache")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
@@ -203,22 +182,11 @@ def noise_source(args: argparse.Namespace) -> NoiseSource:
     return NoiseDir(args.noise_dir, sample_rate=16000)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    lo, hi = args.snr_db
-    if lo > hi:
-        parser.error(f"--snr-db LO HI needs LO <= HI, got {lo} {hi}")
-    try:
-        run(args)
-    except EXPECTED_ERRORS as e:
-        logger.debug("details", exc_info=True)
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
-
-
 def run(args: argparse.Namespace) -> None:
     """Render every task of the command line (main, without the error handling)."""
+    lo, hi = args.snr_db
+    if lo > hi:
+        raise cli.CLIError(f"--snr-db LO HI needs LO <= HI, got {lo} {hi}")
     tasks = find_tasks(args.tasks_dir, args.tasks)
     factory, noise = bank_factory(args), noise_source(args)
     for task_dir in tasks:
@@ -230,7 +198,7 @@ def run(args: argparse.Namespace) -> None:
             noise,
             seed=args.seed,
             snr_range=tuple(args.snr_db),
-            workers=args.workers,
+            workers=args.jobs,
             shard=args.shard,
             progress=not args.quiet,
             sample_rates=args.sample_rates,
@@ -245,5 +213,14 @@ def run(args: argparse.Namespace) -> None:
         )
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.main(PROG, build_parser, run, argv, log_dir=log_dir)
+
+
+def log_dir(args: argparse.Namespace) -> Path:
+    """Where the log goes (module docstring): the scene bank cache, never the tasks folder."""
+    return args.cache_dir or default_cache_dir()
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,8 +6,13 @@ the held-out scene bank, renders the task from scratch with `--workers` processe
 JSON: the bank's build time (and its cached load time), the render wall time, clips per second and
 seconds of audio per wall second.
 
-    python -m naturalistic_hear.bench [--clips 2000] [--duration-s 5] [--workers 2] \\
-        [--format binaural] [--n-scenes 200] [--work work/nat-hear-bench] [--out bench.json]
+    python -m naturalistic_hear.bench [--clips 2000] [--duration-s 5] [--jobs 2] \\
+        [--format binaural] [--n-scenes N] [--work work/nat-hear-bench] [--out bench.json]
+
+`--jobs` (old name `--workers`) is the number of processes; `WORK/out` is the bench's own render
+folder, removed before each run (refused when it is a symbolic link). The command follows
+`hear_gram.cli` (one line and exit 2 for a refused option, 130 on Ctrl-C, the log under
+`WORK/logs/`).
 """
 
 from __future__ import annotations
@@ -15,17 +20,27 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import platform
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hear_gram import cli
+from hear_gram.safeio import refuse_symlink, write_bytes_atomic
 from hear_gram.synthetic_tasks import SCENE_CLASSES, make_scene_task
+from naturalistic_hear.bank import DEFAULT_N_SCENES
 from naturalistic_hear.generate import process_task
 from naturalistic_hear.noise import BuiltinNoise
+
+PROG = "python -m naturalistic_hear.bench"
+MAX_CLIPS = 100_000  # 50x ESC-50: past this a typo, not a benchmark
+MAX_DURATION_S = 600.0
+SAMPLE_RATES_HZ = (8000, 192000)  # what a bench task may be made at
 
 if TYPE_CHECKING:
     from naturalistic_hear.rooms import Format
@@ -56,7 +71,7 @@ def run_bench(
     sample_rate: int = 32000,
     fmt: Format = "binaural",
     workers: int = 1,
-    n_scenes: int = 200,
+    n_scenes: int = DEFAULT_N_SCENES,
     bank_factory: Callable[[int], Any] | None = None,
     progress: bool = True,
 ) -> dict:
@@ -77,6 +92,7 @@ def run_bench(
     bank_cached_s = time.perf_counter() - t0
 
     out = work / "out"
+    refuse_symlink(out)  # the bench's own folder: never removed through a planted link
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     result = process_task(
@@ -103,25 +119,43 @@ def run_bench(
     }
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m naturalistic_hear.bench", description=__doc__)
-    p.add_argument("--clips", type=int, default=2000)
-    p.add_argument("--duration-s", type=float, default=5.0)
-    p.add_argument("--sample-rate", type=int, default=32000)
+def bounded(kind: type, lo: float, hi: float) -> Callable[[str], Any]:
+    """argparse `type=`: a finite `kind` in [lo, hi]."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise argparse.ArgumentTypeError(f"must be in [{lo:g}, {hi:g}], got {text!r}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser(PROG, __doc__)
+    p.add_argument("--clips", type=bounded(int, 1, MAX_CLIPS), default=2000)
+    p.add_argument("--duration-s", type=bounded(float, 0.1, MAX_DURATION_S), default=5.0)
+    p.add_argument("--sample-rate", type=bounded(int, *SAMPLE_RATES_HZ), default=32000)
     p.add_argument("--format", choices=["binaural", "ambisonic"], default="binaural", dest="fmt")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--n-scenes", type=int, default=200)
+    p.add_argument("--jobs", "--workers", dest="jobs", type=cli.positive_int, default=1,
+                   metavar="N", help="processes (--workers: the same)")  # fmt: skip
+    p.add_argument("--n-scenes", type=cli.positive_int, default=DEFAULT_N_SCENES)
     p.add_argument("--work", type=Path, default=Path("work/nat-hear-bench"))
     p.add_argument("--out", type=Path, help="also write the report here (JSON)")
-    p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def run(args: argparse.Namespace) -> None:
     report = run_bench(
         args.work,
         args.clips,
         args.duration_s,
         args.sample_rate,
         args.fmt,
-        args.workers,
+        args.jobs,
         args.n_scenes,
         progress=not args.quiet,
     )
@@ -129,8 +163,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+        write_bytes_atomic(args.out, (text + "\n").encode())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.main(PROG, build_parser, run, argv, log_dir=lambda a: a.work)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

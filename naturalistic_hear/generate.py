@@ -1,7 +1,8 @@
 """Nat-HEAR generator: HEAR tasks re-rendered as binaural or Ambisonic scenes (GRAM, arXiv
 2506.00934, Nat-HEAR; scene simulation as in its training data).
 
-Per clip: `naturalistic_hear.mixing.render_clip` (scene, noise and SNR draws, convolutions, mix).
+Per clip: `naturalistic_hear.mixing.render_scene_mix` (scene, noise and SNR draws, convolutions,
+mix).
 
 Per task (`process_task`): OUT/<task dir name>/ gets the input's labels, split JSONs and
 vocabulary byte for byte, task_metadata.json with a `naturalistic` block added, the audio at the
@@ -14,8 +15,10 @@ a lossy one) is written as 32-bit float WAV.
 
 Resuming and sharding: each file is written to a hidden temporary name and renamed into place, then
 its manifest row is appended to `.naturalistic-rows/rows-<K>-of-<N>.jsonl` (one JSON object per
-line). A file counts as done when it exists and its row is in any rows file (or in an existing
-manifest), so an interrupted run redoes at most the files in flight. Shard K of N renders the
+line). A file counts as done when its row is in any rows file (or in an existing manifest) and
+the file is whole (`taskio.output_complete`: header, frames, channels, rate, subtype and size as
+expected), so an interrupted run redoes at most the files in flight, and a rerun redoes a file
+truncated or replaced since (byte-identical: every file is a pure function of its clip). Shard K of N renders the
 clips whose index in the sorted (sample rate, split, file name) list is K modulo N. Whichever
 process finds every clip of the task done (the last shard, or any rerun) writes the manifest
 sorted by (sample rate, split, file name), then removes the rows files and stray temporary files:
@@ -42,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,59 +54,30 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from hear_gram import dsp
-from hear_gram.safeio import (  # noqa: F401  (TMP_SUFFIX re-exported)
-    TMP_SUFFIX,
-    UnsafePathError,
-    check_name,
-    child,
-    remove_stale_lock,
-    write_bytes_atomic,
-)
-from naturalistic_hear.formats import CHANNELS, SpatialFormat, scene_format  # noqa: F401  (re-exported)
-
-# One clip's rendering; re-exported because other tools import it from here.
-from naturalistic_hear.mixing import (  # noqa: F401
+from hear_gram.safeio import TMP_SUFFIX, check_name, child, remove_stale_lock, write_bytes_atomic
+from naturalistic_hear.formats import scene_format
+from naturalistic_hear.mixing import (
     DEFAULT_SNR_RANGE,
     MANIFEST_COLUMNS,
-    SNR_LIMIT_DB,
-    RenderedClip,
-    SpatialClip,
     check_snr_range,
-    clip_rng,
-    draw_snr_db,
     jsonable,
-    mix_spatial,
-    render_clip,
-    render_components,
-    render_spatial,
 )
 from naturalistic_hear.noise import NoiseSource
-
-# The task-I/O protocol; re-exported because other tools import it from here.
-from naturalistic_hear.taskio import (  # noqa: F401
+from naturalistic_hear.taskio import (
     Clip,
     RowKey,
     TaskError,
     TaskLayout,
     append_row,
-    cell,
-    encode_audio,
+    json_bytes,
     open_rows,
-    output_subtype,
-    read_audio,
+    output_complete,
     read_rows,
     read_task,
     row_key,
     write_static,
-    zero_peak_timestamp,
 )
-from naturalistic_hear.workers import (  # noqa: F401  (check_workers re-exported)
-    Job,
-    Renderer,
-    check_workers,
-    locked,
-    render_all,
-)
+from naturalistic_hear.workers import Job, Renderer, check_workers, locked, render_all
 
 if TYPE_CHECKING:  # rooms imports pyroomacoustics (1 s); the mixer needs none of it
     from naturalistic_hear.rooms import Format
@@ -160,11 +133,18 @@ def _manifest_bytes(rows: list[dict[str, str]]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def _finish(layout: TaskLayout, out_dir: Path) -> bool:
+def _is_done(clip: Clip, layout: TaskLayout, out_dir: Path, rows: dict, channels: int) -> bool:
+    """Whether `clip` is recorded as done and its output file is whole."""
+    return clip.key in rows and output_complete(
+        clip.path(out_dir), clip.path(layout.path), channels
+    )
+
+
+def _finish(layout: TaskLayout, out_dir: Path, channels: int) -> bool:
     """Write the manifest and clean up if every clip of the task is done; True if so."""
     rows = _read_rows(out_dir)
     keys = [(c.sample_rate, c.split, c.filename) for c in layout.clips]
-    if any(k not in rows for k in keys) or not all(c.path(out_dir).is_file() for c in layout.clips):
+    if not all(_is_done(c, layout, out_dir, rows, channels) for c in layout.clips):
         return False
     manifest = out_dir / MANIFEST_NAME
     data = _manifest_bytes([rows[k] for k in keys])
@@ -291,13 +271,15 @@ def process_task(
     metadata = dict(layout.metadata)
     metadata["naturalistic"] = naturalistic_metadata(fmt, seed, snr_range, noise_source, banks)
     # allow_nan=False: a NaN that slipped through would not be valid JSON for other readers
-    meta_bytes = (json.dumps(metadata, indent=4, allow_nan=False) + "\n").encode()
+    meta_bytes = json_bytes(metadata)
     with locked(out_dir / SHARD_LOCK.format(k=k, n=n), wait=False):
         with locked(out_dir / TASK_LOCK, wait=True):
             _prepare_output(layout, out_dir, meta_bytes)
-        rendered, skipped = _render_shard(layout, job, renderer, (k, n), workers, progress)
+        rendered, skipped = _render_shard(
+            layout, job, renderer, (k, n), workers, progress, fmt.channels
+        )
         with locked(out_dir / TASK_LOCK, wait=True):
-            complete = _finish(layout, out_dir)
+            complete = _finish(layout, out_dir, fmt.channels)
     logger.info(
         "%s: rendered %d, skipped %d%s",
         layout.name,
@@ -329,17 +311,19 @@ def _render_shard(
     shard: tuple[int, int],
     workers: int,
     progress: bool,
+    channels: int,
 ) -> tuple[int, int]:
-    """Render this shard's clips not done yet; (rendered, skipped)."""
+    """Render this shard's clips not done yet (or whose file is not whole); (rendered,
+    skipped)."""
     k, n = shard
     out_dir = job.out_dir
     mine = [c for i, c in enumerate(layout.clips) if i % n == k]
     done = _read_rows(out_dir)
-    todo = [
-        c
-        for c in mine
-        if (c.sample_rate, c.split, c.filename) not in done or not c.path(out_dir).is_file()
-    ]
+    todo = [c for c in mine if not _is_done(c, layout, out_dir, done, channels)]
+    redo = sum(c.key in done for c in todo)
+    if redo:
+        logger.warning("%s: %d file(s) listed as done are truncated or wrong: rendering them "
+                       "again", layout.name, redo)  # fmt: skip
     rows_path = child(out_dir, f"{ROWS_DIR}/rows-{k}-of-{n}.jsonl", "rows file", subdirs=True)
     bar = tqdm(
         total=len(mine), initial=len(mine) - len(todo), desc=layout.name, disable=not progress

@@ -1,7 +1,7 @@
 """One clip rendered as a naturalistic scene: the mixing both generators share (GRAM, arXiv
 2506.00934, Nat-HEAR; scene simulation as in its training data).
 
-Per clip (`render_clip`): the source is downmixed to mono and RMS-normalised to -14 dBFS, convolved
+Per clip (`render_scene_mix`): the source is downmixed to mono and RMS-normalised to -14 dBFS, convolved
 with a held-out scene's source RIR; one noise clip (200 ms fades, at most 10 s, random offset when
 shorter than the clip) is convolved with every noise RIR of the scene and summed; the noise gets
 one gain over all channels so that the SNR, measured over the noise-active part, is uniform in
@@ -194,7 +194,7 @@ def render_spatial(
     split: str,
     filename: str,
 ) -> SpatialClip:
-    """Everything of `render_clip` but the SNR: the scene and noise draws and both convolutions
+    """Everything of `render_scene_mix` but the SNR: the scene and noise draws and both convolutions
     (the costly part), done once however many SNRs the clip is mixed at."""
     if noise_source.sample_rate != sample_rate:
         raise ValueError(
@@ -307,14 +307,14 @@ def render_components(
     filename: str,
     snr_range: tuple[float, float] = DEFAULT_SNR_RANGE,
 ) -> RenderedClip:
-    """Render one clip and keep its parts; see `render_clip`. `render_spatial`, then
+    """Render one clip and keep its parts; see `render_scene_mix`. `render_spatial`, then
     `mix_spatial` at the clip's drawn SNR."""
     snr_db = draw_snr_db(seed, task, split, filename, snr_range)
     spatial = render_spatial(audio, sample_rate, bank, noise_source, seed, task, split, filename)
     return mix_spatial(spatial, snr_db)
 
 
-def render_clip(
+def render_scene_mix(
     audio: np.ndarray,
     sample_rate: int,
     bank: Any,

@@ -15,7 +15,10 @@ once:
   refuses one with other content (another seed, bank or input).
 - Resuming: one JSON row per finished clip is appended to a rows log (`open_rows`, `read_rows`).
   An interrupted write can leave a torn last line; `open_rows` ends it before appending, so the
-  half row is skipped when read instead of swallowing the next row.
+  half row is skipped when read instead of swallowing the next row. A file listed as done is
+  trusted only when `output_complete` finds it whole (header readable; frames, channels, rate
+  and subtype as its input implies; size at least what the header promises; last frame
+  readable): a truncated or swapped file is rendered again.
 - Manifests: `cell` turns a value into a CSV cell (strings as they are, the rest as JSON; NaN, an
   unknown field of an external bank, is written `null`: NaN is not JSON).
 """
@@ -36,6 +39,7 @@ import numpy as np
 import soundfile as sf
 
 from hear_gram.dsp import NonFiniteError
+from hear_gram.heareval_compat import TaskFormatError, check_metadata, check_split, read_task_json
 from hear_gram.safeio import (
     UnsafePathError,
     check_name,
@@ -43,6 +47,7 @@ from hear_gram.safeio import (
     open_append,
     write_bytes_atomic,
 )
+from hear_gram.safeio import write_json as safeio_write_json
 
 # Sample subtypes an output file keeps from its input; any other (PCM_U8, lossy) becomes FLOAT.
 KEEP_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
@@ -96,15 +101,12 @@ class TaskLayout:
 
 
 def read_json(path: Path, what: str) -> Any:
-    """JSON file `path`; TaskError naming `what` when it is missing, a folder or not JSON."""
-    if path.is_dir():
-        raise TaskError(f"{path}: {what} is a directory, not a file")
-    if not path.is_file():
-        raise TaskError(f"{path.parent}: missing {what} ({path.name})")
+    """JSON file `path`; TaskError naming `what` when it is missing, a folder, not JSON, nested
+    too deep or holding NaN (`hear_gram.heareval_compat.read_task_json`)."""
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TaskError(f"{path}: {what} is not valid JSON: {e}") from e
+        return read_task_json(path, what)
+    except TaskFormatError as e:
+        raise TaskError(str(e)) from None
 
 
 def read_task(task_dir: str | Path, sample_rates: Sequence[int] | None = None) -> TaskLayout:
@@ -131,9 +133,12 @@ def read_task(task_dir: str | Path, sample_rates: Sequence[int] | None = None) -
         s: read_json(child(root, f"{s}.json", "split file"), f"split file of split {s!r}")
         for s in splits
     }
-    for split, data in labels.items():
-        if not isinstance(data, dict):
-            raise TaskError(f"{root}/{split}.json: expected an object {{file name: labels}}")
+    try:  # the fields and labels heareval reads, type-checked before anything is rendered
+        check_metadata(metadata, f"{root}/task_metadata.json")
+        for split, data in labels.items():
+            check_split(data, metadata.get("embedding_type"), f"{root}/{split}.json")
+    except TaskFormatError as e:
+        raise TaskError(str(e)) from None
 
     found = sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
     if not found:
@@ -224,6 +229,36 @@ def _zero_peak(f: Any) -> None:
         pos += 8 + size + (size & 1)
 
 
+SAMPLE_BYTES = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+WAV_HEADER_BYTES = 44  # RIFF, fmt and data chunk headers: the least a WAV holds besides samples
+
+
+def output_complete(out_path: Path, in_path: Path, channels: int) -> bool:
+    """Whether `out_path` looks like the finished render of `in_path` with `channels` channels,
+    checked cheaply (headers and the last frame, not the samples): a regular file (not a link)
+    whose header libsndfile reads, with the input's frame count and sample rate, `channels`
+    channels and the container and subtype `output_subtype` gives, at least as long as its
+    samples need (WAV), and whose last frame can be read."""
+    if out_path.is_symlink() or not out_path.is_file():
+        return False
+    try:
+        want, got = sf.info(in_path), sf.info(out_path)
+        container, subtype = output_subtype(want)
+        expected = (want.frames, want.samplerate, channels, container, subtype)
+        if (got.frames, got.samplerate, got.channels, got.format, got.subtype) != expected:
+            return False
+        width = SAMPLE_BYTES.get(got.subtype)
+        if got.format == "WAV" and width is not None:
+            if out_path.stat().st_size < WAV_HEADER_BYTES + got.frames * channels * width:
+                return False
+        if got.frames > 0:
+            last, _ = sf.read(out_path, start=got.frames - 1, frames=1, always_2d=True)
+            return last.shape == (1, channels)
+        return True
+    except (sf.LibsndfileError, RuntimeError, OSError, ValueError):
+        return False
+
+
 def encode_audio(mix: np.ndarray, sample_rate: int, container: str, subtype: str) -> bytes:
     """The bytes of an audio file holding `mix` (C, N) (PEAK timestamp zeroed): encoded in
     memory, so that the file is then written once, atomically, never through a planted link."""
@@ -234,8 +269,10 @@ def encode_audio(mix: np.ndarray, sample_rate: int, container: str, subtype: str
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """`obj` as indented JSON (NaN refused: it is not JSON for other readers), atomically."""
-    write_bytes_atomic(path, json_bytes(obj))
+    """Kept only for `localization_tasks.generate` (another owner's file, to be changed at merge
+    to `hear_gram.safeio.write_json(path, obj, indent=4)`, the same bytes): the one JSON writer
+    is `hear_gram.safeio.write_json`."""
+    safeio_write_json(path, obj, indent=4)
 
 
 def json_bytes(obj: Any) -> bytes:

@@ -28,7 +28,7 @@ import torch
 
 from hear_gram import safeio
 from hear_gram.safeio import write_bytes_atomic
-from naturalistic_hear.mixing import MANIFEST_COLUMNS, render_clip
+from naturalistic_hear.mixing import MANIFEST_COLUMNS, render_scene_mix
 from naturalistic_hear.noise import NoiseSource
 from naturalistic_hear.taskio import Clip, TaskError, cell, encode_audio, output_subtype, read_audio
 
@@ -74,7 +74,7 @@ class Renderer:
     def __call__(self, clip: Clip) -> dict[str, str]:
         job, sr = self.job, clip.sample_rate
         audio, info = read_audio(clip.path(job.task_dir))
-        mix, row = render_clip(
+        mix, row = render_scene_mix(
             audio,
             sr,
             self.bank(sr),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from naturalistic_hear.bank import DEFAULT_N_SCENES
 from naturalistic_hear.rooms import Scene
 
 SPEED_OF_SOUND = 343.0
@@ -53,7 +54,7 @@ class FakeSceneBank:
         fmt: str,
         sample_rate: int,
         pool: str = "test",
-        n_scenes: int = 200,
+        n_scenes: int = DEFAULT_N_SCENES,
         seed: int = 0,
         hrtf=None,
         ambisonic_convention: str = "acn-sn3d",

@@ -20,6 +20,7 @@ import soundfile as sf
 
 from hear_gram import synthetic_tasks as st
 from naturalistic_hear import __main__ as cli
+from naturalistic_hear import formats, mixing, taskio, workers
 from naturalistic_hear import generate as gen
 from naturalistic_hear.noise import BUILTIN_KINDS, BuiltinNoise, NoiseDir
 from tests.fake_bank import FakeSceneBank
@@ -39,6 +40,14 @@ class LoudBank(FakeSceneBank):
     def get(self, i):
         scene, rir, noise_rirs = super().get(i)
         return scene, rir * 30.0, noise_rirs
+
+
+def exit_code(main, argv: list[str]) -> int:
+    """A `hear_gram.cli` entry point's exit status: its return value, or argparse's exit."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
 
 
 def checksums(root: Path) -> dict[str, str]:
@@ -148,7 +157,7 @@ def test_achieved_snr_matches_the_manifest(fmt):
     audio = np.random.default_rng(0).standard_normal(2 * SR) * 0.05
     snrs = []
     for i in range(12):
-        clip = gen.render_components(audio, SR, bank, noise, 0, "t", "train", f"{i}.wav")
+        clip = mixing.render_components(audio, SR, bank, noise, 0, "t", "train", f"{i}.wav")
         row = clip.row
         # measured here on the parts: all channels, noise over its active part only
         p_target = np.mean(clip.target**2)
@@ -156,32 +165,34 @@ def test_achieved_snr_matches_the_manifest(fmt):
         assert abs(10 * math.log10(p_target / p_noise) - row["snr_db"]) < 0.1
         assert row["achieved_snr_db"] == pytest.approx(row["snr_db"], abs=1e-6)
         assert 5.0 <= row["snr_db"] <= 40.0 and row["format"] == fmt
-        assert clip.mix.shape == (gen.CHANNELS[fmt], 2 * SR) and clip.mix.dtype == np.float32
+        assert clip.mix.shape == (formats.CHANNELS[fmt], 2 * SR) and clip.mix.dtype == np.float32
         assert row["noise_length_samples"] == clip.active.sum()
         assert not np.any(clip.noise[:, : row["noise_offset_samples"]])  # nothing before it
         snrs.append(row["snr_db"])
     assert max(snrs) - min(snrs) > 10.0  # drawn, not constant
 
 
-def test_render_clip_is_a_pure_function_of_its_identity():
+def test_render_scene_mix_is_a_pure_function_of_its_identity():
     bank, noise = _clip_args()
     audio = np.random.default_rng(1).standard_normal((SR, 2)) * 0.1  # stereo input: downmixed
-    mix, row = gen.render_clip(audio, SR, bank, noise, 7, "task", "test", "a.wav")
-    mix2, row2 = gen.render_clip(audio, SR, bank, noise, 7, "task", "test", "a.wav")
+    mix, row = mixing.render_scene_mix(audio, SR, bank, noise, 7, "task", "test", "a.wav")
+    mix2, row2 = mixing.render_scene_mix(audio, SR, bank, noise, 7, "task", "test", "a.wav")
     assert np.array_equal(mix, mix2) and row == row2 and row["input_channels"] == 2
     others = [
-        gen.render_clip(audio, SR, bank, noise, *ident)[0]
+        mixing.render_scene_mix(audio, SR, bank, noise, *ident)[0]
         for ident in [(8, "task", "test", "a.wav"), (7, "task", "test", "b.wav")]
     ]
     assert all(not np.array_equal(mix, other) for other in others)
-    mono = gen.render_clip(audio.mean(axis=1), SR, bank, noise, 7, "task", "test", "a.wav")[0]
+    mono = mixing.render_scene_mix(audio.mean(axis=1), SR, bank, noise, 7, "task", "test", "a.wav")[
+        0
+    ]
     np.testing.assert_allclose(mono, mix, atol=1e-6)
 
 
 def test_source_is_normalised_to_minus_14_dbfs():
     bank, noise = _clip_args()
     audio = np.random.default_rng(2).standard_normal(SR) * 0.3
-    _, row = gen.render_clip(audio, SR, bank, noise, 0, "t", "s", "f.wav")
+    _, row = mixing.render_scene_mix(audio, SR, bank, noise, 0, "t", "s", "f.wav")
     rms_db = 20 * math.log10(np.sqrt(np.mean(audio**2)) * row["source_gain"])
     assert rms_db == pytest.approx(-14.0)
 
@@ -189,7 +200,7 @@ def test_source_is_normalised_to_minus_14_dbfs():
 def test_loud_mixes_are_scaled_down_never_clipped():
     bank, noise = _clip_args(LoudBank)
     audio = np.random.default_rng(3).standard_normal(SR) * 0.1
-    clip = gen.render_components(audio, SR, bank, noise, 0, "t", "s", "f.wav")
+    clip = mixing.render_components(audio, SR, bank, noise, 0, "t", "s", "f.wav")
     assert clip.row["headroom_gain"] < 0.2
     assert float(np.abs(clip.mix).max()) == pytest.approx(0.999, rel=1e-6)
     # scaling the whole mix keeps the SNR
@@ -198,7 +209,7 @@ def test_loud_mixes_are_scaled_down_never_clipped():
 
 def test_silent_source_still_gets_noise():
     bank, noise = _clip_args()
-    mix, row = gen.render_clip(np.zeros(SR), SR, bank, noise, 0, "t", "s", "f.wav")
+    mix, row = mixing.render_scene_mix(np.zeros(SR), SR, bank, noise, 0, "t", "s", "f.wav")
     assert row["source_gain"] == 1.0 and row["achieved_snr_db"] == -math.inf
     assert 0 < float(np.abs(mix).max()) <= 0.999
 
@@ -209,15 +220,15 @@ def test_split_rendering_is_render_components_at_any_snr():
     bank, noise = _clip_args(LoudBank)  # mixes above full scale: the headroom gain is exercised
     audio = np.random.default_rng(4).standard_normal(SR) * 0.1
     ident = (0, "t", "s", "f.wav")
-    spatial = gen.render_spatial(audio, SR, bank, noise, *ident)
+    spatial = mixing.render_spatial(audio, SR, bank, noise, *ident)
     assert "snr_db" not in spatial.row and spatial.noise.shape == spatial.target.shape
     ranges = [(5.0, 10.0), (10.0, 20.0), (20.0, 40.0), (5.0, 40.0)]
     quantiles = []
     for lo, hi in ranges:
-        ref = gen.render_components(audio, SR, bank, noise, *ident, snr_range=(lo, hi))
-        part = gen.mix_spatial(spatial, gen.draw_snr_db(*ident, (lo, hi)))
+        ref = mixing.render_components(audio, SR, bank, noise, *ident, snr_range=(lo, hi))
+        part = mixing.mix_spatial(spatial, mixing.draw_snr_db(*ident, (lo, hi)))
         assert np.array_equal(part.mix, ref.mix) and np.array_equal(part.noise, ref.noise)
-        assert part.row == ref.row and list(part.row) == list(gen.MANIFEST_COLUMNS)
+        assert part.row == ref.row and list(part.row) == list(mixing.MANIFEST_COLUMNS)
         assert part.row["headroom_gain"] < 1.0
         # the same target at every SNR, only scaled by that mix's headroom gain
         np.testing.assert_allclose(
@@ -228,15 +239,15 @@ def test_split_rendering_is_render_components_at_any_snr():
         quantiles.append((part.row["snr_db"] - lo) / (hi - lo))
     assert quantiles == pytest.approx([quantiles[0]] * len(ranges))  # one draw, mapped per range
     with pytest.raises(ValueError, match="low <= high"):
-        gen.draw_snr_db(*ident, (9.0, 1.0))
+        mixing.draw_snr_db(*ident, (9.0, 1.0))
 
 
-def test_render_clip_checks_its_inputs():
+def test_render_scene_mix_checks_its_inputs():
     bank, noise = _clip_args()
     with pytest.raises(ValueError, match="at_rate"):
-        gen.render_clip(np.zeros(SR), SR, bank, BuiltinNoise(22050), 0, "t", "s", "f")
+        mixing.render_scene_mix(np.zeros(SR), SR, bank, BuiltinNoise(22050), 0, "t", "s", "f")
     with pytest.raises(ValueError, match="low <= high"):
-        gen.render_clip(np.zeros(SR), SR, bank, noise, 0, "t", "s", "f", snr_range=(9, 1))
+        mixing.render_scene_mix(np.zeros(SR), SR, bank, noise, 0, "t", "s", "f", snr_range=(9, 1))
 
 
 # --- whole tasks ---------------------------------------------------------------------------------
@@ -276,8 +287,8 @@ def test_audio_keeps_rates_durations_subtypes_and_is_binaural(reference, tasks):
 
 def test_manifest_rows(reference, event_task):
     rows = read_manifest(reference / "hear-gram-demo-event")
-    assert len(rows) == 10 and list(rows[0]) == list(gen.MANIFEST_COLUMNS)
-    assert [gen.row_key(r) for r in rows] == sorted(gen.row_key(r) for r in rows)
+    assert len(rows) == 10 and list(rows[0]) == list(mixing.MANIFEST_COLUMNS)
+    assert [taskio.row_key(r) for r in rows] == sorted(taskio.row_key(r) for r in rows)
     for row in rows:
         assert abs(float(row["achieved_snr_db"]) - float(row["snr_db"])) < 0.1
         assert row["format"] == "binaural" and row["input_channels"] == "2"
@@ -299,7 +310,7 @@ def test_written_file_is_the_rendered_mix(reference, scene_task):
     row = rows[4]
     audio, _ = sf.read(scene_task / str(SR) / row["split"] / row["filename"])
     bank = FakeSceneBank(".", "binaural", SR, n_scenes=SCENES, length_s=0.3).build()
-    clip = gen.render_components(
+    clip = mixing.render_components(
         audio, SR, bank, BuiltinNoise(SR), 3, scene_task.name, row["split"], row["filename"]
     )
     written, _ = sf.read(reference / scene_task.name / str(SR) / row["split"] / row["filename"])
@@ -327,6 +338,28 @@ def test_runs_are_deterministic(tmp_path, reference, scene_task, event_task):
     assert again.rendered == 0 and again.skipped == 10 and again.complete
 
 
+@pytest.mark.parametrize("damage", ["truncated", "mono", "event-truncated"])
+def test_rerun_redoes_a_damaged_file_listed_as_done(tmp_path, reference, scene_task, event_task,
+                                                    damage):  # fmt: skip
+    """A finished task whose output WAV was truncated (or replaced by a whole but mono file)
+    since: a rerun renders that file again, byte-identical to a fresh render, and only it."""
+    task = event_task if damage.startswith("event") else scene_task
+    out = tmp_path / "out"
+    run(task, out)
+    victim = sorted((out / task.name / str(SR)).rglob("*.wav"))[1]
+    data = victim.read_bytes()
+    if damage == "mono":
+        audio, _ = sf.read(victim, dtype="int16" if "scene" in task.name else "float32")
+        sf.write(victim, audio[:, 0], SR, subtype=sf.info(victim).subtype)
+    else:
+        victim.write_bytes(data[: len(data) - 6])  # the last frames lost: header unchanged
+    again = run(task, out)
+    assert again.rendered == 1 and again.complete
+    assert victim.read_bytes() == data
+    ref = {k: v for k, v in checksums(reference).items() if k.startswith(task.name)}
+    assert checksums(out) == ref
+
+
 def test_shards_with_different_worker_counts_give_identical_files(tmp_path, reference, event_task):
     out = tmp_path / "out"
     first = run(event_task, out, shard=(0, 2), workers=1)
@@ -341,7 +374,7 @@ def test_shards_with_different_worker_counts_give_identical_files(tmp_path, refe
 def test_interrupted_run_resumes_to_the_same_files(tmp_path, reference, scene_task, monkeypatch):
     out = tmp_path / "out"
     calls = {"n": 0}
-    original = gen.Renderer.__call__
+    original = workers.Renderer.__call__
 
     def crash_on_fifth(self, clip):
         calls["n"] += 1
@@ -350,7 +383,7 @@ def test_interrupted_run_resumes_to_the_same_files(tmp_path, reference, scene_ta
             raise KeyboardInterrupt
         return row
 
-    monkeypatch.setattr(gen.Renderer, "__call__", crash_on_fifth)
+    monkeypatch.setattr(workers.Renderer, "__call__", crash_on_fifth)
     with pytest.raises(KeyboardInterrupt):
         run(scene_task, out)
     monkeypatch.undo()
@@ -368,7 +401,7 @@ def test_interrupted_run_resumes_to_the_same_files(tmp_path, reference, scene_ta
 
 def test_other_settings_into_the_same_output_are_refused(tmp_path, scene_task):
     run(scene_task, tmp_path / "out", sample_rates=[SR])
-    with pytest.raises(gen.TaskError, match="different content"):
+    with pytest.raises(taskio.TaskError, match="different content"):
         gen.process_task(
             scene_task, tmp_path / "out", "binaural", factory(tmp_path), BuiltinNoise(SR), seed=4
         )
@@ -420,13 +453,13 @@ def test_malformed_task_dirs_give_clear_errors(tmp_path, scene_task, how):
     task = tmp_path / scene_task.name
     shutil.copytree(scene_task, task)
     pattern = _break(task, how)
-    with pytest.raises(gen.TaskError, match=pattern):
+    with pytest.raises(taskio.TaskError, match=pattern):
         run(task, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_missing_sample_rate_and_bad_shard(tmp_path, scene_task):
-    with pytest.raises(gen.TaskError, match=r"no audio folder for \[48000\] Hz"):
+    with pytest.raises(taskio.TaskError, match=r"no audio folder for \[48000\] Hz"):
         run(scene_task, tmp_path / "out", sample_rates=[48000])
     with pytest.raises(ValueError, match="0 <= K < N"):
         run(scene_task, tmp_path / "out", shard=(2, 2))
@@ -442,9 +475,15 @@ def test_cli_renders_the_nat_hear_tasks_present(tmp_path, monkeypatch):
     )
     st.make_scene_task(tasks, name="not-nat-hear", n_per_class=1, duration_s=0.5, kfold=3)
     monkeypatch.setattr(cli, "bank_factory", lambda args: factory(tmp_path / "cache", args.fmt))
-    cli.main(["--tasks-dir", str(tasks), "--out", str(tmp_path / "out"), "--format", "binaural"])
-    second = ["--tasks-dir", str(tasks), "--out", str(tmp_path / "out2"), "--format", "binaural"]
-    cli.main([*second, "--shard", "0/1", "--workers", "1", "--snr-db", "5", "40", "--quiet"])
+    first = ["--tasks-dir", str(tasks), "--out", str(tmp_path / "out"), "--format", "binaural",
+             "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    assert cli.main(first) == 0
+    assert (tmp_path / "cache" / "logs" / "naturalistic_hear.log").is_file()
+    second = ["--tasks-dir", str(tasks), "--out", str(tmp_path / "out2"), "--format", "binaural",
+              "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    # --workers: the old name of --jobs
+    assert cli.main([*second, "--shard", "0/1", "--workers", "1", "--snr-db", "5", "40"]) == 0
+    # the task only: the log is not in the tasks folder (heareval takes every folder for a task)
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["esc50-v2.0.0-full"]
     assert checksums(tmp_path / "out") == checksums(tmp_path / "out2")
     rows = read_manifest(tmp_path / "out" / "esc50-v2.0.0-full")
@@ -454,7 +493,7 @@ def test_cli_renders_the_nat_hear_tasks_present(tmp_path, monkeypatch):
 def test_cli_errors(tmp_path, scene_task, capsys):
     """Expected failures end with one line `<prog>: error: ...` and exit status 2."""
     base = ["--tasks-dir", str(scene_task.parent), "--out", str(tmp_path / "out")]
-    base += ["--format", "binaural"]
+    base += ["--format", "binaural", "--cache-dir", str(tmp_path / "cache")]
     task = ["--task", scene_task.name]
     cases = [
         ([], "none of the Nat-HEAR tasks.*hear-gram-demo-scene"),
@@ -463,17 +502,17 @@ def test_cli_errors(tmp_path, scene_task, capsys):
         (["--shard", "2/2"], "0 <= K < N"),
         (["--task", "nope"], "no task folder"),
         ([*task, "--ambisonic-convention", "fuma"], "--ambisonic-convention applies to --format"),
-        ([*task, "--workers", "0"], "--workers: must be >= 1"),
+        ([*task, "--workers", "0"], "--jobs/--workers: must be >= 1"),
+        ([*task, "--jobs", "0"], "--jobs/--workers: must be >= 1"),
         ([*task, "--snr-db", "nan", "40"], "--snr-db: must be a finite number"),
         ([*task, "--snr-db", "5", "inf"], "--snr-db: must be a finite number"),
         ([*task, "--snr-db", "40", "5"], "needs LO <= HI"),
         ([*task, "--n-scenes", "0"], "--n-scenes: must be >= 1"),
     ]
     for extra, pattern in cases:
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main([*base, *extra])
+        code = exit_code(cli.main, [*base, *extra])
         err = capsys.readouterr().err
-        assert exit_info.value.code == 2, (extra, err)
+        assert code == 2, (extra, err)
         lines = err.strip().splitlines()
         assert "Traceback" not in err and re.search(pattern, lines[-1]), (extra, err)
         assert lines[-1].startswith("python -m naturalistic_hear: error: ")

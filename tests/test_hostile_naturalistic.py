@@ -28,11 +28,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hear_gram import dsp
+from hear_gram import dsp, safeio
 from hear_gram import synthetic_tasks as st
 from naturalistic_hear import __main__ as cli
 from naturalistic_hear import generate as gen
-from naturalistic_hear import workers
+from naturalistic_hear import mixing, taskio, workers
 from naturalistic_hear.external import ExternalRIRError, SoundSpacesBank, channels_first
 from naturalistic_hear.noise import BuiltinNoise, NoiseDir
 from tests import hostile
@@ -66,9 +66,13 @@ def world(tmp_path, pristine):
     return tmp_path, task, tmp_path / "out"
 
 
+LOG_CACHE = "nh-cache"  # --cache-dir of `args`: the tool's log goes there
+
+
 def outside(root: Path) -> dict[str, str]:
-    """Hashes of everything under root except the output folder."""
-    return {k: v for k, v in hostile.snapshot(root).items() if not k.startswith("out/")}
+    """Hashes of everything under root except the output folder and the tool's cache (log)."""
+    return {k: v for k, v in hostile.snapshot(root).items()
+            if not k.startswith(("out/", f"{LOG_CACHE}/"))}  # fmt: skip
 
 
 def main(argv: list[str], capsys, monkeypatch, bank=None) -> hostile.Result:
@@ -76,9 +80,8 @@ def main(argv: list[str], capsys, monkeypatch, bank=None) -> hostile.Result:
     if bank is not False:
         monkeypatch.setattr(cli, "bank_factory", lambda args: bank or factory(args.fmt))
     try:
-        cli.main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's own errors
         code = e.code if isinstance(e.code, int) else 1
     out, err = capsys.readouterr()
     return hostile.Result(code, out, err)
@@ -86,7 +89,7 @@ def main(argv: list[str], capsys, monkeypatch, bank=None) -> hostile.Result:
 
 def args(task: Path, out: Path, *extra) -> list:
     return ["--tasks-dir", task.parent, "--out", out, "--format", "binaural", "--task", task.name,
-            "--quiet", *extra]  # fmt: skip
+            "--quiet", "--cache-dir", out.parent / LOG_CACHE, *extra]  # fmt: skip
 
 
 def add_clip(task: Path, split: str, name: str) -> None:
@@ -179,7 +182,7 @@ def test_a_link_at_a_temporary_name_is_replaced_not_followed(world):
     root, task, out = world
     folder = out / TASK / str(SR) / "fold00"
     folder.mkdir(parents=True)
-    link = folder / f".clip0000.wav.{os.getpid()}{gen.TMP_SUFFIX}"
+    link = folder / f".clip0000.wav.{os.getpid()}{safeio.TMP_SUFFIX}"
     link.symlink_to(root / "victim.wav")
     before = outside(root)
     result = gen.process_task(task, out, "binaural", factory(), BuiltinNoise(SR), progress=False)
@@ -254,12 +257,12 @@ def test_short_noise_is_refused_by_the_mixer_itself():
     bank = FakeSceneBank(".", "binaural", SR, n_scenes=2, length_s=0.2).build()
     audio = np.random.default_rng(0).standard_normal(SR) * 0.1
     with pytest.raises(ValueError, match=r"short:1 has 1 samples.*fewer than the 8000"):
-        gen.render_clip(audio, SR, bank, _ShortNoise(1), 0, "t", "s", "f.wav")
+        mixing.render_scene_mix(audio, SR, bank, _ShortNoise(1), 0, "t", "s", "f.wav")
     # exactly NOISE_MIN_S is enough, and the source keeps its level (headroom near 1)
-    mix, row = gen.render_clip(audio, SR, bank, _ShortNoise(SR // 2), 0, "t", "s", "f.wav")
+    mix, row = mixing.render_scene_mix(audio, SR, bank, _ShortNoise(SR // 2), 0, "t", "s", "f.wav")
     assert row["headroom_gain"] > 0.1 and np.isfinite(mix).all()
     # a clip shorter than NOISE_MIN_S needs only its own length of noise
-    gen.render_clip(audio[:1000], SR, bank, _ShortNoise(1000), 0, "t", "s", "f.wav")
+    mixing.render_scene_mix(audio[:1000], SR, bank, _ShortNoise(1000), 0, "t", "s", "f.wav")
 
 
 @pytest.mark.hostile("nonfinite")
@@ -355,7 +358,7 @@ def test_resume_with_other_settings_is_refused(world, change):
 
     assert run(base).complete
     before = hostile.snapshot(out)
-    with pytest.raises(gen.TaskError, match="different content"):
+    with pytest.raises(taskio.TaskError, match="different content"):
         run(changed)
     assert hostile.snapshot(out) == before
     assert run(base).rendered == 0  # the same settings still resume
@@ -443,7 +446,8 @@ def test_workers_die_when_their_parent_is_killed(tmp_path):
     st.make_scene_task(tasks, n_per_class=40, duration_s=0.5, sample_rates=(SR,), kfold=3)
     out = tmp_path / f"out-{uuid.uuid4().hex}"
     argv = ["--tasks-dir", tasks, "--out", out, "--format", "binaural", "--task", TASK,
-            "--rirs", f"soundspaces:{_soundspaces(tmp_path / 'ss')}", "--workers", "2", "--quiet"]  # fmt: skip
+            "--rirs", f"soundspaces:{_soundspaces(tmp_path / 'ss')}", "--workers", "2", "--quiet",
+            "--cache-dir", tmp_path / "c"]  # fmt: skip
     with (tmp_path / "log").open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "naturalistic_hear", *map(str, argv)],
@@ -476,7 +480,7 @@ def test_a_second_run_of_the_same_shard_is_refused(world, capsys, monkeypatch):
     root, task, out = world
     out_task = out / TASK
     out_task.mkdir(parents=True)
-    with gen.locked(out_task / gen.SHARD_LOCK.format(k=0, n=1), wait=False):
+    with workers.locked(out_task / gen.SHARD_LOCK.format(k=0, n=1), wait=False):
         res = main(args(task, out), capsys, monkeypatch)
         hostile.assert_clean_failure(res, "another run holds", f"pid {os.getpid()}")
         assert not any(out_task.rglob("*.wav"))
@@ -523,7 +527,7 @@ def test_workers_are_bounded(world, capsys, monkeypatch, caplog):
         assert main(args(task, out, "--workers", "1000000"), capsys, monkeypatch).returncode == 0
     assert "workers: 1000000 capped at 1" in caplog.text
     with pytest.raises(ValueError, match="workers must be an integer >= 1"):
-        gen.check_workers(0)
+        workers.check_workers(0)
 
 
 # --- crash: wrong kinds of paths and broken tasks end with one clear line ------------------------
@@ -563,8 +567,8 @@ def test_wrong_kinds_of_paths_are_named(world, capsys, monkeypatch, how):
     elif how == "noise-file":
         extra, needles = ["--noise-dir", root / "secret.txt"], ("secret.txt", "not a folder")
     elif how == "tasks-file":
-        res = main(["--tasks-dir", root / "secret.txt", "--out", out, "--format", "binaural"],
-                   capsys, monkeypatch)  # fmt: skip
+        res = main(["--tasks-dir", root / "secret.txt", "--out", out, "--format", "binaural",
+                    "--cache-dir", root / LOG_CACHE], capsys, monkeypatch)  # fmt: skip
         hostile.assert_clean_failure(res, "secret.txt", "is not a directory")
         return
     elif how == "out-file":

@@ -14,6 +14,28 @@ from hear_gram import synthetic_tasks
 from hear_gram.checkpoints import random_encoder, save_checkpoint
 from tests.conftest import run_module
 
+
+def assert_spatial_render(rendered, dry, wavs) -> None:
+    """What only a spatial render gives: the two ears differ from each other and from the dry
+    clip; interaural level differences (dB) are non-zero and vary across clips (each clip has
+    its own scene, i.e. source direction); the interaural lag of the cross-correlation peak
+    (within +-1 ms, the head's range) varies across clips. Copying the dry clip (or any one
+    signal) to both ears gives ILD 0, lag 0 and a correlation of 1 and fails every part."""
+    ilds, lags = [], []
+    for w in wavs:
+        x, sr = sf.read(str(w), always_2d=True)
+        d, _ = sf.read(str(dry / w.relative_to(rendered)), always_2d=True)
+        left, right, d = x[:, 0], x[:, 1], d[:, 0]
+        assert abs(np.corrcoef(left, right)[0, 1]) < 0.99, w.name
+        assert max(abs(np.corrcoef(ear, d)[0, 1]) for ear in (left, right)) < 0.95, w.name
+        ilds.append(10 * np.log10(np.sum(left**2) / np.sum(right**2)))
+        m = int(0.001 * sr)
+        cc = [np.dot(left[m:-m], np.roll(right, k)[m:-m]) for k in range(-m, m + 1)]
+        lags.append(int(np.argmax(cc)) - m)
+    assert max(abs(v) for v in ilds) > 1.0 and np.ptp(ilds) > 1.0, ilds
+    assert len(set(lags)) > 1, lags
+
+
 CASES = [
     ("binaural", "hear_gram.gram_t", "gram-t", 2),
     ("ambisonic", "hear_gram.gram_t_ambisonic", "gram-t-ambisonic", 4),
@@ -38,6 +60,13 @@ def test_rendered_tasks_embed_with_heareval(tmp_path, fmt, module, preset, chann
         dry_wav = task / w.relative_to(rendered)
         assert sf.info(str(w)).frames == sf.info(str(dry_wav)).frames
     assert (rendered / "fold00.json").read_bytes() == (task / "fold00.json").read_bytes()
+    if fmt == "binaural":
+        assert_spatial_render(rendered, task, wavs)
+    else:  # first-order Ambisonics: W and the three dipoles are not one signal
+        for w in wavs:
+            x, _ = sf.read(str(w), always_2d=True)
+            corr = np.corrcoef(x.T)
+            assert np.all(np.abs(corr[np.triu_indices(4, 1)]) < 0.99), w.name
     meta = json.loads((rendered / "task_metadata.json").read_text())
     assert meta["naturalistic"]["format"] == fmt
 

@@ -3,19 +3,23 @@
 
     python -m hear_gram.checkpoints list
     python -m hear_gram.checkpoints info PATH|NAME
-    python -m hear_gram.checkpoints random --model gram-t [--depth N] [--with-decoder] --out PATH
+    python -m hear_gram.checkpoints random --preset gram-t [--depth N] [--with-decoder] --out PATH
     python -m hear_gram.checkpoints fetch NAME
     python -m hear_gram.checkpoints convert IN OUT [--allow-pickle]
+
+`random --preset` names an architecture preset (`hear_gram.config.PRESETS`); `--model` is its old
+name (here a preset, not a weights file). The tool follows `hear_gram.cli`: one line
+`python -m hear_gram.checkpoints: error: ...` and exit 2 for every expected failure, 130 on
+Ctrl-C (no log file: each subcommand writes at most one file).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from hear_gram import cli
 from hear_gram.checkpoints.loading import LAYOUTS, CheckpointError, load_encoder
 from hear_gram.checkpoints.saving import random_decoder, random_encoder, save_checkpoint
 from hear_gram.checkpoints.sources import fetch, registered_path, registry, registry_entry, resolve
@@ -85,23 +89,28 @@ def _cmd_convert(args: argparse.Namespace) -> None:
     print(f"converted {rep.layout} file -> {save_checkpoint(args.dst, enc, layout=args.layout)}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hear_gram.checkpoints", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+PROG = "python -m hear_gram.checkpoints"
+HANDLERS = {"list": _cmd_list, "info": _cmd_info, "random": _cmd_random, "fetch": _cmd_fetch,
+            "convert": _cmd_convert}  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser(PROG, __doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="known checkpoints: source, and whether downloaded or made")
     p = sub.add_parser("info", help="architecture and key check of a weights file or registry name")
     p.add_argument("path")
     p.add_argument("--allow-pickle", action="store_true")
     p = sub.add_parser("random", help="randomly initialised weights (released layout by default)")
-    p.add_argument("--model", required=True, choices=sorted(PRESETS))
+    p.add_argument("--preset", "--model", dest="model", required=True, choices=sorted(PRESETS),
+                   help="architecture preset (--model: the same)")  # fmt: skip
     p.add_argument("--depth", type=_depth, default=None, help="encoder layers (preset's if unset)")
-    p.add_argument("--seed", type=int, default=0)
+    cli.add_seed(p)
     p.add_argument("--layout", choices=["released", "hear-gram"], default="released",
                    help="released: upstream's runtime layout (model.* + mel_spec.*)")  # fmt: skip
     p.add_argument("--with-decoder", action="store_true",
                    help="add upstream's decoder keys (decoder_*, mask_token, spec_pred)")  # fmt: skip
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="weights file to write")
     p = sub.add_parser("fetch", help="download a released checkpoint into the cache")
     p.add_argument("name")
     p = sub.add_parser("convert", help="rewrite any supported file as hear-gram safetensors")
@@ -109,16 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dst")
     p.add_argument("--allow-pickle", action="store_true")
     p.add_argument("--layout", choices=["released", "hear-gram"], default="hear-gram")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    handlers = {"list": _cmd_list, "info": _cmd_info, "random": _cmd_random, "fetch": _cmd_fetch,
-                "convert": _cmd_convert}  # fmt: skip
-    try:
-        handlers[args.cmd](args)
-    except (ValueError, OSError) as err:  # CheckpointError, bad configs, unreadable files
-        print(f"{parser.prog}: error: {_one_line(err)}", file=sys.stderr)
-        return 2
-    return 0
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    HANDLERS[args.cmd](args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # No log file: each subcommand writes at most one file, and a `logs/` folder would appear
+    # beside the user's weights; errors are one line, tracebacks of bugs with --verbose.
+    return cli.main(PROG, build_parser, _run, argv)
 
 
 def _depth(text: str) -> int:
@@ -128,7 +138,3 @@ def _depth(text: str) -> int:
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from err
     return value
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__

@@ -40,6 +40,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
+from hear_gram.cli import check_depth
 from hear_gram.config import GramConfig, MambaConfig
 from hear_gram.encoder import GramEncoder, build_encoder
 from hear_gram.frontend import LogMelFrontend
@@ -251,7 +252,11 @@ def parse_config(text: object, path: str | os.PathLike) -> GramConfig:
     try:
         if not isinstance(text, str):
             raise ValueError(f"expected JSON text, got {type(text).__name__}")
-        return GramConfig.from_dict(json.loads(text))
+        # NaN parses here so that GramConfig's own checks name the field; depth is checked
+        value = check_depth(json.loads(text), "the stored config")
+        return GramConfig.from_dict(value)
+    except RecursionError:
+        raise CheckpointError(f"{path}: the stored config nests too deep") from None
     except (ValueError, TypeError) as err:  # json.JSONDecodeError is a ValueError
         raise CheckpointError(f"{path}: the stored config is invalid: {err}") from err
 

@@ -11,8 +11,6 @@ of it inside the package (``setup.py`` copies it at build time), which wins when
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import urllib.error
@@ -20,7 +18,9 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from hear_gram.cache import file_sha256
 from hear_gram.checkpoints.loading import CheckpointError, load_encoder
+from hear_gram.cli import loads_json
 from hear_gram.safeio import UnsafePathError, check_name
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def registry() -> dict[str, dict]:
     """The entries of ``checkpoints.json`` by name, each checked for a known source and its keys."""
     path = registry_path()
     try:
-        entries = json.loads(path.read_text())["checkpoints"]
+        entries = loads_json(path.read_bytes(), str(path))["checkpoints"]  # depth, NaN checked
     except (OSError, ValueError, KeyError, TypeError) as err:
         detail = f"no {err} entry" if isinstance(err, KeyError) else str(err)
         raise CheckpointError(
@@ -162,11 +162,9 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The file's sha256 (hex): `hear_gram.cache.file_sha256`, the one file hash of the
+    package (computed once per file state in a process)."""
+    return file_sha256(Path(path))
 
 
 def fetch(name: str, timeout: float = 30.0) -> Path:

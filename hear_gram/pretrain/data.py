@@ -43,7 +43,8 @@ from torch.utils.data import Dataset
 
 from hear_gram.dsp import SOURCE_DBFS, convolve_rir, prepare_noise, rms_normalize, snr_gains
 from hear_gram.frontend import LogMelFrontend, resample
-from hear_gram.synthetic_tasks import SCENE_CLASSES, SOUND_CLASSES, ClipSpec, Event, render_clip
+from hear_gram.synthetic_tasks import SCENE_CLASSES, SOUND_CLASSES, ClipSpec, Event
+from hear_gram.synthetic_tasks import synthesize_clip as render_clip  # renamed; call site not ours
 
 log = logging.getLogger(__name__)
 
