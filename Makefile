@@ -48,7 +48,7 @@ bench-resample: install
 validate: install
 	mkdir -p $(WORK)/validate
 	for m in gram-t gram-t-time gram-t-ambisonic gram-m; do \
-	  $(PY) -m hear_gram.checkpoints random --model $$m --out $(WORK)/validate/$$m.safetensors || exit 1; done
+	  $(PY) -m hear_gram.checkpoints random --preset $$m --out $(WORK)/validate/$$m.safetensors || exit 1; done
 	$(VENV)/bin/hear-validator hear_gram -m $(WORK)/validate/gram-t.safetensors -d cpu
 	$(VENV)/bin/hear-validator hear_gram.gram_t -m $(WORK)/validate/gram-t.safetensors -d cpu
 	$(VENV)/bin/hear-validator hear_gram.gram_t_time -m $(WORK)/validate/gram-t-time.safetensors -d cpu
@@ -64,7 +64,7 @@ WORKERS ?= 2
 SEED ?= 0
 naturalistic-hear: install
 	$(PY) -m naturalistic_hear --tasks-dir $(TASKS) --out $(OUT)/$(FORMAT) --format $(FORMAT) \
-	  --workers $(WORKERS) --seed $(SEED)
+	  --jobs $(WORKERS) --seed $(SEED)
 
 # clips per second and scene-bank build time on an ESC-50-sized task (2000 x 5 s)
 naturalistic-hear-bench: install
@@ -102,16 +102,16 @@ SELD_CLIPS ?= 20
 SELD_BINAURAL ?=
 seld: install
 	$(PY) -m localization_tasks.seld.synth --out $(WORK)/seld/tasks --clips-per-fold $(SELD_CLIPS) --extra-rate 32000
-	$(if $(GRAM_T_AMBISONIC),,$(PY) -m hear_gram.checkpoints random --model gram-t-ambisonic --out $(WORK)/seld/gram-t-ambisonic-random.safetensors)
+	$(if $(GRAM_T_AMBISONIC),,$(PY) -m hear_gram.checkpoints random --preset gram-t-ambisonic --out $(WORK)/seld/gram-t-ambisonic-random.safetensors)
 	$(PY) -m localization_tasks.seld.evaluate --tasks-dir $(WORK)/seld/tasks --out $(WORK)/seld/out \
 	  --baseline zero --baseline crnn --module hear_gram.gram_t_ambisonic --name gram-t-ambisonic+bigru \
-	  --model $(or $(GRAM_T_AMBISONIC),$(WORK)/seld/gram-t-ambisonic-random.safetensors)
+	  --weights $(or $(GRAM_T_AMBISONIC),$(WORK)/seld/gram-t-ambisonic-random.safetensors)
 ifneq ($(SELD_BINAURAL),)
 	$(PY) -m localization_tasks.seld.synth --out $(WORK)/seld/tasks-binaural --format binaural --clips-per-fold $(SELD_CLIPS) --extra-rate 32000
-	$(if $(GRAM_T),,$(PY) -m hear_gram.checkpoints random --model gram-t --out $(WORK)/seld/gram-t-random.safetensors)
+	$(if $(GRAM_T),,$(PY) -m hear_gram.checkpoints random --preset gram-t --out $(WORK)/seld/gram-t-random.safetensors)
 	$(PY) -m localization_tasks.seld.evaluate --tasks-dir $(WORK)/seld/tasks-binaural --out $(WORK)/seld/out-binaural \
 	  --baseline zero --baseline crnn --module hear_gram.gram_t --name gram-t-binaural+bigru \
-	  --model $(or $(GRAM_T),$(WORK)/seld/gram-t-random.safetensors)
+	  --weights $(or $(GRAM_T),$(WORK)/seld/gram-t-random.safetensors)
 endif
 
 # HEAR tasks to the paper's table (HEAR, Nat-HEAR, localization, T60) for the models of MODELS:
@@ -131,7 +131,7 @@ pretrain-demo: install
 # tools: writes $(WORK)/pretrain-report/REPORT.md + figures. Trains the 6 runs first when missing
 # (~9 min each on 2 quiet cores), reuses finished ones. REPORT_ARGS: e.g. --seeds 2 --no-classification
 pretrain-report: install
-	$(PY) -m hear_gram.pretrain.report --work $(WORK)/pretrain-report --run-dir $(WORK)/pretrain/demo-cpu $(REPORT_ARGS)
+	$(PY) -m hear_gram.pretrain.report --out $(WORK)/pretrain-report --run-dir $(WORK)/pretrain/demo-cpu $(REPORT_ARGS)
 
 # GPU readiness on one CUDA device, about 8 min on an H100/H200, with the packages already there
 # (no install step: a lent GPU machine may have no network): fused-vs-reference GRAM-M, embedding

@@ -81,7 +81,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hear_gram import cli, dsp
-from hear_gram.safeio import child, write_bytes_atomic
+from hear_gram.safeio import child, write_bytes_atomic, write_json
 from localization_tasks.bins import CLEAN, SNR_BINS
 from naturalistic_hear.bank import (
     DEFAULT_N_SCENES,
@@ -108,7 +108,6 @@ from naturalistic_hear.taskio import (
     read_rows,
     read_task,
     row_key,
-    write_json,
     write_static,
 )
 
@@ -351,7 +350,7 @@ def _finish(
             target = [row["x"], row["y"], row["z"]] if v.target == "direction" else [row["t60_s"]]
             labels[split][filename] = target  # identical at every sample rate
         for split, split_labels in labels.items():
-            write_json(child(out_dir, f"{split}.json", "split name"), split_labels)
+            write_json(child(out_dir, f"{split}.json", "split name"), split_labels, indent=4)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
         writer.writeheader()

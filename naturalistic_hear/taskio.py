@@ -47,7 +47,6 @@ from hear_gram.safeio import (
     open_append,
     write_bytes_atomic,
 )
-from hear_gram.safeio import write_json as safeio_write_json
 
 # Sample subtypes an output file keeps from its input; any other (PCM_U8, lossy) becomes FLOAT.
 KEEP_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
@@ -266,13 +265,6 @@ def encode_audio(mix: np.ndarray, sample_rate: int, container: str, subtype: str
     sf.write(buffer, mix.T, sample_rate, subtype=subtype, format=container)
     _zero_peak(buffer)
     return buffer.getvalue()
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Kept only for `localization_tasks.generate` (another owner's file, to be changed at merge
-    to `hear_gram.safeio.write_json(path, obj, indent=4)`, the same bytes): the one JSON writer
-    is `hear_gram.safeio.write_json`."""
-    safeio_write_json(path, obj, indent=4)
 
 
 def json_bytes(obj: Any) -> bytes:

@@ -43,8 +43,7 @@ from torch.utils.data import Dataset
 
 from hear_gram.dsp import SOURCE_DBFS, convolve_rir, prepare_noise, rms_normalize, snr_gains
 from hear_gram.frontend import LogMelFrontend, resample
-from hear_gram.synthetic_tasks import SCENE_CLASSES, SOUND_CLASSES, ClipSpec, Event
-from hear_gram.synthetic_tasks import synthesize_clip as render_clip  # renamed; call site not ours
+from hear_gram.synthetic_tasks import SCENE_CLASSES, SOUND_CLASSES, ClipSpec, Event, synthesize_clip
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +285,7 @@ def demo_clip(seed: int, index: int, sample_rate: int = 32000, seconds: float = 
     spec = ClipSpec(
         tuple(events), seconds, 0.5, float(rng.uniform(20, 40)), (0.0,), int(rng.integers(2**32))
     )
-    return render_clip(spec, sample_rate)
+    return synthesize_clip(spec, sample_rate)
 
 
 def make_demo_corpus(root: str | Path, n_clips: int = 300, seed: int = 0) -> DemoCorpus:

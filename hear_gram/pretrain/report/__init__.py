@@ -60,7 +60,7 @@ PROG = "python -m hear_gram.pretrain.report"
 
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser(PROG, __doc__)
-    p.add_argument("--work", type=Path, default=Path("work/pretrain-report"),
+    p.add_argument("--out", "--work", dest="work", type=Path, default=Path("work/pretrain-report"),
                    help="report, figures, tasks, embeddings and logs/")  # fmt: skip
     p.add_argument("--run-dir", default=Plan.run_dir,
                    help="the naturalistic seed-0 run (make pretrain-demo); the others beside it")  # fmt: skip

@@ -31,7 +31,7 @@ def build_tasks(work: Path, n_scenes: int, per_class: int, nat: bool) -> tuple[P
         make_event_task(dry, n_clips=24, sample_rates=(48000,))
         run([sys.executable, "-m", "naturalistic_hear", "--tasks-dir", str(dry),
              "--out", str(nat_dir), "--format", "binaural", "--task", scene.name,
-             "--n-scenes", str(n_scenes), "--cache-dir", str(bank), "--workers", "2"])  # fmt: skip
+             "--n-scenes", str(n_scenes), "--cache-dir", str(bank), "--jobs", "2"])  # fmt: skip
     generate_localization(["--tasks-dir", str(dry), "--out", str(loc), "--task", scene.name,
                            "--format", "binaural", "--n-scenes", str(n_scenes),
                            "--cache-dir", str(bank), "--quiet"])  # fmt: skip

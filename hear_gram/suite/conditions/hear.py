@@ -72,10 +72,10 @@ class HearCondition(Condition):
         base = subdir(settings.work, "embeddings", unit.condition, unit.task, f"t-{content}")
         py = sys.executable
         cmd = [py, "-m", "hear_gram.embed", resolved.module, "--tasks-dir", str(root),
-               "--task", unit.task, "--embeddings-dir", str(base),
+               "--task", unit.task, "--out", str(base),
                "--model-options", resolved.options_json()]  # fmt: skip
         if resolved.weights is not None:
-            cmd += ["--model", str(resolved.weights)]  # --weights' old name, kept by embed
+            cmd += ["--weights", str(resolved.weights)]
         run_logged(cmd, log_file, "hear_gram.embed")
         key, _ = weights_key(resolved.weights)
         emb = base / key / heareval_folder(resolved.module, resolved.options) / unit.task

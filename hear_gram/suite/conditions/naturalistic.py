@@ -48,7 +48,7 @@ class Naturalistic(HearCondition):
         given = settings.folder(self.given.dest)
         if given is not None:
             return given
-        args = ["--format", self.formats[0], "--workers", str(settings.workers)]
+        args = ["--format", self.formats[0], "--jobs", str(settings.workers)]
         return build.ensure_built(self.name, unit.task, settings, GENERATOR, args, log_file)
 
 

@@ -125,7 +125,7 @@ class SpatialCondition(Condition):
                "--out", str(out), "--grid", settings.localization_grid,
                "--seed", str(settings.seed), "--quiet"]  # fmt: skip
         if resolved.weights is not None:
-            cmd += ["--model", str(resolved.weights)]  # --weights' old name, kept by evaluate
+            cmd += ["--weights", str(resolved.weights)]
         for name in names:
             cmd += ["--task", name]
         run_logged(cmd, log_file, "localization_tasks.evaluate")
