@@ -237,3 +237,33 @@ def test_a_condition_whose_name_a_models_file_could_not_tell_apart_is_refused(na
     with pytest.raises(ValueError):
         conditions.register(Clash())
     assert name not in conditions.names() or type(conditions.get(name)) is not Clash
+
+
+def test_hear_gram_suite_and_python_m_give_the_same_results(tiny):
+    # The acceptance of the one-command convention: the same argv through the `hear-gram`
+    # command and through `python -m hear_gram.suite`, in fresh processes, gives the same report
+    # files, byte for byte (the toy condition, plugged in by --condition-module).
+    import os
+    import subprocess
+    from pathlib import Path
+
+    _, tmp = tiny
+    (tmp / "lib" / "toy_condition_plugin_cli.py").write_text(
+        "from hear_gram.suite.condition import register\n"
+        "from tests.test_suite_plugins import Toy\n\n"
+        "register(Toy())\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp / "lib"), str(repo)]))
+    outputs = {}
+    for name, head in {"command": ["-m", "hear_gram", "suite"],
+                       "module": ["-m", "hear_gram.suite"]}.items():  # fmt: skip
+        out = tmp / name
+        argv = [sys.executable, *head, "--models", str(tmp / "models.toml"), "--tasks-dir",
+                str(tmp / "tasks"), "--out", str(out), "--condition-module",
+                "toy_condition_plugin_cli", "--conditions", "toy", "--quiet"]  # fmt: skip
+        res = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=repo)
+        assert res.returncode == 0, res.stderr[-2000:]
+        outputs[name] = {f: (out / "report" / f).read_bytes() for f in ("results.csv", "REPORT.md")}
+    assert outputs["command"] == outputs["module"]
+    assert b"toy_error" in outputs["command"]["results.csv"]
