@@ -300,7 +300,8 @@ def main(
         return EXIT_INTERRUPTED
     except EXPECTED as e:
         logging.getLogger(prog).debug("expected failure", exc_info=True)
-        print(f"{prog}: error: {shorten(one_line(e)) or type(e).__name__}", file=sys.stderr)
+        # our messages are whole (they say what to do); only a runaway one is cut
+        print(f"{prog}: error: {shorten(one_line(e), 4000) or type(e).__name__}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as e:  # a bug: keep the traceback, say where it is
         # DEBUG: the traceback goes to the log file only; the console gets the one line below
