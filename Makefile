@@ -29,7 +29,7 @@ test-fast: install
 
 # ruff, and the import layers of .importlinter (import-linter's lint-imports)
 lint: install
-	$(VENV)/bin/lint-imports --config .importlinter
+	$(VENV)/bin/lint-imports .importlinter
 	$(VENV)/bin/ruff check hear_gram naturalistic_hear localization_tasks tests
 	$(VENV)/bin/ruff format --check hear_gram naturalistic_hear localization_tasks tests
 
