@@ -110,8 +110,9 @@ seld: install
 	$(PY) -m localization_tasks.seld.synth --out $(SELD_TASKS) --format binaural --clips-per-fold $(SELD_CLIPS) --extra-rate 32000 --quiet
 	$(if $(GRAM_T_AMBISONIC),,test -f $(WORK)/seld/gram-t-ambisonic-random.safetensors || $(PY) -m hear_gram.checkpoints random --preset gram-t-ambisonic --out $(WORK)/seld/gram-t-ambisonic-random.safetensors)
 	$(if $(GRAM_T),,test -f $(WORK)/seld/gram-t-random.safetensors || $(PY) -m hear_gram.checkpoints random --preset gram-t --out $(WORK)/seld/gram-t-random.safetensors)
-	printf '%s\n' '[[model]]' 'name = "zero"' 'module = "zero"' '[[model]]' 'name = "crnn"' \
-	  'module = "crnn"' '[[model]]' 'name = "gram-t-ambisonic"' 'module = "hear_gram.gram_t_ambisonic"' \
+	printf '%s\n' '[[model]]' 'name = "zero"' 'module = "zero"' 'formats = ["ambisonic", "binaural"]' \
+	  '[[model]]' 'name = "crnn"' 'module = "crnn"' 'formats = ["ambisonic", "binaural"]' \
+	  '[[model]]' 'name = "gram-t-ambisonic"' 'module = "hear_gram.gram_t_ambisonic"' \
 	  'weights = "$(abspath $(or $(GRAM_T_AMBISONIC),$(WORK)/seld/gram-t-ambisonic-random.safetensors))"' \
 	  'formats = ["ambisonic"]' '[[model]]' 'name = "gram-t"' 'module = "hear_gram.gram_t"' \
 	  'weights = "$(abspath $(or $(GRAM_T),$(WORK)/seld/gram-t-random.safetensors))"' \

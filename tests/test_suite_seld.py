@@ -104,7 +104,9 @@ def test_seld_units_report_their_evaluator_scores_and_rebuild_on_content(seld_su
         (task,) = (work / "build").glob(f"seld-{fmt}-src-*/src-{fmt}")
         meta = json.loads((task / "task_metadata.json").read_text())
         assert meta["seld"]["sources"]["task"] == "src"  # events drawn from the source task
-        channels[fmt] = sf.info(next((task / "24000" / "fold03").glob("*.wav"))).channels
+        test_clips = sorted((task / "24000" / "fold03").glob("*.wav"))
+        assert len(test_clips) == 2  # --seld-clips 2 per fold reached the build
+        channels[fmt] = sf.info(test_clips[0]).channels
     assert channels == {"ambisonic": 4, "binaural": 2}
 
     with open(work / "report" / "results.csv", newline="") as f:
@@ -119,6 +121,8 @@ def test_seld_units_report_their_evaluator_scores_and_rebuild_on_content(seld_su
            for r in csv_rows]  # fmt: skip
     assert sorted(got) == sorted(expected)
     assert all(r["status"] == "ok" for r in csv_rows)
+    for log in units.glob("*/*/*/unit.log"):  # --seld-epochs 1 reached each evaluator run
+        assert "--epochs 1 " in log.read_text()
     zero = {r["metric"]: float(r["mean"]) for r in csv_rows if r["model"] == "zero"}
     assert (zero["ER20"], zero["F20"], zero["LE_CD"], zero["SELD"]) == (1.0, 0.0, 180.0, 1.0)
 
@@ -175,6 +179,19 @@ def test_the_evaluators_own_row_is_read_and_other_rows_and_keys_are_tolerated():
         seld.score_rows([*results, results[-1]], "m", unit)
     with pytest.raises(UnitError, match="no finite SELD"):
         seld.score_rows([{"method": "m", "task": "t", "ER20": 0.5}], "m", unit)
+
+
+def test_a_failed_or_missing_unit_shows_its_state_in_every_cell():
+    """REPORT.md never shows a failed unit's cells as '-' (a metric not computed)."""
+    base = {"condition": "seld-ambisonic", "format": "ambisonic", "unit": "t", "task": "t"}
+    rows = [{**base, "model": "a", "metric": "SELD", "mean": 0.5, "status": "ok"},
+            {**base, "model": "b", "metric": "", "mean": "", "status": "failed"},
+            {**base, "model": "c", "metric": "", "mean": "", "status": "missing"}]  # fmt: skip
+    group = [conditions.get("seld-ambisonic"), conditions.get("seld-binaural")]
+    lines = group[0].section(group, rows, ["a", "b", "c"])
+    assert lines[-4:-1] == ["| a | ambisonic | t | - | - | - | - | - | - | 0.500 |",
+                            "| b | ambisonic | t |" + " failed |" * 7,
+                            "| c | ambisonic | t |" + " missing |" * 7]  # fmt: skip
 
 
 def test_seld_is_opt_in_and_needs_a_source(tmp_path):

@@ -84,7 +84,7 @@ class Unit:
 class Option:
     """A command-line option a condition reads from `Settings.extra[dest]`: `kind` "names" (a
     repeatable task name; repeats dropped), "dir" (a folder of ready-made tasks) or "count" (an
-    integer >= 1; `default` when not given, as a Settings made without it reads it too)."""
+    integer >= 1; `default` when the command line does not give it or a Settings lacks it)."""
 
     flag: str
     kind: str
