@@ -93,26 +93,32 @@ localization: install
 	$(PY) -m hear_gram.suite --models $(WORK)/localization/models.toml --tasks-dir $(TASKS) \
 	  --out $(WORK)/localization --conditions localization,t60 $(LOCALIZATION_ARGS)
 
-# SELD: a 3-fold synthetic FOA task (60 clips, 1-2 overlapping events), scored with the DCASE
-# metrics for the zero predictor, a SELDnet-style CRNN and GRAM-T Ambisonic (random weights unless
-# GRAM_T_AMBISONIC=... is given) with a BiGRU head on its timestamp embeddings (~4 min on 2 cores).
-# SELD_BINAURAL=1 adds the same on a binaural task with GRAM-T binaural (GRAM_T=... or random),
-# scored with DCASE 2025's stereo (azimuth-only, front-folded) metrics (~4 min more).
+# SELD: a suite run of the conditions seld-ambisonic and seld-binaural on two synthetic 3-fold
+# tasks (FOA and binaural, SELD_CLIPS clips per fold, 1-2 overlapping events of the built-in
+# toy classes), scored with the DCASE metrics (binaural: DCASE 2025 stereo) for the zero
+# predictor, a SELDnet-style CRNN and GRAM-T with a BiGRU head: Ambisonic on FOA, binaural on
+# binaural (GRAM_T_AMBISONIC=... / GRAM_T=...; random weights when not given). Models file
+# $(WORK)/seld/models.toml; report in $(WORK)/seld/report/ (~8 min on 2 cores). SELD_ARGS: more
+# suite options, e.g. --seld-epochs 10 --jobs 2; or SELD_ARGS="--seld-source esc50-v2.0.0-full"
+# TASKS=... for tasks built from a HEAR task's sounds.
 SELD_CLIPS ?= 20
-SELD_BINAURAL ?=
+SELD_ARGS ?=
+SELD_TASKS = $(WORK)/seld/tasks-$(SELD_CLIPS)
 seld: install
-	$(PY) -m localization_tasks.seld.synth --out $(WORK)/seld/tasks --clips-per-fold $(SELD_CLIPS) --extra-rate 32000
-	$(if $(GRAM_T_AMBISONIC),,$(PY) -m hear_gram.checkpoints random --preset gram-t-ambisonic --out $(WORK)/seld/gram-t-ambisonic-random.safetensors)
-	$(PY) -m localization_tasks.seld.evaluate --tasks-dir $(WORK)/seld/tasks --out $(WORK)/seld/out \
-	  --baseline zero --baseline crnn --module hear_gram.gram_t_ambisonic --name gram-t-ambisonic+bigru \
-	  --weights $(or $(GRAM_T_AMBISONIC),$(WORK)/seld/gram-t-ambisonic-random.safetensors)
-ifneq ($(SELD_BINAURAL),)
-	$(PY) -m localization_tasks.seld.synth --out $(WORK)/seld/tasks-binaural --format binaural --clips-per-fold $(SELD_CLIPS) --extra-rate 32000
-	$(if $(GRAM_T),,$(PY) -m hear_gram.checkpoints random --preset gram-t --out $(WORK)/seld/gram-t-random.safetensors)
-	$(PY) -m localization_tasks.seld.evaluate --tasks-dir $(WORK)/seld/tasks-binaural --out $(WORK)/seld/out-binaural \
-	  --baseline zero --baseline crnn --module hear_gram.gram_t --name gram-t-binaural+bigru \
-	  --weights $(or $(GRAM_T),$(WORK)/seld/gram-t-random.safetensors)
-endif
+	mkdir -p $(WORK)/seld
+	$(PY) -m localization_tasks.seld.synth --out $(SELD_TASKS) --format ambisonic --clips-per-fold $(SELD_CLIPS) --extra-rate 32000 --quiet
+	$(PY) -m localization_tasks.seld.synth --out $(SELD_TASKS) --format binaural --clips-per-fold $(SELD_CLIPS) --extra-rate 32000 --quiet
+	$(if $(GRAM_T_AMBISONIC),,test -f $(WORK)/seld/gram-t-ambisonic-random.safetensors || $(PY) -m hear_gram.checkpoints random --preset gram-t-ambisonic --out $(WORK)/seld/gram-t-ambisonic-random.safetensors)
+	$(if $(GRAM_T),,test -f $(WORK)/seld/gram-t-random.safetensors || $(PY) -m hear_gram.checkpoints random --preset gram-t --out $(WORK)/seld/gram-t-random.safetensors)
+	printf '%s\n' '[[model]]' 'name = "zero"' 'module = "zero"' 'formats = ["ambisonic", "binaural"]' \
+	  '[[model]]' 'name = "crnn"' 'module = "crnn"' 'formats = ["ambisonic", "binaural"]' \
+	  '[[model]]' 'name = "gram-t-ambisonic"' 'module = "hear_gram.gram_t_ambisonic"' \
+	  'weights = "$(abspath $(or $(GRAM_T_AMBISONIC),$(WORK)/seld/gram-t-ambisonic-random.safetensors))"' \
+	  'formats = ["ambisonic"]' '[[model]]' 'name = "gram-t"' 'module = "hear_gram.gram_t"' \
+	  'weights = "$(abspath $(or $(GRAM_T),$(WORK)/seld/gram-t-random.safetensors))"' \
+	  'formats = ["binaural"]' > $(WORK)/seld/models.toml
+	$(PY) -m hear_gram.suite --models $(WORK)/seld/models.toml --tasks-dir $(TASKS) \
+	  --out $(WORK)/seld --conditions seld-ambisonic,seld-binaural --seld-dir $(SELD_TASKS) $(SELD_ARGS)
 
 # HEAR tasks to the paper's table (HEAR, Nat-HEAR, localization, T60) for the models of MODELS:
 # make suite MODELS=models.toml TASKS=/data/hear/tasks [SUITE_ARGS="--jobs 4 --grid fast"]

@@ -17,7 +17,9 @@ holds its tasks' content, its module's code, its weights' sha256, options and gr
 the old name of `--out`; the detailed log is OUT/logs/hear_gram-suite.log.
 
 Conditions are plugins (`hear_gram.suite.condition`): `--condition-module MODULE` imports a
-module that registers more (its options appear here when it is given before `--help`).
+module that registers more (its options appear here when it is given before `--help`). A
+condition whose `default` is False (an opt-in, e.g. one that trains a model per unit) runs only
+when `--conditions` names it.
 
 Clusters: `--shard K/N` runs every N-th unit from the K-th (0-based) of the sorted plan, for array
 jobs (`sbatch --array=0-15 --wrap "python -m hear_gram.suite ... --shard \\$SLURM_ARRAY_TASK_ID/16
@@ -64,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "--work", dest="out", type=Path, default=Path("work/suite"),
                    metavar="DIR", help="run folder: units, builds, report (--work: the same)")  # fmt: skip
     p.add_argument("--conditions", default="",
-                   help=f"comma-separated (default: all: {','.join(conditions.names())})")  # fmt: skip
+                   help=f"comma-separated, of {','.join(conditions.names())} "
+                        f"(default: {','.join(conditions.defaults())})")  # fmt: skip
     p.add_argument("--condition-module", action="append", default=[], metavar="MODULE",
                    help="module to import for the conditions it registers")  # fmt: skip
     p.add_argument("--task", action="append", default=[], help="HEAR task (default: all)")
@@ -72,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         if opt.kind == "names":
             p.add_argument(opt.flag, dest=opt.dest, action="append", default=[],
                            metavar="NAME", help=opt.help)  # fmt: skip
+        elif opt.kind == "count":
+            p.add_argument(opt.flag, dest=opt.dest, type=cli.positive_int, default=opt.default,
+                           metavar="N", help=f"{opt.help} (default {opt.default})")  # fmt: skip
         else:
             p.add_argument(opt.flag, dest=opt.dest, type=Path, metavar="DIR", help=opt.help)
     p.add_argument("--grid", default="default", choices=("default", "fast", "faster"))
@@ -99,6 +105,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         value = getattr(args, opt.dest, None)
         if opt.kind == "names":
             extra[opt.dest] = conditions.unique(value or [])
+        elif opt.kind == "count":
+            extra[opt.dest] = value
         else:
             extra[opt.dest] = value.resolve() if value is not None else None
     return Settings(

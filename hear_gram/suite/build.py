@@ -31,24 +31,42 @@ def digest(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def build_key(kind: str, task: str, settings: Settings, packages: Sequence[str]) -> str:
-    """What a build of `task` depends on: its content, seed, scene count, generator code."""
+def build_key(kind: str, task: str, settings: Settings, packages: Sequence[str],
+              params: dict | None = None) -> str:  # fmt: skip
+    """What a build of `task` depends on: its content, the generator's code and its settings
+    `params` (default: the seed and scene count, what `ensure_built` passes on)."""
     source = child(settings.tasks_dir, task, "task")
+    if params is None:
+        params = {"seed": settings.seed, "n_scenes": settings.n_scenes}
     return digest(
         {
             "kind": kind,
             "source": task_digest(source),
-            "seed": settings.seed,
-            "n_scenes": settings.n_scenes,
+            **params,
             "code": [code_fingerprint(p) for p in packages],
         }
     )
 
 
-def build_root(kind: str, task: str, settings: Settings, packages: Sequence[str]) -> Path:
+def build_root(kind: str, task: str, settings: Settings, packages: Sequence[str],
+               params: dict | None = None) -> Path:  # fmt: skip
     """WORK/build/<kind>-<task>-<12 hex of build_key> (not created)."""
-    key = build_key(kind, task, settings, packages)
+    key = build_key(kind, task, settings, packages, params)
     return child(settings.work, "build", "folder") / f"{kind}-{task}-{key[:12]}"
+
+
+def build_once(root: Path, cmd: Sequence[str], settings: Settings, log_file: Path, step: str,
+               record: dict) -> Path:  # fmt: skip
+    """Run `cmd` (which writes `root`, a `build_root`) unless the marker next to `root` says it
+    is done; then write the marker (`record`: what was built). Returns `root`."""
+    build = subdir(settings.work, "build", what="build folder")
+    marker = build / f"{root.name}.done"
+    with locked(build / f"{root.name}.lock"):
+        if marker.is_file():
+            return root
+        run_logged(list(cmd), log_file, step)
+        write_json(marker, record)
+    return root
 
 
 def ensure_built(kind: str, task: str, settings: Settings, packages: Sequence[str],
@@ -56,16 +74,9 @@ def ensure_built(kind: str, task: str, settings: Settings, packages: Sequence[st
     """Run `python -m <packages[0]> ...args` (the tasks-dir, out, task, seed, scene count and
     scene-bank cache options added) unless the build's marker says it is done; its folder."""
     root = build_root(kind, task, settings, packages)
-    build = subdir(settings.work, "build", what="build folder")
-    marker = build / f"{root.name}.done"
-    with locked(build / f"{root.name}.lock"):
-        if marker.is_file():
-            return root
-        cmd = [sys.executable, "-m", packages[0], "--tasks-dir", str(settings.tasks_dir),
-               "--out", str(root), "--task", task, "--seed", str(settings.seed),
-               "--n-scenes", str(settings.n_scenes),
-               "--cache-dir", str(build / "scene-bank"), "--quiet", *args]  # fmt: skip
-        run_logged(cmd, log_file, f"build {kind} {task}")
-        write_json(marker, {"kind": kind, "task": task, "seed": settings.seed,
-                            "n_scenes": settings.n_scenes})  # fmt: skip
-    return root
+    bank = child(settings.work, "build", "folder") / "scene-bank"
+    cmd = [sys.executable, "-m", packages[0], "--tasks-dir", str(settings.tasks_dir),
+           "--out", str(root), "--task", task, "--seed", str(settings.seed),
+           "--n-scenes", str(settings.n_scenes), "--cache-dir", str(bank), "--quiet", *args]  # fmt: skip
+    record = {"kind": kind, "task": task, "seed": settings.seed, "n_scenes": settings.n_scenes}
+    return build_once(root, cmd, settings, log_file, f"build {kind} {task}", record)

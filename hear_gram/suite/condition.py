@@ -15,7 +15,8 @@ A condition says:
 - `run(unit, resolved, settings, folder)`: builds what the unit needs, runs it, returns its score
   rows (`ROW_KEYS`, the common schema of results.csv);
 - `group`, `section(...)`, `figures(...)`: its part of REPORT.md (conditions of one `group` share
-  one table, drawn by the first of them) and its optional figures; `better`: metric direction.
+  one table, drawn by the first of them) and its optional figures; `better`: metric direction;
+- `default`: whether a run without `--conditions` includes it (False: run only when named).
 """
 
 from __future__ import annotations
@@ -82,11 +83,18 @@ class Unit:
 @dataclass(frozen=True)
 class Option:
     """A command-line option a condition reads from `Settings.extra[dest]`: `kind` "names" (a
-    repeatable task name; repeats dropped) or "dir" (a folder of ready-made tasks)."""
+    repeatable task name; repeats dropped), "dir" (a folder of ready-made tasks) or "count" (an
+    integer >= 1; `default` when the command line does not give it or a Settings lacks it)."""
 
     flag: str
     kind: str
     help: str
+    default: int | None = None
+
+    def value(self, extra: dict[str, Any]) -> Any:
+        """This option's value in `Settings.extra` (`default` when absent or None)."""
+        got = extra.get(self.dest)
+        return self.default if got is None else got
 
     @property
     def dest(self) -> str:
@@ -102,6 +110,7 @@ class Condition(abc.ABC):
     group: str = ""  # REPORT.md table shared by the conditions of one group ("" = its name)
     title: str = ""  # REPORT.md section title
     options: tuple[Option, ...] = ()  # its command-line options (shared flags appear once)
+    default: bool = True  # in a run without --conditions (False: an opt-in, run when named)
 
     def check(self) -> None:
         check_name(self.name, "condition name")
@@ -188,6 +197,11 @@ def names() -> list[str]:
     """Registered condition names, in registration order (the built-ins first)."""
     _builtins()
     return list(_REGISTRY)
+
+
+def defaults() -> tuple[str, ...]:
+    """The conditions of a run without `--conditions`: those whose `default` is True."""
+    return tuple(name for name in names() if _REGISTRY[name].default)
 
 
 def load_module(module: str) -> None:

@@ -90,7 +90,7 @@ class Settings:
 
     work: Path
     tasks_dir: Path
-    conditions: tuple[str, ...] = ()  # empty: every registered condition
+    conditions: tuple[str, ...] = ()  # empty: every registered condition with `default` True
     tasks: tuple[str, ...] = ()  # HEAR task folder names; empty = every task under tasks_dir
     extra: dict[str, Any] = field(default_factory=dict, hash=False)
     grid: str = "default"
@@ -103,7 +103,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         known = conditions.names()
-        chosen = conditions.unique(self.conditions) if self.conditions else tuple(known)
+        chosen = conditions.unique(self.conditions) if self.conditions else conditions.defaults()
         unknown = [c for c in chosen if c not in known]
         if unknown:
             raise SuiteConfigError(f"unknown conditions {unknown}; choose from {known}")
