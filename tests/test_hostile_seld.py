@@ -1,6 +1,7 @@
-"""Hostile inputs to the SELD tools (scorer and evaluator): malformed or absurd label files, task
-directories and options end in one line, exit 2; names from data never escape; caches follow
-their inputs."""
+"""Hostile inputs to the SELD tools (scorer, evaluator, converter, synthesizer): malformed or
+absurd label files, task files, audio headers and options end in one line naming the file, exit
+2; names from data never escape; links planted on an output path are never written through;
+caches follow their inputs."""
 
 from __future__ import annotations
 
@@ -403,3 +404,55 @@ def test_synth_resume_refuses_a_link_planted_at_a_finished_clip(tmp_path, capsys
     before = victim.read_bytes()
     _fails(capsys, synth.main, synth.PROG, _synth_argv(out), "fold02_clip00000.wav", "outside")
     assert victim.read_bytes() == before and clip.is_symlink()
+
+
+# --- the converter refuses data that does not belong together, before writing any audio -------
+
+
+def _forge_flac_length(path: Path, frames: int) -> None:
+    """Rewrite `path` as a FLAC whose STREAMINFO (bytes 18..25: 36-bit sample count) claims
+    `frames` samples per channel, whatever it holds."""
+    x, sr = sf.read(path, dtype="float32")
+    sf.write(path, x, sr, format="FLAC", subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    word = int.from_bytes(data[18:26], "big")
+    data[18:26] = ((word & ~((1 << 36) - 1)) | frames).to_bytes(8, "big")
+    path.write_bytes(bytes(data))
+
+
+CONVERT_CASES = {
+    # case: (what is done to the one-clip dataset, --dataset, what the line names)
+    "2024-file-as-2023": (None, "starss23", ("fold4_room1_mix001.csv:1", "starss23-2024")),
+    "label-past-the-end": ("csv:10,0,0,10,0,200", "starss23-2024", ("frame 10", "mix001.wav")),
+    "two-channel-foa": ("channels:2", "starss23-2024", ("mix001.wav", "2 channels")),
+    "mixed-rates": ("second-clip:16000", "starss23-2024", ("16000 Hz", "--resample")),
+    "forged-length": ("flac:68719476735", "starss23-2024", ("mix001.wav", "header declares")),
+}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, marks=pytest.mark.hostile("bomb" if c == "forged-length" else "crash"))
+     for c in CONVERT_CASES],
+)  # fmt: skip
+def test_convert_refuses_mismatched_data_in_one_line(tmp_path, capsys, case):
+    how, dataset, needles = CONVERT_CASES[case]
+    root = _starss(tmp_path / "STARSS23")
+    clip = root / "foa_dev" / "dev-test-sony" / "fold4_room1_mix001.wav"
+    kind, _, value = (how or "").partition(":")
+    if kind == "csv":
+        (root / "metadata_dev" / "dev-test-sony" / "fold4_room1_mix001.csv").write_text(
+            value + "\n"
+        )
+    elif kind == "channels":
+        sf.write(clip, np.zeros((SR8, int(value)), np.float32), SR8, subtype="FLOAT")
+    elif kind == "second-clip":
+        (root / "metadata_dev" / "dev-test-sony" / "fold4_room1_mix002.csv").write_text("")
+        x = np.zeros((int(value), 4), np.float32)
+        sf.write(clip.with_name("fold4_room1_mix002.wav"), x, int(value), subtype="FLOAT")
+    elif kind == "flac":
+        _forge_flac_length(clip, int(value))
+    argv = _convert_argv(tmp_path, tmp_path / "out")
+    argv[3] = dataset
+    _fails(capsys, convert.main, convert.PROG, argv, *needles)
+    assert not list((tmp_path / "out").rglob("*.wav"))

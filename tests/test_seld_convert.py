@@ -83,7 +83,9 @@ def test_the_release_decides_the_column_count(tmp_path, starss2024):
     refused, naming the file, line and the right --dataset; and the other way round."""
     root, _ = starss2024
     out = tmp_path / "tasks"
-    with pytest.raises(LabelFileError, match=r"fold4_room23_mix001\.csv:1: 6 columns.*starss23-2024"):
+    with pytest.raises(
+        LabelFileError, match=r"fold4_room23_mix001\.csv:1: 6 columns.*starss23-2024"
+    ):
         convert(root, out, "starss23")
     (root / "metadata_dev" / TRAIN[0] / f"{TRAIN[1]}.csv").write_text("4,2,0,180,0\n")
     with pytest.raises(LabelFileError, match=r"fold3_room4_mix002\.csv:1: 5 columns.*starss23\b"):
@@ -126,7 +128,9 @@ def test_mixed_sample_rates_need_resample(tmp_path):
     tone = np.repeat(0.5 * np.sin(2 * np.pi * 1000 * t)[:, None], 4, axis=1).astype(np.float32)
     _clip(root, TRAIN, META_2024_TRAIN, 2.0, sr=16000, x=tone)
     out = tmp_path / "tasks"
-    with pytest.raises(ValueError, match=rf"{TRAIN[1]}\.wav is 16000 Hz but .*{TEST[1]}\.wav is 24000"):  # noqa: E501
+    with pytest.raises(
+        ValueError, match=rf"{TRAIN[1]}\.wav is 16000 Hz but .*{TEST[1]}\.wav is 24000"
+    ):
         convert(root, out, "starss23-2024")
     assert _nothing_written(out)
     task = convert(root, out, "starss23-2024", sample_rates=[SR], resample=True)

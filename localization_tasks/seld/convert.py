@@ -137,9 +137,10 @@ def label_frames(seconds: float) -> int:
     return math.ceil(round(seconds / FRAME_S, 6))
 
 
-def audio_header(wav: Path, audio: str) -> sf._SoundFileInfo:
-    """`soundfile.info` of a clip, checked before any sample is read: readable, a plausible
-    sample rate, CHANNELS[audio] channels, 1 sample to MAX_CLIP_S seconds."""
+def audio_header(wav: Path, audio: str) -> tuple[int, int, int]:
+    """(sample rate in Hz, samples per channel, channels) of a clip from its header
+    (`soundfile.info`), checked before any sample is read: readable, a plausible sample rate,
+    CHANNELS[audio] channels, 1 sample to MAX_CLIP_S seconds."""
     try:
         info = sf.info(str(wav))
     except (sf.LibsndfileError, RuntimeError) as e:
@@ -154,7 +155,7 @@ def audio_header(wav: Path, audio: str) -> sf._SoundFileInfo:
             f"{wav}: its header declares {info.frames} samples ({info.frames / sr:.1f} s); a "
             f"clip holds 1 sample to {MAX_CLIP_S:g} s (a corrupt or forged header?)"
         )
-    return info
+    return sr, info.frames, info.channels
 
 
 def _read_metadata(path: Path, dataset: str) -> list[Row]:
@@ -213,11 +214,10 @@ def _dcase_clips(dataset_dir: Path, dataset: str, audio: str) -> list[Clip]:
                     f"{csv_path}: class {bad.cls} in frame {bad.frame}; {dataset} has classes "
                     f"0..{len(spec.classes) - 1}"
                 )
-            info = audio_header(wav, audio)
-            _check_frames(rows, csv_path, wav, info.frames / info.samplerate)
+            sr, frames, channels = audio_header(wav, audio)
+            _check_frames(rows, csv_path, wav, frames / sr)
             split = f"fold{int(m.group(1)):02d}"
-            clips.append(Clip(split, wav, csv_path, rows, info.samplerate, info.frames,
-                              info.channels))  # fmt: skip
+            clips.append(Clip(split, wav, csv_path, rows, sr, frames, channels))
     if not clips:
         raise ValueError(f"no label files under {meta_root}")
     return clips
@@ -239,12 +239,10 @@ def _tau_clips(dataset_dir: Path, dataset: str, audio: str, overlap: int | None)
         wav = child(c.wav.parent, c.wav.name, "clip name")
         if not wav.is_file():
             raise FileNotFoundError(f"{wav} is missing (labels {c.csv})")
-        info = audio_header(wav, audio)
-        seconds = info.frames / info.samplerate
+        sr, frames, channels = audio_header(wav, audio)
         # events_to_rows refuses an event ending after the audio (TAU times are seconds)
-        rows = tau.events_to_rows(tau.read_events(c.csv, vocabulary), seconds, str(c.csv))
-        clips.append(Clip(c.split, wav, c.csv, rows, info.samplerate, info.frames,
-                          info.channels))  # fmt: skip
+        rows = tau.events_to_rows(tau.read_events(c.csv, vocabulary), frames / sr, str(c.csv))
+        clips.append(Clip(c.split, wav, c.csv, rows, sr, frames, channels))
     return clips, seld, vocabulary
 
 
