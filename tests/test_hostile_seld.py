@@ -1,6 +1,7 @@
-"""Hostile inputs to the SELD tools (scorer and evaluator): malformed or absurd label files, task
-directories and options end in one line, exit 2; names from data never escape; caches follow
-their inputs."""
+"""Hostile inputs to the SELD tools (scorer, evaluator, converter, synthesizer): malformed or
+absurd label files, task files, audio headers and options end in one line naming the file, exit
+2; names from data never escape; links planted on an output path are never written through;
+caches follow their inputs."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
-from localization_tasks.seld import evaluate, synth
+from localization_tasks.seld import convert, evaluate, synth
 from localization_tasks.seld.features import Features, check_timestamp_embeddings
 from localization_tasks.seld.labels import Row, polar_to_unit
 from localization_tasks.seld.task import write_labels
@@ -178,3 +180,279 @@ def test_synth_refuses_source_clip_name_escaping(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
     assert "../../x.wav" in err[0] and err[0].startswith("python -m localization_tasks.seld.synth")
+
+
+# --- malformed task files: each entry point that reads them ends in one line naming the file -----
+
+
+def _fails(capsys, main, prog: str, argv: list, *needles: str) -> str:
+    """In-process main(argv): exit 2 and one stderr line `PROG: error: ...` holding every needle
+    (an unexpected exception propagates and fails the test)."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, (code, err)
+    assert err[0].startswith(f"{prog}: error:"), err
+    for n in needles:
+        assert n.lower() in err[0].lower(), (n, err[0])
+    return err[0]
+
+
+DEEP = b"[" * 5000 + b"]" * 5000
+# (file, bytes, what the line must say besides the file's name)
+TASK_FILES = [
+    ("seld_clips.csv", b"", "header"),
+    ("seld_clips.csv", b"split,file,duration_s,n_frames\nfold01,c.wav,1.0,ten\n", "'ten'"),
+    ("seld_clips.csv", b"split,file,duration_s,n_frames\nfold01,c.wav,1.0,10,9\n", ":2: 5 fields"),
+    ("seld_clips.csv", b"split,file,n_frames\nfold01,c.wav,10\nfold01,c.wav,12\n", "twice"),
+    ("seld_clips.csv", b'split,file,n_frames\nfold01,"' + b"x" * 200_000 + b'",1\n', "not CSV"),
+    ("seld_clips.csv", b"split,file,n_frames\nfold01,c\xe9.wav,10\n", "not UTF-8"),
+    ("seld_clips.csv", b"split,file,n_frames\nfold01,c.wav\x00,10\n", "NUL"),
+    ("labelvocabulary.csv", b"", "header"),
+    ("labelvocabulary.csv", b"idx,label\n0,a\n1,a\n", ":3:"),
+    ("labelvocabulary.csv", b"idx,label\nzero,a\n", "'zero'"),
+    ("labelvocabulary.csv", b"idx,label\n0,a\n2,b\n", "outside 0..1"),
+    ("labelvocabulary.csv", b"\xef\xbb\xbfidx,name\n0,a\n", "header"),
+    ("labelvocabulary.csv", b"idx,label\n0,\xff\n", "not UTF-8"),
+    ("fold01.json", DEEP, "nests deeper"),
+    ("fold01.json", b"", "not JSON"),
+    ("fold01.json", b"\xef\xbb\xbf{}", "at least one"),
+    ("fold01.json", b"[]", "map file names"),
+    ("fold01.json", b'{"c.wav": {"label": "a"}}', "must be a list"),
+    (
+        "fold01.json",
+        b'{"c.wav": [{"label": "a", "start": "0", "end": 100, "direction": [0, 0]}]}',
+        "start",
+    ),  # fmt: skip
+    (
+        "fold01.json",
+        b'{"c.wav": [{"label": "a", "start": 0, "end": 100, "direction": "up"}]}',
+        "direction",
+    ),  # fmt: skip
+    ("task_metadata.json", DEEP, "nests deeper"),
+    ("task_metadata.json", b"", "not JSON"),
+    ("task_metadata.json", b'{"splits": "fold01"}', "splits"),
+]
+
+
+@pytest.mark.hostile("crash")
+@pytest.mark.parametrize(("file", "data", "needle"), TASK_FILES,
+                         ids=[f"{f}-{i}" for i, (f, _, _) in enumerate(TASK_FILES)])  # fmt: skip
+def test_evaluate_refuses_malformed_task_files_naming_them(tmp_path, capsys, file, data, needle):
+    task = _task(tmp_path)
+    (task / file).write_bytes(data)
+    _fails(capsys, evaluate.main, evaluate.PROG, _args(tmp_path), file, needle)
+
+
+def test_a_byte_order_mark_is_skipped_not_glued_to_a_column(tmp_path, capsys):
+    """Every task file saved with a UTF-8 BOM (as some editors do) evaluates exactly as without
+    it: the BOM is not read as part of the `idx` or `split` column name."""
+    task = _task(tmp_path)
+    assert evaluate.main(_args(tmp_path)) == 0
+    plain = json.loads((tmp_path / "out" / "results.json").read_text())
+    for name in ("labelvocabulary.csv", "seld_clips.csv", "fold01.json", "task_metadata.json"):
+        (task / name).write_bytes(b"\xef\xbb\xbf" + (task / name).read_bytes())
+    assert evaluate.main(_args(tmp_path)) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == plain
+
+
+def _source_task(root: Path) -> Path:
+    """A HEAR scene task with 3 one-label clips (one per synthetic fold) as --sources."""
+    src = root / "src"
+    (src / "16000" / "s").mkdir(parents=True)
+    (src / "task_metadata.json").write_text(json.dumps({"splits": ["s"]}))
+    (src / "labelvocabulary.csv").write_text("idx,label\n0,a\n")
+    (src / "s.json").write_text(json.dumps({f"{i}.wav": ["a"] for i in range(3)}))
+    for i in range(3):
+        sf.write(src / "16000" / "s" / f"{i}.wav", np.full(16000, 0.1 * (i + 1)), 16000)
+    return src
+
+
+SOURCE_FILES = [
+    ("labelvocabulary.csv", b"idx,label\n0,a\n1,a\n", ":3:"),
+    ("labelvocabulary.csv", b"idx,label\n0,a\x00\n", "NUL"),
+    ("labelvocabulary.csv", b"\xef\xbb\xbfidx\n0\n", "header"),
+    ("s.json", DEEP, "nests deeper"),
+    ("s.json", b"", "not usable JSON"),
+    ("s.json", b'{"0.wav": "a"}', "must be a list"),
+    ("s.json", b'{"0.wav": [{"label": "a", "start": "0", "end": 5}]}', "finite"),
+    ("task_metadata.json", b'{"splits": [1]}', "splits"),
+    ("task_metadata.json", DEEP, "nests deeper"),
+]
+
+
+@pytest.mark.hostile("crash")
+@pytest.mark.parametrize(("file", "data", "needle"), SOURCE_FILES,
+                         ids=[f"{f}-{i}" for i, (f, _, _) in enumerate(SOURCE_FILES)])  # fmt: skip
+def test_synth_refuses_malformed_source_task_files_naming_them(
+    tmp_path, capsys, file, data, needle
+):  # noqa: E501
+    src = _source_task(tmp_path)
+    (src / file).write_bytes(data)
+    argv = ["--out", tmp_path / "out", "--sources", src, "--sample-rate", "16000", "--quiet"]
+    _fails(capsys, synth.main, synth.PROG, argv, file, needle)
+    assert not list((tmp_path / "out").rglob("*.wav"))
+
+
+# --- the converter and the synthesizer never write through a link on their output path -------
+
+SR8 = 8000
+TASK24 = "starss23-2024-foa-v1.0.0-full"
+TASK_SYNTH = "synth-seld-ambisonic-ov2-v1.0.0"
+
+
+def _starss(root: Path) -> Path:
+    """One STARSS23 (DCASE 2024 release) clip, fold 4, 1 s of 4-channel audio at 8 kHz."""
+    (root / "metadata_dev" / "dev-test-sony").mkdir(parents=True)
+    (root / "foa_dev" / "dev-test-sony").mkdir(parents=True)
+    (root / "metadata_dev" / "dev-test-sony" / "fold4_room1_mix001.csv").write_text(
+        "3,0,0,10,0,200\n"
+    )
+    x = np.full((SR8, 4), 0.25, dtype=np.float32)
+    sf.write(root / "foa_dev" / "dev-test-sony" / "fold4_room1_mix001.wav", x, SR8, subtype="FLOAT")
+    return root
+
+
+def _convert_argv(tmp_path: Path, out: Path) -> list:
+    return ["--dataset-dir", tmp_path / "STARSS23", "--dataset", "starss23-2024", "--out", out,
+            "--quiet"]  # fmt: skip
+
+
+def _synth_argv(out: Path) -> list:
+    return ["--out", out, "--clips-per-fold", "1", "--clip-s", "1", "--sample-rate", str(SR8),
+            "--rir-s", "0.1", "--quiet"]  # fmt: skip
+
+
+# where the link is planted (below OUT) and what it points at: a folder outside OUT, or ("in") a
+# folder beside it inside OUT, refused too: the task's audio must not land in another folder
+LEVELS = {
+    "convert": [("{task}", "out"), ("{task}/8000", "out"), ("{task}/8000/fold04", "out"),
+                ("{task}", "in"), ("{task}/8000", "in")],
+    "synth": [("{task}", "out"), ("{task}/.parts", "out"), ("{task}/8000", "out"),
+              ("{task}/8000/fold02", "out"), ("{task}/8000", "in")],
+}  # fmt: skip
+CASES = [(tool, where, to) for tool, levels in LEVELS.items() for where, to in levels]
+
+
+@pytest.mark.hostile("path")
+@pytest.mark.parametrize(("tool", "where", "to"), CASES,
+                         ids=[f"{t}:{w.format(task='T')}->{to}" for t, w, to in CASES])  # fmt: skip
+def test_a_link_planted_on_the_output_path_is_refused(tmp_path, capsys, tool, where, to):
+    """A symbolic link at the task folder, a sample-rate folder, a fold folder (or the synth's
+    .parts): one line naming it, exit 2, and nothing written outside OUT nor into the folder the
+    link points at."""
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    task = TASK24 if tool == "convert" else TASK_SYNTH
+    link = out / where.format(task=task)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    target = outside if to == "out" else link.parent / "elsewhere"
+    target.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target, target_is_directory=True)
+    before, inside_before = snapshot(outside), snapshot(target)
+    if tool == "convert":
+        _starss(tmp_path / "STARSS23")
+        argv, main, prog = _convert_argv(tmp_path, out), convert.main, convert.PROG
+    else:
+        argv, main, prog = _synth_argv(out), synth.main, synth.PROG
+    line = _fails(capsys, main, prog, argv, link.name)
+    assert "symbolic link" in line or "leads outside" in line
+    assert snapshot(outside) == before and snapshot(target) == inside_before
+    assert not [p for p in out.rglob("*.wav") if not p.is_symlink()]
+
+
+@pytest.mark.hostile("path")
+@pytest.mark.parametrize("tool", ["convert", "synth"])
+def test_out_inside_a_linked_parent_writes_only_below_the_resolved_out(tmp_path, capsys, tool):
+    """--out BASE/link/out with link -> BASE/real: the user's own path is followed as the shell
+    follows it (a symlinked scratch folder is common), every file lands below real/out, and
+    nothing else under BASE changes."""
+    base = tmp_path / "base"
+    (base / "real").mkdir(parents=True)
+    (base / "link").symlink_to(base / "real", target_is_directory=True)
+    (base / "keep.txt").write_text("mine")
+    if tool == "convert":
+        _starss(tmp_path / "STARSS23")
+        code = convert.main([str(a) for a in _convert_argv(tmp_path, base / "link" / "out")])
+    else:
+        code = synth.main([str(a) for a in _synth_argv(base / "link" / "out")])
+    assert code == 0, capsys.readouterr().err
+    real_out = (base / "real" / "out").resolve()
+    written = [p for p in base.rglob("*") if p.is_file() and not p.is_symlink()]
+    assert any(p.suffix == ".wav" for p in written)
+    assert all(p.resolve() == (base / "keep.txt").resolve() or real_out in p.resolve().parents
+               for p in written)  # fmt: skip
+    assert (base / "keep.txt").read_text() == "mine" and (base / "link").is_symlink()
+
+
+@pytest.mark.hostile("path")
+def test_synth_resume_refuses_a_link_planted_at_a_finished_clip(tmp_path, capsys):
+    """A finished task whose clip audio was replaced by a link to a file outside: the resumed
+    run does not take the link for a finished clip (it would leave the task pointing outside);
+    it renders the clip again and refuses to write through the link, naming it. The victim is
+    untouched."""
+    out = tmp_path / "out"
+    assert synth.main([str(a) for a in _synth_argv(out)]) == 0
+    clip = out / TASK_SYNTH / "8000" / "fold02" / "fold02_clip00000.wav"
+    victim = tmp_path / "victim.wav"
+    victim.write_bytes(clip.read_bytes())  # a valid clip: only the link gives it away
+    clip.unlink()
+    clip.symlink_to(victim)
+    before = victim.read_bytes()
+    _fails(capsys, synth.main, synth.PROG, _synth_argv(out), "fold02_clip00000.wav", "outside")
+    assert victim.read_bytes() == before and clip.is_symlink()
+
+
+# --- the converter refuses data that does not belong together, before writing any audio -------
+
+
+def _forge_flac_length(path: Path, frames: int) -> None:
+    """Rewrite `path` as a FLAC whose STREAMINFO (bytes 18..25: 36-bit sample count) claims
+    `frames` samples per channel, whatever it holds."""
+    x, sr = sf.read(path, dtype="float32")
+    sf.write(path, x, sr, format="FLAC", subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    word = int.from_bytes(data[18:26], "big")
+    data[18:26] = ((word & ~((1 << 36) - 1)) | frames).to_bytes(8, "big")
+    path.write_bytes(bytes(data))
+
+
+CONVERT_CASES = {
+    # case: (what is done to the one-clip dataset, --dataset, what the line names)
+    "2024-file-as-2023": (None, "starss23", ("fold4_room1_mix001.csv:1", "starss23-2024")),
+    "label-past-the-end": ("csv:10,0,0,10,0,200", "starss23-2024", ("frame 10", "mix001.wav")),
+    "two-channel-foa": ("channels:2", "starss23-2024", ("mix001.wav", "2 channels")),
+    "mixed-rates": ("second-clip:16000", "starss23-2024", ("16000 Hz", "--resample")),
+    "forged-length": ("flac:68719476735", "starss23-2024", ("mix001.wav", "header declares")),
+}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, marks=pytest.mark.hostile("bomb" if c == "forged-length" else "crash"))
+     for c in CONVERT_CASES],
+)  # fmt: skip
+def test_convert_refuses_mismatched_data_in_one_line(tmp_path, capsys, case):
+    how, dataset, needles = CONVERT_CASES[case]
+    root = _starss(tmp_path / "STARSS23")
+    clip = root / "foa_dev" / "dev-test-sony" / "fold4_room1_mix001.wav"
+    kind, _, value = (how or "").partition(":")
+    if kind == "csv":
+        (root / "metadata_dev" / "dev-test-sony" / "fold4_room1_mix001.csv").write_text(
+            value + "\n"
+        )
+    elif kind == "channels":
+        sf.write(clip, np.zeros((SR8, int(value)), np.float32), SR8, subtype="FLOAT")
+    elif kind == "second-clip":
+        (root / "metadata_dev" / "dev-test-sony" / "fold4_room1_mix002.csv").write_text("")
+        x = np.zeros((int(value), 4), np.float32)
+        sf.write(clip.with_name("fold4_room1_mix002.wav"), x, int(value), subtype="FLOAT")
+    elif kind == "flac":
+        _forge_flac_length(clip, int(value))
+    argv = _convert_argv(tmp_path, tmp_path / "out")
+    argv[3] = dataset
+    _fails(capsys, convert.main, convert.PROG, argv, *needles)
+    assert not list((tmp_path / "out").rglob("*.wav"))

@@ -1,13 +1,33 @@
 """Convert a DCASE Task 3 dataset on disk into a HEAR-style SELD task (`localization_tasks.seld.task`).
 
-    python -m localization_tasks.seld.convert --dataset-dir STARSS23 --dataset starss23 \\
-        --out tasks [--audio foa] [--sample-rate 24000 --sample-rate 32000]
+    python -m localization_tasks.seld.convert --dataset-dir STARSS23 --dataset starss23-2024 \\
+        --out tasks [--audio foa] [--sample-rate 24000 --sample-rate 32000] [--resample]
 
 Reads `{audio}_dev/{subset}/{clip}.wav` and `metadata_dev/{subset}/{clip}.csv` (the layout of
 STARSS22/23 and TAU-NIGENS 2020/2021; `{audio}` is `foa` or `mic`). The clip name's `foldN_` prefix
 gives the HEAR split `foldNN`; the dataset's official train/valid/test folds go into
-task_metadata.json (`seld.official_folds`). Labels are 100 ms frames, polar degrees (a 6-column
-2024 metadata file carries distance: pass `--label-format polar-distance`).
+task_metadata.json (`seld.official_folds`). Labels are 100 ms frames.
+
+The dataset named by `--dataset` decides how its metadata is read, as that year's DCASE baseline
+reads it (`cls_feature_class.py`, `load_output_format_file`):
+
+    tau-nigens-2020, tau-nigens-2021, starss22, starss23 (the DCASE 2022/2023 release):
+        frame,class,source,azimuth,elevation                 5 columns, degrees
+    starss23-2024 (STARSS23 as released for DCASE 2024, with distances):
+        frame,class,source,azimuth,elevation,distance        6 columns, distance in cm
+
+(sharathadavanne/seld-dcase2020 and seld-dcase2021 read 5 columns as polar and 6 as cartesian
+output; partha2409/DCASE2024_seld_baseline reads 6 columns as polar plus a distance in cm, which
+its scorer divides by 100.) A file with the other year's column count is refused, naming the
+file and line, rather than read as something else. Distances become metres here, once, and are
+written into the task's events as `distance` (m).
+
+Every clip is checked before any audio is written: its audio's header (`soundfile.info`: channel
+count 4 for FOA and MIC, a sample rate, a length of at most MAX_CLIP_S), no label frame past the
+audio's end, and one sample rate across the dataset (mixed rates are refused unless `--resample`
+asks to resample every clip to `--sample-rate`, default the rate most clips have). Audio is then
+read in blocks (`task.read_audio`: no more samples than the header declared, none NaN) and
+written as float32 WAV, resampled with `hear_gram.resample` where a rate differs.
 
 `--dataset tau2019` (TAU Spatial Sound Events 2019: `metadata_dev/*.csv`, `{audio}_dev/*.wav`) and
 `--dataset tau2018 --overlap O` (TAU 2018 ANSYN/REAL: `desc_ovO_splitK/`, `wav_ovO_splitK*/`) read
@@ -18,49 +38,233 @@ event lists with onsets and offsets instead and put them on the 100 ms grid
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import math
 import re
 import sys
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import soundfile as sf
+from tqdm import tqdm
 
 from hear_gram import cli
+from hear_gram.resample import check_file_rate, check_rate, check_resample_size
 from hear_gram.safeio import check_name, child
 from localization_tasks.seld import tau
-from localization_tasks.seld.labels import FORMATS, read_rows
-from localization_tasks.seld.task import write_audio, write_labels
+from localization_tasks.seld.labels import FRAME_S, LabelFileError, Row, read_rows
+from localization_tasks.seld.task import (
+    output_folder,
+    read_audio,
+    write_audio,
+    write_labels,
+)
 
 log = logging.getLogger(__name__)
 
-# Official development folds (DCASE Task 3 descriptions of each year).
-DATASETS: dict[str, dict] = {
-    "starss23": {
-        "classes": [
-            "femaleSpeech", "maleSpeech", "clapping", "telephone", "laughter", "domesticSounds",
-            "footsteps", "doorCupboard", "music", "musicInstrument", "waterTap", "bell", "knock",
-        ],
-        "folds": {"train": [3], "test": [4]},
-    },
-    "starss22": {"classes": None, "folds": {"train": [3], "test": [4]}},
-    "tau-nigens-2021": {"classes": None, "folds": {"train": [1, 2, 3, 4], "valid": [5], "test": [6]}},  # noqa: E501
-    "tau-nigens-2020": {"classes": None, "folds": {"train": [3, 4, 5, 6], "valid": [2], "test": [1]}},  # noqa: E501
-}  # fmt: skip
-DATASETS["starss22"]["classes"] = DATASETS["starss23"]["classes"]
-_NIGENS = [
+_STARSS = (
+    "femaleSpeech", "maleSpeech", "clapping", "telephone", "laughter", "domesticSounds",
+    "footsteps", "doorCupboard", "music", "musicInstrument", "waterTap", "bell", "knock",
+)  # fmt: skip
+_NIGENS_2021 = (  # 12 classes
     "alarm", "crying baby", "crash", "barking dog", "female scream", "female speech",
     "footsteps", "knocking on door", "male scream", "male speech", "ringing phone", "piano",
-]  # fmt: skip
-DATASETS["tau-nigens-2021"]["classes"] = _NIGENS  # 12 classes
-DATASETS["tau-nigens-2020"]["classes"] = [  # 14 classes: 2021's plus engine and fire
+)  # fmt: skip
+_NIGENS_2020 = (  # 14 classes: 2021's plus engine and fire
     "alarm", "crying baby", "crash", "barking dog", "running engine", "female scream",
     "female speech", "burning fire", "footsteps", "knocking on door", "male scream", "male speech",
     "ringing phone", "piano",
-]  # fmt: skip
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DcaseSet:
+    """A frame-labelled DCASE Task 3 development set: its classes, official folds (DCASE Task 3
+    description of its year) and the column count of its metadata (5: polar; 6: polar and a
+    distance in cm)."""
+
+    classes: tuple[str, ...]
+    folds: dict[str, tuple[int, ...]]
+    columns: int
+
+
+DATASETS: dict[str, DcaseSet] = {
+    "tau-nigens-2020": DcaseSet(_NIGENS_2020, {"train": (3, 4, 5, 6), "valid": (2,), "test": (1,)}, 5),  # noqa: E501
+    "tau-nigens-2021": DcaseSet(_NIGENS_2021, {"train": (1, 2, 3, 4), "valid": (5,), "test": (6,)}, 5),  # noqa: E501
+    "starss22": DcaseSet(_STARSS, {"train": (3,), "test": (4,)}, 5),
+    "starss23": DcaseSet(_STARSS, {"train": (3,), "test": (4,)}, 5),
+    "starss23-2024": DcaseSet(_STARSS, {"train": (3,), "test": (4,)}, 6),
+}  # fmt: skip
+_LAYOUT = {
+    5: "frame,class,source,azimuth,elevation",
+    6: "frame,class,source,azimuth,elevation,distance (cm)",
+}
+# FOA: 4 ambisonic channels (ACN/SN3D); MIC: the 4 capsules of the tetrahedral array (DCASE
+# Task 3 dataset descriptions, every year).
+CHANNELS = {"foa": 4, "mic": 4}
+# DCASE Task 3 clips last 30 s to a few minutes (TAU 2018: 30 s, TAU 2019 and TAU-NIGENS: 60 s,
+# STARSS: 30 s to ~5 min); a header declaring over an hour is corrupt or forged, refused before a
+# sample is read.
+MAX_CLIP_S = 3600.0
 _FOLD = re.compile(r"^fold(\d+)_")
 MAX_CLIPS = 100_000
 TAU_DATASETS = ("tau2018", "tau2019")
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One clip, checked: its HEAR split, audio file, label file, label rows and the audio's
+    header (rate in Hz, samples per channel, channels)."""
+
+    split: str
+    wav: Path
+    labels: Path
+    rows: list[Row]
+    sample_rate: int
+    frames: int
+    channels: int
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def label_frames(seconds: float) -> int:
+    """100 ms label frames of a clip of `seconds` (the last one may be partial)."""
+    return math.ceil(round(seconds / FRAME_S, 6))
+
+
+def audio_header(wav: Path, audio: str) -> tuple[int, int, int]:
+    """(sample rate in Hz, samples per channel, channels) of a clip from its header
+    (`soundfile.info`), checked before any sample is read: readable, a plausible sample rate,
+    CHANNELS[audio] channels, 1 sample to MAX_CLIP_S seconds."""
+    try:
+        info = sf.info(str(wav))
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise ValueError(f"{wav}: not a readable audio file ({cli.one_line(e)})") from None
+    sr = check_file_rate(info.samplerate, str(wav))
+    if info.channels != CHANNELS[audio]:
+        raise ValueError(
+            f"{wav}: {info.channels} channels; {audio.upper()} audio has {CHANNELS[audio]}"
+        )
+    if not 0 < info.frames <= MAX_CLIP_S * sr:
+        raise ValueError(
+            f"{wav}: its header declares {info.frames} samples ({info.frames / sr:.1f} s); a "
+            f"clip holds 1 sample to {MAX_CLIP_S:g} s (a corrupt or forged header?)"
+        )
+    return sr, info.frames, info.channels
+
+
+def _read_metadata(path: Path, dataset: str) -> list[Row]:
+    """The rows of one metadata CSV in the layout of `dataset`'s year, distances in metres."""
+    spec = DATASETS[dataset]
+    with open(path, encoding="utf-8", errors="replace") as f:
+        first = next((ln for ln in iter(lambda: f.readline(4096), "") if ln.strip()), "")
+    n = len(first.split(","))
+    if first and n != spec.columns:
+        other = [k for k, s in DATASETS.items() if s.columns == n]
+        hint = f"; --dataset {' or '.join(other)} reads {n}" if other else ""
+        raise LabelFileError(
+            f"{path}:1: {n} columns; {dataset} metadata has {spec.columns} "
+            f"({_LAYOUT[spec.columns]}){hint}"
+        )
+    if spec.columns == 5:
+        return read_rows(path, "polar")
+    # TODO(merge): read_rows(path, "dcase2024") converts cm to m itself; drop the division then
+    rows = read_rows(path, "polar-distance")
+    return [dataclasses.replace(r, distance=r.distance / 100.0) for r in rows]
+
+
+def _check_frames(rows: Sequence[Row], clip_labels: Path, wav: Path, seconds: float) -> None:
+    """Refuse a label frame at or past the end of the audio (the DCASE baselines drop such
+    frames silently; here they mean labels and audio that do not belong together)."""
+    n = label_frames(seconds)
+    late = max((r.frame for r in rows), default=-1)
+    if late >= n:
+        raise LabelFileError(
+            f"{clip_labels}: frame {late} ({late * FRAME_S:.1f} s) is past the end of {wav} "
+            f"({seconds:g} s: frames 0..{n - 1})"
+        )
+
+
+def _dcase_clips(dataset_dir: Path, dataset: str, audio: str) -> list[Clip]:
+    spec = DATASETS[dataset]
+    meta_root, audio_root = dataset_dir / "metadata_dev", dataset_dir / f"{audio}_dev"
+    for d in (meta_root, audio_root):
+        if not d.is_dir():
+            raise FileNotFoundError(f"{d} is not a directory (expected the DCASE layout)")
+    clips: list[Clip] = []
+    for subset in sorted(p.name for p in meta_root.iterdir() if p.is_dir()):
+        for csv_path in sorted(child(meta_root, subset, "subset").glob("*.csv")):
+            if len(clips) >= MAX_CLIPS:
+                raise ValueError(f"over {MAX_CLIPS} clips in {meta_root}; refusing")
+            m = _FOLD.match(csv_path.name)
+            if not m:
+                raise ValueError(f"{csv_path}: clip names must start with foldN_")
+            wav = child(child(audio_root, subset, "subset"), csv_path.stem + ".wav", "clip name")
+            if not wav.is_file():
+                raise FileNotFoundError(f"{wav} is missing (labels {csv_path})")
+            rows = _read_metadata(csv_path, dataset)
+            bad = next((r for r in rows if r.cls >= len(spec.classes)), None)
+            if bad is not None:
+                raise LabelFileError(
+                    f"{csv_path}: class {bad.cls} in frame {bad.frame}; {dataset} has classes "
+                    f"0..{len(spec.classes) - 1}"
+                )
+            sr, frames, channels = audio_header(wav, audio)
+            _check_frames(rows, csv_path, wav, frames / sr)
+            split = f"fold{int(m.group(1)):02d}"
+            clips.append(Clip(split, wav, csv_path, rows, sr, frames, channels))
+    if not clips:
+        raise ValueError(f"no label files under {meta_root}")
+    return clips
+
+
+def _tau_clips(dataset_dir: Path, dataset: str, audio: str, overlap: int | None) -> tuple:
+    """(clips, seld metadata, vocabulary name) of TAU 2018/2019."""
+    if dataset == "tau2018":
+        if overlap not in (1, 2, 3):
+            raise ValueError(f"tau2018 needs --overlap 1, 2 or 3 (got {overlap})")
+        found, seld = tau.tau2018_clips(dataset_dir, overlap)
+    else:
+        found, seld = tau.tau2019_clips(dataset_dir, audio)
+    if len(found) > MAX_CLIPS:
+        raise ValueError(f"over {MAX_CLIPS} clips in {dataset_dir}; refusing")
+    vocabulary = tau.detect_vocabulary(found[0].csv) if dataset == "tau2018" else "dcase2016"
+    clips = []
+    for c in found:
+        wav = child(c.wav.parent, c.wav.name, "clip name")
+        if not wav.is_file():
+            raise FileNotFoundError(f"{wav} is missing (labels {c.csv})")
+        sr, frames, channels = audio_header(wav, audio)
+        # events_to_rows refuses an event ending after the audio (TAU times are seconds)
+        rows = tau.events_to_rows(tau.read_events(c.csv, vocabulary), frames / sr, str(c.csv))
+        clips.append(Clip(c.split, wav, c.csv, rows, sr, frames, channels))
+    return clips, seld, vocabulary
+
+
+def output_rates(
+    clips: Sequence[Clip], requested: Sequence[int] | None, resample: bool
+) -> list[int]:
+    """The task's sample rates (Hz). Clips of different rates are refused unless `resample`:
+    a DCASE set is recorded at one rate, so a second one means files of another set (or a
+    converted copy) mixed in. Default: the rate of most clips (the higher on a tie)."""
+    first: dict[int, Path] = {}
+    for c in clips:
+        first.setdefault(c.sample_rate, c.wav)
+    if len(first) > 1 and not resample:
+        (a, wa), (b, wb) = sorted(first.items())[:2]
+        raise ValueError(
+            f"{wa} is {a} Hz but {wb} is {b} Hz; pass --resample (and --sample-rate) to resample "
+            "every clip to one rate"
+        )
+    if requested:
+        return sorted({check_rate(r, "--sample-rate") for r in requested})
+    counts = Counter(c.sample_rate for c in clips)
+    return [max(counts, key=lambda r: (counts[r], r))]
 
 
 def convert(
@@ -69,53 +273,56 @@ def convert(
     dataset: str,
     audio: str = "foa",
     sample_rates: Sequence[int] | None = None,
-    label_format: str = "auto",
     task_name: str | None = None,
     overlap: int | None = None,
+    resample: bool = False,
+    progress: bool = False,
 ) -> Path:
-    """Write the task; returns its directory. `sample_rates` defaults to the audio's own.
-    `overlap` (1..3) picks the TAU 2018 subset and is required for it."""
+    """Write the task; returns its directory. `sample_rates` defaults to the audio's own;
+    `resample` allows clips of different rates (resampled to `sample_rates`). `overlap` (1..3)
+    picks the TAU 2018 subset and is required for it. Nothing is written until every clip has
+    passed its checks (module docstring)."""
+    if audio not in CHANNELS:
+        raise ValueError(f"unknown audio format {audio!r}; choose one of {', '.join(CHANNELS)}")
     if dataset in TAU_DATASETS:
-        return _convert_tau(dataset_dir, out, dataset, audio, sample_rates, task_name, overlap)
-    if dataset not in DATASETS:
+        clips, seld, vocabulary = _tau_clips(dataset_dir, dataset, audio, overlap)
+        default = f"tau2018-ov{overlap}-v1.0.0-full" if dataset == "tau2018" else (
+            f"tau2019-{audio}-v1.0.0-full")  # fmt: skip
+        classes: Sequence[str] = tau.VOCABULARIES[vocabulary]
+        seld = {**seld, "frame_rule": "frames overlapping [start_time, end_time)",
+                "class_names_from": vocabulary}  # fmt: skip
+        if dataset == "tau2018":
+            seld["overlap"] = overlap
+    elif dataset in DATASETS:
+        clips = _dcase_clips(dataset_dir, dataset, audio)
+        default = f"{dataset}-{audio}-v1.0.0-full"
+        spec = DATASETS[dataset]
+        classes = spec.classes
+        folds = {k: [f"fold{f:02d}" for f in v] for k, v in spec.folds.items()}
+        seld = {"official_folds": folds, "metadata_layout": _LAYOUT[spec.columns]}
+    else:
         choices = ", ".join([*DATASETS, *TAU_DATASETS])
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {choices}")
-    spec = DATASETS[dataset]
-    meta_root, audio_root = dataset_dir / "metadata_dev", dataset_dir / f"{audio}_dev"
-    for d in (meta_root, audio_root):
-        if not d.is_dir():
-            raise FileNotFoundError(f"{d} is not a directory (expected the DCASE layout)")
-    name = check_name(task_name or f"{dataset}-{audio}-v1.0.0-full", "task name")
-    task_dir = child(out, name, "task name")
+    name = check_name(task_name or default, "task name")
+    rates = output_rates(clips, sample_rates, resample)
+    for c in clips:  # the resampled sizes too, before any work
+        for r in rates:
+            check_resample_size((c.channels, c.frames), c.sample_rate, r, str(c.wav))
+    # every check passed: now the task folder, every audio folder, then the audio
+    task_dir = output_folder(out, name)
+    for split in sorted({c.split for c in clips}):
+        for r in rates:
+            output_folder(task_dir, str(r), split)
     labels: dict[str, dict] = {}
     durations: dict[str, dict] = {}
-    n = 0
-    for subset in sorted(p.name for p in meta_root.iterdir() if p.is_dir()):
-        for csv_path in sorted(child(meta_root, subset, "subset").glob("*.csv")):
-            n += 1
-            if n > MAX_CLIPS:
-                raise ValueError(f"over {MAX_CLIPS} clips in {meta_root}; refusing")
-            m = _FOLD.match(csv_path.name)
-            if not m:
-                raise ValueError(f"{csv_path.name}: clip names must start with foldN_")
-            split = f"fold{int(m.group(1)):02d}"
-            wav = child(audio_root / subset, csv_path.stem + ".wav", "clip name")
-            if not wav.is_file():
-                raise FileNotFoundError(f"{wav} is missing (labels {csv_path})")
-            rows = read_rows(csv_path, label_format)
-            x, sr = sf.read(wav, dtype="float32", always_2d=True)
-            if len(spec["classes"]) <= max((r.cls for r in rows), default=-1):
-                raise ValueError(f"{csv_path}: class index beyond {dataset}'s classes")
-            labels.setdefault(split, {})[wav.name] = rows
-            durations.setdefault(split, {})[wav.name] = len(x) / sr
-            write_audio(task_dir, split, wav.name, x, sr, sample_rates or [sr])
-            rates = sample_rates or [sr]
-    if not n:
-        raise ValueError(f"no label files under {meta_root}")
-    folds = {k: [f"fold{f:02d}" for f in v] for k, v in spec["folds"].items()}
-    metadata = _metadata(name, rates, audio, dataset, {"official_folds": folds})
-    write_labels(task_dir, metadata, spec["classes"], labels, durations)
-    log.info("wrote %s: %d clips", task_dir, n)
+    for c in tqdm(clips, desc=name, unit="clip", disable=not progress):
+        x = read_audio(c.wav, c.frames)
+        write_audio(task_dir, c.split, c.wav.name, x, c.sample_rate, rates)
+        labels.setdefault(c.split, {})[c.wav.name] = c.rows
+        durations.setdefault(c.split, {})[c.wav.name] = c.seconds
+    metadata = _metadata(name, rates, audio, dataset, seld)
+    write_labels(task_dir, metadata, classes, labels, durations)
+    log.info("wrote %s: %d clips", task_dir, len(clips))
     return task_dir
 
 
@@ -132,67 +339,12 @@ def _metadata(name: str, rates: Sequence[int], audio: str, dataset: str, extra: 
         "seld": {
             "label_hop_ms": 100,
             "direction": "azimuth counter-clockwise from front, elevation up, degrees (DCASE)",
+            "distance": "metres",
             "audio": audio,
             "source_dataset": dataset,
             **extra,
         },
     }
-
-
-def _convert_tau(
-    dataset_dir: Path,
-    out: Path,
-    dataset: str,
-    audio: str,
-    sample_rates: Sequence[int] | None,
-    task_name: str | None,
-    overlap: int | None,
-) -> Path:
-    """TAU 2018/2019 event lists -> the same task layout (`localization_tasks.seld.tau`)."""
-    if dataset == "tau2018":
-        if overlap not in (1, 2, 3):
-            raise ValueError(f"tau2018 needs --overlap 1, 2 or 3 (got {overlap})")
-        clips, seld = tau.tau2018_clips(dataset_dir, overlap)
-        default = f"tau2018-ov{overlap}-v1.0.0-full"
-    else:
-        clips, seld = tau.tau2019_clips(dataset_dir, audio)
-        default = f"tau2019-{audio}-v1.0.0-full"
-    if len(clips) > MAX_CLIPS:
-        raise ValueError(f"over {MAX_CLIPS} clips in {dataset_dir}; refusing")
-    name = check_name(task_name or default, "task name")
-    task_dir = child(out, name, "task name")
-    labels: dict[str, dict] = {}
-    durations: dict[str, dict] = {}
-    vocabulary = tau.detect_vocabulary(clips[0].csv) if dataset == "tau2018" else "dcase2016"
-    wavs = []
-    # every label file is checked before any audio is written, so a bad row leaves no half task
-    for clip in clips:
-        wav = child(clip.wav.parent, clip.wav.name, "clip name")
-        if not wav.is_file():
-            raise FileNotFoundError(f"{wav} is missing (labels {clip.csv})")
-        info = sf.info(wav)
-        seconds = info.frames / info.samplerate
-        events = tau.read_events(clip.csv, vocabulary)
-        rows = tau.events_to_rows(events, seconds, str(clip.csv))
-        labels.setdefault(clip.split, {})[wav.name] = rows
-        durations.setdefault(clip.split, {})[wav.name] = seconds
-        wavs.append((clip.split, wav))
-    rates: Sequence[int] = ()
-    for split, wav in wavs:
-        x, sr = sf.read(wav, dtype="float32", always_2d=True)
-        rates = sample_rates or [sr]
-        write_audio(task_dir, split, wav.name, x, sr, rates)
-    extra = {
-        **seld,
-        "frame_rule": "frames overlapping [start_time, end_time)",
-        "class_names_from": vocabulary,
-    }
-    if overlap is not None and dataset == "tau2018":
-        extra["overlap"] = overlap
-    metadata = _metadata(name, rates, audio, dataset, extra)
-    write_labels(task_dir, metadata, tau.VOCABULARIES[vocabulary], labels, durations)
-    log.info("wrote %s: %d clips", task_dir, len(clips))
-    return task_dir
 
 
 PROG = "python -m localization_tasks.seld.convert"
@@ -201,7 +353,13 @@ PROG = "python -m localization_tasks.seld.convert"
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser(PROG, __doc__)
     p.add_argument("--dataset-dir", type=Path, required=True, metavar="DIR")
-    p.add_argument("--dataset", choices=sorted([*DATASETS, *TAU_DATASETS]), required=True)
+    p.add_argument(
+        "--dataset",
+        choices=sorted([*DATASETS, *TAU_DATASETS]),
+        required=True,
+        help="which set and release: it decides the metadata layout (starss23: the DCASE "
+        "2022/2023 release, 5 columns; starss23-2024: with distances in cm, 6 columns)",
+    )
     p.add_argument(
         "--overlap",
         type=int,
@@ -210,9 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="TAU 2018: which overlap subset (desc_ovO_splitK) to convert",
     )
     cli.add_out(p, help="folder the task folder is written into")
-    p.add_argument("--audio", choices=("foa", "mic"), default="foa")
+    p.add_argument("--audio", choices=tuple(CHANNELS), default="foa")
     p.add_argument("--sample-rate", type=cli.positive_int, action="append", dest="sample_rates")
-    p.add_argument("--label-format", choices=FORMATS, default="auto")
+    p.add_argument(
+        "--resample",
+        action="store_true",
+        help="allow clips of different sample rates: resample every clip to --sample-rate "
+        "(default: the rate most clips have)",
+    )
     p.add_argument("--task-name", default=None)
     return p
 
@@ -220,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> None:
     try:
         convert(args.dataset_dir, args.out, args.dataset, args.audio, args.sample_rates,
-                args.label_format, args.task_name, args.overlap)  # fmt: skip
+                args.task_name, args.overlap, args.resample, progress=not args.quiet)  # fmt: skip
     except sf.LibsndfileError as e:  # an unreadable recording: a RuntimeError, expected here
         raise cli.CLIError(str(e)) from None
 

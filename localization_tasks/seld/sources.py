@@ -18,7 +18,6 @@ through hear_gram.safeio; sizes are bounded before audio is read.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
@@ -33,6 +32,7 @@ import torch
 from hear_gram import cli
 from hear_gram.resample import resample
 from hear_gram.safeio import child
+from localization_tasks.seld.task import read_vocabulary
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 MAX_SOUNDS = 20_000
@@ -151,15 +151,7 @@ def _vocabulary(task_dir: Path) -> list[str]:
     path = task_dir / "labelvocabulary.csv"
     if not path.is_file():
         raise SourceError(f"{task_dir}: no labelvocabulary.csv; not a HEAR task directory")
-    with open(path, newline="", encoding="utf-8") as f:
-        labels = [r.get("label") for r in csv.DictReader(f)]
-    if (
-        not labels
-        or any(not isinstance(x, str) or not x for x in labels)
-        or len(set(labels)) != len(labels)
-    ):
-        raise SourceError(f"{path}: needs a non-empty, unique 'label' column")
-    return labels
+    return read_vocabulary(task_dir)  # idx 0..N-1, unique labels; errors name the file and line
 
 
 def _finite_ms(x: object, where: str) -> float:
@@ -225,10 +217,11 @@ def from_hear_task(task_dir: Path, sample_rate: int, folds: int) -> SoundBank:
         raise SourceError(f"{meta_path}: no list of splits")
     vocab = _vocabulary(task_dir)
     label_idx = {x: i for i, x in enumerate(vocab)}
-    rates = [int(p.name) for p in task_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    rates = {int(p.name): p.name for p in task_dir.iterdir()
+             if p.is_dir() and p.name.isascii() and p.name.isdigit()}  # fmt: skip
     if not rates:
         raise SourceError(f"{task_dir}: no audio folder named by its sample rate")
-    audio_dir = task_dir / str(max(rates))
+    audio_dir = child(task_dir, rates[max(rates)], "sample-rate folder")
     reader, sounds = _Reader(sample_rate), []
     for split in splits:
         path = child(task_dir, f"{split}.json", "split name")

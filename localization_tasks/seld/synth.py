@@ -51,10 +51,10 @@ import numpy as np
 import soundfile as sf
 
 from hear_gram import cli, dsp
-from hear_gram.safeio import check_name, child, write_bytes_atomic
+from hear_gram.safeio import check_name, refuse_symlink, write_bytes_atomic
 from localization_tasks.seld.labels import FRAME_S, Row, polar_to_unit
 from localization_tasks.seld.sources import SoundBank, describe, load_bank
-from localization_tasks.seld.task import write_audio, write_labels
+from localization_tasks.seld.task import output_folder, write_audio, write_labels
 from naturalistic_hear import rooms
 
 log = logging.getLogger(__name__)
@@ -326,11 +326,12 @@ def generate(
                          f"has {cfg.folds} folds at {cfg.sample_rate} Hz")  # fmt: skip
     classes = list(bank.classes) if bank is not None else list(TOY_CLASSES)
     sources = describe(bank, classes)
-    task_dir = child(out, name, "task name")
-    parts = task_dir / ".parts"
-    parts.mkdir(parents=True, exist_ok=True)
+    # the task folder and every folder below it are real folders, never links (task.output_folder)
+    task_dir = output_folder(out, name)
+    parts = output_folder(task_dir, ".parts")
     settings = json.dumps({**asdict(cfg), "sources": sources}, sort_keys=True)
     stamp = task_dir / ".synth-config.json"
+    refuse_symlink(stamp)
     if stamp.exists() and stamp.read_text() != settings:
         raise ValueError(f"{task_dir} was generated with other settings or sources ({stamp}); "
                          "use a new --out")  # fmt: skip
@@ -338,12 +339,15 @@ def generate(
     rates = sorted({cfg.sample_rate, *rates})
     labels, durations, manifest = {}, {}, []
     folds = [f"fold{f + 1:02d}" for f in range(cfg.folds)]
+    for r in rates:  # a link planted at any audio folder is refused before any work
+        for split in folds:
+            output_folder(task_dir, str(r), split)
     for fold, split in enumerate(folds):
         for i in range(cfg.clips_per_fold):
             clip = f"{split}_clip{i:05d}.wav"
             part = parts / f"{split}_{i:05d}.json"
             done = None
-            if part.exists() and all((task_dir / str(r) / split / clip).exists() for r in rates):
+            if _finished(part) and all(_finished(task_dir / str(r) / split / clip) for r in rates):
                 done = _read_part(part)
             if done is None:
                 audio, rows, record = render_seld_clip(cfg, fold, i, bank)
@@ -388,6 +392,12 @@ def generate(
 
 
 PROG = "python -m localization_tasks.seld.synth"
+
+
+def _finished(path: Path) -> bool:
+    """A file of an earlier run: a regular file, not a link (a link planted at a clip's audio or
+    part file makes the clip render again, and the atomic write replaces the link)."""
+    return path.is_file() and not path.is_symlink()
 
 
 def _read_part(path: Path) -> dict | None:

@@ -17,6 +17,14 @@ degrees):
 
 One event per label frame keeps moving sources exact and makes the DCASE CSV of a clip recoverable
 row for row: `task_rows` gives the rows back in the order they were written.
+
+Writing: every folder below the output folder (task, sample rate, split) is made by `output_folder`,
+which refuses a symbolic link at any level, and every file is replaced atomically
+(`hear_gram.safeio.write_bytes_atomic`), so nothing is ever written through a planted link.
+Reading: the task's files are data from elsewhere; a malformed one (not UTF-8, not CSV or JSON,
+nested too deep, wrong types, duplicate entries) raises TaskFormatError naming the file (and the
+line of a CSV). A UTF-8 byte-order mark is skipped in every file, as `json.loads` skips one in
+bytes, rather than being glued to the first column's name.
 """
 
 from __future__ import annotations
@@ -34,12 +42,15 @@ import torch
 
 from hear_gram.cli import MAX_DEPTH, CLIError, check_depth, read_json
 from hear_gram.resample import resample
-from hear_gram.safeio import child, write_bytes_atomic
+from hear_gram.safeio import child, refuse_symlink, write_bytes_atomic
 from localization_tasks.seld.labels import FRAME_S, Row, format_rows, polar_to_unit
 
 HOP_MS = int(round(FRAME_S * 1000))
 MAX_EVENTS = 5_000_000
 MAX_LABEL_BYTES = 512 * 1024 * 1024  # a split's labels: one event per 100 ms frame and track
+MAX_TABLE_BYTES = 64 * 1024 * 1024  # labelvocabulary.csv, seld_clips.csv: ~1M clips
+MAX_N_FRAMES = 10_000_000
+BLOCK_FRAMES = 1 << 16  # samples per channel read at once (~2.7 s at 24 kHz)
 
 
 class TaskFormatError(ValueError):
@@ -106,6 +117,51 @@ def _write_json(path: Path, obj: object) -> None:
     write_bytes_atomic(path, json.dumps(obj, indent=1, sort_keys=True).encode())
 
 
+def output_folder(root: Path, *names: str) -> Path:
+    """`root/names...`, created: each name a plain one (`hear_gram.safeio.child`) and each level
+    a real folder, never a symbolic link (even one that points inside the task: audio of one
+    rate must not land in another's folder). `root`, the user's output folder, is theirs to
+    choose and may be a link."""
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        path = child(path, name, "output folder")
+        refuse_symlink(path)
+        path.mkdir(exist_ok=True)
+    return path
+
+
+def read_audio(path: Path, frames: int) -> np.ndarray:
+    """(frames, C) float32 samples of the audio file `path`, whose header declared `frames` per
+    channel (the caller checks that against its limits first), read BLOCK_FRAMES at a time.
+    ValueError naming the file when it holds more or fewer samples than declared (a corrupt or
+    forged header: a FLAC STREAMINFO can claim any length) or a NaN or infinite sample."""
+    with sf.SoundFile(path) as f:
+        out = np.empty((frames, f.channels), dtype=np.float32)
+        n = 0
+        while n <= frames:
+            try:
+                block = f.read(min(BLOCK_FRAMES, frames + 1 - n), dtype="float32", always_2d=True)
+            except sf.LibsndfileError as e:  # libsndfile seeks past the real end of a short file
+                raise ValueError(
+                    f"{path}: unreadable after {n} of the {frames} samples its header declares "
+                    f"({e})"
+                ) from None
+            if not len(block):
+                break
+            if n + len(block) > frames:
+                raise ValueError(
+                    f"{path}: holds more samples than the {frames} its header declares"
+                )
+            if not np.all(np.isfinite(block)):
+                raise ValueError(f"{path}: NaN or infinite samples after {n / f.samplerate:.2f} s")
+            out[n : n + len(block)] = block
+            n += len(block)
+    if n != frames:
+        raise ValueError(f"{path}: its header declares {frames} samples, it holds {n}")
+    return out
+
+
 def write_labels(
     task_dir: Path,
     metadata: dict,
@@ -116,6 +172,7 @@ def write_labels(
     """Write metadata, vocabulary, split JSONs and seld_clips.csv ({split: {file: rows}},
     {split: {file: seconds}}). Audio is written separately (`write_audio`)."""
     task_dir.mkdir(parents=True, exist_ok=True)
+    refuse_symlink(task_dir)
     meta = dict(metadata)
     meta["splits"] = sorted(labels)
     _write_json(task_dir / "task_metadata.json", meta)
@@ -141,29 +198,87 @@ def write_audio(
     task_dir: Path, split: str, name: str, audio: np.ndarray, sr: int, rates: Sequence[int]
 ) -> None:
     """Audio (N, C) at `sr` Hz into {rate}/{split}/{name} for every rate in `rates` (resampled
-    with hear_gram.resample), as float32 WAV so that nothing is lost to quantisation."""
+    with hear_gram.resample), as float32 WAV so that nothing is lost to quantisation. Each folder
+    is made by `output_folder` (no link at any level) and each file replaced atomically."""
     x = torch.from_numpy(np.ascontiguousarray(audio.T, dtype=np.float32))  # (C, N)
     for rate in rates:
-        folder = task_dir / str(int(rate)) / child(task_dir, split, "split name").name
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = output_folder(task_dir, str(int(rate)), split)
         y = resample(x, sr, int(rate)).numpy().T
         buf = io.BytesIO()
         sf.write(buf, y, int(rate), format="WAV", subtype="FLOAT")
         write_bytes_atomic(child(folder, name, "clip name"), buf.getvalue())
 
 
-def read_vocabulary(task_dir: Path) -> list[str]:
-    path = task_dir / "labelvocabulary.csv"
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+def read_table(path: Path, columns: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
+    """(line number, {column: field}) of each row of a CSV table whose header names at least
+    `columns`; blank lines skipped. TaskFormatError naming the file (and line) when it is
+    missing, over MAX_TABLE_BYTES, not UTF-8, holds NUL bytes, is not CSV (an unclosed quote, a
+    field past the csv module's limit), has no such header, or a row of another length."""
+    if not path.is_file():
+        raise TaskFormatError(f"{path}: no such file")
+    if path.stat().st_size > MAX_TABLE_BYTES:
+        raise TaskFormatError(f"{path}: over {MAX_TABLE_BYTES >> 20} MB; refusing")
     try:
-        idx = [int(r.get("idx") or "") for r in rows]
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise TaskFormatError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if "\0" in text:
+        raise TaskFormatError(f"{path}: holds NUL bytes; not a CSV table")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        lines = [(reader.line_num, fields) for fields in reader]
+    except csv.Error as e:
+        raise TaskFormatError(f"{path}:{reader.line_num}: not CSV ({e})") from None
+    header = [h.strip() for h in lines[0][1]] if lines else []
+    missing = [c for c in columns if c not in header]
+    if missing or len(set(header)) != len(header):
+        raise TaskFormatError(
+            f"{path}:1: header {','.join(header)[:120]!r} must name each of "
+            f"{','.join(columns)} once"
+        )
+    rows = []
+    for line, fields in lines[1:]:
+        if not fields or all(not f.strip() for f in fields):
+            continue
+        if len(fields) != len(header):
+            raise TaskFormatError(
+                f"{path}:{line}: {len(fields)} fields, the header has {len(header)}"
+            )
+        rows.append((line, dict(zip(header, (f.strip() for f in fields), strict=True))))
+    return rows
+
+
+def _count(text: str, what: str, where: str, hi: int) -> int:
+    try:
+        value = int(text)
     except ValueError:
-        raise TaskFormatError(f"{path}: idx must be integers 0..N-1") from None
-    labels = [r.get("label") for _, r in sorted(zip(idx, rows, strict=True), key=lambda p: p[0])]
-    if not labels or sorted(idx) != list(range(len(labels))) or not all(labels):
-        raise TaskFormatError(f"{path}: idx must be 0..N-1, each with a label")
-    return labels  # type: ignore[return-value]
+        raise TaskFormatError(f"{where}: {what} {text[:40]!r} is not an integer") from None
+    if not 0 <= value <= hi:
+        raise TaskFormatError(f"{where}: {what} {value} outside 0..{hi}")
+    return value
+
+
+def read_vocabulary(task_dir: Path) -> list[str]:
+    """The labels of labelvocabulary.csv (`idx,label`, HEAR) in idx order: idx 0..N-1 each once,
+    labels non-empty and unique (a repeated label would merge two classes)."""
+    path = task_dir / "labelvocabulary.csv"
+    rows = read_table(path, ("idx", "label"))
+    by_idx: dict[int, str] = {}
+    seen: dict[str, int] = {}
+    for line, r in rows:
+        where = f"{path}:{line}"
+        i = _count(r["idx"], "idx", where, len(rows) - 1)
+        label = r["label"]
+        if not label:
+            raise TaskFormatError(f"{where}: idx {i} has an empty label")
+        if i in by_idx or label in seen:
+            raise TaskFormatError(
+                f"{where}: idx {i} or label {label[:60]!r} repeats an earlier line"
+            )
+        by_idx[i], seen[label] = label, line
+    if not by_idx:
+        raise TaskFormatError(f"{path}: no labels")
+    return [by_idx[i] for i in range(len(by_idx))]
 
 
 def read_metadata(task_dir: Path) -> dict:
@@ -225,8 +340,8 @@ def task_rows(task_dir: Path, split: str) -> dict[str, list[Row]]:
     label_to_idx = {label: i for i, label in enumerate(vocab)}
     path = child(task_dir, f"{split}.json", "split name")
     data = read_labels_json(path)
-    if not isinstance(data, dict):
-        raise TaskFormatError(f"{path}: must map file names to event lists")
+    if not isinstance(data, dict) or not data:
+        raise TaskFormatError(f"{path}: must map file names (at least one) to event lists")
     return {
         child(task_dir, name, "clip name").name: events_to_rows(ev, label_to_idx, f"{path} {name}")
         for name, ev in data.items()
@@ -234,19 +349,17 @@ def task_rows(task_dir: Path, split: str) -> dict[str, list[Row]]:
 
 
 def clip_frames(task_dir: Path) -> dict[tuple[str, str], int]:
-    """{(split, file): number of 100 ms label frames} from seld_clips.csv."""
-    out = {}
-    with open(task_dir / "seld_clips.csv", newline="", encoding="utf-8") as f:
-        for r in csv.DictReader(f):
-            try:
-                n = int(r.get("n_frames") or "")
-            except ValueError:
-                raise TaskFormatError(
-                    f"{task_dir}/seld_clips.csv: n_frames must be integers"
-                ) from None
-            if not 0 < n <= 10_000_000:
-                raise TaskFormatError(f"{task_dir}/seld_clips.csv: n_frames {n} out of range")
-            out[(r["split"], r["file"])] = n
+    """{(split, file): number of 100 ms label frames} from seld_clips.csv; each clip once."""
+    path = task_dir / "seld_clips.csv"
+    out: dict[tuple[str, str], int] = {}
+    for line, r in read_table(path, ("split", "file", "n_frames")):
+        where = f"{path}:{line}"
+        n = _count(r["n_frames"], "n_frames", where, MAX_N_FRAMES)
+        key = (r["split"], r["file"])
+        if n == 0 or key in out:
+            what = "has no label frames" if n == 0 else "is listed twice"
+            raise TaskFormatError(f"{where}: clip {'/'.join(key)[:120]!r} {what}")
+        out[key] = n
     return out
 
 
@@ -254,8 +367,7 @@ def export_dcase(task_dir: Path, out_dir: Path, fmt: str = "polar") -> list[Path
     """Every clip's labels as a DCASE CSV: {out_dir}/{split}/{stem}.csv in `fmt`."""
     written = []
     for split in read_metadata(task_dir)["splits"]:
-        folder = child(out_dir, split, "split name")
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = output_folder(out_dir, split)
         for name, rows in sorted(task_rows(task_dir, split).items()):
             path = child(folder, Path(name).stem + ".csv", "clip name")
             write_bytes_atomic(path, format_rows(rows, fmt).encode())

@@ -1,0 +1,188 @@
+"""DCASE Task 3 sets convert as their release lays them out, or are refused before any audio is
+written: expected directions, distances and refusals are written by hand below."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from localization_tasks.seld.convert import convert
+from localization_tasks.seld.labels import LabelFileError
+from localization_tasks.seld.task import task_rows
+
+SR = 24000
+TEST, TRAIN = ("dev-test-sony", "fold4_room23_mix001"), ("dev-train-tau", "fold3_room4_mix002")
+# STARSS23 as released for DCASE 2024: frame,class,source,azimuth,elevation,distance (cm).
+# Clip 1 (fold 4, 3 s): femaleSpeech (0) at az 90, el 20, 150 cm in frames 0..2; knock (12) at
+# az -45, el -10, 75 cm in frame 29 (the last whole frame of 3 s).
+META_2024 = "0,0,0,90,20,150\n1,0,0,90,20,150\n2,0,0,90,20,150\n29,12,1,-45,-10,75\n"
+# Clip 2 (fold 3, 2 s): clapping (2) behind, 300 cm, frame 4.
+META_2024_TRAIN = "4,2,0,180,0,300\n"
+
+
+def _wav(path, seconds, channels=4, sr=SR, x=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if x is None:
+        rng = np.random.default_rng(len(path.name))
+        x = (0.1 * rng.standard_normal((round(sr * seconds), channels))).astype(np.float32)
+    sf.write(path, x, sr, subtype="FLOAT")
+    return x
+
+
+def _clip(root, where, text, seconds, audio="foa", **kw):
+    subset, clip = where
+    (root / "metadata_dev" / subset).mkdir(parents=True, exist_ok=True)
+    (root / "metadata_dev" / subset / f"{clip}.csv").write_text(text)
+    return _wav(root / f"{audio}_dev" / subset / f"{clip}.wav", seconds, **kw)
+
+
+@pytest.fixture
+def starss2024(tmp_path):
+    root = tmp_path / "STARSS23"
+    audio = {TEST[1]: _clip(root, TEST, META_2024, 3.0)}
+    audio[TRAIN[1]] = _clip(root, TRAIN, META_2024_TRAIN, 2.0)
+    return root, audio
+
+
+def _nothing_written(out):
+    return not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+
+
+def test_starss23_2024_directions_and_distances_in_metres(tmp_path, starss2024):
+    root, audio = starss2024
+    task = convert(root, tmp_path / "tasks", "starss23-2024")
+    assert task.name == "starss23-2024-foa-v1.0.0-full"
+    events = json.loads((task / "fold04.json").read_text())[f"{TEST[1]}.wav"]
+    speech = {"label": "femaleSpeech", "start": 100, "end": 200, "direction": [90.0, 20.0],
+              "track": 0, "distance": 1.5}  # fmt: skip
+    knock = {"label": "knock", "start": 2900, "end": 3000, "direction": [-45.0, -10.0],
+             "track": 1, "distance": 0.75}  # fmt: skip
+    assert speech in events and knock in events and len(events) == 4
+    train = json.loads((task / "fold03.json").read_text())[f"{TRAIN[1]}.wav"]
+    assert train == [{"label": "clapping", "start": 400, "end": 500, "direction": [180.0, 0.0],
+                      "track": 0, "distance": 3.0}]  # fmt: skip
+    # the rows read back: (az 90, el 20) is the unit vector (0, cos 20, sin 20), 1.5 m away
+    row = task_rows(task, "fold04")[f"{TEST[1]}.wav"][0]
+    c, s = math.cos(math.radians(20)), math.sin(math.radians(20))
+    assert row.xyz == pytest.approx((0.0, c, s), abs=1e-12) and row.distance == 1.5
+    meta = json.loads((task / "task_metadata.json").read_text())
+    assert meta["sample_rates"] == [SR] and meta["seld"]["distance"] == "metres"
+    assert meta["seld"]["official_folds"] == {"train": ["fold03"], "test": ["fold04"]}
+    y, sr = sf.read(task / str(SR) / "fold04" / f"{TEST[1]}.wav", dtype="float32")
+    assert sr == SR and np.array_equal(y, audio[TEST[1]])
+    assert "fold04,fold4_room23_mix001.wav,3.0,30" in (task / "seld_clips.csv").read_text()
+
+
+def test_the_release_decides_the_column_count(tmp_path, starss2024):
+    """A 2024 file named as the 2022/2023 release (whose 6 columns would be cartesian) is
+    refused, naming the file, line and the right --dataset; and the other way round."""
+    root, _ = starss2024
+    out = tmp_path / "tasks"
+    with pytest.raises(
+        LabelFileError, match=r"fold4_room23_mix001\.csv:1: 6 columns.*starss23-2024"
+    ):
+        convert(root, out, "starss23")
+    (root / "metadata_dev" / TRAIN[0] / f"{TRAIN[1]}.csv").write_text("4,2,0,180,0\n")
+    with pytest.raises(LabelFileError, match=r"fold3_room4_mix002\.csv:1: 5 columns.*starss23\b"):
+        convert(root, out, "starss23-2024")
+    assert _nothing_written(out)
+
+
+@pytest.mark.parametrize("frame, ok", [(29, True), (30, False)])
+def test_a_label_past_the_end_of_the_audio_is_refused(tmp_path, frame, ok):
+    """3 s of audio has label frames 0..29; frame 30 belongs to other audio."""
+    root = tmp_path / "STARSS23"
+    _clip(root, TEST, f"0,0,0,0,0,100\n{frame},0,0,0,0,100\n", 3.0)
+    out = tmp_path / "tasks"
+    if ok:
+        assert convert(root, out, "starss23-2024").is_dir()
+        return
+    with pytest.raises(LabelFileError) as e:
+        convert(root, out, "starss23-2024")
+    assert f"{TEST[1]}.csv: frame 30" in str(e.value) and f"{TEST[1]}.wav" in str(e.value)
+    assert _nothing_written(out)
+
+
+@pytest.mark.parametrize("audio, channels", [("foa", 2), ("mic", 6), ("foa", 1)])
+def test_a_wrong_channel_count_is_refused_before_anything_is_written(tmp_path, audio, channels):
+    root = tmp_path / "STARSS23"
+    _clip(root, TRAIN, META_2024_TRAIN, 2.0, audio=audio)
+    _clip(root, TEST, META_2024, 3.0, audio=audio, channels=channels)
+    out = tmp_path / "tasks"
+    with pytest.raises(ValueError, match=rf"{TEST[1]}\.wav: {channels} channels; .* has 4"):
+        convert(root, out, "starss23-2024", audio=audio)
+    assert _nothing_written(out)
+
+
+def test_mixed_sample_rates_need_resample(tmp_path):
+    """One clip at 24 kHz, one at 16 kHz: refused naming both; with resample=True both land at
+    the asked rate, the 16 kHz one resampled (a 1 kHz tone stays at 1 kHz, the length scales)."""
+    root = tmp_path / "STARSS23"
+    a = _clip(root, TEST, META_2024, 3.0)
+    t = np.arange(2 * 16000) / 16000
+    tone = np.repeat(0.5 * np.sin(2 * np.pi * 1000 * t)[:, None], 4, axis=1).astype(np.float32)
+    _clip(root, TRAIN, META_2024_TRAIN, 2.0, sr=16000, x=tone)
+    out = tmp_path / "tasks"
+    with pytest.raises(
+        ValueError, match=rf"{TRAIN[1]}\.wav is 16000 Hz but .*{TEST[1]}\.wav is 24000"
+    ):
+        convert(root, out, "starss23-2024")
+    assert _nothing_written(out)
+    task = convert(root, out, "starss23-2024", sample_rates=[SR], resample=True)
+    y, sr = sf.read(task / str(SR) / "fold03" / f"{TRAIN[1]}.wav", dtype="float32")
+    assert sr == SR and y.shape == (2 * SR, 4)
+    spectrum = np.abs(np.fft.rfft(y[:, 0]))
+    assert np.fft.rfftfreq(len(y), 1 / SR)[np.argmax(spectrum)] == pytest.approx(1000, abs=1)
+    same, _ = sf.read(task / str(SR) / "fold04" / f"{TEST[1]}.wav", dtype="float32")
+    assert np.array_equal(same, a)
+    assert "fold03,fold3_room4_mix002.wav,2.0,20" in (task / "seld_clips.csv").read_text()
+
+
+def _flac_claiming(path, seconds, claimed_frames):
+    """A 4-channel FLAC (named .wav: libsndfile reads the content) whose STREAMINFO claims
+    `claimed_frames` samples: the 36-bit total at bytes 18..25 (FLAC format, STREAMINFO)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = 0.1 * np.random.default_rng(0).standard_normal((round(SR * seconds), 4))
+    sf.write(path, x, SR, format="FLAC", subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    (word,) = struct.unpack(">Q", data[18:26])
+    word = (word & ~((1 << 36) - 1)) | claimed_frames
+    data[18:26] = struct.pack(">Q", word)
+    path.write_bytes(bytes(data))
+    assert sf.info(path).frames == claimed_frames
+
+
+def test_an_absurd_header_length_is_refused_before_reading(tmp_path):
+    """A FLAC claiming 2**36 - 1 samples (33 days): refused from its header; reading it whole
+    would ask for a terabyte."""
+    root = tmp_path / "STARSS23"
+    _clip(root, TEST, META_2024, 3.0)
+    _flac_claiming(root / "foa_dev" / TEST[0] / f"{TEST[1]}.wav", 3.0, (1 << 36) - 1)
+    with pytest.raises(ValueError, match=rf"{TEST[1]}\.wav: its header declares 68719476735"):
+        convert(root, tmp_path / "tasks", "starss23-2024")
+    assert _nothing_written(tmp_path / "tasks")
+
+
+def test_audio_shorter_than_its_header_is_refused_and_not_written(tmp_path):
+    root = tmp_path / "STARSS23"
+    _clip(root, TEST, META_2024, 3.0)
+    _flac_claiming(root / "foa_dev" / TEST[0] / f"{TEST[1]}.wav", 1.0, 3 * SR)
+    with pytest.raises(ValueError, match=rf"{TEST[1]}\.wav: .*{3 * SR}"):
+        convert(root, tmp_path / "tasks", "starss23-2024")
+    assert not list((tmp_path / "tasks").rglob("*.wav")) and not list(
+        (tmp_path / "tasks").rglob(".*.tmp")
+    )
+
+
+def test_nan_audio_is_refused(tmp_path):
+    root = tmp_path / "STARSS23"
+    x = np.zeros((3 * SR, 4), dtype=np.float32)
+    x[2 * SR, 1] = np.nan
+    _clip(root, TEST, META_2024, 3.0, x=x)
+    with pytest.raises(ValueError, match=rf"{TEST[1]}\.wav: NaN or infinite samples"):
+        convert(root, tmp_path / "tasks", "starss23-2024")
