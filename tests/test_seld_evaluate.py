@@ -12,7 +12,7 @@ import torch
 from localization_tasks.seld import evaluate, training
 from localization_tasks.seld.features import Features
 from localization_tasks.seld.heads import CRNN
-from localization_tasks.seld.labels import Row, polar_to_unit
+from localization_tasks.seld.labels import Row, polar_to_unit, read_rows
 from localization_tasks.seld.metrics import score_rows
 from localization_tasks.seld.synth import SynthConfig, generate
 from localization_tasks.seld.targets import (
@@ -104,25 +104,36 @@ def test_multi_accdoa_decoding_merges_close_tracks():
     assert got == [(0, 5.0), (0, 90.0), (1, 0.0), (1, 40.0)]
 
 
-@pytest.mark.parametrize("multi", [False, True], ids=["accdoa", "multi-accdoa"])
-def test_mlp_head_beats_the_zero_predictor_end_to_end(tmp_path, capsys, one_thread, multi):
-    """A tiny synthetic FOA task (3 folds x 4 clips, one event at a time) through the CLI: the
-    `mlp` head on FOA intensity features (a direction cue by construction) scores a better SELD
-    than the zero predictor, detects and localizes something, and writes DCASE predictions;
-    with single ACCDOA and with multi-ACCDOA + ADPIT."""
+@pytest.mark.parametrize("target", ["accdoa", "auto"])
+def test_reference_head_beats_zero_and_chance_end_to_end(tmp_path, capsys, one_thread, target):
+    """A tiny synthetic FOA task (3 folds x 4 clips, one event at a time, distances in the labels)
+    through the CLI without --module: the rows are chance, zero and the classical reference
+    (intensity vectors + the `mlp` head), which localizes within 20 deg where chance never does
+    (chance: F 0 with perfect activity, so LR > 0 where zero has 0) and scores a better SELD than
+    zero. `auto` picks multi-ACCDDOA for a task with distances and writes 7-column
+    predictions whose distances read back; `accdoa` 6-column ones."""
     cfg = SynthConfig(clips_per_fold=4, folds=3, clip_s=2.0, sample_rate=24000, rir_s=0.3,
                       max_overlap=1, rooms_per_fold=2)  # fmt: skip
     generate(tmp_path / "tasks", cfg)
     evaluate.main(["--tasks-dir", str(tmp_path / "tasks"), "--out", str(tmp_path / "out"),
-                   "--module", "localization_tasks.seld.intensity_module", "--name", "iv",
                    "--head", "mlp", "--baseline", "zero", "--epochs", "30", "--patience", "30",
-                   "--batch", "1", "--lr", "3e-3"] + ["--multi-accdoa"] * multi)  # fmt: skip
-    capsys.readouterr()
-    res = {r["method"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())}
-    assert res["zero"]["SELD"] == 1.0 and res["iv"]["multi_accdoa"] is multi
-    assert res["iv"]["SELD"] < 0.9 and res["iv"]["LR_CD"] > 0 and res["iv"]["LE_CD"] < 180
-    preds = list((tmp_path / "out" / "iv").glob("*/pred/*.csv"))
+                   "--batch", "1", "--lr", "3e-3", "--seeds", "1", "--target", target])  # fmt: skip
+    table = capsys.readouterr().out
+    assert "| intensity+mlp |" in table and "| chance |" in table
+    res = {r["method"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())["runs"]}
+    assert set(res) == {"chance", "zero", "intensity+mlp"}
+    iv, chance = res["intensity+mlp"], res["chance"]
+    kind = "multi-accddoa" if target == "auto" else "accdoa"
+    assert iv["target"] == chance["target"] == kind
+    assert res["zero"]["SELD"] == 1.0 and iv["SELD"] < 0.95 and chance["SELD"] < 1.0
+    assert iv["F20"] > 0.1 and chance["F20"] < 0.05 and chance["LR_CD"] > 0
+    preds = list((tmp_path / "out" / "intensity+mlp").glob("*/seed0/fold03/pred/*.csv"))
     assert len(preds) == 4 and any(p.read_text() for p in preds)
+    lines = [ln for p in preds for ln in p.read_text().splitlines()]
+    assert {len(ln.split(",")) for ln in lines} == {7 if kind == "multi-accddoa" else 6}
+    if kind == "multi-accddoa":
+        rows = [r for p in preds for r in read_rows(p)]
+        assert all(r.distance is not None and r.distance >= 0 for r in rows)
 
 
 def test_binaural_crnn_features_carry_the_interaural_phase():

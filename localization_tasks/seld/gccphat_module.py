@@ -8,7 +8,7 @@ The generalized cross-correlation with the phase transform (Knapp and Carter, "T
 correlation method for estimation of time delay", IEEE Trans. ASSP 24(4), 1976): for the STFTs
 X_i, X_j of two channels (20 ms Hann windows, 10 ms hop),
 
-    gcc_ij(tau) = IDFT[ X_i conj(X_j) / |X_i conj(X_j)| ](tau),   tau = -24 .. 24 samples
+    gcc_ij(tau) = IDFT[ conj(X_i) X_j / |conj(X_i) X_j| ](tau),   tau = -24 .. 24 samples
 
 (+-1 ms at 24 kHz, beyond the largest interaural delay of ~0.7 ms), a peak at tau > 0 meaning
 channel i leads (binaural: a source on the left). The DCASE baselines feed the same whitened
@@ -56,7 +56,7 @@ class GccPhatFeatures(nn.Module):
     def gcc_phat(self, spec: Tensor) -> Tensor:
         """Complex STFTs (B, C, K, T) -> GCC-PHAT (B, P pairs, 2 MAX_LAG + 1 lags, T), lags from
         -MAX_LAG to MAX_LAG samples."""
-        cross = spec[:, self.first] * spec[:, self.second].conj()  # (B, P, K, T)
+        cross = spec[:, self.first].conj() * spec[:, self.second]  # (B, P, K, T)
         cc = torch.fft.irfft(cross / (cross.abs() + 1e-8), n=N_FFT, dim=2)  # (B, P, N_FFT, T)
         return torch.cat([cc[:, :, -MAX_LAG:], cc[:, :, : MAX_LAG + 1]], dim=2)
 

@@ -187,18 +187,23 @@ class TaskData:
 
     def role(self, splits: list[str], kind: Target, k: int) -> tuple:
         """(names, refs, frames, xs, ys) of the splits of one role, ys the `kind` targets."""
-        cols: tuple[list, ...] = ([], [], [], [], [])
+        names: list[str] = []
+        refs: list[list[Row]] = []
+        frames: list[int] = []
+        xs: list = []
+        ys: list[np.ndarray] = []
         for split in splits:
-            names, refs, frames = self.labels(split)
-            for name, ref, f in zip(names, refs, frames, strict=True):
-                try:
-                    y = targets.encode(ref, f, k, kind)
-                except ValueError as e:
-                    raise TaskFormatError(f"{self.task_dir.name}/{split}/{name}: {e}") from None
-                for col, v in zip(cols, (name, ref, f, None, y), strict=True):
-                    col.append(v)
-            cols[3][-len(names) :] = self.inputs(split)
-        return cols
+            n, r, f = self.labels(split)
+            names, refs, frames, xs = names + n, refs + r, frames + f, xs + self.inputs(split)
+            ys += [self._target(split, *clip, kind, k) for clip in zip(n, r, f, strict=True)]
+        return names, refs, frames, xs, ys
+
+    def _target(self, split: str, name: str, rows: list[Row], n_frames: int, kind: Target,
+                k: int) -> np.ndarray:  # fmt: skip
+        try:
+            return targets.encode(rows, n_frames, k, kind)
+        except ValueError as e:  # a row without the distance multi-ACCDDOA needs
+            raise TaskFormatError(f"{self.task_dir.name}/{split}/{name}: {e}") from None
 
 
 def resolve_target(cfg: SeldTrainConfig, source: TaskData, fold_sets: list[dict]) -> Target:
