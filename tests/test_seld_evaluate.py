@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from localization_tasks.seld import evaluate, training
-from localization_tasks.seld.features import Features
+from localization_tasks.seld.features import Features, randomise_weights
 from localization_tasks.seld.heads import CRNN
 from localization_tasks.seld.labels import Row, polar_to_unit, read_rows
 from localization_tasks.seld.metrics import score_rows
@@ -205,3 +205,118 @@ def test_hold_out_takes_every_fifth_training_clip_when_there_is_no_valid_split(t
     assert sorted(train[0] + valid[0], key=lambda n: int(n[1:])) == cols[0]
     small_train, small_valid = training.hold_out(tuple(c[:3] for c in cols), tmp_path)
     assert small_valid[0] == ["n2"] and small_train[0] == ["n0", "n1"]
+
+
+def _label_only_task(root):
+    """Train fold01 (4 clips), valid fold02, test fold03 (2 clips each); no audio: enough for the
+    chance and zero rows."""
+    rng = np.random.default_rng(3)
+    labels, durations = {}, {}
+    for s, n in (("fold01", 4), ("fold02", 2), ("fold03", 2)):
+        labels[s] = {f"c{i}.wav": [Row(f, i % 2, 0, polar_to_unit(az, 0), None, (az, 0.0))
+                                   for f in range(3, 12)]
+                     for i, az in enumerate(rng.uniform(-180, 180, n))}  # fmt: skip
+        durations[s] = dict.fromkeys(labels[s], 1.5)
+    folds = {"train": ["fold01"], "valid": ["fold02"], "test": ["fold03"]}
+    write_labels(root / "tasks" / "t", {"task_name": "t", "seld": {"official_folds": folds}},
+                 ["a", "b"], labels, durations)  # fmt: skip
+
+
+def test_a_second_evaluation_merges_into_the_results(tmp_path, capsys):
+    """Two evaluations into one --out: the second's runs are added by (task, method, seed), the
+    first's kept unchanged, a rerun of a key replaces it (no duplicate); the summary gives the
+    mean and sd over every seed now present. A results.json that is not ours is refused, not
+    overwritten."""
+    _label_only_task(tmp_path)
+    out = tmp_path / "out"
+    base = ["--tasks-dir", str(tmp_path / "tasks"), "--out", str(out), "--reference", "none",
+            "--quiet"]  # fmt: skip
+    assert evaluate.main([*base, "--baseline", "zero", "--seeds", "2"]) == 0
+    first = json.loads((out / "results.json").read_text())["runs"]
+    assert {(r["method"], r["seed"]) for r in first} == {("chance", 0), ("chance", 1),
+                                                          ("zero", 0), ("zero", 1)}  # fmt: skip
+    assert evaluate.main([*base, "--baseline", "zero", "--seed", "1", "--seeds", "2"]) == 0
+    table = capsys.readouterr().out
+    data = json.loads((out / "results.json").read_text())
+    runs = {(r["method"], r["seed"]): r for r in data["runs"]}
+    assert len(data["runs"]) == 6 and set(runs) == {(m, s) for m in ("chance", "zero")
+                                                    for s in (0, 1, 2)}  # fmt: skip
+    assert runs[("chance", 0)] == first[0]  # untouched by the second evaluation
+    summary = {s["method"]: s for s in data["summary"]}
+    le = [runs[("chance", s)]["LE_CD"] for s in (0, 1, 2)]
+    assert summary["chance"]["seeds"] == [0, 1, 2]
+    assert summary["chance"]["LE_CD"] == pytest.approx(np.mean(le))
+    assert summary["chance"]["LE_CD_sd"] == pytest.approx(np.std(le, ddof=1))
+    assert summary["chance"]["LE_CD_sd"] > 0
+    assert summary["zero"]["SELD"] == 1.0 and summary["zero"]["SELD_sd"] == 0.0
+    assert f"{np.mean(le):.1f} ± {np.std(le, ddof=1):.1f}" in table
+    assert len((out / "results.csv").read_text().splitlines()) == 7
+    assert len((out / "summary.csv").read_text().splitlines()) == 3
+    (out / "results.json").write_text('{"something": "else"}')
+    assert evaluate.main([*base, "--baseline", "zero", "--seeds", "1"]) == 2
+    assert "not a results file" in capsys.readouterr().err
+    assert (out / "results.json").read_text() == '{"something": "else"}'
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_binaural_reference_cache_survives_a_truncated_entry(tmp_path, capsys):
+    """A binaural task's classical reference is GCC-PHAT + head, its embeddings cached under
+    O/embeddings. Truncate the cached entry and rerun: the same scores (the entry recomputed,
+    not read half), and the entry rewritten whole (its arrays as before)."""
+    cfg = SynthConfig(clips_per_fold=2, folds=3, clip_s=1.0, sample_rate=24000, rir_s=0.2,
+                      max_overlap=1, fmt="binaural", rooms_per_fold=1)  # fmt: skip
+    generate(tmp_path / "tasks", cfg)
+    argv = ["--tasks-dir", str(tmp_path / "tasks"), "--out", str(tmp_path / "out"), "--head",
+            "mlp", "--epochs", "2", "--seeds", "1", "--quiet"]  # fmt: skip
+    assert evaluate.main(argv) == 0
+    first = {r["method"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())["runs"]}
+    assert set(first) == {"chance", "gcc-phat+mlp"} and first["gcc-phat+mlp"]["stereo"] is True
+    entries = sorted((tmp_path / "out" / "embeddings").rglob("*.npz"))
+    assert [e.name for e in entries] == ["fold01.npz", "fold02.npz", "fold03.npz"]
+    with np.load(entries[0]) as f:
+        before = {k: f[k] for k in f.files}
+    data = entries[0].read_bytes()
+    entries[0].write_bytes(data[: len(data) // 2])
+    assert evaluate.main(argv) == 0
+    again = {r["method"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())["runs"]}
+    for key in ("ER20", "F20", "LE_CD", "LR_CD", "SELD"):
+        assert again["gcc-phat+mlp"][key] == first["gcc-phat+mlp"][key], key
+    with np.load(entries[0]) as f:
+        assert set(f.files) == set(before)
+        for k in before:
+            np.testing.assert_array_equal(f[k], before[k])
+    capsys.readouterr()
+
+
+def test_random_weights_are_redrawn_seeded_and_buffers_kept():
+    """`randomise_weights`: every learned parameter is re-drawn (layers by their own
+    reset_parameters, a bare parameter from a normal of sd 0.02), buffers stay, the same seed
+    gives the same weights and another seed other random ones; the probe's cache tag differs from the
+    trained module's."""
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.norm = torch.nn.Linear(4, 8), torch.nn.LayerNorm(8)
+            self.gru = torch.nn.GRU(8, 4)
+            self.token = torch.nn.Parameter(torch.zeros(1, 8))
+            self.register_buffer("window", torch.hann_window(16))
+
+    def trained():
+        net = Net()
+        with torch.no_grad():
+            for p in net.parameters():
+                p.fill_(0.5)
+        return net
+
+    a, b, c = (randomise_weights(trained(), s) for s in (1, 1, 2))
+    for (name, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters(), strict=True):
+        assert not torch.all(pa == 0.5) and torch.equal(pa, pb), name
+        assert name.startswith("norm") or not torch.equal(pa, pc), name  # LayerNorm: ones, zeros
+    assert 0.005 < float(a.token.detach().std()) < 0.04 and torch.equal(a.norm.weight, torch.ones(8))
+    assert torch.equal(a.window, torch.hann_window(16))
+    module = "localization_tasks.seld.intensity_module"
+    assert Features("module", module, "", {}, None, random_init=1).tag() not in (
+        Features("module", module).tag(),
+        Features("module", module, "", {}, None, random_init=2).tag(),
+    )
