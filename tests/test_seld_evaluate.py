@@ -104,6 +104,11 @@ def test_multi_accdoa_decoding_merges_close_tracks():
     assert got == [(0, 5.0), (0, 90.0), (1, 0.0), (1, 40.0)]
 
 
+def _runs(out) -> dict[str, dict]:
+    """The runs of O/results.json by method (one seed)."""
+    return {r["method"]: r for r in json.loads((out / "results.json").read_text())["runs"]}
+
+
 @pytest.mark.parametrize("target", ["accdoa", "auto"])
 def test_reference_head_beats_zero_and_chance_end_to_end(tmp_path, capsys, one_thread, target):
     """A tiny synthetic FOA task (3 folds x 4 clips, one event at a time, distances in the labels)
@@ -120,7 +125,7 @@ def test_reference_head_beats_zero_and_chance_end_to_end(tmp_path, capsys, one_t
                    "--batch", "1", "--lr", "3e-3", "--seeds", "1", "--target", target])  # fmt: skip
     table = capsys.readouterr().out
     assert "| intensity+mlp |" in table and "| chance |" in table
-    res = {r["method"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())["runs"]}
+    res = _runs(tmp_path / "out")
     assert set(res) == {"chance", "zero", "intensity+mlp"}
     iv, chance = res["intensity+mlp"], res["chance"]
     kind = "multi-accddoa" if target == "auto" else "accdoa"
@@ -269,7 +274,7 @@ def test_binaural_reference_cache_survives_a_truncated_entry(tmp_path, capsys):
     argv = ["--tasks-dir", str(tmp_path / "tasks"), "--out", str(tmp_path / "out"), "--head",
             "mlp", "--epochs", "2", "--seeds", "1", "--quiet"]  # fmt: skip
     assert evaluate.main(argv) == 0
-    first = {r["method"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())["runs"]}
+    first = _runs(tmp_path / "out")
     assert set(first) == {"chance", "gcc-phat+mlp"} and first["gcc-phat+mlp"]["stereo"] is True
     entries = sorted((tmp_path / "out" / "embeddings").rglob("*.npz"))
     assert [e.name for e in entries] == ["fold01.npz", "fold02.npz", "fold03.npz"]
@@ -278,7 +283,7 @@ def test_binaural_reference_cache_survives_a_truncated_entry(tmp_path, capsys):
     data = entries[0].read_bytes()
     entries[0].write_bytes(data[: len(data) // 2])
     assert evaluate.main(argv) == 0
-    again = {r["method"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())["runs"]}
+    again = _runs(tmp_path / "out")
     for key in ("ER20", "F20", "LE_CD", "LR_CD", "SELD"):
         assert again["gcc-phat+mlp"][key] == first["gcc-phat+mlp"][key], key
     with np.load(entries[0]) as f:
@@ -310,10 +315,13 @@ def test_random_weights_are_redrawn_seeded_and_buffers_kept():
         return net
 
     a, b, c = (randomise_weights(trained(), s) for s in (1, 1, 2))
-    for (name, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters(), strict=True):
+    for (name, pa), pb, pc in zip(
+        a.named_parameters(), b.parameters(), c.parameters(), strict=True
+    ):
         assert not torch.all(pa == 0.5) and torch.equal(pa, pb), name
         assert name.startswith("norm") or not torch.equal(pa, pc), name  # LayerNorm: ones, zeros
-    assert 0.005 < float(a.token.detach().std()) < 0.04 and torch.equal(a.norm.weight, torch.ones(8))
+    assert 0.005 < float(a.token.detach().std()) < 0.04
+    assert torch.equal(a.norm.weight.detach(), torch.ones(8))
     assert torch.equal(a.window, torch.hann_window(16))
     module = "localization_tasks.seld.intensity_module"
     assert Features("module", module, "", {}, None, random_init=1).tag() not in (
