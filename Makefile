@@ -94,22 +94,24 @@ localization: install
 	  --out $(WORK)/localization --conditions localization,t60 $(LOCALIZATION_ARGS)
 
 # SELD: a 3-fold synthetic FOA task (60 clips, 1-2 overlapping events), scored with the DCASE
-# metrics for the zero predictor, a SELDnet-style CRNN and GRAM-T Ambisonic (random weights unless
-# GRAM_T_AMBISONIC=... is given) with a BiGRU head on its timestamp embeddings (~4 min on 2 cores).
-# SELD_BINAURAL=1 adds the same on a binaural task with GRAM-T binaural (GRAM_T=... or random),
-# scored with DCASE 2025's stereo (azimuth-only, front-folded) metrics (~4 min more).
+# metrics for chance, the zero predictor, a SELDnet-style CRNN, the intensity-vector reference and
+# GRAM-T Ambisonic (random weights unless GRAM_T_AMBISONIC=... is given) with a BiGRU head on their
+# timestamp embeddings, over SELD_SEEDS seeds (mean +- sd; ~4 min per seed on 2 cores).
+# SELD_BINAURAL=1 adds the same on a binaural task with GRAM-T binaural (GRAM_T=... or random) and
+# the GCC-PHAT reference, scored with DCASE 2025's stereo (azimuth-only, front-folded) metrics.
 SELD_CLIPS ?= 20
+SELD_SEEDS ?= 3
 SELD_BINAURAL ?=
 seld: install
 	$(PY) -m localization_tasks.seld.synth --out $(WORK)/seld/tasks --clips-per-fold $(SELD_CLIPS) --extra-rate 32000
 	$(if $(GRAM_T_AMBISONIC),,$(PY) -m hear_gram.checkpoints random --preset gram-t-ambisonic --out $(WORK)/seld/gram-t-ambisonic-random.safetensors)
-	$(PY) -m localization_tasks.seld.evaluate --tasks-dir $(WORK)/seld/tasks --out $(WORK)/seld/out \
+	$(PY) -m localization_tasks.seld.evaluate --tasks-dir $(WORK)/seld/tasks --out $(WORK)/seld/out --seeds $(SELD_SEEDS) \
 	  --baseline zero --baseline crnn --module hear_gram.gram_t_ambisonic --name gram-t-ambisonic+bigru \
 	  --weights $(or $(GRAM_T_AMBISONIC),$(WORK)/seld/gram-t-ambisonic-random.safetensors)
 ifneq ($(SELD_BINAURAL),)
 	$(PY) -m localization_tasks.seld.synth --out $(WORK)/seld/tasks-binaural --format binaural --clips-per-fold $(SELD_CLIPS) --extra-rate 32000
 	$(if $(GRAM_T),,$(PY) -m hear_gram.checkpoints random --preset gram-t --out $(WORK)/seld/gram-t-random.safetensors)
-	$(PY) -m localization_tasks.seld.evaluate --tasks-dir $(WORK)/seld/tasks-binaural --out $(WORK)/seld/out-binaural \
+	$(PY) -m localization_tasks.seld.evaluate --tasks-dir $(WORK)/seld/tasks-binaural --out $(WORK)/seld/out-binaural --seeds $(SELD_SEEDS) \
 	  --baseline zero --baseline crnn --module hear_gram.gram_t --name gram-t-binaural+bigru \
 	  --weights $(or $(GRAM_T),$(WORK)/seld/gram-t-random.safetensors)
 endif
