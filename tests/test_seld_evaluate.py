@@ -1,5 +1,7 @@
 """SELD evaluator: ACCDOA targets decode back to the labels, the CRNN's time pooling lands on the
-100 ms label grid, multi-ACCDOA/ADPIT by hand, and an mlp head end to end."""
+100 ms label grid, multi-ACCDOA/ADPIT by hand, the classical reference against chance and zero end
+to end, results of two evaluations merged, a truncated cache entry recomputed and rewritten, and
+the random-weights probe."""
 
 from __future__ import annotations
 
