@@ -1,5 +1,7 @@
 """SELD evaluator: ACCDOA targets decode back to the labels, the CRNN's time pooling lands on the
-100 ms label grid, multi-ACCDOA/ADPIT by hand, and an mlp head end to end."""
+100 ms label grid, multi-ACCDOA/ADPIT by hand, the classical reference against chance and zero end
+to end, results of two evaluations merged, a truncated cache entry recomputed and rewritten, and
+the random-weights probe."""
 
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ import pytest
 import torch
 
 from localization_tasks.seld import evaluate, training
-from localization_tasks.seld.features import Features
+from localization_tasks.seld.features import Features, randomise_weights
 from localization_tasks.seld.heads import CRNN
-from localization_tasks.seld.labels import Row, polar_to_unit
+from localization_tasks.seld.labels import Row, polar_to_unit, read_rows
 from localization_tasks.seld.metrics import score_rows
 from localization_tasks.seld.synth import SynthConfig, generate
 from localization_tasks.seld.targets import (
@@ -104,25 +106,41 @@ def test_multi_accdoa_decoding_merges_close_tracks():
     assert got == [(0, 5.0), (0, 90.0), (1, 0.0), (1, 40.0)]
 
 
-@pytest.mark.parametrize("multi", [False, True], ids=["accdoa", "multi-accdoa"])
-def test_mlp_head_beats_the_zero_predictor_end_to_end(tmp_path, capsys, one_thread, multi):
-    """A tiny synthetic FOA task (3 folds x 4 clips, one event at a time) through the CLI: the
-    `mlp` head on FOA intensity features (a direction cue by construction) scores a better SELD
-    than the zero predictor, detects and localizes something, and writes DCASE predictions;
-    with single ACCDOA and with multi-ACCDOA + ADPIT."""
+def _runs(out) -> dict[str, dict]:
+    """The runs of O/results.json by method (one seed)."""
+    return {r["method"]: r for r in json.loads((out / "results.json").read_text())["runs"]}
+
+
+@pytest.mark.parametrize("target", ["accdoa", "auto"])
+def test_reference_head_beats_zero_and_chance_end_to_end(tmp_path, capsys, one_thread, target):
+    """A tiny synthetic FOA task (3 folds x 4 clips, one event at a time, distances in the labels)
+    through the CLI without --module: the rows are chance, zero and the classical reference
+    (intensity vectors + the `mlp` head), which localizes within 20 deg where chance never does
+    (chance: F 0 with perfect activity, so LR > 0 where zero has 0) and scores a better SELD than
+    zero. `auto` picks multi-ACCDDOA for a task with distances and writes 7-column
+    predictions whose distances read back; `accdoa` 6-column ones."""
     cfg = SynthConfig(clips_per_fold=4, folds=3, clip_s=2.0, sample_rate=24000, rir_s=0.3,
                       max_overlap=1, rooms_per_fold=2)  # fmt: skip
     generate(tmp_path / "tasks", cfg)
     evaluate.main(["--tasks-dir", str(tmp_path / "tasks"), "--out", str(tmp_path / "out"),
-                   "--module", "localization_tasks.seld.intensity_module", "--name", "iv",
                    "--head", "mlp", "--baseline", "zero", "--epochs", "30", "--patience", "30",
-                   "--batch", "1", "--lr", "3e-3"] + ["--multi-accdoa"] * multi)  # fmt: skip
-    capsys.readouterr()
-    res = {r["method"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())}
-    assert res["zero"]["SELD"] == 1.0 and res["iv"]["multi_accdoa"] is multi
-    assert res["iv"]["SELD"] < 0.9 and res["iv"]["LR_CD"] > 0 and res["iv"]["LE_CD"] < 180
-    preds = list((tmp_path / "out" / "iv").glob("*/pred/*.csv"))
+                   "--batch", "1", "--lr", "3e-3", "--seeds", "1", "--target", target])  # fmt: skip
+    table = capsys.readouterr().out
+    assert "| intensity+mlp |" in table and "| chance |" in table
+    res = _runs(tmp_path / "out")
+    assert set(res) == {"chance", "zero", "intensity+mlp"}
+    iv, chance = res["intensity+mlp"], res["chance"]
+    kind = "multi-accddoa" if target == "auto" else "accdoa"
+    assert iv["target"] == chance["target"] == kind
+    assert res["zero"]["SELD"] == 1.0 and iv["SELD"] < 0.95 and chance["SELD"] < 1.0
+    assert iv["F20"] > 0.1 and chance["F20"] < 0.05 and chance["LR_CD"] > 0
+    preds = list((tmp_path / "out" / "intensity+mlp").glob("*/seed0/fold03/pred/*.csv"))
     assert len(preds) == 4 and any(p.read_text() for p in preds)
+    lines = [ln for p in preds for ln in p.read_text().splitlines()]
+    assert {len(ln.split(",")) for ln in lines} == {7 if kind == "multi-accddoa" else 6}
+    if kind == "multi-accddoa":
+        rows = [r for p in preds for r in read_rows(p)]
+        assert all(r.distance is not None and r.distance >= 0 for r in rows)
 
 
 def test_binaural_crnn_features_carry_the_interaural_phase():
@@ -194,3 +212,121 @@ def test_hold_out_takes_every_fifth_training_clip_when_there_is_no_valid_split(t
     assert sorted(train[0] + valid[0], key=lambda n: int(n[1:])) == cols[0]
     small_train, small_valid = training.hold_out(tuple(c[:3] for c in cols), tmp_path)
     assert small_valid[0] == ["n2"] and small_train[0] == ["n0", "n1"]
+
+
+def _label_only_task(root):
+    """Train fold01 (4 clips), valid fold02, test fold03 (2 clips each); no audio: enough for the
+    chance and zero rows."""
+    rng = np.random.default_rng(3)
+    labels, durations = {}, {}
+    for s, n in (("fold01", 4), ("fold02", 2), ("fold03", 2)):
+        labels[s] = {f"c{i}.wav": [Row(f, i % 2, 0, polar_to_unit(az, 0), None, (az, 0.0))
+                                   for f in range(3, 12)]
+                     for i, az in enumerate(rng.uniform(-180, 180, n))}  # fmt: skip
+        durations[s] = dict.fromkeys(labels[s], 1.5)
+    folds = {"train": ["fold01"], "valid": ["fold02"], "test": ["fold03"]}
+    write_labels(root / "tasks" / "t", {"task_name": "t", "seld": {"official_folds": folds}},
+                 ["a", "b"], labels, durations)  # fmt: skip
+
+
+def test_a_second_evaluation_merges_into_the_results(tmp_path, capsys):
+    """Two evaluations into one --out: the second's runs are added by (task, method, seed), the
+    first's kept unchanged, a rerun of a key replaces it (no duplicate); the summary gives the
+    mean and sd over every seed now present. A results.json that is not ours is refused, not
+    overwritten."""
+    _label_only_task(tmp_path)
+    out = tmp_path / "out"
+    base = ["--tasks-dir", str(tmp_path / "tasks"), "--out", str(out), "--reference", "none",
+            "--quiet"]  # fmt: skip
+    assert evaluate.main([*base, "--baseline", "zero", "--seeds", "2"]) == 0
+    first = json.loads((out / "results.json").read_text())["runs"]
+    assert {(r["method"], r["seed"]) for r in first} == {("chance", 0), ("chance", 1),
+                                                          ("zero", 0), ("zero", 1)}  # fmt: skip
+    assert evaluate.main([*base, "--baseline", "zero", "--seed", "1", "--seeds", "2"]) == 0
+    table = capsys.readouterr().out
+    data = json.loads((out / "results.json").read_text())
+    runs = {(r["method"], r["seed"]): r for r in data["runs"]}
+    assert len(data["runs"]) == 6 and set(runs) == {(m, s) for m in ("chance", "zero")
+                                                    for s in (0, 1, 2)}  # fmt: skip
+    assert runs[("chance", 0)] == first[0]  # untouched by the second evaluation
+    summary = {s["method"]: s for s in data["summary"]}
+    le = [runs[("chance", s)]["LE_CD"] for s in (0, 1, 2)]
+    assert summary["chance"]["seeds"] == [0, 1, 2]
+    assert summary["chance"]["LE_CD"] == pytest.approx(np.mean(le))
+    assert summary["chance"]["LE_CD_sd"] == pytest.approx(np.std(le, ddof=1))
+    assert summary["chance"]["LE_CD_sd"] > 0
+    assert summary["zero"]["SELD"] == 1.0 and summary["zero"]["SELD_sd"] == 0.0
+    assert f"{np.mean(le):.1f} ± {np.std(le, ddof=1):.1f}" in table
+    assert len((out / "results.csv").read_text().splitlines()) == 7
+    assert len((out / "summary.csv").read_text().splitlines()) == 3
+    (out / "results.json").write_text('{"something": "else"}')
+    assert evaluate.main([*base, "--baseline", "zero", "--seeds", "1"]) == 2
+    assert "not a results file" in capsys.readouterr().err
+    assert (out / "results.json").read_text() == '{"something": "else"}'
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_binaural_reference_cache_survives_a_truncated_entry(tmp_path, capsys):
+    """A binaural task's classical reference is GCC-PHAT + head, its embeddings cached under
+    O/embeddings. Truncate the cached entry and rerun: the same scores (the entry recomputed,
+    not read half), and the entry rewritten whole (its arrays as before)."""
+    cfg = SynthConfig(clips_per_fold=2, folds=3, clip_s=1.0, sample_rate=24000, rir_s=0.2,
+                      max_overlap=1, fmt="binaural", rooms_per_fold=1)  # fmt: skip
+    generate(tmp_path / "tasks", cfg)
+    argv = ["--tasks-dir", str(tmp_path / "tasks"), "--out", str(tmp_path / "out"), "--head",
+            "mlp", "--epochs", "2", "--seeds", "1", "--quiet"]  # fmt: skip
+    assert evaluate.main(argv) == 0
+    first = _runs(tmp_path / "out")
+    assert set(first) == {"chance", "gcc-phat+mlp"} and first["gcc-phat+mlp"]["stereo"] is True
+    entries = sorted((tmp_path / "out" / "embeddings").rglob("*.npz"))
+    assert [e.name for e in entries] == ["fold01.npz", "fold02.npz", "fold03.npz"]
+    with np.load(entries[0]) as f:
+        before = {k: f[k] for k in f.files}
+    data = entries[0].read_bytes()
+    entries[0].write_bytes(data[: len(data) // 2])
+    assert evaluate.main(argv) == 0
+    again = _runs(tmp_path / "out")
+    for key in ("ER20", "F20", "LE_CD", "LR_CD", "SELD"):
+        assert again["gcc-phat+mlp"][key] == first["gcc-phat+mlp"][key], key
+    with np.load(entries[0]) as f:
+        assert set(f.files) == set(before)
+        for k in before:
+            np.testing.assert_array_equal(f[k], before[k])
+    capsys.readouterr()
+
+
+def test_random_weights_are_redrawn_seeded_and_buffers_kept():
+    """`randomise_weights`: every learned parameter is re-drawn (layers by their own
+    reset_parameters, a bare parameter from a normal of sd 0.02), buffers stay, the same seed
+    gives the same weights and another seed other random ones; the probe's cache tag differs from the
+    trained module's."""
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.norm = torch.nn.Linear(4, 8), torch.nn.LayerNorm(8)
+            self.gru = torch.nn.GRU(8, 4)
+            self.token = torch.nn.Parameter(torch.zeros(1, 8))
+            self.register_buffer("window", torch.hann_window(16))
+
+    def trained():
+        net = Net()
+        with torch.no_grad():
+            for p in net.parameters():
+                p.fill_(0.5)
+        return net
+
+    a, b, c = (randomise_weights(trained(), s) for s in (1, 1, 2))
+    for (name, pa), pb, pc in zip(
+        a.named_parameters(), b.parameters(), c.parameters(), strict=True
+    ):
+        assert not torch.all(pa == 0.5) and torch.equal(pa, pb), name
+        assert name.startswith("norm") or not torch.equal(pa, pc), name  # LayerNorm: ones, zeros
+    assert 0.005 < float(a.token.detach().std()) < 0.04
+    assert torch.equal(a.norm.weight.detach(), torch.ones(8))
+    assert torch.equal(a.window, torch.hann_window(16))
+    module = "localization_tasks.seld.intensity_module"
+    assert Features("module", module, "", {}, None, random_init=1).tag() not in (
+        Features("module", module).tag(),
+        Features("module", module, "", {}, None, random_init=2).tag(),
+    )

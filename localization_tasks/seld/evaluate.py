@@ -1,30 +1,51 @@
-"""Evaluate SELD on HEAR-style SELD tasks: HEAR-module embeddings + heads, a SELDnet-style CRNN,
-and a zero predictor, all scored with the DCASE metrics on the task's official test fold.
+"""Evaluate SELD on HEAR-style SELD tasks: HEAR-module embeddings + heads against a chance row, a
+classical reference and optional baselines, over several seeds and every fold of the task.
 
     python -m localization_tasks.seld.evaluate --tasks-dir T --out O
         [--module hear_gram.gram_t_ambisonic --weights W.safetensors] [--model-options '{}']
-        [--head mlp|bigru] [--baseline crnn --baseline zero] [--epochs 40] [--seed 0]
-        [--multi-accdoa] [--scoring auto|3d|stereo]
+        [--name NAME] [--head mlp|bigru] [--baseline crnn --baseline zero] [--epochs 40]
+        [--seed 0] [--seeds 3] [--target auto|accdoa|multi-accdoa|multi-accddoa]
+        [--reference auto|none] [--random-probe] [--scoring auto|3d|stereo] [--metrics dcase2022]
 
-Targets (`localization_tasks.seld.targets`): single ACCDOA, or with `--multi-accdoa`
-multi-ACCDOA with the ADPIT loss (3 tracks), as the DCASE 2022 baseline.
-
-Scoring: the DCASE metrics in 3-D, or for binaural tasks (`--scoring auto`, or `stereo`) DCASE
-2025's stereo scoring, azimuth only and front-folded (`metrics.stereo_rows`).
-
-- module: `get_timestamp_embeddings` of the HEAR module on the 100 ms label grid, cached under
+Rows of the table (methods), on every task:
+- the module (`--module`): `get_timestamp_embeddings` on the 100 ms label grid, cached under
   O/embeddings (`localization_tasks.seld.features`); head `mlp` (per frame, 2 x 256 hidden) or
   `bigru` (2-layer BiGRU 128) (`localization_tasks.seld.heads`).
-- crnn: the DCASE FOA baseline recipe at small scale: 64-band log-mels + intensity-vector
-  channels (binaural: interaural phase difference), 3 conv blocks (64 filters, frequency pooling
-  4-4-2, time pooling 5-2-1 to 100 ms), a 2-layer BiGRU (128), tanh -> ACCDOA.
-- zero: predicts nothing (the floor every method must beat: ER 1, F 0, LE 180, LR 0).
+- `{name}-random` (`--random-probe`): the same module with its weights re-drawn (seeded by the
+  run's seed: `features.randomise_weights`, PyTorch's own initialisation of every layer), what
+  the architecture gives without its training.
+- chance (always): the true activity with random directions and distances
+  (`localization_tasks.seld.chance`): detection perfect, localization chance.
+- the classical reference (`--reference auto`, the default), trained with the same head:
+  intensity vectors for FOA tasks (`localization_tasks.seld.intensity_module`), GCC-PHAT for
+  binaural and microphone-array tasks (`localization_tasks.seld.gccphat_module`).
+- crnn (`--baseline crnn`): the DCASE FOA baseline recipe at small scale: 64-band log-mels +
+  intensity-vector channels (binaural: interaural phase difference), 3 conv blocks, a 2-layer
+  BiGRU (128). zero (`--baseline zero`): predicts nothing (ER 1, F 0, LE 180, LR 0).
 
-Training (`localization_tasks.seld.training`): Adam 1e-3, full clips as batches of 8, seeded;
-early stopping on the validation fold's SELD score (patience 10); the best epoch's weights
-predict the test fold. Outputs under O/{method}/{task}/: pred/{clip}.csv (DCASE cartesian),
-results.json, tracks.png (one test clip's true and predicted azimuths over time); O/results.csv
-and O/results.json (all methods); the log in O/logs/.
+Targets (`--target`, `localization_tasks.seld.targets`): `auto` picks multi-ACCDDOA (3 tracks of
+direction and distance, ADPIT, as the DCASE 2024 baseline) when the task's labels carry
+distances, multi-ACCDOA (ADPIT, DCASE 2022 baseline) when a class sounds twice in one frame, and
+single ACCDOA otherwise; `--multi-accdoa` is `--target multi-accdoa`. Predictions with distances
+are written as 7-column `frame,class,track,x,y,z,distance` CSVs (metres), as the DCASE 2024
+baseline writes them; others as 6-column cartesian CSVs.
+
+Seeds and folds: every trained method runs with seeds seed .. seed + N - 1 (`--seeds N`, 3 by
+default); a task's every cross-validation fold is scored (TAU 2018/2019 list theirs in
+`seld.cross_validation_folds`), else its official fold. A run's scores are the mean over its
+folds (with their sd, `*_fold_sd`); the table gives the mean +- sd over seeds.
+
+Scoring (`--metrics`, `training.seld_score`): the DCASE 2022/2023 metrics in 3-D, or for binaural
+tasks (`--scoring auto`, or `stereo`) DCASE 2025's stereo scoring, azimuth only and front-folded.
+
+Training (`localization_tasks.seld.training`): Adam 1e-3, clips in padded batches of 8 (clips may
+differ in length), early stopping on the validation fold's score (patience 10).
+
+Outputs: O/{method}/{task}/seed{S}/results.json (one run), .../seed{S}/{test split}/pred/{clip}.csv
+and tracks.png (one test clip's true and predicted azimuths); O/results.json ({"runs": [...],
+"summary": [...]}), O/results.csv (one row per run), O/summary.csv (mean and sd over seeds); the
+log in O/logs/. A later evaluation into the same O merges its runs into these files, keyed by
+(task, method, seed), under a lock and with atomic writes: it never drops another's results.
 """
 
 from __future__ import annotations
@@ -36,48 +57,100 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from hear_gram import cli
 from hear_gram.plotting import save, subplots
-from hear_gram.safeio import child, write_bytes_atomic
+from hear_gram.safeio import child, locked, write_bytes_atomic, write_json
 from localization_tasks.seld.features import Features
 from localization_tasks.seld.labels import FRAME_S, Row, format_rows
-from localization_tasks.seld.targets import decode
-from localization_tasks.seld.task import read_vocabulary
+from localization_tasks.seld.task import read_metadata, read_vocabulary
 from localization_tasks.seld.training import (
+    METRIC_KEYS,
+    TARGET_CHOICES,
     SeldTrainConfig,
+    TaskData,
     fit_predict,
     load_roles,
+    resolve_target,
     seld_score,
     stereo_scoring,
+    task_fold_sets,
 )
 
 log = logging.getLogger(__name__)
 PROG = "python -m localization_tasks.seld.evaluate"
+INTENSITY = "localization_tasks.seld.intensity_module"
+GCC_PHAT = "localization_tasks.seld.gccphat_module"
+# seld.audio of a task -> its classical reference: (name, module, load_model options)
+REFERENCES = {
+    "foa": ("intensity", INTENSITY, {}),
+    "ambisonic": ("intensity", INTENSITY, {}),
+    "binaural": ("gcc-phat", GCC_PHAT, {}),
+    "mic": ("gcc-phat", GCC_PHAT, {"channels": 4}),
+}
 
 
 def train_and_test(task_dir: Path, method: str, feats: Features | None, cfg: SeldTrainConfig,
-                   out: Path, label: str | None = None) -> dict:  # fmt: skip
-    """Train on the official train fold(s), stop early on valid, score on test; write outputs."""
+                   out: Path, label: str | None = None, source: TaskData | None = None,
+                   plot: bool = True) -> dict:  # fmt: skip
+    """One run (one seed, `cfg.seed`) of `method` on a task: on every fold, train on its train
+    splits, stop early on valid, score on test; write the predictions and the run's results
+    under O/{label}/{task}/seed{S}/. `source`: the task's data already read (shared by seeds).
+    Returns the run: the metrics averaged over folds, their sd over folds (`*_fold_sd`, with
+    several folds), and `folds`, each fold's own scores."""
     vocab = read_vocabulary(task_dir)
-    k, multi, stereo = len(vocab), cfg.multi_accdoa, stereo_scoring(task_dir, cfg)
-    data = load_roles(task_dir, method, feats, k, multi)
-    what = f"{label or method} {task_dir.name}"
-    preds, (names, refs, frames, _, _), best_epoch = fit_predict(data, method, cfg, k, stereo, what)
-    result = seld_score(preds, refs, names, frames, k, multi, stereo)
-    result.update({"method": label or method, "task": task_dir.name, "best_epoch": best_epoch,
-                   "test_clips": len(names), "multi_accdoa": multi})  # fmt: skip
-    run_dir = out / child(out, label or method, "method name").name / task_dir.name
-    (run_dir / "pred").mkdir(parents=True, exist_ok=True)
-    for n, p in zip(names, preds, strict=True):
-        path = child(run_dir / "pred", Path(n).stem + ".csv", "clip name")
-        write_bytes_atomic(path, format_rows(decode(p, multi), "cartesian").encode())
-    write_bytes_atomic(run_dir / "results.json", json.dumps(result, indent=1).encode())
-    plot_tracks(run_dir / "tracks.png", names[0], refs[0], decode(preds[0], multi), vocab)
+    k, stereo, name = len(vocab), stereo_scoring(task_dir, cfg), label or method
+    source = source or TaskData(task_dir, method, feats)
+    fold_sets = task_fold_sets(task_dir)
+    kind = resolve_target(cfg, source, fold_sets)
+    run_dir = out / child(out, name, "method name").name / task_dir.name / f"seed{cfg.seed}"
+    folds = []
+    for i, fold in enumerate(fold_sets):
+        data = load_roles(source, fold, kind, k)
+        what = f"{name} {task_dir.name} seed {cfg.seed} fold {i + 1}/{len(fold_sets)}"
+        preds, (names, refs, frames, _, _), best_epoch = fit_predict(data, method, cfg, k, kind,
+                                                                     stereo, what)  # fmt: skip
+        files = {n: (r, p) for n, r, p in zip(names, refs, preds, strict=True)}
+        score = seld_score(files, dict(zip(names, frames, strict=True)), k, stereo, cfg.metrics)
+        folds.append({"test": fold["test"], "best_epoch": best_epoch, "test_clips": len(names),
+                      **score})  # fmt: skip
+        fold_dir = run_dir / child(run_dir, "+".join(fold["test"]), "split name").name
+        write_predictions(fold_dir / "pred", names, preds, kind == "multi-accddoa")
+        if plot and i == 0:
+            plot_tracks(fold_dir / "tracks.png", names[0], refs[0], preds[0], vocab)
+    result = {"method": name, "task": task_dir.name, "seed": cfg.seed, "target": kind,
+              "multi_accdoa": kind != "accdoa", "stereo": stereo, "metrics": cfg.metrics,
+              **fold_means(folds, METRIC_KEYS[cfg.metrics]),
+              "best_epoch": [f["best_epoch"] for f in folds],
+              "test_clips": sum(f["test_clips"] for f in folds), "folds": folds}  # fmt: skip
+    write_json(run_dir / "results.json", result, indent=1)
     return result
+
+
+def fold_means(folds: list[dict], keys: Sequence[str]) -> dict:
+    """The mean over folds of each metric, and with several folds its sd (`{key}_fold_sd`)."""
+    out: dict = {}
+    for key in keys:
+        v = np.array([f[key] for f in folds], dtype=np.float64)
+        out[key] = float(v.mean())
+        if len(v) > 1:
+            out[f"{key}_fold_sd"] = float(v.std(ddof=1))
+    return out
+
+
+def write_predictions(folder: Path, names: list[str], preds: list[list[Row]], distance: bool) -> None:  # fmt: skip
+    """One DCASE CSV per clip: 7 columns (cartesian + distance in m, the DCASE 2024 baseline's
+    output files) when the method predicts distances, else 6 (cartesian)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fmt = "cartesian-distance" if distance else "cartesian"
+    for n, p in zip(names, preds, strict=True):
+        path = child(folder, Path(n).stem + ".csv", "clip name")
+        write_bytes_atomic(path, format_rows(p, fmt).encode())
 
 
 def plot_tracks(path: Path, name: str, ref: list[Row], pred: list[Row], vocab: list[str]) -> None:
@@ -92,18 +165,165 @@ def plot_tracks(path: Path, name: str, ref: list[Row], pred: list[Row], vocab: l
     save(fig, path, dpi=100)
 
 
-COLUMNS = ("method", "task", "ER20", "F20", "LE_CD", "LR_CD", "SELD", "best_epoch")
+# ------------------------------------------------------------------ results of several runs
 
 
-def format_table(results: list[dict]) -> str:
-    lines = [
-        "| method | task | ER20 | F20 | LE_CD | LR_CD | SELD |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        lines.append(f"| {r['method']} | {r['task']} | {r['ER20']:.3f} | {r['F20']:.3f} | "
-                     f"{r['LE_CD']:.1f} | {r['LR_CD']:.3f} | {r['SELD']:.3f} |")  # fmt: skip
+def _key(run: dict) -> tuple[str, str, int]:
+    return (str(run["task"]), str(run["method"]), int(run.get("seed", 0)))
+
+
+def read_runs(path: Path) -> list[dict]:
+    """The runs of an O/results.json ({"runs": [...]}, or the older bare list), [] when there is
+    none; anything else is refused rather than overwritten."""
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not JSON ({e}); move it away to start afresh") from None
+    runs = data.get("runs") if isinstance(data, dict) else data
+    if not isinstance(runs, list) or not all(
+        isinstance(r, dict) and {"task", "method"} <= set(r) for r in runs
+    ):
+        raise ValueError(f"{path} is not a results file of this evaluator; move it away")
+    return runs
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    """Per (task, method): the mean over seeds of each metric (`{key}`), its sd over seeds
+    (`{key}_sd`, None with one seed) and, with several folds, the sd over folds of the seeds'
+    mean per fold (`{key}_fold_sd`)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in sorted(runs, key=_key):
+        groups.setdefault(_key(r)[:2], []).append(r)
+    out = []
+    for (task, method), rs in groups.items():
+        keys = METRIC_KEYS.get(rs[0].get("metrics", "dcase2022"), METRIC_KEYS["dcase2022"])
+        entry = {"method": method, "task": task, "seeds": [int(r.get("seed", 0)) for r in rs],
+                 "target": rs[0].get("target"), "folds": len(rs[0].get("folds", [None]))}  # fmt: skip
+        for key in keys:
+            v = np.array([r[key] for r in rs], dtype=np.float64)
+            entry[key] = float(v.mean())
+            entry[f"{key}_sd"] = float(v.std(ddof=1)) if len(v) > 1 else None
+            per_fold = [[f[key] for f in r.get("folds", [])] for r in rs]
+            if entry["folds"] > 1 and len({len(p) for p in per_fold}) == 1:
+                entry[f"{key}_fold_sd"] = float(np.mean(per_fold, axis=0).std(ddof=1))
+        out.append(entry)
+    return out
+
+
+def _csv(rows: list[list]) -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue().encode()
+
+
+def _metric_keys(entries: list[dict]) -> list[str]:
+    keys = dict.fromkeys(k for m in METRIC_KEYS.values() for k in m)
+    return [k for k in keys if any(k in e for e in entries)]
+
+
+def _epochs(run: dict) -> str:
+    """The best epoch of each fold, `;`-separated (runs of the older layout hold one int)."""
+    e = run.get("best_epoch")
+    return ";".join("" if x is None else str(x) for x in (e if isinstance(e, list) else [e]))
+
+
+def merge_results(out: Path, new: list[dict]) -> list[dict]:
+    """Merge `new` runs into O/results.json, O/results.csv and O/summary.csv, keyed by (task,
+    method, seed): a run of the same key is replaced, every other kept. Under a lock
+    (O/.results.lock), with atomic writes, so that two evaluations into one O keep both.
+    Returns every run now in the file."""
+    out.mkdir(parents=True, exist_ok=True)
+    with locked(out / ".results.lock"):
+        merged = {_key(r): r for r in read_runs(out / "results.json")}
+        merged.update({_key(r): r for r in new})
+        runs = [merged[k] for k in sorted(merged)]
+        summary = summarise(runs)
+        write_json(out / "results.json", {"runs": runs, "summary": summary}, indent=1)
+        keys = _metric_keys(runs)
+        rows = [["method", "task", "seed", "target", *keys, "best_epoch", "folds"]]
+        rows += [[r["method"], r["task"], r.get("seed", 0), r.get("target", ""),
+                  *[r.get(k, "") for k in keys], _epochs(r), len(r.get("folds", [None]))]
+                 for r in runs]  # fmt: skip
+        write_bytes_atomic(out / "results.csv", _csv(rows))
+        cols = [c for k in keys for c in (k, f"{k}_sd", f"{k}_fold_sd")]
+        srows = [["method", "task", "seeds", "folds", *cols]]
+        srows += [[s["method"], s["task"], len(s["seeds"]), s["folds"],
+                   *["" if s.get(c) is None else s[c] for c in cols]] for s in summary]  # fmt: skip
+        write_bytes_atomic(out / "summary.csv", _csv(srows))
+    return runs
+
+
+def format_table(summary: list[dict]) -> str:
+    """Markdown table: mean +- sd over seeds of each metric; sd over folds of SELD."""
+    keys = _metric_keys(summary)
+
+    def cell(s: dict, k: str) -> str:
+        f = "{:.1f}" if k.startswith("LE") else "{:.3f}"
+        sd = s.get(f"{k}_sd")
+        return f.format(s[k]) + (f" ± {f.format(sd)}" if sd is not None else "")
+
+    lines = ["| method | task | seeds | folds | " + " | ".join(keys) + " | SELD sd over folds |",
+             "|---" * (len(keys) + 5) + "|"]  # fmt: skip
+    for s in summary:
+        fold_sd = s.get("SELD_fold_sd")
+        lines.append(f"| {s['method']} | {s['task']} | {len(s['seeds'])} | {s['folds']} | "
+                     + " | ".join(cell(s, k) for k in keys)
+                     + f" | {'-' if fold_sd is None else f'{fold_sd:.3f}'} |")  # fmt: skip
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ methods and the command line
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the table: `kind` module (a head on `module`'s embeddings), crnn, zero or
+    chance; `random`: the module with re-drawn weights (seeded per run)."""
+
+    name: str
+    kind: str
+    module: str = ""
+    weights: Path | None = None
+    options: dict = field(default_factory=dict)
+    random: bool = False
+
+    def features(self, cache_dir: Path, seed: int) -> Features | None:
+        if self.kind in ("zero", "chance"):
+            return None
+        if self.kind == "crnn":
+            return Features("crnn")
+        return Features("module", self.module, self.weights, self.options, cache_dir,
+                        random_init=seed if self.random else None)  # fmt: skip
+
+
+def reference_method(task_dir: Path, head: str) -> Method | None:
+    """The classical reference of a task by its audio format (seld.audio); None (with a
+    warning) for a format without one."""
+    audio = read_metadata(task_dir).get("seld", {}).get("audio")
+    if audio not in REFERENCES:
+        log.warning("%s: no classical reference for audio %r", task_dir.name, audio)
+        return None
+    name, module, options = REFERENCES[audio]
+    return Method(f"{name}+{head}", "module", module, None, options)
+
+
+def task_methods(task_dir: Path, args: argparse.Namespace) -> list[Method]:
+    """The rows on one task, chance first (it reads labels only, so a bad task fails fast)."""
+    methods = [Method("chance", "chance")]
+    methods += [Method(b, b) for b in args.baseline]
+    if getattr(args, "reference", "auto") == "auto":
+        ref = reference_method(task_dir, args.head)
+        methods += [ref] if ref is not None else []
+    if args.module:
+        name = args.name or f"{args.module}+{args.head}"
+        module = Method(name, "module", args.module, args.weights, args.model_options)
+        methods.append(module)
+        if getattr(args, "random_probe", False):
+            methods.append(Method(f"{name}-random", "module", args.module, args.weights,
+                                  args.model_options, random=True))  # fmt: skip
+    return methods
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,46 +340,75 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=cli.positive_int, default=40)
     p.add_argument("--patience", type=cli.positive_int, default=10)
     cli.add_seed(p)
+    p.add_argument("--seeds", type=cli.positive_int, default=3,
+                   help="runs per trained method, seeds --seed .. --seed + N - 1")  # fmt: skip
     p.add_argument("--batch", type=cli.positive_int, default=8, help="clips per training batch")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--multi-accdoa", action="store_true", help="multi-ACCDOA targets, ADPIT loss")
+    p.add_argument("--target", choices=TARGET_CHOICES, default="auto",
+                   help="auto: multi-ACCDDOA with distances, multi-ACCDOA with same-class "
+                        "polyphony, ACCDOA otherwise")  # fmt: skip
+    p.add_argument("--multi-accdoa", dest="target", action="store_const", const="multi-accdoa",
+                   help="the same as --target multi-accdoa")  # fmt: skip
+    p.add_argument("--reference", choices=("auto", "none"), default="auto",
+                   help="auto: the classical reference of each task's audio (intensity vectors "
+                        "for FOA, GCC-PHAT for binaural and microphones)")  # fmt: skip
+    p.add_argument("--random-probe", action="store_true",
+                   help="add the module with randomly re-drawn weights (needs --module)")  # fmt: skip
     p.add_argument("--scoring", choices=("auto", "3d", "stereo"), default="auto",
                    help="auto: DCASE 2025 stereo scoring for binaural tasks, 3-D otherwise")  # fmt: skip
+    p.add_argument("--metrics", choices=tuple(METRIC_KEYS), default="dcase2022",
+                   help="metric family of the scores")  # fmt: skip
     return p
 
 
+def _config(args: argparse.Namespace) -> SeldTrainConfig:
+    """The training settings of `args`; options added after the first release are read with
+    their defaults when a caller's Namespace lacks them."""
+    target = getattr(args, "target", None) or "auto"
+    if getattr(args, "multi_accdoa", False) and target == "auto":
+        target = "multi-accdoa"
+    return SeldTrainConfig(head=args.head, epochs=args.epochs, patience=args.patience,
+                           seed=args.seed, scoring=args.scoring, batch=args.batch, lr=args.lr,
+                           target=target, metrics=getattr(args, "metrics", "dcase2022"))  # fmt: skip
+
+
 def evaluate(args: argparse.Namespace) -> list[dict]:
-    """Every method on every task (see the module docstring); writes O/results.{json,csv}."""
-    cfg = SeldTrainConfig(head=args.head, epochs=args.epochs, patience=args.patience,
-                          seed=args.seed, multi_accdoa=args.multi_accdoa, scoring=args.scoring,
-                          batch=args.batch, lr=args.lr)  # fmt: skip
+    """Every method on every task over the seeds (see the module docstring); merges the runs
+    into O/results.{json,csv} and O/summary.csv; returns the summary (mean and sd over seeds)
+    of this evaluation's (task, method) pairs, over every run of them now in O."""
+    cfg = _config(args)
     if not args.tasks_dir.is_dir():
         raise FileNotFoundError(f"--tasks-dir {args.tasks_dir} is not a directory")
     tasks = [child(args.tasks_dir, t, "task") for t in args.task] if args.task else sorted(
         p for p in args.tasks_dir.iterdir() if (p / "task_metadata.json").is_file())  # fmt: skip
     if not tasks:
         raise FileNotFoundError(f"no SELD tasks (task_metadata.json) under {args.tasks_dir}")
-    if not args.baseline and not args.module:
-        raise cli.CLIError("nothing to evaluate: give --module and/or --baseline")
-    methods = [(b, b, Features(b)) for b in args.baseline]
-    if args.module:
-        feats = Features("module", args.module, args.weights, args.model_options,
-                         args.out / "embeddings")  # fmt: skip
-        methods.append((args.name or f"{args.module}+{args.head}", "module", feats))
-    for name, _, _ in methods:  # refuse a bad --name before any work
-        child(args.out, name, "method name")
-    results = []
-    units = [(task, m) for task in tasks for m in methods]
-    for task, (name, method, feats) in tqdm(units, desc="seld", disable=args.quiet):
-        results.append(train_and_test(task, method, feats, cfg, args.out, name))
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(args.out / "results.json", json.dumps(results, indent=1).encode())
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
-    w.writerows([[r[c] for c in COLUMNS] for r in results])
-    write_bytes_atomic(args.out / "results.csv", buf.getvalue().encode())
-    return results
+    reference = getattr(args, "reference", "auto")
+    if not args.baseline and not args.module and reference == "none":
+        raise cli.CLIError("nothing to evaluate: give --module, --baseline or --reference auto")
+    if getattr(args, "random_probe", False) and not args.module:
+        raise cli.CLIError("--random-probe needs --module")
+    seeds = range(cfg.seed, cfg.seed + getattr(args, "seeds", 3))
+    plan = [(task, m) for task in tasks for m in task_methods(task, args)]
+    for _, m in plan:  # refuse a bad --name before any work
+        child(args.out, m.name, "method name")
+    cache_dir = args.out / "embeddings"
+    done: set[tuple[str, str]] = set()
+    units = [(task, m, s) for task, m in plan for s in seeds]
+    sources: dict[tuple, TaskData] = {}
+    for task, m, seed in tqdm(units, desc="seld", disable=args.quiet):
+        # one TaskData per (task, method) shares its inputs across seeds; a random-weights
+        # probe has other weights, so other inputs, per seed
+        sid = (task, m.name, seed if m.random else None)
+        if sid not in sources:
+            sources = {sid: TaskData(task, m.kind, m.features(cache_dir, seed))}
+        run = train_and_test(task, m.kind, None, replace(cfg, seed=seed), args.out, m.name,
+                             sources[sid],
+                             plot=seed == cfg.seed)  # fmt: skip
+        merge_results(args.out, [run])
+        done.add((task.name, m.name))
+    summary = summarise(read_runs(args.out / "results.json"))
+    return [s for s in summary if (s["task"], s["method"]) in done]
 
 
 def run(args: argparse.Namespace) -> None:

@@ -1,29 +1,88 @@
-"""ACCDOA and multi-ACCDOA (ADPIT) targets of SELD rows, the ADPIT loss, and decoding back to
-rows.
+"""SELD training targets of DCASE rows, their losses, and decoding of model outputs back to rows.
 
-Single ACCDOA (Shimada et al., ICASSP 2021; DCASE 2022 baseline): per 100 ms frame and class a
-vector whose length is the activity and whose direction is the DOA; a class is detected in a
-frame when its vector is longer than 0.5 (two instances of one class in a frame keep the last one
-in the target). Multi-ACCDOA with ADPIT (Shimada et al., ICASSP 2022; DCASE 2022 baseline
-`seldnet_model.py` MSELoss_ADPIT): 3 output tracks x classes x 3; the loss of each (frame,
-class) is the smallest MSE over the 13 track-duplication patterns of its 0-3 instances
-(`adpit_loss`); decoding merges two active tracks of a class closer than 15 deg into their mean,
-as the baseline's inference does (`decode_multi_accdoa`).
+Three target kinds (`Target`):
+
+- ``accdoa`` (Shimada et al., ICASSP 2021; DCASE 2022 baseline): per 100 ms frame and class a
+  vector whose length is the activity and whose direction is the DOA; a class is detected in a
+  frame when its vector is longer than 0.5 (two instances of one class in a frame keep the last
+  one in the target). Output (B, T, K, 3).
+- ``multi-accdoa`` (Shimada et al., ICASSP 2022; DCASE 2022 baseline `seldnet_model.py`
+  MSELoss_ADPIT): 3 output tracks x classes x 3, trained with ADPIT: the loss of each (frame,
+  class) is the smallest MSE over the 13 track-duplication patterns of its 0-3 instances
+  (`adpit_loss`). Output (B, T, 3, K, 3).
+- ``multi-accddoa``: multi-ACCDOA with a distance per track (DCASE 2024 baseline,
+  partha2409/DCASE2024_seld_baseline `seldnet_model.py` MSELoss_ADPIT and `cls_feature_class.py`
+  `get_adpit_labels_for_file`): each track holds the activity-scaled unit vector and the distance
+  in metres (zero where silent), ADPIT over the same 13 patterns of (x, y, z, distance). Output
+  (B, T, 3, K, 4); the direction part goes through tanh, the distance is linear (the baseline's
+  output layer is linear) and negative distances decode to 0, as the baseline's inference does.
+
+Decoding (`decode`) merges two active tracks of a class closer than 15 deg into their mean (the
+distance too), as the baselines' inference does (`decode_multi_accdoa`). `choose_target` picks the
+kind from a task's labels.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
+from collections.abc import Iterable
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 
 from localization_tasks.seld.labels import Row
 
+Target = Literal["accdoa", "multi-accdoa", "multi-accddoa"]
+TARGETS: tuple[str, ...] = get_args(Target)
 ACTIVE = 0.5
-TRACKS = 3  # multi-ACCDOA output tracks (DCASE 2022 baseline)
+TRACKS = 3  # multi-ACCDOA output tracks (DCASE 2022/2024 baselines)
 UNIFY_DEG = 15.0  # multi-ACCDOA inference: merge same-class tracks closer than this (baseline)
+
+
+def check_target(kind: str) -> Target:
+    if kind not in TARGETS:
+        raise ValueError(f"unknown target {kind!r}; choose one of {', '.join(TARGETS)}")
+    return kind  # type: ignore[return-value]
+
+
+def tracks(kind: Target) -> int:
+    """Output tracks per class: 1 for single ACCDOA, 3 for the multi-track targets."""
+    return 1 if check_target(kind) == "accdoa" else TRACKS
+
+
+def values(kind: Target) -> int:
+    """Values per track and class: x, y, z (and the distance for multi-ACCDDOA)."""
+    return 4 if check_target(kind) == "multi-accddoa" else 3
+
+
+def output_shape(kind: Target, n_frames: int, n_classes: int) -> tuple[int, ...]:
+    """Shape of one clip's model output: (T, K, 3) or (T, 3 tracks, K, values)."""
+    if tracks(kind) == 1:
+        return (n_frames, n_classes, 3)
+    return (n_frames, TRACKS, n_classes, values(kind))
+
+
+def choose_target(clips: Iterable[list[Row]]) -> Target:
+    """The target kind of a task's labels (the rows of every clip of every split):
+    ``multi-accddoa`` when every row carries a distance, else ``multi-accdoa`` when some frame of
+    some clip has two instances of one class, else ``accdoa``."""
+    n, with_distance, poly = 0, True, False
+    for rows in clips:
+        per_frame = Counter((r.frame, r.cls) for r in rows)
+        poly = poly or any(c > 1 for c in per_frame.values())
+        with_distance = with_distance and all(r.distance is not None for r in rows)
+        n += len(rows)
+    if n and with_distance:
+        return "multi-accddoa"
+    return "multi-accdoa" if poly else "accdoa"
+
+
+def _unit(xyz: tuple[float, float, float]) -> np.ndarray:
+    v = np.asarray(xyz, dtype=np.float32)
+    return v / max(float(np.linalg.norm(v)), 1e-12)
 
 
 def _adpit_patterns() -> tuple[np.ndarray, np.ndarray]:
@@ -44,52 +103,85 @@ def accdoa_target(rows: list[Row], n_frames: int, n_classes: int) -> np.ndarray:
     y = np.zeros((n_frames, n_classes, 3), dtype=np.float32)
     for r in rows:
         if r.frame < n_frames:
-            v = np.asarray(r.xyz, dtype=np.float32)
-            y[r.frame, r.cls] = v / max(float(np.linalg.norm(v)), 1e-12)
+            y[r.frame, r.cls] = _unit(r.xyz)
     return y
 
 
-def adpit_target(rows: list[Row], n_frames: int, n_classes: int) -> np.ndarray:
-    """(T, K, 3, 3): the unit DOA vectors of up to 3 instances of each class in each frame, in
-    track order (zeros for absent instances; a 4th simultaneous instance is dropped, as the
-    baseline's ADPIT labels hold 3)."""
-    y = np.zeros((n_frames, n_classes, TRACKS, 3), dtype=np.float32)
+def adpit_target(rows: list[Row], n_frames: int, n_classes: int, distance: bool = False) -> np.ndarray:  # fmt: skip
+    """(T, K, 3 instances, 3) unit DOA vectors of up to 3 instances of each class in each frame,
+    in track order (zeros for absent instances; a 4th simultaneous instance is dropped, as the
+    baselines' ADPIT labels hold 3). With `distance`: (T, K, 3, 4), the 4th value the distance in
+    metres; a row without a distance is refused."""
+    y = np.zeros((n_frames, n_classes, TRACKS, 4 if distance else 3), dtype=np.float32)
     n = np.zeros((n_frames, n_classes), dtype=np.int64)
     for r in sorted(rows, key=lambda r: (r.frame, r.cls, r.track)):
         if r.frame < n_frames and n[r.frame, r.cls] < TRACKS:
-            v = np.asarray(r.xyz, dtype=np.float32)
-            y[r.frame, r.cls, n[r.frame, r.cls]] = v / max(float(np.linalg.norm(v)), 1e-12)
+            y[r.frame, r.cls, n[r.frame, r.cls], :3] = _unit(r.xyz)
+            if distance:
+                if r.distance is None:
+                    raise ValueError(f"frame {r.frame} class {r.cls} has no distance")
+                y[r.frame, r.cls, n[r.frame, r.cls], 3] = r.distance
             n[r.frame, r.cls] += 1
     return y
 
 
-def adpit_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """ADPIT loss of multi-ACCDOA `output` (B, T, 3 tracks, K, 3) against `target` (B, T, K, 3
-    instances, 3) from `adpit_target`: per (frame, class), the MSE over the 3 x 3 outputs to each
-    duplication pattern of that class's instances allowed by its instance count, minimised over
-    the patterns (a silent class: all-zero target); mean over batch, frames and classes."""
+def encode(rows: list[Row], n_frames: int, n_classes: int, kind: Target) -> np.ndarray:
+    """The target of one clip's rows: `accdoa_target` or `adpit_target` (with distance)."""
+    if check_target(kind) == "accdoa":
+        return accdoa_target(rows, n_frames, n_classes)
+    return adpit_target(rows, n_frames, n_classes, distance=kind == "multi-accddoa")
+
+
+def _masked_mean(per_frame: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of (B, T) per-frame losses over the frames where `mask` (B, T) is true."""
+    if mask is None:
+        return per_frame.mean()
+    m = mask.to(per_frame.dtype)
+    return (per_frame * m).sum() / m.sum().clamp(min=1.0)
+
+
+def accdoa_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """MSE of single-ACCDOA `output` (B, T, K, 3) and target, over the unpadded frames of
+    `mask` (B, T) (every frame when None: then plain MSE)."""
+    return _masked_mean((output - target).square().mean(dim=(-1, -2)), mask)
+
+
+def adpit_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """ADPIT loss of multi-ACC(D)DOA `output` (B, T, 3 tracks, K, V) against `target` (B, T, K,
+    3 instances, V) from `adpit_target`: per (frame, class), the MSE over the 3 x V outputs to
+    each duplication pattern of that class's instances allowed by its instance count (counted
+    from the direction part), minimised over the patterns (a silent class: all-zero target);
+    mean over classes, then over the unpadded frames of `mask` (B, T)."""
     pats = torch.as_tensor(ADPIT_PATTERNS, device=target.device)  # (13, 3)
-    count = (target.norm(dim=-1) > 0).sum(-1)  # (B, T, K) instances per class
-    cand = target[..., pats, :]  # (B, T, K, 13, 3 tracks, 3)
-    out = output.permute(0, 1, 3, 2, 4)[..., None, :, :]  # (B, T, K, 1, 3, 3)
+    count = (target[..., :3].norm(dim=-1) > 0).sum(-1)  # (B, T, K) instances per class
+    cand = target[..., pats, :]  # (B, T, K, 13, 3 tracks, V)
+    out = output.permute(0, 1, 3, 2, 4)[..., None, :, :]  # (B, T, K, 1, 3, V)
     err = (out - cand).square().mean(dim=(-1, -2))  # (B, T, K, 13)
     allowed = torch.as_tensor(ADPIT_COUNTS, device=target.device) == count[..., None]
     allowed = allowed | (count[..., None] == 0)  # silent: every pattern is the zero target
-    return err.masked_fill(~allowed, math.inf).min(dim=-1).values.mean()
+    best = err.masked_fill(~allowed, math.inf).min(dim=-1).values  # (B, T, K)
+    return _masked_mean(best.mean(dim=-1), mask)
+
+
+def loss(kind: Target, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """The training loss of a target kind: `accdoa_loss` or `adpit_loss`."""
+    fn = accdoa_loss if check_target(kind) == "accdoa" else adpit_loss
+    return fn(output, target, mask)
 
 
 def decode_multi_accdoa(y: np.ndarray, unify_deg: float = UNIFY_DEG) -> list[Row]:
-    """(T, 3, K, 3) multi-ACCDOA -> DCASE rows, track = output track. Per frame and class, the
-    active tracks (longer than 0.5) that lie within `unify_deg` of another active track are
-    merged into one row at the mean of their vectors (all three when two or more pairs are
-    close), as the DCASE 2022 baseline's inference does."""
+    """(T, 3, K, 3 or 4) multi-ACC(D)DOA -> DCASE rows, track = output track. Per frame and
+    class, the active tracks (direction longer than 0.5) that lie within `unify_deg` of another
+    active track are merged into one row at the mean of their vectors and distances (all three
+    when two or more pairs are close), as the DCASE 2022/2024 baselines' inference does.
+    Distances (metres) are clipped at 0, as the 2024 baseline's `get_multi_accdoa_labels`."""
     rows = []
-    active = np.linalg.norm(y, axis=-1) > ACTIVE  # (T, 3, K)
+    active = np.linalg.norm(y[..., :3], axis=-1) > ACTIVE  # (T, 3, K)
     for t, k in zip(*np.nonzero(active.any(axis=1)), strict=True):
         on = [j for j in range(y.shape[1]) if active[t, j, k]]
         vecs = {j: y[t, j, k] for j in on}
         close = [(a, b) for a, b in itertools.combinations(on, 2)
-                 if _angle(vecs[a], vecs[b]) < unify_deg]  # fmt: skip
+                 if _angle(vecs[a][:3], vecs[b][:3]) < unify_deg]  # fmt: skip
         if len(close) >= 2:
             groups = [on]
         elif close:
@@ -98,7 +190,8 @@ def decode_multi_accdoa(y: np.ndarray, unify_deg: float = UNIFY_DEG) -> list[Row
             groups = [[j] for j in on]
         for g in groups:
             v = np.mean([vecs[j] for j in g], axis=0)
-            rows.append(Row(int(t), int(k), int(g[0]), tuple(float(x) for x in v)))
+            dist = max(0.0, float(v[3])) if len(v) > 3 else None
+            rows.append(Row(int(t), int(k), int(g[0]), tuple(float(x) for x in v[:3]), dist))
     return rows
 
 
@@ -115,6 +208,6 @@ def decode_accdoa(y: np.ndarray) -> list[Row]:
     return rows
 
 
-def decode(y: np.ndarray, multi: bool) -> list[Row]:
-    """Rows of a (multi-)ACCDOA output: `decode_multi_accdoa` or `decode_accdoa`."""
-    return decode_multi_accdoa(y) if multi else decode_accdoa(y)
+def decode(y: np.ndarray, kind: Target) -> list[Row]:
+    """Rows of one clip's output: `decode_accdoa` or `decode_multi_accdoa`."""
+    return decode_accdoa(y) if check_target(kind) == "accdoa" else decode_multi_accdoa(y)

@@ -1,11 +1,17 @@
-"""Training of the SELD models on a task's official folds: data of a role, hold-out, the
-training loop with early stopping on the validation SELD score.
+"""Training and scoring of the SELD models on a task's folds: the data of a role, hold-out, the
+target kind, the training loop with early stopping on the validation score, and the one scoring
+function (`seld_score`).
 
-Adam (lr 1e-3), full clips as batches of 8, seeded (`hear_gram.seeding.seeded`: the caller's
-random streams are untouched); embeddings standardised with training statistics; after each epoch
-the validation fold's SELD score (`localization_tasks.seld.metrics.score_rows`) decides early
-stopping (patience 10); the best epoch's weights predict the test fold. A task without a
-validation split gives up every 5th training clip (`hold_out`).
+Adam (lr 1e-3), clips in batches of 8 padded to the longest clip of the batch with a mask, so
+that clips of any length train together and the loss covers each clip's own frames only (the
+BiGRU runs on the packed sequences); seeded (`hear_gram.seeding.seeded`: the caller's random
+streams are untouched); embeddings standardised with training statistics; after each epoch the
+validation fold's score decides early stopping (patience 10); the best epoch's weights predict the
+test fold. A task without a validation split gives up every 5th training clip (`hold_out`).
+
+Folds (`task_fold_sets`): every cross-validation fold a task lists in
+`seld.cross_validation_folds` (TAU 2018: 3 splits, TAU 2019: 4 folds, as
+`localization_tasks.seld.tau` writes them), else its one `seld.official_folds`.
 """
 
 from __future__ import annotations
@@ -19,39 +25,35 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch import nn
 
 from hear_gram.safeio import child
 from hear_gram.seeding import seeded
+from localization_tasks.seld import targets
+from localization_tasks.seld.chance import chance_rows, distance_range
 from localization_tasks.seld.features import Features
 from localization_tasks.seld.heads import CRNN, BiGRUHead, MLPHead
+from localization_tasks.seld.labels import Row
 from localization_tasks.seld.metrics import score_rows
-from localization_tasks.seld.targets import TRACKS, accdoa_target, adpit_loss, adpit_target, decode
+from localization_tasks.seld.targets import Target
 from localization_tasks.seld.task import TaskFormatError, clip_frames, read_metadata, task_rows
 
 log = logging.getLogger(__name__)
 Scoring = Literal["auto", "3d", "stereo"]
-
-
-def _batch(xs: list[np.ndarray], ys: list[np.ndarray], idx, crnn: bool):
-    x = torch.from_numpy(np.stack([xs[i] for i in idx]))
-    y = torch.from_numpy(np.stack([ys[i] for i in idx]))
-    if crnn:  # 10 ms frames: T = N // hop + 1; keep whole label frames
-        x = x[..., : y.shape[1] * 10]
-        if x.shape[-1] < y.shape[1] * 10:
-            x = nn.functional.pad(x, (0, y.shape[1] * 10 - x.shape[-1]))
-    return x, y
-
-
-def _predict(model, xs, ys, crnn: bool) -> list[np.ndarray]:
-    model.eval()
-    with torch.no_grad():
-        return [model(_batch(xs, ys, [i], crnn)[0])[0].numpy() for i in range(len(xs))]
+TARGET_CHOICES = ("auto", *targets.TARGETS)
+# The metric families `seld_score` knows, the columns each reports, and the one early stopping
+# minimises.
+METRIC_KEYS: dict[str, tuple[str, ...]] = {"dcase2022": ("ER20", "F20", "LE_CD", "LR_CD", "SELD")}
+STOP_KEY: dict[str, str] = {"dcase2022": "SELD"}
+# Methods that read no model inputs: they predict from the labels' frames (chance) or nothing.
+NO_INPUTS = ("zero", "chance")
 
 
 @dataclass(frozen=True)
 class SeldTrainConfig:
-    """Head training and scoring settings (Adam, full clips as batches)."""
+    """Head training and scoring settings (Adam, clips in padded batches). `target`: a kind of
+    `localization_tasks.seld.targets`, or ``auto`` (from the task's labels: `resolve_target`);
+    `multi_accdoa=True` is the old spelling of ``target="multi-accdoa"``. `metrics`: the metric
+    family of `seld_score`."""
 
     head: Literal["mlp", "bigru"] = "bigru"
     epochs: int = 40
@@ -61,35 +63,36 @@ class SeldTrainConfig:
     scoring: Scoring = "auto"
     batch: int = 8
     lr: float = 1e-3
+    target: str = "auto"
+    metrics: str = "dcase2022"
 
     def __post_init__(self) -> None:
+        if self.multi_accdoa and self.target == "auto":
+            object.__setattr__(self, "target", "multi-accdoa")
         checks = {"head": self.head in ("mlp", "bigru"), "epochs": 1 <= self.epochs <= 10_000,
                   "patience": 1 <= self.patience <= 10_000, "scoring": self.scoring in
                   ("auto", "3d", "stereo"), "batch": 1 <= self.batch <= 4096,
-                  "lr": math.isfinite(self.lr) and 0 < self.lr < 1}  # fmt: skip
+                  "lr": math.isfinite(self.lr) and 0 < self.lr < 1,
+                  "target": self.target in TARGET_CHOICES and not (
+                      self.multi_accdoa and self.target != "multi-accdoa"),
+                  "metrics": self.metrics in METRIC_KEYS}  # fmt: skip
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid training settings: {', '.join(bad)} ({self})")
 
-    @property
-    def tracks(self) -> int:
-        return TRACKS if self.multi_accdoa else 1
+
+def seld_score(files: dict[str, tuple[list[Row], list[Row]]], n_frames: dict[str, int], k: int,
+               stereo: bool, metrics: str = "dcase2022") -> dict:  # fmt: skip
+    """Scores of {clip: (reference rows, predicted rows)} in the metric family `metrics`
+    (``dcase2022``: `localization_tasks.seld.metrics.score_rows`, the DCASE 2022/2023 metrics,
+    stereo-folded for binaural tasks). Every score of the evaluator goes through here: the
+    validation score of early stopping (`STOP_KEY`, lower is better) and the test scores."""
+    if metrics == "dcase2022":
+        return score_rows(files, k, n_frames=n_frames, stereo=stereo)
+    raise ValueError(f"unknown metrics {metrics!r}; choose one of {', '.join(METRIC_KEYS)}")
 
 
-def seld_score(preds, refs, names, frames, k, multi: bool, stereo: bool) -> dict:
-    """DCASE metrics of predictions (decoded) against reference rows, per clip."""
-    files = {n: (r, decode(p, multi)) for n, p, r in zip(names, preds, refs, strict=True)}
-    return score_rows(files, k, n_frames=dict(zip(names, frames, strict=True)), stereo=stereo)
-
-
-def task_folds(task_dir: Path) -> dict[str, list[str]]:
-    """The task's official train/valid/test splits, checked: train and test non-empty lists of
-    split names that exist, no split in two roles. ``valid`` may be absent or empty (STARSS23's
-    dev-train/dev-test, TAU 2018's train/test splits): then `train_and_test` holds out part of
-    the training clips (`hold_out`)."""
-    folds = read_metadata(task_dir).get("seld", {})
-    folds = folds.get("official_folds") if isinstance(folds, dict) else None
-    where = f"{task_dir}/task_metadata.json"
+def _fold_dict(folds: object, task_dir: Path, where: str) -> dict[str, list[str]]:
     if not isinstance(folds, dict):
         raise TaskFormatError(f"{where}: no seld.official_folds; not a SELD task")
     out = {}
@@ -114,25 +117,103 @@ def task_folds(task_dir: Path) -> dict[str, list[str]]:
     return out
 
 
-def _load_role(task_dir: Path, splits: list[str], feats, method: str, k: int, multi: bool,
-               n_of: dict) -> tuple:  # fmt: skip
-    names, refs, frames, xs, ys = [], [], [], [], []
-    for split in splits:
-        rows = task_rows(task_dir, split)
-        nm = sorted(rows)
-        if not nm:
-            raise TaskFormatError(f"{task_dir}: split {split} has no clips")
-        missing = [n for n in nm if (split, n) not in n_of]
-        if missing:
-            raise TaskFormatError(f"{task_dir}/seld_clips.csv: no length for {split}/{missing[0]}")
-        fr = [n_of[(split, n)] for n in nm]
-        names += nm
-        refs += [rows[n] for n in nm]
-        frames += fr
-        xs += feats(task_dir, split, fr) if method != "zero" else [None] * len(nm)
-        target = adpit_target if multi else accdoa_target
-        ys += [target(rows[n], f, k) for n, f in zip(nm, fr, strict=True)]
-    return names, refs, frames, xs, ys
+def task_folds(task_dir: Path) -> dict[str, list[str]]:
+    """The task's official train/valid/test splits, checked: train and test non-empty lists of
+    split names that exist, no split in two roles. ``valid`` may be absent or empty (STARSS23's
+    dev-train/dev-test, TAU 2018's train/test splits): then `hold_out` holds out part of the
+    training clips."""
+    seld = read_metadata(task_dir).get("seld", {})
+    folds = seld.get("official_folds") if isinstance(seld, dict) else None
+    return _fold_dict(folds, task_dir, f"{task_dir}/task_metadata.json")
+
+
+def task_fold_sets(task_dir: Path) -> list[dict[str, list[str]]]:
+    """Every fold the task is scored on: the `seld.cross_validation_folds` list when the task has
+    one (TAU 2018/2019), each checked as `task_folds` checks the official one; else the official
+    fold alone."""
+    official = task_folds(task_dir)
+    cv = read_metadata(task_dir)["seld"].get("cross_validation_folds")
+    if cv is None:
+        return [official]
+    where = f"{task_dir}/task_metadata.json"
+    if not isinstance(cv, list) or not cv or len(cv) > 100:
+        raise TaskFormatError(f"{where}: seld.cross_validation_folds must list 1..100 folds")
+    return [_fold_dict(f, task_dir, f"{where} cross_validation_folds[{i}]")
+            for i, f in enumerate(cv)]  # fmt: skip
+
+
+class TaskData:
+    """A task's labels and one method's inputs, per split, each read once and shared by every fold
+    and seed. A split's labels are checked against seld_clips.csv: every clip has a length, and
+    no label lies past it (labels longer than the audio are refused, naming the clip)."""
+
+    def __init__(self, task_dir: Path, method: str, feats: Features | None) -> None:
+        self.task_dir, self.method, self.feats = task_dir, method, feats
+        self.n_of = clip_frames(task_dir)
+        self._labels: dict[str, tuple[list[str], list[list[Row]], list[int]]] = {}
+        self._inputs: dict[str, list] = {}
+
+    def labels(self, split: str) -> tuple[list[str], list[list[Row]], list[int]]:
+        """(clip names sorted, their rows, their frame counts)."""
+        if split not in self._labels:
+            rows = task_rows(self.task_dir, split)
+            names = sorted(rows)
+            if not names:
+                raise TaskFormatError(f"{self.task_dir}: split {split} has no clips")
+            where = f"{self.task_dir}/seld_clips.csv"
+            missing = [n for n in names if (split, n) not in self.n_of]
+            if missing:
+                raise TaskFormatError(f"{where}: no length for {split}/{missing[0]}")
+            frames = [self.n_of[(split, n)] for n in names]
+            for n, f in zip(names, frames, strict=True):
+                last = max((r.frame for r in rows[n]), default=-1)
+                if last >= f:
+                    raise TaskFormatError(
+                        f"{self.task_dir.name}/{split}/{n}: labels reach frame {last}, past the "
+                        f"clip's {f} frames of 100 ms ({where}); the audio is shorter than its "
+                        "labels"
+                    )
+            self._labels[split] = (names, [rows[n] for n in names], frames)
+        return self._labels[split]
+
+    def inputs(self, split: str) -> list:
+        if split not in self._inputs:
+            names, _, frames = self.labels(split)
+            if self.method in NO_INPUTS or self.feats is None:
+                self._inputs[split] = [None] * len(names)
+            else:
+                self._inputs[split] = self.feats(self.task_dir, split, frames)
+        return self._inputs[split]
+
+    def role(self, splits: list[str], kind: Target, k: int) -> tuple:
+        """(names, refs, frames, xs, ys) of the splits of one role, ys the `kind` targets."""
+        names: list[str] = []
+        refs: list[list[Row]] = []
+        frames: list[int] = []
+        xs: list = []
+        ys: list[np.ndarray] = []
+        for split in splits:
+            n, r, f = self.labels(split)
+            names, refs, frames, xs = names + n, refs + r, frames + f, xs + self.inputs(split)
+            ys += [self._target(split, *clip, kind, k) for clip in zip(n, r, f, strict=True)]
+        return names, refs, frames, xs, ys
+
+    def _target(self, split: str, name: str, rows: list[Row], n_frames: int, kind: Target,
+                k: int) -> np.ndarray:  # fmt: skip
+        try:
+            return targets.encode(rows, n_frames, k, kind)
+        except ValueError as e:  # a row without the distance multi-ACCDDOA needs
+            raise TaskFormatError(f"{self.task_dir.name}/{split}/{name}: {e}") from None
+
+
+def resolve_target(cfg: SeldTrainConfig, source: TaskData, fold_sets: list[dict]) -> Target:
+    """`cfg.target`, or for ``auto`` the kind `targets.choose_target` picks from the labels of
+    every split the folds use (distance -> multi-ACCDDOA, same-class polyphony -> multi-ACCDOA,
+    else ACCDOA)."""
+    if cfg.target != "auto":
+        return targets.check_target(cfg.target)
+    splits = sorted({s for f in fold_sets for v in f.values() for s in v})
+    return targets.choose_target(r for s in splits for r in source.labels(s)[1])
 
 
 HOLD_OUT_EVERY = 5
@@ -141,7 +222,7 @@ HOLD_OUT_EVERY = 5
 def hold_out(train: tuple, task_dir: Path) -> tuple[tuple, tuple]:
     """Split the loaded training clips (names, refs, frames, xs, ys) into train and validation
     when the task names no validation split: every HOLD_OUT_EVERY-th clip in the sorted order
-    `_load_role` gives, so the split is deterministic and independent of the seed."""
+    `TaskData.role` gives, so the split is deterministic and independent of the seed."""
     n = len(train[0])
     if n < 2:
         raise TaskFormatError(
@@ -165,74 +246,107 @@ def stereo_scoring(task_dir: Path, cfg: SeldTrainConfig) -> bool:
     return cfg.scoring == "stereo" or (cfg.scoring == "auto" and seld.get("audio") == "binaural")
 
 
-def load_roles(task_dir: Path, method: str, feats: Features | None, k: int, multi: bool) -> dict:
-    """{train, valid, test: (names, refs, frames, xs, ys)} of the task's official folds (valid
-    held out of train when the task names none)."""
-    folds, n_of = task_folds(task_dir), clip_frames(task_dir)
-    data = {role: _load_role(task_dir, folds[role], feats, method, k, multi, n_of)
-            for role in ("train", "test")}  # fmt: skip
+def load_roles(source: TaskData, folds: dict[str, list[str]], kind: Target, k: int) -> dict:
+    """{train, valid, test: (names, refs, frames, xs, ys)} of one fold (valid held out of train
+    when the fold names none)."""
+    data = {role: source.role(folds[role], kind, k) for role in ("train", "test")}
     if folds["valid"]:
-        data["valid"] = _load_role(task_dir, folds["valid"], feats, method, k, multi, n_of)
+        data["valid"] = source.role(folds["valid"], kind, k)
     else:
-        data["train"], data["valid"] = hold_out(data["train"], task_dir)
+        data["train"], data["valid"] = hold_out(data["train"], source.task_dir)
     return data
 
 
-def fit_predict(data: dict, method: str, cfg: SeldTrainConfig, k: int, stereo: bool,
-                what: str) -> tuple[list[np.ndarray], tuple, int]:  # fmt: skip
-    """Train `method` (crnn, or a head on embeddings) on data["train"] with early stopping on
-    data["valid"]; (test predictions, the test data as predicted (standardised), best epoch).
-    `zero` predicts nothing."""
-    multi = cfg.multi_accdoa
+def _batch(xs: list[np.ndarray], ys: list[np.ndarray], idx, crnn: bool):
+    """Clips `idx` as one batch, zero-padded to the longest: x (B, T, D) or for the CRNN
+    (B, C, F, 10 T) (10 ms frames: N // hop + 1 of them; whole label frames kept), targets
+    (B, T, ...), and the clips' lengths (B,) in 100 ms frames."""
+    lengths = [ys[i].shape[0] for i in idx]
+    t = max(lengths)
+    y = np.zeros((len(idx), t, *ys[idx[0]].shape[1:]), dtype=np.float32)
+    x0 = xs[idx[0]]
+    x = np.zeros((len(idx), *x0.shape[:-1], 10 * t) if crnn else (len(idx), t, x0.shape[1]),
+                 dtype=np.float32)  # fmt: skip
+    for b, (i, n) in enumerate(zip(idx, lengths, strict=True)):
+        y[b, :n] = ys[i]
+        if crnn:
+            m = min(xs[i].shape[-1], 10 * n)
+            x[b, ..., :m] = xs[i][..., :m]
+        else:
+            x[b, :n] = xs[i]
+    return torch.from_numpy(x), torch.from_numpy(y), torch.tensor(lengths)
+
+
+def _predict(model, xs, ys, crnn: bool) -> list[np.ndarray]:
+    model.eval()
+    with torch.no_grad():
+        return [model(_batch(xs, ys, [i], crnn)[0])[0].numpy() for i in range(len(xs))]
+
+
+def _rows(preds: list[np.ndarray], kind: Target) -> list[list[Row]]:
+    return [targets.decode(p, kind) for p in preds]
+
+
+def _files(names, refs, preds_rows) -> dict[str, tuple[list[Row], list[Row]]]:
+    return {n: (r, p) for n, r, p in zip(names, refs, preds_rows, strict=True)}
+
+
+def fit_predict(data: dict, method: str, cfg: SeldTrainConfig, k: int, kind: Target,
+                stereo: bool, what: str) -> tuple[list[list[Row]], tuple, int | None]:  # fmt: skip
+    """Predict the test clips of one fold; (predicted rows per test clip, the test data as
+    predicted (standardised), the best epoch or None). `crnn` or a head on embeddings
+    (``module``) is trained on data["train"] with early stopping on data["valid"]; `zero`
+    predicts nothing; `chance` the true activity with random directions (`chance_rows`)."""
     names, refs, frames, xs, ys = data["test"]
-    best_epoch = 0
     if method == "zero":
-        preds = [np.zeros((y.shape[0], TRACKS, *y.shape[1:2], 3) if multi else y.shape,
-                          dtype=np.float32) for y in ys]  # fmt: skip
-        return preds, data["test"], best_epoch
+        return [[] for _ in names], data["test"], None
+    if method == "chance":
+        dist = distance_range(data["train"][1]) if kind == "multi-accddoa" else None
+        preds = [chance_rows(r, n, cfg.seed, dist) for n, r in zip(names, refs, strict=True)]
+        return preds, data["test"], None
     with seeded(cfg.seed):  # initialisation and dropout; the caller's stream is untouched
         rng = np.random.default_rng(cfg.seed)
         crnn = method == "crnn"
         x0 = data["train"][3][0]
         d = x0.shape[0] if crnn else x0.shape[1]
         head = MLPHead if cfg.head == "mlp" else BiGRUHead
-        model = CRNN(d, x0.shape[1], k, cfg.tracks) if crnn else head(d, k, cfg.tracks)
+        out = (k, targets.tracks(kind), targets.values(kind))
+        model = CRNN(d, x0.shape[1], *out) if crnn else head(d, *out)
         if not crnn:  # standardise embeddings with training statistics
             cat = np.concatenate(data["train"][3])
             mu, sd = cat.mean(0), cat.std(0) + 1e-6
             for role in data:
                 data[role] = (*data[role][:3], [(x - mu) / sd for x in data[role][3]],
                               data[role][4])  # fmt: skip
-        loss_fn = adpit_loss if multi else nn.functional.mse_loss
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        best, best_state, bad = math.inf, None, 0
+        best, best_state, best_epoch, bad = math.inf, None, 0, 0
         tx, ty = data["train"][3], data["train"][4]
+        vn, vr, vf, vx, vy = data["valid"]
         for epoch in range(cfg.epochs):
             model.train()
             order = rng.permutation(len(tx))
             for s in range(0, len(order), cfg.batch):
-                x, y = _batch(tx, ty, order[s : s + cfg.batch], crnn)
-                loss = loss_fn(model(x), y)
+                x, y, lengths = _batch(tx, ty, order[s : s + cfg.batch], crnn)
+                mask = torch.arange(y.shape[1])[None] < lengths[:, None]  # (B, T)
+                loss = targets.loss(kind, model(x, lengths), y, mask)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            vn, vr, vf, vx, vy = data["valid"]
-            score = seld_score(_predict(model, vx, vy, crnn), vr, vn, vf, k, multi, stereo)["SELD"]
-            log.info("%s epoch %d: loss %.4f valid SELD %.3f", what, epoch,
-                     float(loss.detach()), score)  # fmt: skip
             if not math.isfinite(float(loss.detach())):
                 raise ValueError(f"{method}: the training loss became {float(loss.detach())}")
+            pred = _rows(_predict(model, vx, vy, crnn), kind)
+            valid = seld_score(_files(vn, vr, pred), dict(zip(vn, vf, strict=True)), k, stereo,
+                               cfg.metrics)  # fmt: skip
+            score = valid[STOP_KEY[cfg.metrics]]
+            log.info("%s epoch %d: loss %.4f valid %s %.3f", what, epoch, float(loss.detach()),
+                     STOP_KEY[cfg.metrics], score)  # fmt: skip
             if score < best:
-                best, best_state, best_epoch, bad = (
-                    score,
-                    copy.deepcopy(model.state_dict()),
-                    epoch,
-                    0,
-                )
+                best, best_epoch, bad = score, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
             else:
                 bad += 1
                 if bad >= cfg.patience:
                     break
         model.load_state_dict(best_state)
         names, refs, frames, xs, ys = data["test"]  # standardised like the training data
-        return _predict(model, xs, ys, crnn), data["test"], best_epoch
+        return _rows(_predict(model, xs, ys, crnn), kind), data["test"], best_epoch
