@@ -266,7 +266,7 @@ def _is_header(first_field: str) -> bool:
     """Line 1 is a header when its first field is a name (`frame`), not a number, nor `nan`/`inf`
     (a data row with a bad number, refused as one rather than skipped)."""
     text = first_field.strip().lower()
-    return any(c.isalpha() for c in text) and text.lstrip("+-") not in ("nan", "inf", "infinity")
+    return not _NUMBER.fullmatch(text) and text.lstrip("+-") not in ("nan", "inf", "infinity")
 
 
 def read_rows(
