@@ -15,7 +15,13 @@ import numpy as np
 import pytest
 
 from localization_tasks.seld import labels
-from localization_tasks.seld.labels import LabelFileError, Row, format_rows, polar_to_unit, read_rows
+from localization_tasks.seld.labels import (
+    LabelFileError,
+    Row,
+    format_rows,
+    polar_to_unit,
+    read_rows,
+)
 
 
 def write(tmp_path, text: str, name: str = "a.csv", binary: bool = False):
@@ -78,9 +84,15 @@ def test_round_trip_of_random_rows(tmp_path, fmt):
     (for cm formats, the metres survive the x100 / 100 trip exactly)."""
     rng = np.random.default_rng(0)
     n = 200
-    az = [round(float(v), int(d)) for v, d in zip(rng.uniform(-180, 180, n), rng.integers(0, 7, n))]
+    az = [
+        round(float(v), int(d))
+        for v, d in zip(rng.uniform(-180, 180, n), rng.integers(0, 7, n), strict=True)
+    ]
     el = [round(float(v), 3) for v in rng.uniform(-90, 90, n)]
-    cm = [round(float(v), int(d)) for v, d in zip(rng.uniform(0, 2000, n), rng.integers(0, 5, n))]
+    cm = [
+        round(float(v), int(d))
+        for v, d in zip(rng.uniform(0, 2000, n), rng.integers(0, 5, n), strict=True)
+    ]
     text = "".join(f"{i},{i % 5},{i % 3},{a!r},{e!r},{c!r}\n" for i, (a, e, c) in
                    enumerate(zip(az, el, cm, strict=True)))  # fmt: skip
     rows = read_rows(write(tmp_path, text), "dcase2024")
@@ -129,7 +141,11 @@ def test_auto_reads_a_2025_header_as_dcase2025(tmp_path):
         ("auto", "0,0,0,10,20\n1,0,0,1,0,0,2\n", r"a\.csv:2: 7 columns, but line 1 has 5"),
         ("dcase2024", "0,0,0,10,20,100\n1,0,0,10,20\n", r"a\.csv:2: 5 columns, but line 1 has 6"),
         ("auto", "0,0,10,20\n", r"a\.csv:1: 4 columns .*DCASE 2019 submission"),
-        ("dcase2025", HAND["dcase2025"][0] + "7,0,0,10,100,2\n", r"a\.csv:4: onscreen 2 outside 0\.\.1"),
+        (
+            "dcase2025",
+            HAND["dcase2025"][0] + "7,0,0,10,100,2\n",
+            r"a\.csv:4: onscreen 2 outside 0\.\.1",
+        ),
         ("polar", "0,0,0,1_0,0\n", r"a\.csv:1: azimuth '1_0' is not a number"),
         ("polar", "0,0,0,inf,0\n", r"a\.csv:1: azimuth is 'inf'; labels must be finite"),
         ("polar", "0,0,0,1e999,0\n", r"must be finite"),
@@ -147,7 +163,9 @@ def test_refusals_name_the_line(tmp_path, fmt, text, needle):
 
 def test_bom_crlf_header_and_exponents(tmp_path):
     """A BOM, CRLF line ends, a header line, blank lines, `5e0`-style numbers: read as plain."""
-    text = "\ufeffframe,class,track,azimuth,elevation\r\n5e0,1.0,0,1.5e1,-2E0\r\n\r\n6,1,0,+30,0.\r\n"
+    text = (
+        "\ufeffframe,class,track,azimuth,elevation\r\n5e0,1.0,0,1.5e1,-2E0\r\n\r\n6,1,0,+30,0.\r\n"
+    )
     rows = read_rows(write(tmp_path, text, binary=True), "polar")
     assert rows == [polar(5, 1, 0, 15.0, -2.0), polar(6, 1, 0, 30.0, 0.0)]
     # no header: the BOM must not hide the first row's frame (nor `5e0` pass for a header)

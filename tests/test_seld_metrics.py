@@ -251,7 +251,9 @@ def test_thousands_of_entries_in_one_frame_are_refused_before_matching(tmp_path,
     (tmp_path / "ref" / "clip.csv").write_text(ref if metrics == "dcase2024" else
                                                "".join(ln.rsplit(",", 1)[0] + "\n" for ln in ref.split()))  # fmt: skip
     (tmp_path / "pred" / "clip.csv").write_text(
-        pred if metrics == "dcase2024" else "".join(ln.rsplit(",", 1)[0] + "\n" for ln in pred.split())
+        pred
+        if metrics == "dcase2024"
+        else "".join(ln.rsplit(",", 1)[0] + "\n" for ln in pred.split())
     )
     err = io.StringIO()
     start = time.monotonic()
@@ -293,5 +295,7 @@ def test_cli_prints_nan_as_null(tmp_path):
     nanmean of all-NaN); JSON has no NaN, the CLI prints null. SELD = nanmean(1 - 0, NaN, NaN) = 1."""
     ref = "".join(f"{f},0,0,0,0,100\n" for f in range(11))
     ref_dir, pred_dir = write_case(tmp_path, ref, "")
-    res = run_score(["--ref-dir", str(ref_dir), "--pred-dir", str(pred_dir), "--metrics", "dcase2024"])
+    res = run_score(
+        ["--ref-dir", str(ref_dir), "--pred-dir", str(pred_dir), "--metrics", "dcase2024"]
+    )
     assert res["AngE"] is None and res["RelDistE"] is None and res["SELD"] == 1.0

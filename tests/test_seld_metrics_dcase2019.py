@@ -80,21 +80,22 @@ class T19SELDMetrics:
         self.block = block
         self.doa_pred_cnt = self.frames = self.doa_loss = self.good = 0
 
-    def _blocks(self, O, T):
-        n = int(np.ceil(float(O.shape[0]) / self.block))
-        Ob, Tb = np.zeros((n, O.shape[1])), np.zeros((n, O.shape[1]))
+    def _blocks(self, out, ref):
+        """[i * bs : i * bs + bs - 1] maxima (O and T in the baseline)."""
+        n = int(np.ceil(float(out.shape[0]) / self.block))
+        ob, tb = np.zeros((n, out.shape[1])), np.zeros((n, out.shape[1]))
         for i in range(n):
-            Ob[i] = np.max(O[i * self.block : i * self.block + self.block - 1], axis=0)
-            Tb[i] = np.max(T[i * self.block : i * self.block + self.block - 1], axis=0)
-        return Ob, Tb
+            ob[i] = np.max(out[i * self.block : i * self.block + self.block - 1], axis=0)
+            tb[i] = np.max(ref[i * self.block : i * self.block + self.block - 1], axis=0)
+        return ob, tb
 
-    def update_sed(self, O, T):
-        Ob, Tb = self._blocks(O, T)
-        self.TP += ((2 * Tb - Ob) == 1).sum()
-        self.Nref += Tb.sum()
-        self.Nsys += Ob.sum()
-        FP = np.logical_and(Tb == 0, Ob == 1).sum(1)
-        FN = np.logical_and(Tb == 1, Ob == 0).sum(1)
+    def update_sed(self, out, ref):
+        ob, tb = self._blocks(out, ref)
+        self.TP += ((2 * tb - ob) == 1).sum()
+        self.Nref += tb.sum()
+        self.Nsys += ob.sum()
+        FP = np.logical_and(tb == 0, ob == 1).sum(1)
+        FN = np.logical_and(tb == 1, ob == 0).sum(1)
         self.S += np.minimum(FP, FN).sum()
         self.D += np.maximum(0, FN - FP).sum()
         self.I += np.maximum(0, FP - FN).sum()
@@ -124,7 +125,10 @@ class T19SELDMetrics:
 
 def t19_score(texts, n_frames: dict[str, int], n_classes: int, jackknife=False):
     labels = {
-        name: (t19_labels(ref, n_frames[name], n_classes), t19_labels(pred, n_frames[name], n_classes))
+        name: (
+            t19_labels(ref, n_frames[name], n_classes),
+            t19_labels(pred, n_frames[name], n_classes),
+        )
         for name, (ref, pred) in texts.items()
     }
 
@@ -161,7 +165,11 @@ def random_pair(rng: np.random.Generator, n_classes: int, n_frames: int) -> tupl
     ref, pred = [], []
     for frame in range(n_frames):
         for _ in range(rng.integers(0, 4)):
-            cls, az, el = int(rng.integers(n_classes)), int(rng.integers(-180, 181)), int(rng.integers(-50, 51))
+            cls, az, el = (
+                int(rng.integers(n_classes)),
+                int(rng.integers(-180, 181)),
+                int(rng.integers(-50, 51)),
+            )
             ref.append(f"{frame},{cls},0,{az},{el}")
             if rng.random() < 0.7:
                 paz = int(np.clip(az + rng.normal(0, 15), -180, 180))
@@ -169,7 +177,9 @@ def random_pair(rng: np.random.Generator, n_classes: int, n_frames: int) -> tupl
                 pcls = cls if rng.random() < 0.85 else int(rng.integers(n_classes))
                 pred.append(f"{frame},{pcls},1,{paz},{pel}")
         if rng.random() < 0.2:
-            pred.append(f"{frame},{int(rng.integers(n_classes))},0,{int(rng.integers(-180, 181))},0")
+            pred.append(
+                f"{frame},{int(rng.integers(n_classes))},0,{int(rng.integers(-180, 181))},0"
+            )
     return "\n".join(ref) + "\n", "\n".join(pred) + "\n"
 
 
@@ -245,7 +255,9 @@ def test_cli_clip_length(tmp_path):
     (tmp_path / "ref").mkdir()
     (tmp_path / "pred").mkdir()
     (tmp_path / "ref" / "a.csv").write_text("".join(f"{f},0,0,0,0\n" for f in range(10)))
-    (tmp_path / "pred" / "a.csv").write_text("".join(f"{f},0,0,0,0\n" for f in list(range(10)) + [25]))
+    (tmp_path / "pred" / "a.csv").write_text(
+        "".join(f"{f},0,0,0,0\n" for f in list(range(10)) + [25])
+    )
     args = ["--ref-dir", str(tmp_path / "ref"), "--pred-dir", str(tmp_path / "pred"), "--metrics",
             "dcase2019"]  # fmt: skip
     out = io.StringIO()

@@ -47,11 +47,20 @@ def t24_load(text: str, cm2m: bool = False) -> dict:
             out[frame].append([int(words[1]), int(words[2]), float(words[3]), float(words[4])])
         if len(words) == 6:
             dist = float(words[5]) / 100 if cm2m else float(words[5])
-            out[frame].append([int(words[1]), int(words[2]), float(words[3]), float(words[4]), dist])
+            out[frame].append(
+                [int(words[1]), int(words[2]), float(words[3]), float(words[4]), dist]
+            )
         elif len(words) == 7:
             dist = float(words[6]) / 100 if cm2m else float(words[6])
             out[frame].append(
-                [int(words[1]), int(words[2]), float(words[3]), float(words[4]), float(words[5]), dist]
+                [
+                    int(words[1]),
+                    int(words[2]),
+                    float(words[3]),
+                    float(words[4]),
+                    float(words[5]),
+                    dist,
+                ]
             )
     if len(words) == 7:
         out = t24_cartesian_to_polar(out)
@@ -78,7 +87,9 @@ def t24_polar_to_cartesian(d: dict) -> dict:
             el_rad = v[3] * np.pi / 180.0
             az_rad = v[2] * np.pi / 180.0
             c = np.cos(el_rad)
-            out[frame].append(v[0:2] + [np.cos(az_rad) * c, np.sin(az_rad) * c, np.sin(el_rad)] + v[4:])
+            out[frame].append(
+                v[0:2] + [np.cos(az_rad) * c, np.sin(az_rad) * c, np.sin(el_rad)] + v[4:]
+            )
     return out
 
 
@@ -133,7 +144,9 @@ def t24_least_distance(gt, pred):
     cost = np.zeros((n, m))
     if n and m:
         a, b = gt[pairs[:, 0]], pred[pairs[:, 1]]
-        cost[pairs[:, 0], pairs[:, 1]] = t24_angle(a[:, 0], a[:, 1], a[:, 2], b[:, 0], b[:, 1], b[:, 2])
+        cost[pairs[:, 0], pairs[:, 1]] = t24_angle(
+            a[:, 0], a[:, 1], a[:, 2], b[:, 0], b[:, 1], b[:, 2]
+        )
     rows, cols = linear_sum_assignment(cost)
     return cost[rows, cols], rows, cols
 
@@ -347,8 +360,12 @@ def t24_score(texts: dict[str, tuple[str, str]], n_classes, segment_level=False,
     res = run(list(texts))
     if not jackknife:
         return res, None
+
     def flat(r):  # noqa: E306
-        return (list(r[:-1]) + list(np.asarray(r[-1]).reshape(-1))) if not segment_level else list(r)
+        return (
+            (list(r[:-1]) + list(np.asarray(r[-1]).reshape(-1))) if not segment_level else list(r)
+        )
+
     glob = flat(res)
     partial = np.array([flat(run([n for n in texts if n != left])) for left in texts])
     return res, [t_jackknife(g, partial[:, i])[3] for i, g in enumerate(glob)]
@@ -373,7 +390,11 @@ def random_pair(rng: np.random.Generator, n_classes: int, n_frames: int) -> tupl
     for frame in range(n_frames):
         for _ in range(rng.integers(0, 4)):
             cls, track = int(rng.integers(n_classes)), int(rng.integers(0, 2))
-            az, el, cm = int(rng.integers(-180, 181)), int(rng.integers(-60, 61)), int(rng.integers(20, 600))
+            az, el, cm = (
+                int(rng.integers(-180, 181)),
+                int(rng.integers(-60, 61)),
+                int(rng.integers(20, 600)),
+            )
             ref.append(f"{frame},{cls},{track},{az},{el},{cm}")
             if rng.random() < 0.75:
                 paz, pel = az + rng.normal(0, 15), float(np.clip(el + rng.normal(0, 8), -90, 90))
@@ -381,10 +402,14 @@ def random_pair(rng: np.random.Generator, n_classes: int, n_frames: int) -> tupl
                 x, y, z = (scale * v for v in unit(paz, pel))
                 metres = cm / 100 * float(np.exp(rng.normal(0, 0.5)))
                 pcls = cls if rng.random() < 0.9 else int(rng.integers(n_classes))
-                pred.append(f"{frame},{pcls},{int(rng.integers(0, 3))},{x!r},{y!r},{z!r},{metres!r}")
+                pred.append(
+                    f"{frame},{pcls},{int(rng.integers(0, 3))},{x!r},{y!r},{z!r},{metres!r}"
+                )
         if rng.random() < 0.2:
             x, y, z = (float(v) for v in rng.normal(size=3))
-            pred.append(f"{frame},{int(rng.integers(n_classes))},0,{x!r},{y!r},{z!r},{float(rng.uniform(0, 5))!r}")
+            pred.append(
+                f"{frame},{int(rng.integers(n_classes))},0,{x!r},{y!r},{z!r},{float(rng.uniform(0, 5))!r}"
+            )
     for frame in range(n_frames, n_frames + 3):  # past the reference: never scored
         pred.append(f"{frame},0,0,1.0,0.0,0.0,1.0")
     if not ref:

@@ -122,7 +122,11 @@ class T25SELDMetrics:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 F, AngE = F.mean(), np.nanmean(AngE)
-                DistE, RelDistE, OnscreenAq = np.nanmean(DistE), np.nanmean(RelDistE), np.nanmean(OnscreenAq)
+                DistE, RelDistE, OnscreenAq = (
+                    np.nanmean(DistE),
+                    np.nanmean(RelDistE),
+                    np.nanmean(OnscreenAq),
+                )
         return F, AngE, DistE, RelDistE, OnscreenAq, classwise
 
     def update(self, pred, gt):
@@ -208,7 +212,11 @@ def random_pair(rng: np.random.Generator, n_classes: int, n_frames: int) -> tupl
     for frame in range(n_frames):
         for _ in range(rng.integers(0, 4)):
             cls, src = int(rng.integers(n_classes)), int(rng.choice([0, 1, 1, 12]))
-            az, cm, on = int(rng.integers(-180, 181)), int(rng.integers(20, 600)), int(rng.integers(2))
+            az, cm, on = (
+                int(rng.integers(-180, 181)),
+                int(rng.integers(20, 600)),
+                int(rng.integers(2)),
+            )
             ref.append(f"{frame},{cls},{src},{az},{cm},{on}")
             if rng.random() < 0.75:
                 paz = az + int(rng.normal(0, 14))
@@ -219,7 +227,9 @@ def random_pair(rng: np.random.Generator, n_classes: int, n_frames: int) -> tupl
                 pcls = cls if rng.random() < 0.9 else int(rng.integers(n_classes))
                 pred.append(f"{frame},{pcls},{int(rng.integers(0, 3))},{paz},{pcm},{pon}")
         if rng.random() < 0.2:
-            pred.append(f"{frame},{int(rng.integers(n_classes))},0,{int(rng.integers(-180, 181))},100,0")
+            pred.append(
+                f"{frame},{int(rng.integers(n_classes))},0,{int(rng.integers(-180, 181))},100,0"
+            )
     pred += [f"{f},0,0,0,100,1" for f in range(n_frames, n_frames + 3)]
     return "\n".join(ref) + "\n", "\n".join(pred) + "\n"
 

@@ -198,7 +198,9 @@ def _distance(text: str, layout: str, where: str) -> float:
     value = finite_float(text, "distance", where)
     if layout.endswith("-cm"):
         if not 0.0 <= value <= MAX_DISTANCE_M * 100:
-            raise LabelFileError(f"{where}: distance {value} cm out of range 0..{MAX_DISTANCE_M * 100:g}")
+            raise LabelFileError(
+                f"{where}: distance {value} cm out of range 0..{MAX_DISTANCE_M * 100:g}"
+            )
         return value / 100  # cm -> m by division, as the 2024 baseline's cm2m
     if not 0.0 <= value <= MAX_DISTANCE_M:
         raise LabelFileError(f"{where}: distance {value} m out of range 0..{MAX_DISTANCE_M:g}")
@@ -355,7 +357,9 @@ def _values(r: Row, layout: str) -> list[str]:
         out.append(_cm(r.distance) if layout.endswith("-cm") else _num(r.distance))
     if layout == "stereo-cm":
         if r.onscreen is None:
-            raise LabelFileError(f"format dcase2025 needs an on-screen flag; frame {r.frame} has none")
+            raise LabelFileError(
+                f"format dcase2025 needs an on-screen flag; frame {r.frame} has none"
+            )
         out.append(str(r.onscreen))
     return out
 

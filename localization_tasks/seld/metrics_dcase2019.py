@@ -112,8 +112,9 @@ class Counts2019(Additive):
     frames: int = 0
 
     def update(self, ref: list[Row], pred: list[Row], n_frames: int, where: str = "") -> None:
-        gt, pr = grid_cells(ref, n_frames, f"{where} (reference)"), grid_cells(
-            pred, n_frames, f"{where} (prediction)"
+        gt, pr = (
+            grid_cells(ref, n_frames, f"{where} (reference)"),
+            grid_cells(pred, n_frames, f"{where} (prediction)"),
         )
         self._detection(gt, pr, n_frames)
         self.frames += n_frames
@@ -136,7 +137,9 @@ class Counts2019(Additive):
             for frame, entries in cells.items():
                 if frame % block == block - 1:  # the frame the baseline's block slice leaves out
                     continue
-                active.setdefault(frame // block, (set(), set()))[side].update(c for c, _ in entries)
+                active.setdefault(frame // block, (set(), set()))[side].update(
+                    c for c, _ in entries
+                )
         for t, o in active.values():
             fp, fn = len(o - t), len(t - o)
             self.TP += len(t & o)
@@ -162,9 +165,15 @@ class Counts2019(Additive):
             "frame_recall": float(recall_frames),
             "SELD": float(seld),
             "counts": {
-                "TP": self.TP, "ref_active": self.n_ref, "pred_active": self.n_sys,
-                "S": self.S, "D": self.D, "I": self.I, "pred_doas": self.n_pred_doa,
-                "good_frames": self.good_frames, "frames": self.frames,
+                "TP": self.TP,
+                "ref_active": self.n_ref,
+                "pred_active": self.n_sys,
+                "S": self.S,
+                "D": self.D,
+                "I": self.I,
+                "pred_doas": self.n_pred_doa,
+                "good_frames": self.good_frames,
+                "frames": self.frames,
             },  # fmt: skip
         }
 

@@ -104,7 +104,9 @@ def baseline_angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     nb = np.sqrt(b[:, 0] ** 2 + b[:, 1] ** 2 + b[:, 2] ** 2 + 1e-10)
     a, b = a / na[:, None], b / nb[:, None]
     dot = (
-        a[:, None, 0] * b[None, :, 0] + a[:, None, 1] * b[None, :, 1] + a[:, None, 2] * b[None, :, 2]
+        a[:, None, 0] * b[None, :, 0]
+        + a[:, None, 1] * b[None, :, 1]
+        + a[:, None, 2] * b[None, :, 2]
     )
     return np.arccos(np.clip(dot, -1, 1)) * 180 / np.pi
 
@@ -324,7 +326,11 @@ def score(
         "dist": None if dist_threshold == float("inf") else dist_threshold,
         "reldist": None if reldist_threshold == float("inf") else reldist_threshold,
     }
-    out["evaluate_distance"], out["segment_based"], out["files"] = evaluate_distance, False, len(files)
+    out["evaluate_distance"], out["segment_based"], out["files"] = (
+        evaluate_distance,
+        False,
+        len(files),
+    )
     if jackknife:
         attach_jackknife(
             out, leave_one_out(total, per_file, lambda c: figures(c.scores(average), ("average",)))

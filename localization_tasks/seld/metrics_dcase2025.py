@@ -194,7 +194,10 @@ class StereoCounts(Additive):
                 "FN": int(self.fn.sum()),
             },
             "per_class": {
-                str(c): {**{k: float(per[k][c]) for k in FIGURES}, "ref_entries": int(self.n_ref[c])}
+                str(c): {
+                    **{k: float(per[k][c]) for k in FIGURES},
+                    "ref_entries": int(self.n_ref[c]),
+                }
                 for c in range(self.n_classes)
             },
         }
