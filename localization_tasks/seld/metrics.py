@@ -142,16 +142,17 @@ def folded_azimuth(row: Row) -> tuple[float]:
 def stereo_rows(rows: list[Row]) -> list[Row]:
     """Rows as DCASE 2025 stereo SELD scores them: azimuth only, front-folded. A two-microphone
     recording cannot tell front from back, so every azimuth is mirrored about the interaural axis
-    into [-90, 90] (`fold_azimuth_deg`), elevation is dropped (set to 0),
-    and the distance between two rows is the difference of their folded azimuths
-    (`azimuth_difference_deg`, in degrees as the 2025 baseline computes it)."""
+    into [-90, 90] (`fold_azimuth_deg`), elevation is dropped (set to 0), and the distance
+    between two rows is the difference of their folded azimuths (`azimuth_difference_deg`, in
+    degrees as the 2025 baseline computes it). Used by the older `--stereo` scoring (the 2022
+    metrics on these rows); `metrics_dcase2025` is the 2025 challenge's own."""
     out = []
     folded = fold_azimuth_deg([r.azimuth_elevation[0] for r in rows]) if rows else []
     for r, az in zip(rows, folded, strict=True):
         az = float(az)
         a = math.radians(az)
         out.append(Row(r.frame, r.cls, r.track, (math.cos(a), math.sin(a), 0.0), r.distance,
-                       (az, 0.0)))  # fmt: skip
+                       (az, 0.0), r.onscreen))  # fmt: skip
     return out
 
 

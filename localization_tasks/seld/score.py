@@ -19,8 +19,10 @@ average, printed as null).
   dcase2025  `seld.metrics_dcase2025`: stereo, folded azimuths; F, AngE, DistE, RelDistE,
              OnscreenAq. `--req-onscreen`: a TP also needs the right on-screen flag.
   dcase2019  `seld.metrics_dcase2019`: 1 s segment ER, F; frame-wise DOA_error, frame_recall;
-             SELD. `--clip-length S`: every clip's length in seconds (default: its last frame).
+             SELD.
 `--jackknife`: each figure also gets its leave-one-file-out 95 % interval ("jackknife").
+`--clip-length S`: every clip is S seconds long (S / 0.1 frames) instead of the frame count each
+baseline derives from the labels (the 2019 one counts trailing silence of its 60 s clips).
 Distances are metres (`--dist-threshold` too); `--num-classes` defaults to the highest class
 index seen plus one, and macro averaging runs over all of 0..N-1.
 
