@@ -162,7 +162,7 @@ class FrameCounts(Additive):
         for name, value in (("dist", self.dist_threshold), ("reldist", self.reldist_threshold)):
             if not value >= 0:  # inf allowed (no threshold); NaN refused
                 raise ValueError(f"{name}_threshold must be >= 0, got {value}")
-        for name in self.ADDITIVE[:10]:
+        for name in self.ADDITIVE[:-3]:  # the per-class arrays (S, D, I are totals)
             setattr(self, name, np.zeros(self.n_classes))
 
     def update(self, ref: list[Row], pred: list[Row], n_frames: int, where: str = "") -> None:
