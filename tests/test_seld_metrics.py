@@ -219,3 +219,83 @@ def test_stereo_distance_is_the_plain_difference_of_folded_azimuths():
     expected = np.array([[abs(x - y) for y in (-60.0, -7.7)] for x in (-80.0, 12.3, 89.9)])
     assert d.shape == (3, 2) and (d == expected).all()
     assert d[0, 0] == 20.0
+
+
+def test_jackknife_by_hand():
+    """Two files of the shared setup: A predicted exactly, B not at all. Global F = TP / (TP +
+    (FP + FN) / 2) = 1 / (1 + 0.5) = 2/3. Leave A out: F(B) = 0; leave B out: F(A) = 1; mean 0.5.
+    bias = (2 - 1)(0.5 - 2/3) = -1/6; estimate = 2/3 + 1/6 = 5/6; std_err = sqrt(1 * mean(0.25,
+    0.25)) = 0.5; t(0.975, 1 dof) = 12.7062047; interval 5/6 -+ 6.3531024."""
+    ref = [parse_row(x.split(","), "polar", "t") for x in REF.split()]
+    res = score_rows({"A": (ref, ref), "B": (ref, [])}, 1, jackknife=True)
+    jk = res["jackknife"]["F20"]
+    assert res["F20"] == pytest.approx(2 / 3)
+    assert [jk["estimate"], jk["bias"], jk["std_err"]] == pytest.approx([5 / 6, -1 / 6, 0.5])
+    assert jk["interval"] == pytest.approx([5 / 6 - 6.3531024, 5 / 6 + 6.3531024], abs=1e-6)
+    assert res["per_class"]["0"]["jackknife"]["F20"]["estimate"] == pytest.approx(5 / 6)
+    with pytest.raises(ValueError, match="at least 2 files"):
+        score_rows({"A": (ref, ref)}, 1, jackknife=True)
+
+
+@pytest.mark.parametrize("metrics", ["dcase2022", "dcase2024", "dcase2019"])
+def test_thousands_of_entries_in_one_frame_are_refused_before_matching(tmp_path, metrics):
+    """A hostile prediction: 5000 entries of class 0 in frame 7. The Hungarian matching of that
+    frame would build 5000 x 5000 matrices per frame; the file is refused naming it and the
+    frame, at once."""
+    import time
+
+    ref = "".join(f"{f},0,0,0,0,100\n" for f in range(20))
+    pred = "".join(f"7,0,{k % 3},{k % 360 - 180},0,1.0\n" for k in range(5000))
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "ref" / "clip.csv").write_text(ref if metrics == "dcase2024" else
+                                               "".join(ln.rsplit(",", 1)[0] + "\n" for ln in ref.split()))  # fmt: skip
+    (tmp_path / "pred" / "clip.csv").write_text(
+        pred
+        if metrics == "dcase2024"
+        else "".join(ln.rsplit(",", 1)[0] + "\n" for ln in pred.split())
+    )
+    err = io.StringIO()
+    start = time.monotonic()
+    from contextlib import redirect_stderr
+
+    with redirect_stderr(err):
+        code = score_cli.main(["--ref-dir", str(tmp_path / "ref"), "--pred-dir",
+                               str(tmp_path / "pred"), "--metrics", metrics])  # fmt: skip
+    assert code == 2 and time.monotonic() - start < 10
+    line = err.getvalue().strip()
+    assert "\n" not in line
+    assert "clip.csv (prediction): frame 7 has 5000 entries of class 0; at most 64" in line
+
+
+def test_score_files_refuses_options_the_metrics_do_not_take():
+    from localization_tasks.seld.score import options_of, score_files
+
+    ref = [parse_row(x.split(","), "polar", "t") for x in REF.split()]
+    assert "reldist_threshold" in options_of("dcase2024") and "stereo" in options_of("dcase2022")
+    with pytest.raises(ValueError, match="dcase2022 take no option reldist_threshold"):
+        score_files({"a": (ref, ref)}, "dcase2022", reldist_threshold=1.0)
+    with pytest.raises(ValueError, match="unknown metrics"):
+        score_files({"a": (ref, ref)}, "dcase2030")
+    # the default metrics are today's: the same dict as score_rows
+    assert score_files({"a": (ref, ref)}) == score_rows({"a": (ref, ref)}, 1)
+
+
+def test_cli_refuses_options_of_other_metrics_in_one_line(tmp_path, capsys):
+    ref_dir, pred_dir = write_case(tmp_path, REF, REF)
+    base = ["--ref-dir", str(ref_dir), "--pred-dir", str(pred_dir)]
+    assert score_cli.main(base + ["--stereo", "--metrics", "dcase2024"]) == 2
+    assert "take no option stereo" in capsys.readouterr().err
+    assert score_cli.main(base + ["--req-onscreen"]) == 2
+    assert "dcase2022 take no option req_onscreen" in capsys.readouterr().err
+
+
+def test_cli_prints_nan_as_null(tmp_path):
+    """DCASE 2024 with no prediction: no pair, so AngE, DistE, RelDistE are NaN (the baseline's
+    nanmean of all-NaN); JSON has no NaN, the CLI prints null. SELD = nanmean(1 - 0, NaN, NaN) = 1."""
+    ref = "".join(f"{f},0,0,0,0,100\n" for f in range(11))
+    ref_dir, pred_dir = write_case(tmp_path, ref, "")
+    res = run_score(
+        ["--ref-dir", str(ref_dir), "--pred-dir", str(pred_dir), "--metrics", "dcase2024"]
+    )
+    assert res["AngE"] is None and res["RelDistE"] is None and res["SELD"] == 1.0

@@ -25,18 +25,30 @@ scores agree with published ones:
 
 Segments: the baseline segments a file into ceil(n / 10) segments where n is the reference's
 highest frame INDEX (not the count); pass `n_frames` to score a known clip length instead.
+
+`jackknife=True` adds the baseline's leave-one-file-out 95 % intervals (`seld.jackknife`).
+Hostile input: more than MAX_TRACKS_PER_CLASS entries of one class in one frame are refused
+(`check_polyphony`) before the Hungarian matching, whose cost grows with their square.
+
+This module also holds what the other years' metrics share (`Additive` counts, the polyphony
+cap, the DCASE 2025 azimuth fold); `metrics_dcase2019`, `metrics_dcase2024` and
+`metrics_dcase2025` are the other challenges' metrics, `seld.score.score_files` picks one.
 """
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Callable
+import operator
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from localization_tasks.seld.jackknife import leave_one_out
 from localization_tasks.seld.labels import FRAMES_PER_SEGMENT, Row, frames_of
 
 Average = Literal["macro", "micro"]
@@ -44,6 +56,58 @@ EPS = float(np.finfo(np.float64).eps)  # the baseline's denominators add float64
 
 # segment -> class -> [(frame within segment, (n, 3) directions)] in frame order
 Segments = dict[int, dict[int, list[tuple[int, np.ndarray]]]]
+
+
+MAX_TRACKS_PER_CLASS = 64  # entries of one class in one frame; real data has at most a handful
+
+
+class Additive:
+    """Counts that add over files: `a + b` and `a - b` combine every field named in ADDITIVE
+    (the leave-one-file-out jackknife subtracts one file's counts from the total)."""
+
+    ADDITIVE: ClassVar[tuple[str, ...]] = ()
+
+    def _combine(self, other, op):
+        out = copy.copy(self)
+        for name in self.ADDITIVE:
+            setattr(out, name, op(getattr(self, name), getattr(other, name)))
+        return out
+
+    def __add__(self, other):
+        return self._combine(other, operator.add)
+
+    def __sub__(self, other):
+        return self._combine(other, operator.sub)
+
+
+def check_polyphony(rows: Iterable[Row], where: str, limit: int = MAX_TRACKS_PER_CLASS) -> None:
+    """ValueError naming `where` and the frame when some frame has more than `limit` entries of
+    one class: the Hungarian matching of that frame would cost (entries)^2 memory and time, and no
+    recording has thousands of simultaneous sources of one class."""
+    counts = Counter((r.frame, r.cls) for r in rows)
+    if not counts:
+        return
+    (frame, cls), n = max(counts.items(), key=lambda kv: kv[1])
+    if n > limit:
+        raise ValueError(
+            f"{where}: frame {frame} has {n} entries of class {cls}; at most {limit} per class "
+            "and frame are scored"
+        )
+
+
+def fold_azimuth_deg(az: np.ndarray) -> np.ndarray:
+    """Azimuths (degrees, any range) mirrored about the interaural axis into [-90, 90], with the
+    arithmetic of partha2409/DCASE2025_seld_baseline `utils.fold_az_angle` (wrap into
+    [-180, 180) by `(az + 180) % 360 - 180`, then az < -90 -> -180 - az, az > 90 -> 180 - az), so
+    that the folded values are bit for bit the baseline's."""
+    az = np.asarray(az, dtype=np.float64)
+    wrapped = (az + 180) % 360 - 180
+    out = wrapped.copy()
+    back_right = (-180 <= wrapped) & (wrapped < -90)
+    back_left = (90 < wrapped) & (wrapped <= 180)
+    out[back_right] = -180 - wrapped[back_right]
+    out[back_left] = 180 - wrapped[back_left]
+    return out
 
 
 def angular_distance_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -78,16 +142,17 @@ def folded_azimuth(row: Row) -> tuple[float]:
 def stereo_rows(rows: list[Row]) -> list[Row]:
     """Rows as DCASE 2025 stereo SELD scores them: azimuth only, front-folded. A two-microphone
     recording cannot tell front from back, so every azimuth is mirrored about the interaural axis
-    into [-90, 90] (az > 90 -> 180 - az, az < -90 -> -180 - az), elevation is dropped (set to 0),
-    and the distance between two rows is the difference of their folded azimuths
-    (`azimuth_difference_deg`, in degrees as the 2025 baseline computes it)."""
+    into [-90, 90] (`fold_azimuth_deg`), elevation is dropped (set to 0), and the distance
+    between two rows is the difference of their folded azimuths (`azimuth_difference_deg`, in
+    degrees as the 2025 baseline computes it). Used by the older `--stereo` scoring (the 2022
+    metrics on these rows); `metrics_dcase2025` is the 2025 challenge's own."""
     out = []
-    for r in rows:
-        az = r.azimuth_elevation[0]
-        az = 180.0 - az if az > 90 else (-180.0 - az if az < -90 else az)
+    folded = fold_azimuth_deg([r.azimuth_elevation[0] for r in rows]) if rows else []
+    for r, az in zip(rows, folded, strict=True):
+        az = float(az)
         a = math.radians(az)
         out.append(Row(r.frame, r.cls, r.track, (math.cos(a), math.sin(a), 0.0), r.distance,
-                       (az, 0.0)))  # fmt: skip
+                       (az, 0.0), r.onscreen))  # fmt: skip
     return out
 
 
@@ -117,8 +182,12 @@ def segment(rows: list[Row], n_frames: int, block: int = FRAMES_PER_SEGMENT,
 
 
 @dataclass
-class SELDCounts:
+class SELDCounts(Additive):
     """Accumulated counts over files; `update` per file, `scores` at the end."""
+
+    ADDITIVE: ClassVar[tuple[str, ...]] = (
+        "tp", "fp", "fp_spatial", "fn", "n_ref", "de_sum", "de_tp", "de_fn", "S", "D", "I",
+    )  # fmt: skip
 
     n_classes: int
     doa_threshold: float = 20.0
@@ -262,20 +331,55 @@ def score_rows(
     average: Average = "macro",
     n_frames: dict[str, int] | None = None,
     stereo: bool = False,
+    jackknife: bool = False,
 ) -> dict:
     """Scores of {name: (reference rows, predicted rows)}. `n_frames[name]` overrides the
-    baseline's frame count (highest reference frame index) for that file. `stereo`: DCASE 2025
-    stereo scoring (`stereo_rows` on both sides)."""
+    baseline's frame count (highest reference frame index) for that file. `stereo`: the DCASE
+    2022 metrics on front-folded azimuths (`stereo_rows`; the DCASE 2025 challenge's own metrics
+    are `metrics_dcase2025`). `jackknife`: adds "jackknife" intervals to every figure."""
     distance = azimuth_difference_deg if stereo else angular_distance_deg
     direction = folded_azimuth if stereo else None
     counts = SELDCounts(n_classes, doa_threshold, distance)
+    per_file = []
     for name in sorted(files):
         ref, pred = files[name]
+        check_polyphony(ref, f"{name} (reference)")
+        check_polyphony(pred, f"{name} (prediction)")
         if stereo:
             ref, pred = stereo_rows(ref), stereo_rows(pred)
         n = (n_frames or {}).get(name, n_frames_dcase(ref))
-        counts.update(segment(ref, n, direction=direction), segment(pred, n, direction=direction))
+        ref_seg = segment(ref, n, direction=direction)
+        pred_seg = segment(pred, n, direction=direction)
+        counts.update(ref_seg, pred_seg)
+        if jackknife:
+            one = SELDCounts(n_classes, doa_threshold, distance)
+            one.update(ref_seg, pred_seg)
+            per_file.append(one)
     out = counts.scores(average)
     out["files"] = len(files)
     out["stereo"] = stereo
+    if jackknife:
+        attach_jackknife(out, leave_one_out(counts, per_file, lambda c: figures(c.scores(average))))
     return out
+
+
+def figures(scores: dict, skip: tuple[str, ...] = ("average", "doa_threshold")) -> dict[str, float]:
+    """The numbers of a scores dict as {"F20": .., "per_class/3/F20": ..} (what the jackknife
+    estimates: every overall and class-wise figure, as the baselines' `classwise_results`)."""
+    out = {k: v for k, v in scores.items() if isinstance(v, float) and k not in skip}
+    for c, per in scores.get("per_class", {}).items():
+        for k, v in per.items():
+            if isinstance(v, float):
+                out[f"per_class/{c}/{k}"] = v
+    return out
+
+
+def attach_jackknife(scores: dict, intervals: dict[str, dict]) -> None:
+    """Put `leave_one_out`'s {figure path: interval} into `scores`: "jackknife" at the top for the
+    overall figures, per_class[c]["jackknife"] for the class-wise ones."""
+    for key, value in intervals.items():
+        if key.startswith("per_class/"):
+            _, c, k = key.split("/", 2)
+            scores["per_class"][c].setdefault("jackknife", {})[k] = value
+        else:
+            scores.setdefault("jackknife", {})[key] = value
