@@ -133,7 +133,16 @@ def test_reference_head_beats_zero_and_chance_end_to_end(tmp_path, capsys, one_t
     kind = "multi-accddoa" if target == "auto" else "accdoa"
     assert iv["target"] == chance["target"] == kind
     assert res["zero"]["SELD"] == 1.0 and iv["SELD"] < 0.95 and chance["SELD"] < 1.0
-    assert iv["F20"] > 0.1 and chance["F20"] < 0.05 and chance["LR_CD"] > 0
+    # metrics auto: a distance-aware head on a task with distances is scored with the DCASE 2024
+    # metrics (F, LR, distance errors), directions alone with the DCASE 2022 ones (F20, LR_CD)
+    f, lr = ("F", "LR") if kind == "multi-accddoa" else ("F20", "LR_CD")
+    assert iv["metrics"] == ("dcase2024" if kind == "multi-accddoa" else "dcase2022")
+    assert iv[f] > 0.1 and chance[f] < 0.05 and chance[lr] > 0
+    if kind == "multi-accddoa":  # chance draws distances over the training range: RelDistE > 0
+        assert 0 <= iv["RelDistE"] and 0 < chance["RelDistE"] and iv["DistE"] is not None
+        # every figure of the test files carries its jackknife interval around the estimate
+        lo, hi = iv["SELD_jackknife"]
+        assert lo < hi
     preds = list((tmp_path / "out" / "intensity+mlp").glob("*/seed0/fold03/pred/*.csv"))
     assert len(preds) == 4 and any(p.read_text() for p in preds)
     lines = [ln for p in preds for ln in p.read_text().splitlines()]
@@ -167,13 +176,27 @@ def test_binaural_task_is_scored_in_stereo(tmp_path):
                       max_overlap=1, fmt="binaural", rooms_per_fold=1)  # fmt: skip
     task = generate(tmp_path / "tasks", cfg)
     res = evaluate.train_and_test(task, "zero", None, training.SeldTrainConfig(), tmp_path / "out")
-    assert res["stereo"] is True and res["SELD"] == 1.0
+    # labels with distances: the DCASE 2025 stereo metrics (no combined score; zero has F 0 and
+    # no pairs, so no angular or distance error)
+    assert res["stereo"] is True and res["metrics"] == "dcase2025"
+    assert res["F"] == 0.0 and res["AngE"] is None and "SELD" not in res
     res3 = evaluate.train_and_test(task, "zero", None, training.SeldTrainConfig(scoring="3d"),
                                    tmp_path / "out")  # fmt: skip
-    assert res3["stereo"] is False
+    assert res3["stereo"] is False and res3["metrics"] == "dcase2024" and res3["SELD"] == 1.0
     files = {n: (r, r) for n, r in task_rows(task, "fold03").items()}
     for stereo in (True, False):
         assert score_rows(files, 4, average="micro", stereo=stereo)["SELD"] < 1e-6
+    # the labels as predictions are perfect in the 2024 and 2025 metrics too, distances included
+    for stereo, metrics in ((True, "dcase2025"), (False, "dcase2024")):
+        perfect = training.seld_score(files, None, 4, stereo, metrics)
+        c = perfect["counts"]
+        assert c["TP"] == c["ref_entries"] > 0 and c["FP"] == c["FN"] == 0
+        # (the 2024 baseline puts identical directions 0.0008 deg apart: its arccos clip term)
+        assert perfect["AngE"] < 0.01 and perfect["RelDistE"] == 0.0
+        # macro F averages every class 0..3, absent ones at 0 (both baselines): each class
+        # present in the clip scores F 1
+        present = {r.cls for ref, _ in files.values() for r in ref}
+        assert all(perfect["per_class"][str(k)]["F"] == 1.0 for k in present)
 
 
 def test_test_fold_gets_the_training_standardisation(tmp_path, one_thread):
@@ -286,7 +309,8 @@ def test_binaural_reference_cache_survives_a_truncated_entry(tmp_path, capsys):
     entries[0].write_bytes(data[: len(data) // 2])
     assert evaluate.main(argv) == 0
     again = _runs(tmp_path / "out")
-    for key in ("ER20", "F20", "LE_CD", "LR_CD", "SELD"):
+    assert first["gcc-phat+mlp"]["metrics"] == "dcase2025"  # binaural, labels with distances
+    for key in ("F", "AngE", "DistE", "RelDistE"):
         assert again["gcc-phat+mlp"][key] == first["gcc-phat+mlp"][key], key
     with np.load(entries[0]) as f:
         assert set(f.files) == set(before)

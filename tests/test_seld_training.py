@@ -106,9 +106,10 @@ def test_every_cross_validation_fold_is_scored(tmp_path):
     res = evaluate.train_and_test(task, "chance", None, training.SeldTrainConfig(seed=4),
                                   tmp_path / "out")  # fmt: skip
     assert [f["test"] for f in res["folds"]] == [["fold03"], ["fold01"], ["fold02"]]
-    le = [f["LE_CD"] for f in res["folds"]]
-    assert len(set(le)) == 3 and res["LE_CD"] == pytest.approx(np.mean(le))
-    assert res["LE_CD_fold_sd"] == pytest.approx(np.std(le, ddof=1))
+    key = "AngE" if res["metrics"] == "dcase2024" else "LE_CD"
+    le = [f[key] for f in res["folds"]]
+    assert len(set(le)) == 3 and res[key] == pytest.approx(np.mean(le))
+    assert res[f"{key}_fold_sd"] == pytest.approx(np.std(le, ddof=1))
     assert res["test_clips"] == 9
     for s in ("fold01", "fold02", "fold03"):
         assert len(list((tmp_path / "out" / "chance" / "t" / "seed4" / s / "pred").iterdir())) == 3

@@ -38,7 +38,6 @@ event lists with onsets and offsets instead and put them on the 100 ms grid
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import math
 import re
@@ -173,9 +172,7 @@ def _read_metadata(path: Path, dataset: str) -> list[Row]:
         )
     if spec.columns == 5:
         return read_rows(path, "polar")
-    # TODO(merge): read_rows(path, "dcase2024") converts cm to m itself; drop the division then
-    rows = read_rows(path, "polar-distance")
-    return [dataclasses.replace(r, distance=r.distance / 100.0) for r in rows]
+    return read_rows(path, "dcase2024")  # 6 columns: polar + distance in cm, read as metres
 
 
 def _check_frames(rows: Sequence[Row], clip_labels: Path, wav: Path, seconds: float) -> None:

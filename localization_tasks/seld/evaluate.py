@@ -70,12 +70,15 @@ from localization_tasks.seld.features import Features
 from localization_tasks.seld.labels import FRAME_S, Row, format_rows
 from localization_tasks.seld.task import read_metadata, read_vocabulary
 from localization_tasks.seld.training import (
+    METRIC_CHOICES,
     METRIC_KEYS,
+    STOP_KEY,
     TARGET_CHOICES,
     SeldTrainConfig,
     TaskData,
     fit_predict,
     load_roles,
+    resolve_metrics,
     resolve_target,
     seld_score,
     stereo_scoring,
@@ -108,6 +111,7 @@ def train_and_test(task_dir: Path, method: str, feats: Features | None, cfg: Sel
     source = source or TaskData(task_dir, method, feats)
     fold_sets = task_fold_sets(task_dir)
     kind = resolve_target(cfg, source, fold_sets)
+    cfg = replace(cfg, metrics=resolve_metrics(cfg.metrics, stereo, kind == "multi-accddoa"))
     run_dir = out / child(out, name, "method name").name / task_dir.name / f"seed{cfg.seed}"
     folds = []
     for i, fold in enumerate(fold_sets):
@@ -116,7 +120,8 @@ def train_and_test(task_dir: Path, method: str, feats: Features | None, cfg: Sel
         preds, (names, refs, frames, _, _), best_epoch = fit_predict(data, method, cfg, k, kind,
                                                                      stereo, what)  # fmt: skip
         files = {n: (r, p) for n, r, p in zip(names, refs, preds, strict=True)}
-        score = seld_score(files, dict(zip(names, frames, strict=True)), k, stereo, cfg.metrics)
+        score = seld_score(files, dict(zip(names, frames, strict=True)), k, stereo, cfg.metrics,
+                           jackknife=True)  # fmt: skip
         folds.append({"test": fold["test"], "best_epoch": best_epoch, "test_clips": len(names),
                       **score})  # fmt: skip
         fold_dir = run_dir / child(run_dir, "+".join(fold["test"]), "split name").name
@@ -132,14 +137,35 @@ def train_and_test(task_dir: Path, method: str, feats: Features | None, cfg: Sel
     return result
 
 
+def _defined(values: Sequence) -> np.ndarray:
+    """The numbers among `values` (None: a figure undefined there, e.g. AngE without pairs)."""
+    return np.array([v for v in values if v is not None], dtype=np.float64)
+
+
+def _mean(values: Sequence) -> float | None:
+    v = _defined(values)
+    return float(v.mean()) if len(v) else None
+
+
+def _sd(values: Sequence) -> float | None:
+    v = _defined(values)
+    return float(v.std(ddof=1)) if len(v) > 1 else None
+
+
 def fold_means(folds: list[dict], keys: Sequence[str]) -> dict:
-    """The mean over folds of each metric, and with several folds its sd (`{key}_fold_sd`)."""
+    """The mean over folds of each metric, with several folds its sd (`{key}_fold_sd`), and the
+    mean over folds of the test files' jackknife 95 % interval (`{key}_jackknife`, [low, high];
+    `localization_tasks.seld.jackknife`). A figure undefined on a fold is left out of its mean."""
     out: dict = {}
     for key in keys:
-        v = np.array([f[key] for f in folds], dtype=np.float64)
-        out[key] = float(v.mean())
-        if len(v) > 1:
-            out[f"{key}_fold_sd"] = float(v.std(ddof=1))
+        out[key] = _mean([f.get(key) for f in folds])
+        if len(folds) > 1:
+            out[f"{key}_fold_sd"] = _sd([f.get(key) for f in folds])
+        ivs = [((f.get("jackknife") or {}).get(key) or {}).get("interval") for f in folds]
+        ivs = [iv for iv in ivs if isinstance(iv, list) and None not in iv]
+        if ivs:
+            out[f"{key}_jackknife"] = [float(np.mean([iv[0] for iv in ivs])),
+                                       float(np.mean([iv[1] for iv in ivs]))]  # fmt: skip
     return out
 
 
@@ -200,14 +226,19 @@ def summarise(runs: list[dict]) -> list[dict]:
     for (task, method), rs in groups.items():
         keys = METRIC_KEYS.get(rs[0].get("metrics", "dcase2022"), METRIC_KEYS["dcase2022"])
         entry = {"method": method, "task": task, "seeds": [int(r.get("seed", 0)) for r in rs],
+                 "metrics": rs[0].get("metrics", "dcase2022"),
                  "target": rs[0].get("target"), "folds": len(rs[0].get("folds", [None]))}  # fmt: skip
         for key in keys:
-            v = np.array([r[key] for r in rs], dtype=np.float64)
-            entry[key] = float(v.mean())
-            entry[f"{key}_sd"] = float(v.std(ddof=1)) if len(v) > 1 else None
-            per_fold = [[f[key] for f in r.get("folds", [])] for r in rs]
+            entry[key] = _mean([r.get(key) for r in rs])
+            entry[f"{key}_sd"] = _sd([r.get(key) for r in rs])
+            ivs = [r.get(f"{key}_jackknife") for r in rs]
+            if all(isinstance(iv, list) for iv in ivs):  # mean over seeds of each run's interval
+                entry[f"{key}_jackknife"] = [float(np.mean([iv[0] for iv in ivs])),
+                                             float(np.mean([iv[1] for iv in ivs]))]  # fmt: skip
+            per_fold = [[f.get(key) for f in r.get("folds", [])] for r in rs]
             if entry["folds"] > 1 and len({len(p) for p in per_fold}) == 1:
-                entry[f"{key}_fold_sd"] = float(np.mean(per_fold, axis=0).std(ddof=1))
+                if all(v is not None for p in per_fold for v in p):
+                    entry[f"{key}_fold_sd"] = float(np.mean(per_fold, axis=0).std(ddof=1))
         out.append(entry)
     return out
 
@@ -248,29 +279,55 @@ def merge_results(out: Path, new: list[dict]) -> list[dict]:
                  for r in runs]  # fmt: skip
         write_bytes_atomic(out / "results.csv", _csv(rows))
         cols = [c for k in keys for c in (k, f"{k}_sd", f"{k}_fold_sd")]
-        srows = [["method", "task", "seeds", "folds", *cols]]
-        srows += [[s["method"], s["task"], len(s["seeds"]), s["folds"],
-                   *["" if s.get(c) is None else s[c] for c in cols]] for s in summary]  # fmt: skip
+        ivs = [k for k in keys if any(f"{k}_jackknife" in s for s in summary)]
+        srows = [
+            [
+                "method",
+                "task",
+                "metrics",
+                "seeds",
+                "folds",
+                *cols,
+                *[f"{k}_jackknife_{end}" for k in ivs for end in ("low", "high")],
+            ]
+        ]
+        srows += [[s["method"], s["task"], s.get("metrics", ""), len(s["seeds"]), s["folds"],
+                   *["" if s.get(c) is None else s[c] for c in cols],
+                   *[("" if s.get(f"{k}_jackknife") is None else s[f"{k}_jackknife"][i])
+                     for k in ivs for i in (0, 1)]] for s in summary]  # fmt: skip
         write_bytes_atomic(out / "summary.csv", _csv(srows))
     return runs
 
 
 def format_table(summary: list[dict]) -> str:
-    """Markdown table: mean +- sd over seeds of each metric; sd over folds of SELD."""
+    """Markdown table: mean +- sd over seeds of each metric ('-': undefined, e.g. AngE without
+    pairs), the sd over folds of the early-stopping figure, and its jackknife 95 % interval over
+    test files (mean over seeds and folds)."""
     keys = _metric_keys(summary)
 
-    def cell(s: dict, k: str) -> str:
-        f = "{:.1f}" if k.startswith("LE") else "{:.3f}"
-        sd = s.get(f"{k}_sd")
-        return f.format(s[k]) + (f" ± {f.format(sd)}" if sd is not None else "")
+    def fmt(k: str, v: float) -> str:
+        return ("{:.1f}" if k.startswith(("LE", "AngE", "DOA")) else "{:.3f}").format(v)
 
-    lines = ["| method | task | seeds | folds | " + " | ".join(keys) + " | SELD sd over folds |",
-             "|---" * (len(keys) + 5) + "|"]  # fmt: skip
+    def cell(s: dict, k: str) -> str:
+        if s.get(k) is None:
+            return "-"
+        sd = s.get(f"{k}_sd")
+        return fmt(k, s[k]) + (f" ± {fmt(k, sd)}" if sd is not None else "")
+
+    def stop(s: dict) -> tuple[str, str]:
+        key = STOP_KEY.get(s.get("metrics", "dcase2022"), "SELD")
+        fold_sd, iv = s.get(f"{key}_fold_sd"), s.get(f"{key}_jackknife")
+        return (
+            "-" if fold_sd is None else f"{key} {fmt(key, fold_sd)}",
+            "-" if iv is None else f"{key} [{fmt(key, iv[0])}, {fmt(key, iv[1])}]",
+        )
+
+    lines = ["| method | task | seeds | folds | " + " | ".join(keys)
+             + " | sd over folds | jackknife 95 % |", "|---" * (len(keys) + 6) + "|"]  # fmt: skip
     for s in summary:
-        fold_sd = s.get("SELD_fold_sd")
+        fold_sd, iv = stop(s)
         lines.append(f"| {s['method']} | {s['task']} | {len(s['seeds'])} | {s['folds']} | "
-                     + " | ".join(cell(s, k) for k in keys)
-                     + f" | {'-' if fold_sd is None else f'{fold_sd:.3f}'} |")  # fmt: skip
+                     + " | ".join(cell(s, k) for k in keys) + f" | {fold_sd} | {iv} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -356,8 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add the module with randomly re-drawn weights (needs --module)")  # fmt: skip
     p.add_argument("--scoring", choices=("auto", "3d", "stereo"), default="auto",
                    help="auto: DCASE 2025 stereo scoring for binaural tasks, 3-D otherwise")  # fmt: skip
-    p.add_argument("--metrics", choices=tuple(METRIC_KEYS), default="dcase2022",
-                   help="metric family of the scores")  # fmt: skip
+    p.add_argument("--metrics", choices=METRIC_CHOICES, default="auto",
+                   help="metric family: auto = dcase2024 for 3-D tasks with distances, dcase2025 "
+                        "for binaural ones, dcase2022 without distances")  # fmt: skip
     return p
 
 
@@ -369,7 +427,7 @@ def _config(args: argparse.Namespace) -> SeldTrainConfig:
         target = "multi-accdoa"
     return SeldTrainConfig(head=args.head, epochs=args.epochs, patience=args.patience,
                            seed=args.seed, scoring=args.scoring, batch=args.batch, lr=args.lr,
-                           target=target, metrics=getattr(args, "metrics", "dcase2022"))  # fmt: skip
+                           target=target, metrics=getattr(args, "metrics", "auto"))  # fmt: skip
 
 
 def evaluate(args: argparse.Namespace) -> list[dict]:

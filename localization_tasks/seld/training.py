@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -33,17 +33,26 @@ from localization_tasks.seld.chance import chance_rows, distance_range
 from localization_tasks.seld.features import Features
 from localization_tasks.seld.heads import CRNN, BiGRUHead, MLPHead
 from localization_tasks.seld.labels import Row
-from localization_tasks.seld.metrics import score_rows
+from localization_tasks.seld.score import score_files
 from localization_tasks.seld.targets import Target
 from localization_tasks.seld.task import TaskFormatError, clip_frames, read_metadata, task_rows
 
 log = logging.getLogger(__name__)
 Scoring = Literal["auto", "3d", "stereo"]
 TARGET_CHOICES = ("auto", *targets.TARGETS)
-# The metric families `seld_score` knows, the columns each reports, and the one early stopping
-# minimises.
-METRIC_KEYS: dict[str, tuple[str, ...]] = {"dcase2022": ("ER20", "F20", "LE_CD", "LR_CD", "SELD")}
-STOP_KEY: dict[str, str] = {"dcase2022": "SELD"}
+# The metric families `seld_score` knows (`localization_tasks.seld.score.score_files`), the
+# columns each reports, and the figure early stopping follows with its direction: the DCASE 2025
+# baseline has no combined score and keeps the model of the best F (its `main.py`).
+METRIC_KEYS: dict[str, tuple[str, ...]] = {
+    "dcase2022": ("ER20", "F20", "LE_CD", "LR_CD", "SELD"),
+    "dcase2024": ("ER", "F", "AngE", "DistE", "RelDistE", "LR", "SELD"),
+    "dcase2025": ("F", "AngE", "DistE", "RelDistE", "OnscreenAq"),
+    "dcase2019": ("ER", "F", "DOA_error", "frame_recall", "SELD"),
+}
+STOP_KEY: dict[str, str] = {"dcase2022": "SELD", "dcase2024": "SELD", "dcase2025": "F",
+                            "dcase2019": "SELD"}  # fmt: skip
+HIGHER_IS_BETTER = ("F", "F20", "LR", "LR_CD", "frame_recall", "OnscreenAq")
+METRIC_CHOICES = ("auto", *METRIC_KEYS)
 # Methods that read no model inputs: they predict from the labels' frames (chance) or nothing.
 NO_INPUTS = ("zero", "chance")
 
@@ -64,7 +73,7 @@ class SeldTrainConfig:
     batch: int = 8
     lr: float = 1e-3
     target: str = "auto"
-    metrics: str = "dcase2022"
+    metrics: str = "auto"  # `resolve_metrics`
 
     def __post_init__(self) -> None:
         if self.multi_accdoa and self.target == "auto":
@@ -75,21 +84,79 @@ class SeldTrainConfig:
                   "lr": math.isfinite(self.lr) and 0 < self.lr < 1,
                   "target": self.target in TARGET_CHOICES and not (
                       self.multi_accdoa and self.target != "multi-accdoa"),
-                  "metrics": self.metrics in METRIC_KEYS}  # fmt: skip
+                  "metrics": self.metrics in METRIC_CHOICES}  # fmt: skip
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid training settings: {', '.join(bad)} ({self})")
 
 
+def resolve_metrics(metrics: str, stereo: bool, distances: bool) -> str:
+    """The metric family of a task: `metrics`, or for ``auto`` the newest DCASE year that scores
+    what the task has: stereo (binaural) tasks with distances -> dcase2025; 3-D tasks with
+    distances -> dcase2024; without distances the DCASE 2022/2023 metrics (stereo-folded)."""
+    if metrics != "auto":
+        return metrics
+    if distances:
+        return "dcase2025" if stereo else "dcase2024"
+    return "dcase2022"
+
+
+def _finite_or_none(value: object) -> object:
+    """NaN (a figure with nothing to average, e.g. AngE without pairs) -> None, recursively: the
+    results are JSON, which has no NaN, and None reads as "not defined", never as a number."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
 def seld_score(files: dict[str, tuple[list[Row], list[Row]]], n_frames: dict[str, int], k: int,
-               stereo: bool, metrics: str = "dcase2022") -> dict:  # fmt: skip
-    """Scores of {clip: (reference rows, predicted rows)} in the metric family `metrics`
-    (``dcase2022``: `localization_tasks.seld.metrics.score_rows`, the DCASE 2022/2023 metrics,
-    stereo-folded for binaural tasks). Every score of the evaluator goes through here: the
-    validation score of early stopping (`STOP_KEY`, lower is better) and the test scores."""
+               stereo: bool, metrics: str = "dcase2022", jackknife: bool = False) -> dict:  # fmt: skip
+    """Scores of {clip: (reference rows, predicted rows)} in the metric family `metrics` (not
+    ``auto``: `resolve_metrics`), through `localization_tasks.seld.score.score_files`. Every score
+    of the evaluator goes through here: the validation score of early stopping (`STOP_KEY`) and
+    the test scores. NaN figures come back as None. `jackknife`: the baselines' leave-one-file-out
+    95 % intervals (`jackknife` key; at least 2 files)."""
+    jackknife = jackknife and len(files) > 1
     if metrics == "dcase2022":
-        return score_rows(files, k, n_frames=n_frames, stereo=stereo)
-    raise ValueError(f"unknown metrics {metrics!r}; choose one of {', '.join(METRIC_KEYS)}")
+        out = score_files(files, "dcase2022", k, jackknife, n_frames=n_frames, stereo=stereo)
+    elif metrics == "dcase2024":
+        # distances are scored when both sides carry them (a head without distance output, or
+        # labels without them, is scored on directions alone, as the 2024 baseline's
+        # `evaluate_distance=False`)
+        rows = [r for ref, pred in files.values() for r in ref + pred]
+        distance = all(r.distance is not None for r in rows)
+        out = score_files(files, "dcase2024", k, jackknife, n_frames=n_frames,
+                          evaluate_distance=distance)  # fmt: skip
+    elif metrics == "dcase2025":
+        if any(r.distance is None for _, pred in files.values() for r in pred):
+            raise ValueError("dcase2025 metrics score distances: train a distance-aware head "
+                             "(--target multi-accddoa or auto on labels with distances)")  # fmt: skip
+        # Our tasks carry no video: every source counts as on-screen on both sides, so the
+        # on-screen requirement is off (the baseline's default) and OnscreenAq is not reported.
+        on = {n: ([replace(r, onscreen=1) for r in ref], [replace(r, onscreen=1) for r in pred])
+              for n, (ref, pred) in files.items()}  # fmt: skip
+        out = score_files(on, "dcase2025", k, jackknife, n_frames=n_frames)
+        out["OnscreenAq"] = float("nan")
+        out.get("jackknife", {}).pop("OnscreenAq", None)
+    elif metrics == "dcase2019":
+        out = score_files(files, "dcase2019", k, jackknife)
+    else:
+        raise ValueError(f"unknown metrics {metrics!r}; choose one of {', '.join(METRIC_KEYS)}")
+    return _finite_or_none(out)
+
+
+def stop_value(scores: dict, metrics: str) -> float:
+    """The early-stopping figure of `scores` as a loss (lower is better); an undefined figure is
+    the worst."""
+    key = STOP_KEY[metrics]
+    value = scores.get(key)
+    if value is None:
+        return math.inf
+    return -float(value) if key in HIGHER_IS_BETTER else float(value)
 
 
 def _fold_dict(folds: object, task_dir: Path, where: str) -> dict[str, list[str]]:
@@ -298,6 +365,7 @@ def fit_predict(data: dict, method: str, cfg: SeldTrainConfig, k: int, kind: Tar
     (``module``) is trained on data["train"] with early stopping on data["valid"]; `zero`
     predicts nothing; `chance` the true activity with random directions (`chance_rows`)."""
     names, refs, frames, xs, ys = data["test"]
+    cfg = replace(cfg, metrics=resolve_metrics(cfg.metrics, stereo, kind == "multi-accddoa"))
     if method == "zero":
         return [[] for _ in names], data["test"], None
     if method == "chance":
@@ -337,10 +405,10 @@ def fit_predict(data: dict, method: str, cfg: SeldTrainConfig, k: int, kind: Tar
             pred = _rows(_predict(model, vx, vy, crnn), kind)
             valid = seld_score(_files(vn, vr, pred), dict(zip(vn, vf, strict=True)), k, stereo,
                                cfg.metrics)  # fmt: skip
-            score = valid[STOP_KEY[cfg.metrics]]
-            log.info("%s epoch %d: loss %.4f valid %s %.3f", what, epoch, float(loss.detach()),
-                     STOP_KEY[cfg.metrics], score)  # fmt: skip
-            if score < best:
+            score = stop_value(valid, cfg.metrics)
+            log.info("%s epoch %d: loss %.4f valid %s %s", what, epoch, float(loss.detach()),
+                     STOP_KEY[cfg.metrics], valid.get(STOP_KEY[cfg.metrics]))  # fmt: skip
+            if score < best or best_state is None:  # an undefined figure keeps the first epoch
                 best, best_epoch, bad = score, epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
             else:
