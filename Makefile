@@ -95,13 +95,15 @@ localization: install
 
 # SELD: a suite run of the conditions seld-ambisonic and seld-binaural on two synthetic 3-fold
 # tasks (FOA and binaural, SELD_CLIPS clips per fold, 1-2 overlapping events of the built-in
-# toy classes), scored with the DCASE metrics (binaural: DCASE 2025 stereo) for the zero
-# predictor, a SELDnet-style CRNN and GRAM-T with a BiGRU head: Ambisonic on FOA, binaural on
-# binaural (GRAM_T_AMBISONIC=... / GRAM_T=...; random weights when not given). Models file
-# $(WORK)/seld/models.toml; report in $(WORK)/seld/report/ (~8 min on 2 cores). SELD_ARGS: more
-# suite options, e.g. --seld-epochs 10 --jobs 2; or SELD_ARGS="--seld-source esc50-v2.0.0-full"
-# TASKS=... for tasks built from a HEAR task's sounds.
+# toy classes, distances in the labels), scored with the DCASE 2024 metrics (binaural: DCASE 2025
+# stereo) for chance, the classical reference (intensity vectors on FOA, GCC-PHAT on binaural),
+# the zero predictor, a SELDnet-style CRNN and GRAM-T with a BiGRU head: Ambisonic on FOA,
+# binaural on binaural (GRAM_T_AMBISONIC=... / GRAM_T=...; random weights when not given), each
+# trained row over SELD_SEEDS seeds (mean +- sd). Models file $(WORK)/seld/models.toml; report in
+# $(WORK)/seld/report/. SELD_ARGS: more suite options, e.g. --seld-epochs 10 --jobs 2; or
+# SELD_ARGS="--seld-source esc50-v2.0.0-full" TASKS=... for tasks built from a HEAR task's sounds.
 SELD_CLIPS ?= 20
+SELD_SEEDS ?= 3
 SELD_ARGS ?=
 SELD_TASKS = $(WORK)/seld/tasks-$(SELD_CLIPS)
 seld: install
@@ -110,7 +112,9 @@ seld: install
 	$(PY) -m localization_tasks.seld.synth --out $(SELD_TASKS) --format binaural --clips-per-fold $(SELD_CLIPS) --extra-rate 32000 --quiet
 	$(if $(GRAM_T_AMBISONIC),,test -f $(WORK)/seld/gram-t-ambisonic-random.safetensors || $(PY) -m hear_gram.checkpoints random --preset gram-t-ambisonic --out $(WORK)/seld/gram-t-ambisonic-random.safetensors)
 	$(if $(GRAM_T),,test -f $(WORK)/seld/gram-t-random.safetensors || $(PY) -m hear_gram.checkpoints random --preset gram-t --out $(WORK)/seld/gram-t-random.safetensors)
-	printf '%s\n' '[[model]]' 'name = "zero"' 'module = "zero"' 'formats = ["ambisonic", "binaural"]' \
+	printf '%s\n' '[[model]]' 'name = "chance"' 'module = "chance"' 'formats = ["ambisonic", "binaural"]' \
+	  '[[model]]' 'name = "reference"' 'module = "reference"' 'formats = ["ambisonic", "binaural"]' \
+	  '[[model]]' 'name = "zero"' 'module = "zero"' 'formats = ["ambisonic", "binaural"]' \
 	  '[[model]]' 'name = "crnn"' 'module = "crnn"' 'formats = ["ambisonic", "binaural"]' \
 	  '[[model]]' 'name = "gram-t-ambisonic"' 'module = "hear_gram.gram_t_ambisonic"' \
 	  'weights = "$(abspath $(or $(GRAM_T_AMBISONIC),$(WORK)/seld/gram-t-ambisonic-random.safetensors))"' \
@@ -118,7 +122,8 @@ seld: install
 	  'weights = "$(abspath $(or $(GRAM_T),$(WORK)/seld/gram-t-random.safetensors))"' \
 	  'formats = ["binaural"]' > $(WORK)/seld/models.toml
 	$(PY) -m hear_gram.suite --models $(WORK)/seld/models.toml --tasks-dir $(TASKS) \
-	  --out $(WORK)/seld --conditions seld-ambisonic,seld-binaural --seld-dir $(SELD_TASKS) $(SELD_ARGS)
+	  --out $(WORK)/seld --conditions seld-ambisonic,seld-binaural --seld-dir $(SELD_TASKS) \
+	  --seld-seeds $(SELD_SEEDS) $(SELD_ARGS)
 
 # HEAR tasks to the paper's table (HEAR, Nat-HEAR, localization, T60) for the models of MODELS:
 # make suite MODELS=models.toml TASKS=/data/hear/tasks [SUITE_ARGS="--jobs 4 --grid fast"]

@@ -29,8 +29,10 @@ from hear_gram.suite.conditions import seld
 from hear_gram.suite.config import Settings
 
 SR = 16000
-# DCASE Task 3 directions, written out here independently of the module's table
-BETTER = {"ER20": "lower", "F20": "higher", "LE_CD": "lower", "LR_CD": "higher", "SELD": "lower"}
+# DCASE Task 3 directions, written out here independently of the module's table; the built
+# tasks carry distances, so FOA is scored with the DCASE 2024 metrics, binaural with 2025's
+BETTER = {"ER": "lower", "F": "higher", "AngE": "lower", "DistE": "lower", "RelDistE": "lower",
+          "LR": "higher", "SELD": "lower"}  # fmt: skip
 MODELS = """
 [[model]]
 name = "stats"
@@ -74,14 +76,15 @@ def seld_suite(tmp_path):
     def run(conds: str = "seld-ambisonic,seld-binaural") -> int:
         return suite_main(["--models", str(models), "--tasks-dir", str(tasks), "--out", str(work),
                            "--conditions", conds, "--seld-source", "src", "--seld-clips", "2",
-                           "--seld-epochs", "1", "--quiet"])  # fmt: skip
+                           "--seld-epochs", "1", "--seld-seeds", "2", "--quiet"])  # fmt: skip
 
     return run, tasks, work
 
 
 def own_row(unit_folder, method: str) -> dict:
-    """The method's row of a unit's evaluate/results.json, read here with json alone."""
-    rows = json.loads((unit_folder / "evaluate" / "results.json").read_text())
+    """The method's summary row (mean and sd over seeds) of a unit's evaluate/results.json, read
+    here with json alone."""
+    rows = json.loads((unit_folder / "evaluate" / "results.json").read_text())["summary"]
     (row,) = [r for r in rows if r["method"] == method]
     return row
 
@@ -116,25 +119,36 @@ def test_seld_units_report_their_evaluator_scores_and_rebuild_on_content(seld_su
                               ("stats", "seld-binaural", "src-binaural"),
                               ("zero", "seld-ambisonic", "src-ambisonic")):  # fmt: skip
         own = own_row(units / model / cond / task, model)
-        expected += [(model, cond, task, key, own[key], BETTER[key]) for key in BETTER]
-    got = [(r["model"], r["condition"], r["unit"], r["metric"], float(r["mean"]), r["better"])
-           for r in csv_rows]  # fmt: skip
+        assert own["seeds"] == [0, 1]  # --seld-seeds 2 reached the evaluator
+        expected += [(model, cond, task, key, own[key], own[f"{key}_sd"], 2, BETTER[key])
+                     for key in BETTER if own.get(key) is not None]  # fmt: skip
+    got = [(r["model"], r["condition"], r["unit"], r["metric"], float(r["mean"]),
+            float(r["std"]), int(r["folds"]), r["better"]) for r in csv_rows]  # fmt: skip
     assert sorted(got) == sorted(expected)
+    metrics = {(r["condition"], r["metric"]) for r in csv_rows}
+    assert ("seld-binaural", "ER") not in metrics and ("seld-binaural", "F") in metrics
+    assert ("seld-ambisonic", "SELD") in metrics and ("seld-binaural", "SELD") not in metrics
     assert all(r["status"] == "ok" for r in csv_rows)
     for log in units.glob("*/*/*/unit.log"):  # --seld-epochs 1 reached each evaluator run
         assert "--epochs 1 " in log.read_text()
     zero = {r["metric"]: float(r["mean"]) for r in csv_rows if r["model"] == "zero"}
-    assert (zero["ER20"], zero["F20"], zero["LE_CD"], zero["SELD"]) == (1.0, 0.0, 180.0, 1.0)
+    # the DCASE 2024 floor: nothing detected, no pair to measure an angle or distance on
+    assert (zero["ER"], zero["F"], zero["SELD"]) == (1.0, 0.0, 1.0) and "AngE" not in zero
 
     report = (work / "report" / "REPORT.md").read_text()
     assert report.count("## SELD") == 1
     lines = report.splitlines()
     head = lines.index("| model | format | task | ER | F | AngE (deg) | DistE (m) | RelDistE | LR | SELD |")  # fmt: skip
     own = own_row(units / "stats" / "seld-binaural" / "src-binaural", "stats")
-    cells = [f"{own['ER20']:.3f}", f"{own['F20']:.3f}", f"{own['LE_CD']:.1f}", "-", "-",
-             f"{own['LR_CD']:.3f}", f"{own['SELD']:.3f}"]  # fmt: skip
+
+    def cell(key: str, digits: int) -> str:
+        if own.get(key) is None:
+            return "-"
+        return f"{own[key]:.{digits}f} ± {own[key + '_sd']:.{digits}f}"
+
+    cells = ["-", cell("F", 3), cell("AngE", 1), cell("DistE", 2), cell("RelDistE", 3), "-", "-"]
     assert lines[head + 3] == "| stats | binaural | src-binaural | " + " | ".join(cells) + " |"
-    assert lines[head + 4].startswith("| zero | ambisonic | src-ambisonic | 1.000 | 0.000 | 180.0 |")  # fmt: skip
+    assert lines[head + 4].startswith("| zero | ambisonic | src-ambisonic | 1.000 ± 0.000 | 0.000 ± 0.000 | - |")  # fmt: skip
 
     # unchanged rerun: nothing built or run again
     folders = built(work)
@@ -162,19 +176,25 @@ def test_seld_units_report_their_evaluator_scores_and_rebuild_on_content(seld_su
 
 
 def test_the_evaluators_own_row_is_read_and_other_rows_and_keys_are_tolerated():
-    """A results.json with baselines' rows, extra keys and a DCASE 2024 key: the unit's rows are
-    its method's, per metric of the table, SELD first; a key absent is no row ('-')."""
+    """A summary with baselines' rows, extra keys, DCASE 2022 and 2024 keys: the unit's rows are
+    its method's, per column of the table the first key present (2024's before 2022's), SELD
+    first, with the sd over seeds and n; a key absent or null is no row ('-')."""
     unit = Unit("m", "seld-ambisonic", "t", "ambisonic", "s")
     results = [
         {"method": "zero", "task": "t", "SELD": 1.0, "ER20": 1.0},
         {"method": "m", "task": "other", "SELD": 0.1},
-        {"method": "m", "task": "t", "ER20": 0.5, "F20": 0.25, "LE_CD": 30.0, "LR_CD": 0.75,
-         "SELD": 0.4, "DistE": 0.8, "seed_sd": 0.01, "best_epoch": 3},
+        {"method": "m", "task": "t", "seeds": [0, 1, 2], "ER20": 0.5, "F20": 0.25, "LE_CD": 30.0,
+         "LR_CD": 0.75, "SELD": 0.4, "SELD_sd": 0.05, "DistE": 0.8, "RelDistE": None, "F": 0.3,
+         "seed_sd": 0.01, "best_epoch": [3]},
     ]  # fmt: skip
     rows = seld.score_rows(results, "m", unit)
-    assert [(r["metric"], r["mean"], r["better"]) for r in rows] == [
-        ("SELD", 0.4, "lower"), ("ER20", 0.5, "lower"), ("F20", 0.25, "higher"),
-        ("LE_CD", 30.0, "lower"), ("DistE", 0.8, "lower"), ("LR_CD", 0.75, "higher")]  # fmt: skip
+    assert [(r["metric"], r["mean"], r["std"], r["folds"], r["better"]) for r in rows] == [
+        ("SELD", 0.4, 0.05, 3, "lower"), ("ER20", 0.5, 0.0, 3, "lower"),
+        ("F", 0.3, 0.0, 3, "higher"), ("LE_CD", 30.0, 0.0, 3, "lower"),
+        ("DistE", 0.8, 0.0, 3, "lower"), ("LR_CD", 0.75, 0.0, 3, "higher")]  # fmt: skip
+    # binaural units lead with F (DCASE 2025 has no combined score)
+    rows = seld.score_rows(results, "m", Unit("m", "seld-binaural", "t", "binaural", "s"))
+    assert rows[0]["metric"] == "F" and rows[0]["better"] == "higher"
     with pytest.raises(UnitError, match="2 result rows"):  # ambiguous: never a guess
         seld.score_rows([*results, results[-1]], "m", unit)
     with pytest.raises(UnitError, match="no finite SELD"):
@@ -228,7 +248,8 @@ def test_make_seld_is_a_suite_run_of_both_conditions(tmp_path):
     assert suite[suite.index("--conditions") + 1] == "seld-ambisonic,seld-binaural"
     assert suite[suite.index("--seld-dir") + 1] == synth[0][synth[0].index("--out") + 1]
     models = {m.name: m for m in load_models(work / "seld" / "models.toml")}
-    assert sorted(models) == ["crnn", "gram-t", "gram-t-ambisonic", "zero"]
+    assert sorted(models) == ["chance", "crnn", "gram-t", "gram-t-ambisonic", "reference", "zero"]
+    assert suite[suite.index("--seld-seeds") + 1] == "3"
     assert models["gram-t-ambisonic"].weights == tmp_path / "a.st"
     assert models["gram-t"].formats == ("binaural",)
     random = [c for c in calls if c[:3] == ["-m", "hear_gram.checkpoints", "random"]]

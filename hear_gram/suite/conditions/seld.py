@@ -12,8 +12,10 @@ One unit per task and format. Its task is
   `foa` for seld-ambisonic, `binaural` for seld-binaural), such as a DCASE dataset converted by
   `localization_tasks.seld.convert` or a task of `seld.synth`; unit = its folder name.
 
-A model whose module is one of the evaluator's baselines (`BASELINES`) runs that baseline
-instead of a HEAR module. Both conditions are opt-in (`default = False`: each unit trains a
+A model whose module is one of the evaluator's rows (`BASELINES`: crnn, zero, chance, and
+`reference`, the classical reference of the format) runs that row instead of a HEAR module; every
+trained row runs over `--seld-seeds` seeds (3), and the table shows mean ± sd over them (the
+evaluator's `--metrics auto`: DCASE 2024 on FOA tasks with distances, 2025 stereo on binaural). Both conditions are opt-in (`default = False`: each unit trains a
 model for minutes), and share REPORT.md's SELD table: per model, format and task, one column
 per metric of `METRICS`.
 """
@@ -48,27 +50,34 @@ GENERATOR = ("localization_tasks.seld.synth", "naturalistic_hear")  # code a bui
 DEFAULT_SOURCE = "esc50-v2.0.0-full"  # single-label environmental sounds, 40 per class
 AUDIO = {"ambisonic": "foa", "binaural": "binaural"}  # task_metadata.json's seld.audio
 EXTRA_RATE = 32000  # built tasks also hold GRAM's rate, so its units read it without resampling
-# The evaluator's `--baseline` choices today: a model with such a module runs the baseline.
-BASELINES = ("crnn", "zero")
-# The REPORT.md table, one column per metric: (header, the key of the evaluator's results.json,
-# direction, decimals). The keys are evaluate.py's today, the DCASE 2022 metrics: ER and F at
-# 20 deg, class-dependent localization error and recall, SELD = mean(ER, 1 - F, LE / 180, 1 - LR).
-# It writes no distance errors yet: their columns show '-' until a results.json has the keys.
-METRICS: tuple[tuple[str, str, str, int], ...] = (
-    ("ER", "ER20", "lower", 3),
-    ("F", "F20", "higher", 3),
-    ("AngE (deg)", "LE_CD", "lower", 1),
-    ("DistE (m)", "DistE", "lower", 2),
-    ("RelDistE", "RelDistE", "lower", 3),
-    ("LR", "LR_CD", "higher", 3),
-    ("SELD", "SELD", "lower", 3),
+# Models whose module is one of these run the evaluator's own rows instead of a HEAR module:
+# its `--baseline` choices, `chance` (the true activity, random directions and distances) and
+# `reference` (the classical reference of the task's format trained with the same head:
+# intensity vectors on FOA, GCC-PHAT on binaural; `localization_tasks.seld.evaluate`).
+BASELINES = ("crnn", "zero", "chance", "reference")
+REFERENCE_ROWS = {"foa": "intensity+bigru", "binaural": "gcc-phat+bigru"}
+# The REPORT.md table, one column per metric: (header, the key of the evaluator's results, the
+# direction, decimals). The evaluator's `--metrics auto` scores a FOA task with distances with
+# the DCASE 2024 metrics (ER, F, AngE, DistE, RelDistE, LR, SELD = mean(1 - F, AngE / 180,
+# RelDistE)) and a binaural one with DCASE 2025's stereo metrics (F, AngE, DistE, RelDistE; no
+# combined score), and a task without distances with the DCASE 2022 ones (ER20, F20, LE_CD,
+# LR_CD, SELD): the first key of each column that a result has fills it.
+METRICS: tuple[tuple[str, tuple[str, ...], str, int], ...] = (
+    ("ER", ("ER", "ER20"), "lower", 3),
+    ("F", ("F", "F20"), "higher", 3),
+    ("AngE (deg)", ("AngE", "LE_CD"), "lower", 1),
+    ("DistE (m)", ("DistE",), "lower", 2),
+    ("RelDistE", ("RelDistE",), "lower", 3),
+    ("LR", ("LR", "LR_CD"), "higher", 3),
+    ("SELD", ("SELD",), "lower", 3),
 )
-PRIMARY = "SELD"  # the first score row of a unit
+PRIMARY = {"ambisonic": "SELD", "binaural": "F"}  # the first score row of a unit, per format
 
 SOURCE = Option("--seld-source", "names", "HEAR scene/event task whose sounds a synthetic SELD task is built from")  # fmt: skip
 GIVEN = Option("--seld-dir", "dir", "ready-made SELD tasks (seld.convert or seld.synth output)")
 CLIPS = Option("--seld-clips", "count", "clips per fold (3 folds) of a built SELD task", 20)
 EPOCHS = Option("--seld-epochs", "count", "most training epochs of a SELD unit", 40)
+SEEDS = Option("--seld-seeds", "count", "training seeds of a SELD unit (mean and sd over them)", 3)
 
 
 def given_tasks(root: Path, fmt: str) -> list[str]:
@@ -82,33 +91,47 @@ def given_tasks(root: Path, fmt: str) -> list[str]:
 
 
 def read_results(path: Path) -> list[dict]:
-    """The evaluator's results.json: a list of rows (method, task, metric keys...)."""
+    """The evaluator's summary rows (method, task, seeds, metric keys with `_sd` and
+    `_jackknife`) from its results.json ({"runs": [...], "summary": [...]})."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError, RecursionError):
         data = None
-    if not isinstance(data, list):
-        raise UnitError(f"{EVALUATOR} left no list of results in {path}")
-    return [r for r in data if isinstance(r, dict)]
+    summary = data.get("summary") if isinstance(data, dict) else None
+    if not isinstance(summary, list):
+        raise UnitError(f"{EVALUATOR} left no summary of results in {path}")
+    return [r for r in summary if isinstance(r, dict)]
+
+
+def _number(value: object) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok and math.isfinite(value) else None
 
 
 def score_rows(results: list[dict], method: str, unit: Unit) -> list[dict]:
-    """The score rows (`ROW_KEYS`) of `method` on `unit`'s task: one per metric of `METRICS`
-    the row has as a finite number, the primary metric first. Rows of other methods (baselines,
-    references) are not this unit's."""
+    """The score rows (`ROW_KEYS`) of `method` on `unit`'s task: per column of `METRICS` the
+    first of its keys the summary has as a finite number, mean over seeds with its sd and n, the
+    primary metric of the format first. Rows of other methods (baselines, references) are not
+    this unit's."""
     mine = [r for r in results if r.get("method") == method and r.get("task") == unit.task]
     if len(mine) != 1:
         raise UnitError(f"{EVALUATOR}: {len(mine)} result rows of {method} on {unit.task}, not 1")
     row = mine[0]
+    seeds = row.get("seeds")
+    n = len(seeds) if isinstance(seeds, list) and seeds else 1
     out = []
-    for _, key, better, _ in sorted(METRICS, key=lambda m: m[1] != PRIMARY):
-        value = row.get(key)
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if number and math.isfinite(value):
-            out.append({"task": unit.task, "format": unit.fmt, "snr_bin": "", "metric": key,
-                        "mean": float(value), "std": 0.0, "folds": 1, "better": better})  # fmt: skip
-    if not out or out[0]["metric"] != PRIMARY:
-        raise UnitError(f"{EVALUATOR}: no finite {PRIMARY} score of {method} on {unit.task}")
+    for _, keys, better, _ in METRICS:
+        key = next((k for k in keys if _number(row.get(k)) is not None), None)
+        if key is None:
+            continue
+        sd = _number(row.get(f"{key}_sd"))
+        out.append({"task": unit.task, "format": unit.fmt, "snr_bin": "", "metric": key,
+                    "mean": _number(row[key]), "std": 0.0 if sd is None else sd, "folds": n,
+                    "better": better})  # fmt: skip
+    primary = PRIMARY.get(unit.fmt, "SELD")
+    out.sort(key=lambda r: r["metric"] != primary)
+    if not out or out[0]["metric"] != primary:
+        raise UnitError(f"{EVALUATOR}: no finite {primary} score of {method} on {unit.task}")
     return out
 
 
@@ -119,11 +142,12 @@ class Seld(Condition):
     group = "seld"
     title = "SELD"
     default = False
-    options = (SOURCE, GIVEN, CLIPS, EPOCHS)
+    options = (SOURCE, GIVEN, CLIPS, EPOCHS, SEEDS)
 
     def __init__(self, fmt: str) -> None:
         self.name = f"seld-{fmt}"
         self.formats = (fmt,)
+        self.better = "lower" if PRIMARY[fmt] == "SELD" else "higher"
 
     @property
     def fmt(self) -> str:
@@ -169,7 +193,8 @@ class Seld(Condition):
 
     def grid(self, settings: Settings) -> Any:
         # The evaluator's code too: a baseline's module name fingerprints nothing else.
-        return [EPOCHS.value(settings.extra), settings.seed, code_fingerprint(EVALUATOR)]
+        return [EPOCHS.value(settings.extra), SEEDS.value(settings.extra), settings.seed,
+                code_fingerprint(EVALUATOR)]  # fmt: skip
 
     def tasks_root(self, unit: Unit, settings: Settings, log_file: Path) -> Path:
         """The folder holding the unit's task, built first when it is a built one."""
@@ -192,11 +217,18 @@ class Seld(Condition):
         out = folder / "evaluate"
         cmd = [sys.executable, "-m", EVALUATOR, "--tasks-dir", str(root), "--task", unit.task,
                "--out", str(out), "--epochs", str(EPOCHS.value(settings.extra)),
-               "--seed", str(settings.seed), "--quiet"]  # fmt: skip
-        if resolved.module in BASELINES:
+               "--seed", str(settings.seed), "--seeds", str(SEEDS.value(settings.extra)),
+               "--quiet"]  # fmt: skip
+        if resolved.module == "reference":
+            method = REFERENCE_ROWS[AUDIO[self.fmt]]  # the evaluator's row of that reference
+        elif resolved.module == "chance":  # a row of every evaluation: nothing else to train
+            method = "chance"
+            cmd += ["--reference", "none", "--baseline", "zero"]
+        elif resolved.module in BASELINES:
             method = resolved.module  # the evaluator names a baseline's rows by the baseline
-            cmd += ["--baseline", method]
+            cmd += ["--reference", "none", "--baseline", method]
         else:
+            cmd += ["--reference", "none"]
             method = unit.model
             cmd += ["--module", resolved.module, "--name", method,
                     "--model-options", resolved.options_json()]  # fmt: skip
@@ -212,11 +244,15 @@ class Seld(Condition):
         mine = [r for r in rows if r["condition"] in names]
         if not mine:
             return []
-        ways = ", ".join(f"{h} = {k} ({b} is better)" for h, k, b, _ in METRICS)
+        ways = ", ".join(f"{h} ({b} is better)" for h, _, b, _ in METRICS)
         out = ["## SELD", "",
-               f"DCASE Task 3 metrics on each task's test fold: {ways}; '-': not in the "
-               "evaluator's results. Binaural tasks are scored with DCASE 2025's stereo metrics "
-               "(azimuth only, front-folded).", "",
+               f"DCASE Task 3 metrics on each task's test folds, mean ± sd over training seeds "
+               f"(n in each cell's row of results.csv): {ways}. FOA tasks with distances: DCASE "
+               "2024 metrics (frame-wise; SELD = mean(1 - F, AngE / 180, RelDistE)); binaural "
+               "ones: DCASE 2025 stereo metrics (azimuth only, front-folded; no ER, LR or "
+               "combined score); without distances the DCASE 2022 ones. '-': a figure the "
+               "metrics do not define there. Jackknife intervals over test files: each unit's "
+               "evaluate/summary.csv.", "",
                "| model | format | task | " + " | ".join(h for h, _, _, _ in METRICS) + " |",
                "|---|---|---|" + "---:|" * len(METRICS)]  # fmt: skip
         order = {m: i for i, m in enumerate(models)}
@@ -231,9 +267,19 @@ class Seld(Condition):
 def cells(rows: list[dict]) -> list[str]:
     """The metric cells of one unit's rows: the value, else the unit's status (failed,
     missing), else '-' (the evaluator has no such key)."""
-    ok = {r["metric"]: float(r["mean"]) for r in rows if r["status"] == "ok"}
+    ok = {r["metric"]: r for r in rows if r["status"] == "ok"}
     state = next((r["status"] for r in rows if r["status"] != "ok"), "-")
-    return [f"{ok[key]:.{digits}f}" if key in ok else state for _, key, _, digits in METRICS]
+    out = []
+    for _, keys, _, digits in METRICS:
+        key = next((k for k in keys if k in ok), None)
+        if key is None:
+            out.append(state)
+            continue
+        row = ok[key]
+        mean, sd, n = float(row["mean"]), _number(row.get("std")), row.get("folds")
+        several = isinstance(n, int) and n > 1 and sd is not None
+        out.append(f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if several else ""))
+    return out
 
 
 SELD_AMBISONIC = register(Seld("ambisonic"))
