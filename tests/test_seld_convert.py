@@ -186,3 +186,40 @@ def test_nan_audio_is_refused(tmp_path):
     _clip(root, TEST, META_2024, 3.0, x=x)
     with pytest.raises(ValueError, match=rf"{TEST[1]}\.wav: NaN or infinite samples"):
         convert(root, tmp_path / "tasks", "starss23-2024")
+
+
+def test_a_perfect_prediction_of_a_converted_starss23_2024_set_scores_perfectly(
+    tmp_path, starss2024, capsys
+):
+    """The converted task's labels, written as the DCASE 2024 baseline writes its predictions (7
+    columns: cartesian + distance in metres), scored by `seld.score --metrics dcase2024` against
+    the release's own metadata (6 columns, distances in cm): every reference entry a true
+    positive, F 1 on each class present, AngE ~0 (the baseline's 1e-10 arccos term) and
+    RelDistE 0. A cm/m slip on either side would make RelDistE 99 or 0.99."""
+    from localization_tasks.seld import score
+    from localization_tasks.seld.task import export_dcase
+
+    root, _ = starss2024
+    task = convert(root, tmp_path / "tasks", "starss23-2024")
+    export_dcase(task, tmp_path / "pred", "cartesian-distance")
+    refs = tmp_path / "ref"
+    refs.mkdir()
+    for subset, clip in (TEST, TRAIN):
+        (refs / f"{clip}.csv").write_bytes(
+            (root / "metadata_dev" / subset / f"{clip}.csv").read_bytes()
+        )
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for p in (tmp_path / "pred").rglob("*.csv"):
+        (preds / p.name).write_bytes(p.read_bytes())
+    assert len(list(preds.iterdir())) == 2
+    # --clip-length 3: score every frame of the clips (the 2024 baseline, like its 2022 one,
+    # counts frames up to a reference's highest index only, which would drop each clip's last)
+    assert score.main(["--ref-dir", str(refs), "--pred-dir", str(preds), "--metrics", "dcase2024",
+                       "--num-classes", "13", "--clip-length", "3"]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    c = out["counts"]
+    assert c["TP"] == c["ref_entries"] == 5 and c["FP"] == c["FN"] == 0
+    assert out["AngE"] < 0.01 and out["DistE"] < 1e-9 and out["RelDistE"] == 0.0
+    # (F has the baseline's eps in its denominator: 1 - 2e-16 for one entry)
+    assert all(out["per_class"][k]["F"] == pytest.approx(1.0, abs=1e-9) for k in ("0", "2", "12"))
