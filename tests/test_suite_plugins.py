@@ -267,3 +267,22 @@ def test_hear_gram_suite_and_python_m_give_the_same_results(tiny):
         outputs[name] = {f: (out / "report" / f).read_bytes() for f in ("results.csv", "REPORT.md")}
     assert outputs["command"] == outputs["module"]
     assert b"toy_error" in outputs["command"]["results.csv"]
+
+
+@pytest.mark.hostile("nonfinite")
+@pytest.mark.parametrize(
+    "ci", [(0.9, 0.1), (float("nan"), 1.0), (0.1, "x"), (True, 1.0), (0.1, "")]
+)
+def test_a_condition_returning_a_broken_interval_fails_its_unit(ci):
+    """An interval is two finite numbers with low <= high, or none: anything else fails the unit
+    (a reversed or NaN interval must never reach a table as a plausible one)."""
+    from hear_gram.suite.condition import Unit, UnitError
+    from hear_gram.suite.units import check_rows
+
+    unit = Unit("m", "toy", "a", "mono")
+    row = {"task": "a", "metric": "acc", "mean": 0.5, "ci_low": ci[0], "ci_high": ci[1]}
+    with pytest.raises(UnitError, match="interval of acc"):
+        check_rows([row], unit)
+    ok = check_rows([{**row, "ci_low": 0.25, "ci_high": 0.75}], unit)
+    assert (ok[0]["ci_low"], ok[0]["ci_high"]) == (0.25, 0.75)
+    assert (check_rows([{"task": "a", "metric": "acc", "mean": 0.5}], unit)[0]["ci_low"]) == ""

@@ -131,6 +131,10 @@ def test_seld_units_report_their_evaluator_scores_and_rebuild_on_content(seld_su
     assert all(r["status"] == "ok" for r in csv_rows)
     for log in units.glob("*/*/*/unit.log"):  # --seld-epochs 1 reached each evaluator run
         assert "--epochs 1 " in log.read_text()
+    # the jackknife interval of each figure (over the test files) enters results.csv
+    own = own_row(units / "zero" / "seld-ambisonic" / "src-ambisonic", "zero")
+    (sel,) = [r for r in csv_rows if r["model"] == "zero" and r["metric"] == "SELD"]
+    assert [float(sel["ci_low"]), float(sel["ci_high"])] == own["SELD_jackknife"]
     zero = {r["metric"]: float(r["mean"]) for r in csv_rows if r["model"] == "zero"}
     # the DCASE 2024 floor: nothing detected, no pair to measure an angle or distance on
     assert (zero["ER"], zero["F"], zero["SELD"]) == (1.0, 0.0, 1.0) and "AngE" not in zero
@@ -208,10 +212,15 @@ def test_a_failed_or_missing_unit_shows_its_state_in_every_cell():
             {**base, "model": "b", "metric": "", "mean": "", "status": "failed"},
             {**base, "model": "c", "metric": "", "mean": "", "status": "missing"}]  # fmt: skip
     group = [conditions.get("seld-ambisonic"), conditions.get("seld-binaural")]
+    rows[0] |= {"ci_low": 0.25, "ci_high": 0.75}
     lines = group[0].section(group, rows, ["a", "b", "c"])
-    assert lines[-4:-1] == ["| a | ambisonic | t | - | - | - | - | - | - | 0.500 |",
-                            "| b | ambisonic | t |" + " failed |" * 7,
-                            "| c | ambisonic | t |" + " missing |" * 7]  # fmt: skip
+    tables = [i for i, ln in enumerate(lines) if ln.startswith("| model |")]
+    assert len(tables) == 2  # the scores, then their jackknife intervals
+    assert lines[tables[0] + 2 : tables[0] + 5] == [
+        "| a | ambisonic | t | - | - | - | - | - | - | 0.500 |",
+        "| b | ambisonic | t |" + " failed |" * 7,
+        "| c | ambisonic | t |" + " missing |" * 7]  # fmt: skip
+    assert lines[tables[1] + 2] == "| a | ambisonic | t | - | - | - | - | - | - | [0.250, 0.750] |"
 
 
 def test_seld_is_opt_in_and_needs_a_source(tmp_path):

@@ -39,7 +39,11 @@ if TYPE_CHECKING:
 FORMATS: tuple[str, ...] = ("mono", "binaural", "ambisonic")
 SPATIAL_FORMATS: tuple[str, ...] = ("binaural", "ambisonic")
 # The keys of one score row: the common schema every condition's rows enter results.csv with.
-ROW_KEYS = ("task", "format", "snr_bin", "metric", "mean", "std", "folds", "better")
+# `std` and `folds`: the spread of `mean` and its n (folds or seeds); `ci_low`, `ci_high`: an
+# interval of the figure when the condition's scorer gives one (e.g. the DCASE jackknife 95 %
+# interval over test files), else empty.
+ROW_KEYS = ("task", "format", "snr_bin", "metric", "mean", "std", "folds", "better", "ci_low",
+            "ci_high")  # fmt: skip
 RESERVED = ("name", "module", "weights", "options", "conditions", "formats")  # models-file keys
 BUILTINS = "hear_gram.suite.conditions"  # imported on the first registry lookup
 

@@ -96,6 +96,12 @@ def check_rows(rows: Any, unit: Unit) -> list[dict]:
         ok = isinstance(mean, int | float) and not isinstance(mean, bool)
         if not ok or not math.isfinite(mean):
             raise UnitError(f"{unit.id}: score {row.get('metric', '')} is {mean!r}, not a number")
+        ci = (row.get("ci_low", ""), row.get("ci_high", ""))
+        if ci != ("", ""):  # an interval is two finite numbers, low <= high, or none at all
+            nums = all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                       for v in ci)  # fmt: skip
+            if not nums or ci[0] > ci[1]:
+                raise UnitError(f"{unit.id}: interval of {row.get('metric', '')} is {ci!r}")
         out.append({k: row.get(k, "") for k in ROW_KEYS})
     return out
 

@@ -125,9 +125,12 @@ def score_rows(results: list[dict], method: str, unit: Unit) -> list[dict]:
         if key is None:
             continue
         sd = _number(row.get(f"{key}_sd"))
+        iv = row.get(f"{key}_jackknife")
+        low, high = (_number(iv[0]), _number(iv[1])) if isinstance(iv, list) and len(iv) == 2 else (None, None)  # fmt: skip
+        ci = (low, high) if low is not None and high is not None and low <= high else ("", "")
         out.append({"task": unit.task, "format": unit.fmt, "snr_bin": "", "metric": key,
                     "mean": _number(row[key]), "std": 0.0 if sd is None else sd, "folds": n,
-                    "better": better})  # fmt: skip
+                    "better": better, "ci_low": ci[0], "ci_high": ci[1]})  # fmt: skip
     primary = PRIMARY.get(unit.fmt, "SELD")
     out.sort(key=lambda r: r["metric"] != primary)
     if not out or out[0]["metric"] != primary:
@@ -251,8 +254,7 @@ class Seld(Condition):
                "2024 metrics (frame-wise; SELD = mean(1 - F, AngE / 180, RelDistE)); binaural "
                "ones: DCASE 2025 stereo metrics (azimuth only, front-folded; no ER, LR or "
                "combined score); without distances the DCASE 2022 ones. '-': a figure the "
-               "metrics do not define there. Jackknife intervals over test files: each unit's "
-               "evaluate/summary.csv.", "",
+               "metrics do not define there.", "",
                "| model | format | task | " + " | ".join(h for h, _, _, _ in METRICS) + " |",
                "|---|---|---|" + "---:|" * len(METRICS)]  # fmt: skip
         order = {m: i for i, m in enumerate(models)}
@@ -261,7 +263,27 @@ class Seld(Condition):
         for key in keys:
             these = [r for r in mine if (r["model"], r["format"], r["unit"]) == key]
             out.append("| " + " | ".join(key) + " | " + " | ".join(cells(these)) + " |")
+        out += ["", "Jackknife 95 % intervals of the same figures (the DCASE baselines' "
+                "leave-one-file-out estimate over each test fold's files, Student t; mean over "
+                "folds and seeds): two rows whose intervals do not overlap differ beyond what the "
+                "test files' spread explains.", "",
+                "| model | format | task | " + " | ".join(h for h, _, _, _ in METRICS) + " |",
+                "|---|---|---|" + "---:|" * len(METRICS)]  # fmt: skip
+        for key in keys:
+            these = [r for r in mine if (r["model"], r["format"], r["unit"]) == key]
+            out.append("| " + " | ".join(key) + " | " + " | ".join(intervals(these)) + " |")
         return [*out, ""]
+
+
+def intervals(rows: list[dict]) -> list[str]:
+    """The interval cells of one unit's rows, "[low, high]"; '-' where there is none."""
+    ok = {r["metric"]: r for r in rows if r["status"] == "ok"}
+    out = []
+    for _, keys, _, digits in METRICS:
+        key = next((k for k in keys if k in ok), None)
+        lo, hi = (None, None) if key is None else (_number(ok[key].get("ci_low")), _number(ok[key].get("ci_high")))  # fmt: skip
+        out.append("-" if lo is None or hi is None else f"[{lo:.{digits}f}, {hi:.{digits}f}]")
+    return out
 
 
 def cells(rows: list[dict]) -> list[str]:
