@@ -4,9 +4,10 @@
         --out tasks [--audio foa] [--sample-rate 24000 --sample-rate 32000] [--resample]
 
 Reads `{audio}_dev/{subset}/{clip}.wav` and `metadata_dev/{subset}/{clip}.csv` (the layout of
-STARSS22/23 and TAU-NIGENS 2020/2021; `{audio}` is `foa` or `mic`). The clip name's `foldN_` prefix
-gives the HEAR split `foldNN`; the dataset's official train/valid/test folds go into
-task_metadata.json (`seld.official_folds`). Labels are 100 ms frames.
+STARSS22/23, TAU-NIGENS 2020/2021 and the DCASE 2025 Stereo SELD set; `{audio}` is `foa` or `mic`,
+`stereo` for the 2025 set). The clip name's `foldN_` prefix gives the HEAR split `foldNN`; the
+dataset's official train/valid/test folds go into task_metadata.json (`seld.official_folds`).
+Labels are 100 ms frames.
 
 The dataset named by `--dataset` decides how its metadata is read, as that year's DCASE baseline
 reads it (`cls_feature_class.py`, `load_output_format_file`):
@@ -15,6 +16,9 @@ reads it (`cls_feature_class.py`, `load_output_format_file`):
         frame,class,source,azimuth,elevation                 5 columns, degrees
     starss23-2024 (STARSS23 as released for DCASE 2024, with distances):
         frame,class,source,azimuth,elevation,distance        6 columns, distance in cm
+    stereo-seld-2025 (the DCASE 2025 Task 3 Stereo SELD set: 5 s stereo clips cut from STARSS23):
+        a header line, then
+        frame,class,source,azimuth,distance,onscreen         6 columns, distance in cm
 
 (sharathadavanne/seld-dcase2020 and seld-dcase2021 read 5 columns as polar and 6 as cartesian
 output; partha2409/DCASE2024_seld_baseline reads 6 columns as polar plus a distance in cm, which
@@ -22,8 +26,22 @@ its scorer divides by 100.) A file with the other year's column count is refused
 file and line, rather than read as something else. Distances become metres here, once, and are
 written into the task's events as `distance` (m).
 
+The 2025 set as partha2409/DCASE2025_seld_baseline lays it out and reads it (its README's
+directory tree, `extract_features.py`, `utils.load_labels`, `parameters.py`): `stereo_dev/` and
+`metadata_dev/` with subsets `dev-train-{sony,tau}` and `dev-test-{sony,tau}`, clips of 5 s
+(`label_sequence_length` 50 frames) loaded at 24 kHz, trained on fold 3 and tested on fold 4 (its
+`dev_train_folds` also name fold 1, the synthetic data a user may add as `dev-train-synth`: such
+clips become split fold01, outside the official folds). Its loader skips line 1 unread, so a file
+without the header line is refused (its first row would be lost), as is a header naming other
+columns (the 2024 layout also has 6). A stereo pair does not resolve elevation (nor front from
+back: the 2025 metrics fold azimuths to the front), so the labels have none and events carry
+`direction` [azimuth, 0.0], the 0 a placeholder, not a measurement; each event also carries
+`onscreen` (1: inside the video's field of view), which the 2025 scorer reads (`OnscreenAq`,
+`--req-onscreen`). The task's `seld.audio` is `stereo`: the channels are a mid-side decoding of
+the FOA recordings (the DCASE 2025 Task 3 description), not ear signals, so not `binaural`.
+
 Every clip is checked before any audio is written: its audio's header (`soundfile.info`: channel
-count 4 for FOA and MIC, a sample rate, a length of at most MAX_CLIP_S), no label frame past the
+count 4 for FOA and MIC, 2 for stereo, a sample rate, a length of at most MAX_CLIP_S), no label frame past the
 audio's end, and one sample rate across the dataset (mixed rates are refused unless `--resample`
 asks to resample every clip to `--sample-rate`, default the rate most clips have). Audio is then
 read in blocks (`task.read_audio`: no more samples than the header declared, none NaN) and
@@ -54,7 +72,14 @@ from hear_gram import cli
 from hear_gram.resample import check_file_rate, check_rate, check_resample_size
 from hear_gram.safeio import check_name, child
 from localization_tasks.seld import tau
-from localization_tasks.seld.labels import FRAME_S, LabelFileError, Row, read_rows
+from localization_tasks.seld.labels import (
+    FRAME_S,
+    STEREO_HEADER,
+    LabelFileError,
+    Row,
+    is_header,
+    read_rows,
+)
 from localization_tasks.seld.task import (
     output_folder,
     read_audio,
@@ -82,12 +107,21 @@ _NIGENS_2020 = (  # 14 classes: 2021's plus engine and fire
 @dataclass(frozen=True)
 class DcaseSet:
     """A frame-labelled DCASE Task 3 development set: its classes, official folds (DCASE Task 3
-    description of its year) and the column count of its metadata (5: polar; 6: polar and a
-    distance in cm)."""
+    description of its year), the column count of its metadata (5: polar; 6: polar and a
+    distance in cm, or with `header` the DCASE 2025 stereo layout after a header line) and the
+    audio formats it is released in (`{audio}_dev` folders; the first is the default)."""
 
     classes: tuple[str, ...]
     folds: dict[str, tuple[int, ...]]
     columns: int
+    audio: tuple[str, ...] = ("foa", "mic")
+    header: bool = False
+
+    @property
+    def layout(self) -> str:
+        if self.header:
+            return f"a header line, then {STEREO_HEADER} (distance in cm)"
+        return _LAYOUT[self.columns]
 
 
 DATASETS: dict[str, DcaseSet] = {
@@ -96,14 +130,15 @@ DATASETS: dict[str, DcaseSet] = {
     "starss22": DcaseSet(_STARSS, {"train": (3,), "test": (4,)}, 5),
     "starss23": DcaseSet(_STARSS, {"train": (3,), "test": (4,)}, 5),
     "starss23-2024": DcaseSet(_STARSS, {"train": (3,), "test": (4,)}, 6),
+    "stereo-seld-2025": DcaseSet(_STARSS, {"train": (3,), "test": (4,)}, 6, ("stereo",), header=True),  # noqa: E501
 }  # fmt: skip
 _LAYOUT = {
     5: "frame,class,source,azimuth,elevation",
     6: "frame,class,source,azimuth,elevation,distance (cm)",
 }
 # FOA: 4 ambisonic channels (ACN/SN3D); MIC: the 4 capsules of the tetrahedral array (DCASE
-# Task 3 dataset descriptions, every year).
-CHANNELS = {"foa": 4, "mic": 4}
+# Task 3 dataset descriptions, every year); stereo: left, right (DCASE 2025).
+CHANNELS = {"foa": 4, "mic": 4, "stereo": 2}
 # DCASE Task 3 clips last 30 s to a few minutes (TAU 2018: 30 s, TAU 2019 and TAU-NIGENS: 60 s,
 # STARSS: 30 s to ~5 min); a header declaring over an hour is corrupt or forged, refused before a
 # sample is read.
@@ -111,6 +146,13 @@ MAX_CLIP_S = 3600.0
 _FOLD = re.compile(r"^fold(\d+)_")
 MAX_CLIPS = 100_000
 TAU_DATASETS = ("tau2018", "tau2019")
+TAU_AUDIO = ("foa", "mic")
+# seld.direction and seld.onscreen of a stereo task (module docstring)
+_STEREO_META = {
+    "direction": "azimuth counter-clockwise from front, degrees (DCASE); elevation 0: stereo "
+    "labels have none",
+    "onscreen": "1: inside the video's field of view, 0: outside (DCASE 2025 metadata)",
+}
 
 
 @dataclass(frozen=True)
@@ -158,17 +200,41 @@ def audio_header(wav: Path, audio: str) -> tuple[int, int, int]:
 
 
 def _read_metadata(path: Path, dataset: str) -> list[Row]:
-    """The rows of one metadata CSV in the layout of `dataset`'s year, distances in metres."""
+    """The rows of one metadata CSV in the layout of `dataset`'s year, distances in metres. The
+    first line decides whether the file is of that release: its column count, and whether it is
+    the DCASE 2025 header (required by the 2025 set, refused by the others)."""
     spec = DATASETS[dataset]
     with open(path, encoding="utf-8", errors="replace") as f:
         first = next((ln for ln in iter(lambda: f.readline(4096), "") if ln.strip()), "")
-    n = len(first.split(","))
+    fields = [x.strip().lower() for x in first.lstrip("\ufeff").split(",")]
+    header = bool(first) and is_header(fields[0])
+    stereo_header = header and ",".join(fields) == STEREO_HEADER
+    if spec.header:
+        if first and not header:
+            other = [k for k, s in DATASETS.items() if s.columns == len(fields) and not s.header]
+            hint = f" ({len(fields)} columns without one: --dataset {' or '.join(other)}?)"
+            raise LabelFileError(
+                f"{path}:1: no header line; {dataset} metadata starts with {STEREO_HEADER}"
+                f"{hint if other else ''}"
+            )
+        if header and not stereo_header:
+            raise LabelFileError(
+                f"{path}:1: header {first.strip()[:120]!r}; {dataset} metadata starts with "
+                f"{STEREO_HEADER}"
+            )
+        return read_rows(path, "dcase2025")  # distance in cm, read as metres; onscreen 0/1
+    if stereo_header:
+        other = [k for k, s in DATASETS.items() if s.header]
+        raise LabelFileError(
+            f"{path}:1: the DCASE 2025 stereo header ({STEREO_HEADER}); {dataset} metadata has "
+            f"{spec.columns} columns ({spec.layout}); --dataset {' or '.join(other)} reads it"
+        )
+    n = len(fields)
     if first and n != spec.columns:
-        other = [k for k, s in DATASETS.items() if s.columns == n]
+        other = [k for k, s in DATASETS.items() if s.columns == n and not s.header]
         hint = f"; --dataset {' or '.join(other)} reads {n}" if other else ""
         raise LabelFileError(
-            f"{path}:1: {n} columns; {dataset} metadata has {spec.columns} "
-            f"({_LAYOUT[spec.columns]}){hint}"
+            f"{path}:1: {n} columns; {dataset} metadata has {spec.columns} ({spec.layout}){hint}"
         )
     if spec.columns == 5:
         return read_rows(path, "polar")
@@ -243,6 +309,20 @@ def _tau_clips(dataset_dir: Path, dataset: str, audio: str, overlap: int | None)
     return clips, seld, vocabulary
 
 
+def release_audio(dataset: str, audio: str | None) -> str:
+    """The audio format to convert: `audio` when `dataset` is released in it, by default the
+    dataset's first (`DcaseSet.audio`: FOA for the 4-channel sets, stereo for 2025)."""
+    formats = DATASETS[dataset].audio if dataset in DATASETS else TAU_AUDIO
+    if audio is None:
+        return formats[0]
+    if audio not in formats:
+        raise ValueError(
+            f"{dataset} is released with {' and '.join(formats)} audio "
+            f"({', '.join(f + '_dev' for f in formats)}), not {audio}"
+        )
+    return audio
+
+
 def output_rates(
     clips: Sequence[Clip], requested: Sequence[int] | None, resample: bool
 ) -> list[int]:
@@ -268,19 +348,24 @@ def convert(
     dataset_dir: Path,
     out: Path,
     dataset: str,
-    audio: str = "foa",
+    audio: str | None = None,
     sample_rates: Sequence[int] | None = None,
     task_name: str | None = None,
     overlap: int | None = None,
     resample: bool = False,
     progress: bool = False,
 ) -> Path:
-    """Write the task; returns its directory. `sample_rates` defaults to the audio's own;
-    `resample` allows clips of different rates (resampled to `sample_rates`). `overlap` (1..3)
-    picks the TAU 2018 subset and is required for it. Nothing is written until every clip has
-    passed its checks (module docstring)."""
-    if audio not in CHANNELS:
+    """Write the task; returns its directory. `audio` defaults to the dataset's own format
+    (`release_audio`); `sample_rates` to the audio's own rate; `resample` allows clips of
+    different rates (resampled to `sample_rates`). `overlap` (1..3) picks the TAU 2018 subset and
+    is required for it. Nothing is written until every clip has passed its checks (module
+    docstring)."""
+    if audio is not None and audio not in CHANNELS:
         raise ValueError(f"unknown audio format {audio!r}; choose one of {', '.join(CHANNELS)}")
+    if dataset not in DATASETS and dataset not in TAU_DATASETS:
+        choices = ", ".join([*DATASETS, *TAU_DATASETS])
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {choices}")
+    audio = release_audio(dataset, audio)
     if dataset in TAU_DATASETS:
         clips, seld, vocabulary = _tau_clips(dataset_dir, dataset, audio, overlap)
         default = f"tau2018-ov{overlap}-v1.0.0-full" if dataset == "tau2018" else (
@@ -290,16 +375,17 @@ def convert(
                 "class_names_from": vocabulary}  # fmt: skip
         if dataset == "tau2018":
             seld["overlap"] = overlap
-    elif dataset in DATASETS:
+    else:
         clips = _dcase_clips(dataset_dir, dataset, audio)
-        default = f"{dataset}-{audio}-v1.0.0-full"
         spec = DATASETS[dataset]
+        # the audio format is in the name only where the release has more than one
+        default = f"{dataset}-{audio}-v1.0.0-full" if len(spec.audio) > 1 else (
+            f"{dataset}-v1.0.0-full")  # fmt: skip
         classes = spec.classes
         folds = {k: [f"fold{f:02d}" for f in v] for k, v in spec.folds.items()}
-        seld = {"official_folds": folds, "metadata_layout": _LAYOUT[spec.columns]}
-    else:
-        choices = ", ".join([*DATASETS, *TAU_DATASETS])
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {choices}")
+        seld = {"official_folds": folds, "metadata_layout": spec.layout}
+        if audio == "stereo":
+            seld.update(_STEREO_META)
     name = check_name(task_name or default, "task name")
     rates = output_rates(clips, sample_rates, resample)
     for c in clips:  # the resampled sizes too, before any work
@@ -355,7 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted([*DATASETS, *TAU_DATASETS]),
         required=True,
         help="which set and release: it decides the metadata layout (starss23: the DCASE "
-        "2022/2023 release, 5 columns; starss23-2024: with distances in cm, 6 columns)",
+        "2022/2023 release, 5 columns; starss23-2024: with distances in cm, 6 columns; "
+        "stereo-seld-2025: the DCASE 2025 stereo set, a header, azimuth, cm, on-screen)",
     )
     p.add_argument(
         "--overlap",
@@ -365,7 +452,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="TAU 2018: which overlap subset (desc_ovO_splitK) to convert",
     )
     cli.add_out(p, help="folder the task folder is written into")
-    p.add_argument("--audio", choices=tuple(CHANNELS), default="foa")
+    p.add_argument(
+        "--audio",
+        choices=tuple(CHANNELS),
+        default=None,
+        help="which {audio}_dev folder (default: the release's own: foa; stereo for "
+        "stereo-seld-2025)",
+    )
     p.add_argument("--sample-rate", type=cli.positive_int, action="append", dest="sample_rates")
     p.add_argument(
         "--resample",

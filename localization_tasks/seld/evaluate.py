@@ -18,7 +18,7 @@ Rows of the table (methods), on every task:
   (`localization_tasks.seld.chance`): detection perfect, localization chance.
 - the classical reference (`--reference auto`, the default), trained with the same head:
   intensity vectors for FOA tasks (`localization_tasks.seld.intensity_module`), GCC-PHAT for
-  binaural and microphone-array tasks (`localization_tasks.seld.gccphat_module`).
+  binaural, stereo and microphone-array tasks (`localization_tasks.seld.gccphat_module`).
 - crnn (`--baseline crnn`): the DCASE FOA baseline recipe at small scale: 64-band log-mels +
   intensity-vector channels (binaural: interaural phase difference), 3 conv blocks, a 2-layer
   BiGRU (128). zero (`--baseline zero`): predicts nothing (ER 1, F 0, LE 180, LR 0).
@@ -36,7 +36,8 @@ default); a task's every cross-validation fold is scored (TAU 2018/2019 list the
 folds (with their sd, `*_fold_sd`); the table gives the mean +- sd over seeds.
 
 Scoring (`--metrics`, `training.seld_score`): the DCASE 2022/2023 metrics in 3-D, or for binaural
-tasks (`--scoring auto`, or `stereo`) DCASE 2025's stereo scoring, azimuth only and front-folded.
+and stereo tasks (`--scoring auto`, or `stereo`) DCASE 2025's stereo scoring, azimuth only and
+front-folded.
 
 Training (`localization_tasks.seld.training`): Adam 1e-3, clips in padded batches of 8 (clips may
 differ in length), early stopping on the validation fold's score (patience 10).
@@ -94,6 +95,7 @@ REFERENCES = {
     "foa": ("intensity", INTENSITY, {}),
     "ambisonic": ("intensity", INTENSITY, {}),
     "binaural": ("gcc-phat", GCC_PHAT, {}),
+    "stereo": ("gcc-phat", GCC_PHAT, {}),  # DCASE 2025: left, right, as binaural
     "mic": ("gcc-phat", GCC_PHAT, {"channels": 4}),
 }
 
@@ -408,14 +410,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the same as --target multi-accdoa")  # fmt: skip
     p.add_argument("--reference", choices=("auto", "none"), default="auto",
                    help="auto: the classical reference of each task's audio (intensity vectors "
-                        "for FOA, GCC-PHAT for binaural and microphones)")  # fmt: skip
+                        "for FOA, GCC-PHAT for binaural, stereo and microphones)")  # fmt: skip
     p.add_argument("--random-probe", action="store_true",
                    help="add the module with randomly re-drawn weights (needs --module)")  # fmt: skip
     p.add_argument("--scoring", choices=("auto", "3d", "stereo"), default="auto",
-                   help="auto: DCASE 2025 stereo scoring for binaural tasks, 3-D otherwise")  # fmt: skip
+                   help="auto: DCASE 2025 stereo scoring for binaural and stereo tasks, 3-D "
+                        "otherwise")  # fmt: skip
     p.add_argument("--metrics", choices=METRIC_CHOICES, default="auto",
                    help="metric family: auto = dcase2024 for 3-D tasks with distances, dcase2025 "
-                        "for binaural ones, dcase2022 without distances")  # fmt: skip
+                        "for binaural and stereo ones, dcase2022 without distances")  # fmt: skip
     return p
 
 

@@ -264,7 +264,7 @@ def _read_text(path: Path) -> str:
         raise LabelFileError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
-def _is_header(first_field: str) -> bool:
+def is_header(first_field: str) -> bool:
     """Line 1 is a header when its first field is a name (`frame`), not a number, nor `nan`/`inf`
     (a data row with a bad number, refused as one rather than skipped)."""
     text = first_field.strip().lower()
@@ -299,7 +299,7 @@ def read_rows(
         if fields == [""]:
             continue
         where = f"{path}:{i}"
-        if i == 1 and _is_header(fields[0]):
+        if i == 1 and is_header(fields[0]):
             header = ",".join(f.lower() for f in fields)
             if fmt == "auto" and header == STEREO_HEADER:
                 fmt = "dcase2025"

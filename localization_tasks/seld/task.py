@@ -11,12 +11,14 @@ degrees):
     {task}/labelvocabulary.csv   idx,label (HEAR)
     {task}/{split}.json          {"clip.wav": [event, ...]}; one event per 100 ms label frame and
                                  active track: {"label", "start", "end" (ms), "direction"
-                                 [az, el] (deg), "track" (int), "distance" (m, when known)}
+                                 [az, el] (deg), "track" (int), "distance" (m, when known),
+                                 "onscreen" (0/1, when known: DCASE 2025 stereo labels)}
     {task}/{sr}/{split}/clip.wav audio per sample rate
     {task}/seld_clips.csv        split,file,duration_s,n_frames (n_frames = clip length / 100 ms)
 
 One event per label frame keeps moving sources exact and makes the DCASE CSV of a clip recoverable
-row for row: `task_rows` gives the rows back in the order they were written.
+row for row: `task_rows` gives the rows back in the order they were written, the on-screen flag
+included (`Row.onscreen`), so a converted DCASE 2025 task is scored with its own flags.
 
 Writing: every folder below the output folder (task, sample rate, split) is made by `output_folder`,
 which refuses a symbolic link at any level, and every file is replaced atomically
@@ -73,6 +75,8 @@ def rows_to_events(rows: Iterable[Row], vocabulary: Sequence[str]) -> list[dict]
         }
         if r.distance is not None:
             ev["distance"] = r.distance
+        if r.onscreen is not None:
+            ev["onscreen"] = r.onscreen
         events.append(ev)
     return events
 
@@ -104,12 +108,17 @@ def events_to_rows(events: list, label_to_idx: dict[str, int], where: str) -> li
             raise TaskFormatError(f"{w}: track must be an integer 0..10000")
         dist = ev.get("distance")
         dist = None if dist is None else _finite(dist, f"{w} distance")
+        onscreen = ev.get("onscreen")
+        if onscreen is not None and (type(onscreen) is not int or onscreen not in (0, 1)):
+            # the flag as the 2025 metadata writes it: true, 1.0 or 0.5 would compare (un)equal
+            # to a 0/1 flag in the scorer without being one
+            raise TaskFormatError(f"{w}: onscreen must be 0 or 1, got {onscreen!r}")
         first, last = round(start / HOP_MS), round(end / HOP_MS)
         if not 0 <= first < last or last - first > 100_000 or len(rows) > MAX_EVENTS:
             raise TaskFormatError(f"{w}: start {start} / end {end} ms is not a valid span")
         for frame in range(first, last):
             cls = label_to_idx[ev["label"]]
-            rows.append(Row(frame, cls, track, polar_to_unit(az, el), dist, (az, el)))
+            rows.append(Row(frame, cls, track, polar_to_unit(az, el), dist, (az, el), onscreen))
     return rows
 
 

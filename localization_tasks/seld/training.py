@@ -135,8 +135,9 @@ def seld_score(files: dict[str, tuple[list[Row], list[Row]]], n_frames: dict[str
         if any(r.distance is None for _, pred in files.values() for r in pred):
             raise ValueError("dcase2025 metrics score distances: train a distance-aware head "
                              "(--target multi-accddoa or auto on labels with distances)")  # fmt: skip
-        # Our tasks carry no video: every source counts as on-screen on both sides, so the
-        # on-screen requirement is off (the baseline's default) and OnscreenAq is not reported.
+        # Our heads see no video and predict no on-screen flag (a converted DCASE 2025 task's
+        # labels carry one): every source counts as on-screen on both sides, so the on-screen
+        # requirement is off (the baseline's default) and OnscreenAq is not reported.
         on = {n: ([replace(r, onscreen=1) for r in ref], [replace(r, onscreen=1) for r in pred])
               for n, (ref, pred) in files.items()}  # fmt: skip
         out = score_files(on, "dcase2025", k, jackknife, n_frames=n_frames)
@@ -307,10 +308,15 @@ def hold_out(train: tuple, task_dir: Path) -> tuple[tuple, tuple]:
     return pick(False), pick(True)
 
 
+# seld.audio of the two-channel tasks: binaural (seld.synth) and stereo (the DCASE 2025 set,
+# `seld.convert`); neither resolves elevation or front from back
+TWO_CHANNEL = ("binaural", "stereo")
+
+
 def stereo_scoring(task_dir: Path, cfg: SeldTrainConfig) -> bool:
-    """DCASE 2025 stereo scoring: asked for, or `auto` on a binaural task."""
+    """DCASE 2025 stereo scoring: asked for, or `auto` on a binaural or stereo task."""
     seld = read_metadata(task_dir).get("seld", {})
-    return cfg.scoring == "stereo" or (cfg.scoring == "auto" and seld.get("audio") == "binaural")
+    return cfg.scoring == "stereo" or (cfg.scoring == "auto" and seld.get("audio") in TWO_CHANNEL)
 
 
 def load_roles(source: TaskData, folds: dict[str, list[str]], kind: Target, k: int) -> dict:
