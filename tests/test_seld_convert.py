@@ -223,3 +223,135 @@ def test_a_perfect_prediction_of_a_converted_starss23_2024_set_scores_perfectly(
     assert out["AngE"] < 0.01 and out["DistE"] < 1e-9 and out["RelDistE"] == 0.0
     # (F has the baseline's eps in its denominator: 1 - 2e-16 for one entry)
     assert all(out["per_class"][k]["F"] == pytest.approx(1.0, abs=1e-9) for k in ("0", "2", "12"))
+
+
+# --- DCASE 2025 Stereo SELD: stereo_dev, a header line, azimuth, distance (cm), on-screen -------
+
+HEADER_2025 = "frame,class,source,azimuth,distance,onscreen\n"
+# Clip 1 (fold 4, 5 s, the set's clip length): femaleSpeech (0) of person 1 at az 30, 150 cm,
+# on screen, frames 0..1; femaleSpeech of person 2 at az -60, 220 cm, off screen, frame 1;
+# knock (12) behind at az -120, 75 cm, off screen, frame 10; clapping (2) at az 170, 310 cm,
+# off screen, frame 49 (the last of 5 s).
+META_2025 = HEADER_2025 + (
+    "0,0,1,30,150,1\n1,0,1,30,150,1\n1,0,2,-60,220,0\n10,12,0,-120,75,0\n49,2,0,170,310,0\n"
+)
+# Clip 2 (fold 3, 5 s): domesticSounds (5) at az 45, 200 cm, on screen, frame 4.
+META_2025_TRAIN = HEADER_2025 + "4,5,0,45,200,1\n"
+
+
+@pytest.fixture
+def stereo2025(tmp_path):
+    root = tmp_path / "DCASE2025_SELD_dataset"
+    audio = {TEST[1]: _clip(root, TEST, META_2025, 5.0, audio="stereo", channels=2)}
+    audio[TRAIN[1]] = _clip(root, TRAIN, META_2025_TRAIN, 5.0, audio="stereo", channels=2)
+    return root, audio
+
+
+def _event(label, frame, az, track, metres, onscreen):
+    return {"label": label, "start": 100 * frame, "end": 100 * frame + 100,
+            "direction": [az, 0.0], "track": track, "distance": metres, "onscreen": onscreen}  # fmt: skip
+
+
+def test_stereo_seld_2025_events_carry_azimuth_metres_and_onscreen(tmp_path, stereo2025):
+    root, audio = stereo2025
+    task = convert(root, tmp_path / "tasks", "stereo-seld-2025")
+    assert task.name == "stereo-seld-2025-v1.0.0-full"
+    assert json.loads((task / "fold04.json").read_text())[f"{TEST[1]}.wav"] == [
+        _event("femaleSpeech", 0, 30.0, 1, 1.5, 1),
+        _event("femaleSpeech", 1, 30.0, 1, 1.5, 1),
+        _event("femaleSpeech", 1, -60.0, 2, 2.2, 0),
+        _event("knock", 10, -120.0, 0, 0.75, 0),
+        _event("clapping", 49, 170.0, 0, 3.1, 0),
+    ]
+    train = json.loads((task / "fold03.json").read_text())[f"{TRAIN[1]}.wav"]
+    assert train == [_event("domesticSounds", 4, 45.0, 0, 2.0, 1)]
+    # read back: the flag and the metres reach the rows the scorers take
+    rows = task_rows(task, "fold04")[f"{TEST[1]}.wav"]
+    assert [(r.onscreen, r.distance, r.azimuth_elevation) for r in rows[2:4]] == [
+        (0, 2.2, (-60.0, 0.0)), (0, 0.75, (-120.0, 0.0))]  # fmt: skip
+    assert rows[0].xyz == pytest.approx((math.sqrt(3) / 2, 0.5, 0.0), abs=1e-12)  # az 30, el 0
+    seld = json.loads((task / "task_metadata.json").read_text())["seld"]
+    assert seld["audio"] == "stereo" and seld["source_dataset"] == "stereo-seld-2025"
+    assert seld["official_folds"] == {"train": ["fold03"], "test": ["fold04"]}
+    assert "elevation 0" in seld["direction"] and "onscreen" in seld
+    y, sr = sf.read(task / str(SR) / "fold04" / f"{TEST[1]}.wav", dtype="float32")
+    assert sr == SR and y.shape == (5 * SR, 2) and np.array_equal(y, audio[TEST[1]])
+    assert f"fold04,{TEST[1]}.wav,5.0,50" in (task / "seld_clips.csv").read_text()
+
+
+def test_a_perfect_prediction_of_a_converted_stereo_seld_2025_set_scores_perfectly(
+    tmp_path, stereo2025, capsys
+):
+    """The converted task's labels exported in the 2025 format (header, azimuth, cm, on-screen:
+    what the 2025 baseline writes), scored by `seld.score --metrics dcase2025 --req-onscreen`
+    against the release's own metadata: every reference entry a TP, OnscreenAq 1, no angle or
+    distance error. A flag lost or flipped on the way makes OnscreenAq < 1 (and, with
+    --req-onscreen, spatial FPs); a cm/m slip makes RelDistE 99 or 0.99."""
+    from localization_tasks.seld import score
+    from localization_tasks.seld.task import export_dcase
+
+    root, _ = stereo2025
+    task = convert(root, tmp_path / "tasks", "stereo-seld-2025")
+    export_dcase(task, tmp_path / "pred", "dcase2025")
+    refs, preds = tmp_path / "ref", tmp_path / "preds"
+    refs.mkdir()
+    preds.mkdir()
+    for subset, clip in (TEST, TRAIN):
+        (refs / f"{clip}.csv").write_bytes(
+            (root / "metadata_dev" / subset / f"{clip}.csv").read_bytes()
+        )
+    for p in (tmp_path / "pred").rglob("*.csv"):
+        (preds / p.name).write_bytes(p.read_bytes())
+    assert (preds / f"{TRAIN[1]}.csv").read_text() == META_2025_TRAIN  # the release's own text
+    # --clip-length 5: every frame of the 5 s clips (the 2025 baseline counts frames up to the
+    # reference's highest index only, which would drop frame 49 of clip 1 and frame 4 of clip 2)
+    assert score.main(["--ref-dir", str(refs), "--pred-dir", str(preds), "--metrics", "dcase2025",
+                       "--req-onscreen", "--num-classes", "13", "--clip-length", "5"]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    c = out["counts"]
+    assert c["TP"] == c["ref_entries"] == 6 and c["FP"] == c["FP_spatial"] == c["FN"] == 0
+    # (OnscreenAq and F have the baseline's eps in their denominators: 1 - 2e-16)
+    assert out["OnscreenAq"] == pytest.approx(1.0, abs=1e-9) and out["AngE"] == 0.0
+    assert out["DistE"] == 0.0 and out["RelDistE"] == 0.0
+    assert out["thresholds"]["req_onscreen"] is True
+    assert all(out["per_class"][k]["F"] == pytest.approx(1.0, abs=1e-9) for k in ("0", "2", "5", "12"))  # noqa: E501
+
+
+@pytest.mark.parametrize("frame, ok", [(49, True), (50, False)])
+def test_a_2025_label_past_the_end_of_its_5_s_is_refused(tmp_path, frame, ok):
+    root = tmp_path / "DCASE2025_SELD_dataset"
+    _clip(root, TEST, HEADER_2025 + f"{frame},0,0,10,100,1\n", 5.0, audio="stereo", channels=2)
+    out = tmp_path / "tasks"
+    if ok:
+        assert convert(root, out, "stereo-seld-2025").is_dir()
+        return
+    with pytest.raises(LabelFileError, match=rf"{TEST[1]}\.csv: frame 50 \(5\.0 s\) is past"):
+        convert(root, out, "stereo-seld-2025")
+    assert _nothing_written(out)
+
+
+def test_the_2025_release_and_the_4_channel_ones_refuse_each_others_files(tmp_path):
+    """The 2024 metadata also has 6 columns: under stereo-seld-2025 a file without the header
+    (its first row would be skipped by the 2025 baseline) or with the 2024 column names is
+    refused, and the 2025 header under starss23-2024; each naming the file, line 1 and the
+    --dataset that reads it. Asking the 2025 set for FOA, or a 4-channel release of a folder
+    holding stereo_dev, names the right option."""
+    root = tmp_path / "DCASE2025_SELD_dataset"
+    _clip(root, TEST, "1,0,0,30,150\n", 5.0, audio="stereo", channels=2)
+    csv_path = root / "metadata_dev" / TEST[0] / f"{TEST[1]}.csv"
+    out = tmp_path / "tasks"
+    csv_path.write_text("1,0,0,30,150,1\n")
+    with pytest.raises(LabelFileError, match=rf"{TEST[1]}\.csv:1: no header line.*starss23-2024"):
+        convert(root, out, "stereo-seld-2025")
+    csv_path.write_text("frame,class,source,azimuth,elevation,distance\n1,0,0,30,0,150\n")
+    with pytest.raises(LabelFileError, match=r"\.csv:1: header .*elevation.* starts with frame,"):
+        convert(root, out, "stereo-seld-2025")
+    with pytest.raises(ValueError, match=r"stereo-seld-2025 is released with stereo audio"):
+        convert(root, out, "stereo-seld-2025", audio="foa")
+    with pytest.raises(FileNotFoundError, match=r"foa_dev is not .*--dataset stereo-seld-2025"):
+        convert(root, out, "starss23-2024")
+    csv_path.write_text(META_2025)
+    _wav(root / "foa_dev" / TEST[0] / f"{TEST[1]}.wav", 5.0)
+    with pytest.raises(LabelFileError, match=r"\.csv:1: the DCASE 2025 stereo header.*stereo-seld"):
+        convert(root, out, "starss23-2024")
+    assert _nothing_written(out)

@@ -253,12 +253,25 @@ def _check_frames(rows: Sequence[Row], clip_labels: Path, wav: Path, seconds: fl
         )
 
 
+def _folder_hint(dataset_dir: Path, dataset: str) -> str:
+    """What the dataset folder holds when its `{audio}_dev` is missing, and what reads that: the
+    usual slip is the 2025 stereo set named as a 4-channel release, or the other way round."""
+    found = [a for a in CHANNELS if (dataset_dir / f"{a}_dev").is_dir()]
+    if not found:
+        return ""
+    readers = [k for k, s in DATASETS.items() if found[0] in s.audio]
+    if dataset in readers:
+        return f"; it has {found[0]}_dev: --audio {found[0]}"
+    return f"; it has {found[0]}_dev, which --dataset {' or '.join(readers)} reads"
+
+
 def _dcase_clips(dataset_dir: Path, dataset: str, audio: str) -> list[Clip]:
     spec = DATASETS[dataset]
     meta_root, audio_root = dataset_dir / "metadata_dev", dataset_dir / f"{audio}_dev"
     for d in (meta_root, audio_root):
         if not d.is_dir():
-            raise FileNotFoundError(f"{d} is not a directory (expected the DCASE layout)")
+            hint = _folder_hint(dataset_dir, dataset) if d == audio_root else ""
+            raise FileNotFoundError(f"{d} is not a directory (expected the DCASE layout{hint})")
     clips: list[Clip] = []
     for subset in sorted(p.name for p in meta_root.iterdir() if p.is_dir()):
         for csv_path in sorted(child(meta_root, subset, "subset").glob("*.csv")):
