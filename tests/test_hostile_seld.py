@@ -456,3 +456,69 @@ def test_convert_refuses_mismatched_data_in_one_line(tmp_path, capsys, case):
     argv[3] = dataset
     _fails(capsys, convert.main, convert.PROG, argv, *needles)
     assert not list((tmp_path / "out").rglob("*.wav"))
+
+
+# --- the DCASE 2025 stereo set: 2 channels, a header line, then 6 columns ---------------------
+
+STEREO_HEADER = "frame,class,source,azimuth,distance,onscreen"
+STEREO_CSV = f"{STEREO_HEADER}\n3,0,0,10,200,1\n"
+STEREO_TASK = "stereo-seld-2025-v1.0.0-full"
+
+
+def _stereo(root: Path, csv_text: str = STEREO_CSV, channels: int = 2) -> Path:
+    """One DCASE 2025 Stereo SELD clip, fold 4: 1 s at 8 kHz, `channels` channels."""
+    for top in ("metadata_dev", "stereo_dev"):
+        (root / top / "dev-test-sony").mkdir(parents=True)
+    (root / "metadata_dev" / "dev-test-sony" / "fold4_room1_mix001.csv").write_bytes(
+        csv_text.encode()
+    )
+    x = np.full((SR8, channels), 0.25, dtype=np.float32)
+    wav = root / "stereo_dev" / "dev-test-sony" / "fold4_room1_mix001.wav"
+    sf.write(wav, x, SR8, subtype="FLOAT")
+    return root
+
+
+def _stereo_argv(tmp_path: Path) -> list:
+    return ["--dataset-dir", tmp_path / "stereo", "--dataset", "stereo-seld-2025", "--out",
+            tmp_path / "out", "--quiet"]  # fmt: skip
+
+
+STEREO_CASES = {
+    # case: (channels, metadata, what the line names)
+    "four-channels": (4, STEREO_CSV, ("mix001.wav", "4 channels", "stereo audio has 2")),
+    "one-channel": (1, STEREO_CSV, ("mix001.wav", "1 channels", "stereo audio has 2")),
+    # the 2024 layout has 6 columns too: without the header its first row would be skipped
+    "6-columns-no-header": (2, "3,0,0,10,0,200\n",
+                            ("mix001.csv:1", "no header line", "--dataset starss23-2024")),
+    "2024-header-only": (2, "frame,class,source,azimuth,elevation,distance\n",
+                         ("mix001.csv:1", "elevation", f"starts with {STEREO_HEADER}")),
+    "5-columns-after-header": (2, f"{STEREO_HEADER}\n3,0,0,10,200\n",
+                               ("mix001.csv:2", "5 columns")),
+    "onscreen-2": (2, f"{STEREO_HEADER}\n3,0,0,10,200,2\n", ("mix001.csv:2", "onscreen 2")),
+    "past-the-end": (2, f"{STEREO_HEADER}\n10,0,0,10,200,1\n", ("frame 10", "mix001.wav")),
+}  # fmt: skip
+
+
+@pytest.mark.hostile("crash")
+@pytest.mark.parametrize("case", list(STEREO_CASES))
+def test_convert_stereo_refuses_wrong_channels_and_layouts_in_one_line(tmp_path, capsys, case):
+    channels, text, needles = STEREO_CASES[case]
+    _stereo(tmp_path / "stereo", text, channels)
+    _fails(capsys, convert.main, convert.PROG, _stereo_argv(tmp_path), *needles)
+    assert not list((tmp_path / "out").rglob("*.wav"))
+
+
+@pytest.mark.hostile("crash")
+@pytest.mark.parametrize("text", [f"{STEREO_HEADER}\n", f"\ufeff{STEREO_HEADER}\r\n\r\n"],
+                         ids=["plain", "bom-crlf"])  # fmt: skip
+def test_convert_stereo_reads_a_header_only_file_as_a_clip_without_events(tmp_path, capsys, text):
+    """A header and no rows is a clip in which nothing sounds (the 2025 baseline reads it as no
+    labels): converted with an empty event list and its 10 frames, the header never taken for a
+    row nor the file refused."""
+    _stereo(tmp_path / "stereo", text)
+    assert convert.main([str(a) for a in _stereo_argv(tmp_path)]) == 0, capsys.readouterr().err
+    task = tmp_path / "out" / STEREO_TASK
+    assert json.loads((task / "fold04.json").read_text()) == {"fold4_room1_mix001.wav": []}
+    assert "fold04,fold4_room1_mix001.wav,1.0,10" in (task / "seld_clips.csv").read_text()
+    y, sr = sf.read(task / str(SR8) / "fold04" / "fold4_room1_mix001.wav")
+    assert sr == SR8 and y.shape == (SR8, 2)

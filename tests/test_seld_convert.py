@@ -314,7 +314,8 @@ def test_a_perfect_prediction_of_a_converted_stereo_seld_2025_set_scores_perfect
     assert out["OnscreenAq"] == pytest.approx(1.0, abs=1e-9) and out["AngE"] == 0.0
     assert out["DistE"] == 0.0 and out["RelDistE"] == 0.0
     assert out["thresholds"]["req_onscreen"] is True
-    assert all(out["per_class"][k]["F"] == pytest.approx(1.0, abs=1e-9) for k in ("0", "2", "5", "12"))  # noqa: E501
+    f_of = {k: out["per_class"][k]["F"] for k in ("0", "2", "5", "12")}
+    assert f_of == pytest.approx(dict.fromkeys(f_of, 1.0), abs=1e-9)
 
 
 @pytest.mark.parametrize("frame, ok", [(49, True), (50, False)])

@@ -354,3 +354,23 @@ def test_random_weights_are_redrawn_seeded_and_buffers_kept():
         Features("module", module).tag(),
         Features("module", module, "", {}, None, random_init=2).tag(),
     )
+
+
+@pytest.mark.parametrize(
+    "audio, stereo, reference",
+    [("stereo", True, "gcc-phat+bigru"), ("binaural", True, "gcc-phat+bigru"),
+     ("foa", False, "intensity+bigru")],
+)  # fmt: skip
+def test_stereo_tasks_are_scored_and_referenced_as_two_channel_ones(tmp_path, audio, stereo,
+                                                                    reference):  # fmt: skip
+    """A converted DCASE 2025 task (seld.audio "stereo") gets, as a binaural one does, the 2025
+    stereo scoring under --scoring auto and GCC-PHAT on its 2 channels as classical reference;
+    --scoring 3d still overrides."""
+    rows = [Row(0, 0, 0, polar_to_unit(30, 0), 1.5, (30.0, 0.0), 1)]
+    task = tmp_path / "t"
+    meta = {"task_name": "t", "seld": {"audio": audio}}
+    write_labels(task, meta, ["a"], {"fold01": {"c.wav": rows}}, {"fold01": {"c.wav": 1.0}})
+    assert training.stereo_scoring(task, training.SeldTrainConfig()) is stereo
+    assert training.stereo_scoring(task, training.SeldTrainConfig(scoring="3d")) is False
+    method = evaluate.reference_method(task, "bigru")
+    assert method.name == reference and method.options == {}

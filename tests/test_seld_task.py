@@ -90,3 +90,23 @@ def test_long_events_expand_to_frames_and_bad_events_are_refused():
     ):
         with pytest.raises(TaskFormatError):
             events_to_rows([bad], {"a": 0}, "t")
+
+
+def test_onscreen_flags_round_trip_and_only_0_or_1_is_one():
+    """A DCASE 2025 row's on-screen flag is written into its event and read back into
+    Row.onscreen (rows without one, the 3-D releases', stay without); anything but the integers 0
+    and 1 is refused, naming the event, rather than compared with a 0/1 flag by the scorer."""
+    from localization_tasks.seld.labels import Row, polar_to_unit
+    from localization_tasks.seld.task import rows_to_events
+
+    rows = [Row(3, 1, 0, polar_to_unit(-40, 0), 2.5, (-40.0, 0.0), 0),
+            Row(4, 1, 0, polar_to_unit(-40, 0), 2.5, (-40.0, 0.0), 1),
+            Row(4, 0, 1, polar_to_unit(10, 20), None, (10.0, 20.0))]  # fmt: skip
+    events = rows_to_events(rows, ["a", "b"])
+    assert [e.get("onscreen") for e in events] == [0, 1, None] and "onscreen" not in events[2]
+    back = events_to_rows(json.loads(json.dumps(events)), {"a": 0, "b": 1}, "t")
+    assert back == rows and [r.onscreen for r in back] == [0, 1, None]
+    for flag in (2, -1, True, 1.0, 0.5, "1", [1]):
+        bad = {"label": "a", "start": 0, "end": 100, "direction": [0, 0], "onscreen": flag}
+        with pytest.raises(TaskFormatError, match=r"t event 0: onscreen must be 0 or 1"):
+            events_to_rows([bad], {"a": 0}, "t")

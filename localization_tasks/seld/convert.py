@@ -1,7 +1,7 @@
 """Convert a DCASE Task 3 dataset on disk into a HEAR-style SELD task (`localization_tasks.seld.task`).
 
     python -m localization_tasks.seld.convert --dataset-dir STARSS23 --dataset starss23-2024 \\
-        --out tasks [--audio foa] [--sample-rate 24000 --sample-rate 32000] [--resample]
+        --out tasks [--audio foa|mic|stereo] [--sample-rate 24000 --sample-rate 32000] [--resample]
 
 Reads `{audio}_dev/{subset}/{clip}.wav` and `metadata_dev/{subset}/{clip}.csv` (the layout of
 STARSS22/23, TAU-NIGENS 2020/2021 and the DCASE 2025 Stereo SELD set; `{audio}` is `foa` or `mic`,
