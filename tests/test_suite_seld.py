@@ -264,3 +264,21 @@ def test_make_seld_is_a_suite_run_of_both_conditions(tmp_path):
     random = [c for c in calls if c[:3] == ["-m", "hear_gram.checkpoints", "random"]]
     assert [c[c.index("--preset") + 1] for c in random] == ["gram-t"]
     assert models["gram-t"].weights == work.resolve() / "seld" / "gram-t-random.safetensors"
+
+
+def test_given_tasks_are_taken_by_their_audio_format(tmp_path):
+    """--seld-dir: FOA tasks go to seld-ambisonic; binaural and two-channel stereo ones (the
+    DCASE 2025 set) to seld-binaural; a task of another audio (mic) or without seld block to
+    neither."""
+    for name, audio in (
+        ("a", "foa"),
+        ("b", "binaural"),
+        ("s", "stereo"),
+        ("m", "mic"),
+        ("x", None),
+    ):
+        (tmp_path / name).mkdir()
+        meta = {"task_name": name} | ({"seld": {"audio": audio}} if audio else {})
+        (tmp_path / name / "task_metadata.json").write_text(json.dumps(meta))
+    assert seld.given_tasks(tmp_path, "ambisonic") == ["a"]
+    assert seld.given_tasks(tmp_path, "binaural") == ["b", "s"]

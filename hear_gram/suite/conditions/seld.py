@@ -9,7 +9,7 @@ One unit per task and format. Its task is
   localization_tasks.seld.synth --sources` once per source content, format, seed, clip count and
   generator code (`hear_gram.suite.build`), unit `<source>-<format>`; or
 - given: a SELD task under `--seld-dir` in the condition's format (its metadata's `seld.audio`:
-  `foa` for seld-ambisonic, `binaural` for seld-binaural), such as a DCASE dataset converted by
+  `foa` for seld-ambisonic, `binaural` or `stereo` (the DCASE 2025 set) for seld-binaural), such as a DCASE dataset converted by
   `localization_tasks.seld.convert` or a task of `seld.synth`; unit = its folder name.
 
 A model whose module is one of the evaluator's rows (`BASELINES`: crnn, zero, chance, and
@@ -48,7 +48,9 @@ if TYPE_CHECKING:
 EVALUATOR = "localization_tasks.seld.evaluate"
 GENERATOR = ("localization_tasks.seld.synth", "naturalistic_hear")  # code a build depends on
 DEFAULT_SOURCE = "esc50-v2.0.0-full"  # single-label environmental sounds, 40 per class
-AUDIO = {"ambisonic": "foa", "binaural": "binaural"}  # task_metadata.json's seld.audio
+# task_metadata.json's seld.audio of the tasks a condition takes: two-channel stereo (the DCASE
+# 2025 set, mid-side from FOA) goes to binaural models as binaural audio does, scored alike
+AUDIO = {"ambisonic": ("foa",), "binaural": ("binaural", "stereo")}
 EXTRA_RATE = 32000  # built tasks also hold GRAM's rate, so its units read it without resampling
 # Models whose module is one of these run the evaluator's own rows instead of a HEAR module:
 # its `--baseline` choices, `chance` (the true activity, random directions and distances) and
@@ -85,7 +87,7 @@ def given_tasks(root: Path, fmt: str) -> list[str]:
     out = []
     for meta_path in sorted(root.glob("*/task_metadata.json")):
         seld = (read_json(meta_path) or {}).get("seld")
-        if isinstance(seld, dict) and seld.get("audio") == AUDIO[fmt]:
+        if isinstance(seld, dict) and seld.get("audio") in AUDIO[fmt]:
             out.append(meta_path.parent.name)
     return out
 
@@ -175,7 +177,7 @@ class Seld(Condition):
             units += [(name, self.fmt, "") for name in given_tasks(given, self.fmt)]
         if not units:
             raise LookupError(
-                f"condition {self.name} has no tasks: no {AUDIO[self.fmt]} SELD task under "
+                f"condition {self.name} has no tasks: no {'/'.join(AUDIO[self.fmt])} SELD task under "
                 f"{GIVEN.flag} and no source task ({DEFAULT_SOURCE} is not under "
                 f"{settings.tasks_dir}); name one with {SOURCE.flag} or give {GIVEN.flag}"
             )
@@ -223,7 +225,7 @@ class Seld(Condition):
                "--seed", str(settings.seed), "--seeds", str(SEEDS.value(settings.extra)),
                "--quiet"]  # fmt: skip
         if resolved.module == "reference":
-            method = REFERENCE_ROWS[AUDIO[self.fmt]]  # the evaluator's row of that reference
+            method = REFERENCE_ROWS[AUDIO[self.fmt][0]]  # the evaluator's row of that reference
         elif resolved.module == "chance":  # a row of every evaluation: nothing else to train
             method = "chance"
             cmd += ["--reference", "none", "--baseline", "zero"]
