@@ -9,8 +9,9 @@ One unit per task and format. Its task is
   localization_tasks.seld.synth --sources` once per source content, format, seed, clip count and
   generator code (`hear_gram.suite.build`), unit `<source>-<format>`; or
 - given: a SELD task under `--seld-dir` in the condition's format (its metadata's `seld.audio`:
-  `foa` for seld-ambisonic, `binaural` or `stereo` (the DCASE 2025 set) for seld-binaural), such as a DCASE dataset converted by
-  `localization_tasks.seld.convert` or a task of `seld.synth`; unit = its folder name.
+  `foa` for seld-ambisonic, `binaural` or `stereo` (the DCASE 2025 set) for seld-binaural),
+  such as a DCASE dataset converted by `localization_tasks.seld.convert` or a task of
+  `seld.synth`; unit = its folder name.
 
 A model whose module is one of the evaluator's rows (`BASELINES`: crnn, zero, chance, and
 `reference`, the classical reference of the format) runs that row instead of a HEAR module; every
