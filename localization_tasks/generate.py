@@ -2,7 +2,8 @@
 
     python -m localization_tasks.generate --tasks-dir hear/tasks --out loc-tasks \\
         [--task esc50-v2.0.0-full --task speech_commands-v0.0.2-5h] \\
-        [--format binaural ambisonic] [--seed 0] [--n-scenes N] [--sample-rate 48000] \\
+        [--format binaural ambisonic] [--target direction t60] [--seed 0] [--n-scenes N] \\
+        [--sample-rate 48000] \\
         [--rirs builtin | soundspaces:DIR | sofa:FILE] [--noise-dir wham_noise/tt] [--cache-dir DIR]
 
 Per source task and format (binaural: 2 channels, Ambisonic: 4 channels ACN/SN3D: W, Y, Z, X) we
@@ -13,6 +14,10 @@ write five HEAR-like tasks under OUT/:
     {task}-loc-{format}-snr10-20    direction, SNR uniform in 10..20 dB
     {task}-loc-{format}-snr20-40    direction, SNR uniform in 20..40 dB
     {task}-t60-{format}             T60 in s, no noise (same audio as -clean)
+
+`--target direction` writes only the four direction tasks, `--target t60` only the T60 task
+(each the same files as in a run that writes both: a clip's scene, noise and SNR draws do not
+depend on which tasks are written), so a run that needs one kind does not render the other.
 
 Leak-free by construction: the bank's scenes are split between the source task's splits
 (`naturalistic_hear.bank.assign_pools`), whole rooms at a time, in proportion to each split's
@@ -115,6 +120,7 @@ logger = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "localization-2"  # 2: fold-disjoint scene pools
 DEFAULT_TASKS = ("esc50-v2.0.0-full", "speech_commands-v0.0.2-5h")
+TARGETS = ("direction", "t60")  # the kinds of output task (`--target`)
 FRAME = {
     "name": "head",
     "origin": "centre of the listener's head",
@@ -171,11 +177,13 @@ class Variant:
         return f"{task}-{self.suffix}"
 
 
-def variants(fmt: str, t60: bool = True) -> tuple[Variant, ...]:
-    """The five output tasks of one format, clean direction first (the T60 task last, only
-    with `t60`)."""
-    out = [Variant(f"loc-{fmt}-{CLEAN}", "direction", CLEAN, None)]
-    out += [Variant(f"loc-{fmt}-{b.name}", "direction", b.name, b.range_db) for b in SNR_BINS]
+def variants(fmt: str, t60: bool = True, direction: bool = True) -> tuple[Variant, ...]:
+    """The five output tasks of one format, clean direction first (the four direction tasks
+    only with `direction`, the T60 task last, only with `t60`)."""
+    out = []
+    if direction:
+        out.append(Variant(f"loc-{fmt}-{CLEAN}", "direction", CLEAN, None))
+        out += [Variant(f"loc-{fmt}-{b.name}", "direction", b.name, b.range_db) for b in SNR_BINS]
     if t60:
         out.append(Variant(f"t60-{fmt}", "t60", CLEAN, None))
     return tuple(out)
@@ -203,6 +211,7 @@ def render_variants(
     fmt: str,
     t60: bool = True,
     room_ids: Sequence[str] | None = None,
+    direction: bool = True,
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
     """Audio (C, N) float32 and manifest row of every variant of one clip, keyed by suffix.
 
@@ -224,7 +233,7 @@ def render_variants(
     clean = dsp.limit_peak(spatial.target, dsp.MAX_PEAK)[0].astype(np.float32)
     clean_row = dict(spatial.row, snr_db=math.inf, achieved_snr_db=math.inf)
     audios, rows = {}, {}
-    for v in variants(fmt, t60):
+    for v in variants(fmt, t60, direction):
         if v.snr_range is None:
             audios[v.suffix], rows[v.suffix] = clean, _row(clean_row, task, v, fmt)
         else:
@@ -339,10 +348,11 @@ def _finish(
     out_root: Path,
     rows: dict[RowKey, dict],
     t60: bool = True,
+    direction: bool = True,
 ) -> None:
     """Labels and manifests of every variant, from the recorded rows (sorted)."""
     keys = sorted(rows)
-    for v in variants(fmt, t60):
+    for v in variants(fmt, t60, direction):
         out_dir = out_root / v.name(layout.name)
         labels: dict[str, dict] = {s: {} for s in layout.splits}
         for sr, split, filename in keys:
@@ -377,6 +387,7 @@ def generate_task(
     seed: int = 0,
     sample_rates: Sequence[int] | None = None,
     progress: bool = True,
+    targets: Sequence[str] = TARGETS,
 ) -> list[Path]:
     """Write the five variants (see module docstring) of one HEAR scene task in one format.
 
@@ -387,11 +398,16 @@ def generate_task(
             (`assign_pools`).
         noise_source: a `NoiseSource` (its `at_rate` gives each folder's rate).
         sample_rates: only these sample-rate folders (default: all of the source's).
+        targets: the kinds of task to write, of `TARGETS` (default: both).
 
     Returns the output task directories (four when the T60 task cannot be made leak-free or
     the bank's T60 is unknown).
     """
     fmt = scene_format(fmt)
+    unknown = sorted(set(targets) - set(TARGETS))
+    if unknown or not targets:
+        raise ValueError(f"targets must be among {list(TARGETS)}, got {list(targets)}")
+    direction = "direction" in targets
     layout = read_task(task_dir, sample_rates)
     if layout.metadata.get("embedding_type", "scene") != "scene":
         raise TaskError(f"{layout.path}: only scene tasks can be turned into localization tasks")
@@ -403,7 +419,14 @@ def generate_task(
     pools = {sr: assign_pools(banks[sr], counts, need_rooms=False) for sr in banks}
     first = pools[min(pools)]
     t60 = first.t60_known and first.disjoint_by == "room"
-    if not t60:
+    if not t60 and not direction:  # only a T60 task was asked for, and none can be made
+        raise TaskError(
+            f"{layout.name}/{fmt}: no T60 task can be made ("
+            + ("the bank's T60 is unknown" if not first.t60_known else "rooms are shared by folds")
+            + ")"
+        )
+    t60 = t60 and "t60" in targets
+    if not t60 and "t60" in targets:
         logger.warning(
             "%s/%s: no T60 task (%s)",
             layout.name,
@@ -417,7 +440,7 @@ def generate_task(
     }
     out_root = Path(out_root)
     dirs = []
-    for v in variants(fmt, t60):
+    for v in variants(fmt, t60, direction):
         out_dir = child(out_root, v.name(layout.name), "task name")
         for sr in layout.sample_rates:
             for split in layout.splits:
@@ -458,15 +481,16 @@ def generate_task(
                 fmt,
                 t60,
                 pools[sr].rooms,
+                direction,
             )
             container, subtype = output_subtype(info)
-            for v, out_dir in zip(variants(fmt, t60), dirs, strict=True):
+            for v, out_dir in zip(variants(fmt, t60, direction), dirs, strict=True):
                 data = encode_audio(audios[v.suffix], sr, container, subtype)
                 write_bytes_atomic(out_path(out_dir, clip), data)
             record = {"sample_rate": sr, "split": clip.split, "filename": clip.filename}
             append_row(rows_file, {**record, **clip_rows})
             rows[clip.key] = clip_rows
-    _finish(layout, fmt, out_root, rows, t60)
+    _finish(layout, fmt, out_root, rows, t60, direction)
     rows_path.unlink()
     logger.info("%s/%s: rendered %d clips into %d tasks", layout.name, fmt, len(todo), len(dirs))
     return dirs
@@ -498,6 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=["binaural", "ambisonic"],
         dest="formats",
     )
+    p.add_argument("--target", nargs="+", choices=TARGETS, default=list(TARGETS), dest="targets",
+                   help="kinds of task to write (default: both)")  # fmt: skip
     cli.add_seed(p)
     p.add_argument(
         "--n-scenes",
@@ -564,7 +590,7 @@ def run(args: argparse.Namespace) -> None:
         for fmt in args.formats:
             generate_task(task_dir, args.out, fmt, bank_factory(args, fmt), noise,
                           seed=args.seed, sample_rates=args.sample_rates,
-                          progress=not args.quiet)  # fmt: skip
+                          progress=not args.quiet, targets=args.targets)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from hear_gram.safeio import UnsafePathError
 from hear_gram.suite import units
 from hear_gram.suite.__main__ import main as suite_main
 from hear_gram.suite.conditions.hear import HearCondition
+from hear_gram.suite.conditions.naturalistic import Naturalistic
 from hear_gram.suite.conditions.spatial import SpatialCondition
 from hear_gram.suite.config import Settings, SuiteConfigError, load_models
 from tests.conftest import REPO
@@ -169,6 +170,7 @@ def fake_suite(tmp_path, monkeypatch):
     monkeypatch.setattr("hear_gram.suite.__main__.run_unit", fake_run_unit)
     monkeypatch.setattr(HearCondition, "run", _fake_hear)
     monkeypatch.setattr(SpatialCondition, "run", _fake_spatial)
+    monkeypatch.setattr(Naturalistic, "builds", lambda *args: [])  # the fake runs read none
     models = write(tmp_path / "models.toml", FAKE_MODELS)
     tasks = fake_tasks(tmp_path / "tasks", ["a", "b"])
 

@@ -33,17 +33,34 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import math
+import signal
+import statistics
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from hear_gram import cli
 from hear_gram.safeio import subdir
+from hear_gram.suite import build, report
 from hear_gram.suite import condition as conditions
-from hear_gram.suite import report
+from hear_gram.suite.build import Build
+from hear_gram.suite.condition import UnitInterrupted
 from hear_gram.suite.config import ModelSpec, Settings, SuiteConfigError, load_models
-from hear_gram.suite.units import Unit, plan, run_unit, shard, status, unit_key
+from hear_gram.suite.units import (
+    Unit,
+    fail_unit,
+    failure,
+    permanent,
+    plan,
+    run_unit,
+    shard,
+    status,
+    unit_key,
+)
 
 PROG = "python -m hear_gram.suite"
 
@@ -94,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", default="local", choices=("local", "slurm", "submitit-local"))
     p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
                    help="submitit AutoExecutor parameter, e.g. slurm_partition=gpu")  # fmt: skip
+    p.add_argument("--retry-failed", action="store_true",
+                   help="rerun units whose failure cannot change (module import, format, task)")  # fmt: skip
     p.add_argument("--report-only", action="store_true", help="merge done units, run nothing")
     p.add_argument("--no-report", action="store_true", help="run units, skip the report")
     return p
@@ -138,37 +157,178 @@ def _slurm_parameters(pairs: list[str]) -> dict:
     return out
 
 
-def _progress(total: int, quiet: bool):
-    from tqdm import tqdm
+def _duration(seconds: float) -> str:
+    """'45 s', '3 min 20 s', '2 h 05 min'."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
-    return tqdm(total=total, desc="units", unit="unit", file=sys.stderr, disable=quiet)
+
+def eta(seconds: Sequence[float], left: int, jobs: int) -> float | None:
+    """Seconds until `left` more units end, `jobs` at a time, from the times of the units that
+    ran (None before any did). One-off builds are a step of their own before the units and
+    never enter `seconds`: a 10-minute render must not make every unit look 10 minutes long."""
+    if not seconds:
+        return None
+    return statistics.fmean(seconds) * math.ceil(left / max(1, jobs))
 
 
-def _finished(bar, record: dict, quiet: bool) -> None:
+class Progress:
+    """The units' bar and one line per ended unit ("done    m/dry/a (12 s) [3/10, ETA 1 min
+    24 s]"), on stderr; the ETA is `eta` of the units that ran (not skipped or busy)."""
+
+    def __init__(self, total: int, jobs: int, quiet: bool) -> None:
+        from tqdm import tqdm
+
+        self.jobs, self.quiet, self.times = jobs, quiet, []
+        self.bar = tqdm(total=total, desc="units", unit="unit", file=sys.stderr, disable=quiet,
+                        bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}{postfix}")  # fmt: skip
+
+    def finished(self, record: dict) -> None:
+        if record["status"] in ("done", "failed"):
+            self.times.append(record["seconds"])
+        self.bar.update(1)
+        left = self.bar.total - self.bar.n
+        when = eta(self.times, left, self.jobs)
+        where = f"{self.bar.n}/{self.bar.total}" + (f", ETA {_duration(when)}" if when else "")
+        self.bar.set_postfix_str(f"ETA {_duration(when)}" if when else "", refresh=False)
+        if not self.quiet:
+            line = f"{record['status']:7s} {record['unit']} ({record['seconds']:.0f} s) [{where}]"
+            if record["error"]:
+                line += f": {record['error'][:200]}"
+            self.bar.write(line, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _in_pool(fn: Callable[[Any], Any], items: Sequence[Any], jobs: int,
+             on_result: Callable[[Any, Any], bool]) -> bool:  # fmt: skip
+    """`fn(item)` for every item, `jobs` at a time in threads; `on_result(item, result)` as each
+    ends (True from it: stop, as on Ctrl-C). On Ctrl-C (a KeyboardInterrupt in this, the main
+    thread): nothing more starts, each running step gets SIGINT (`condition.stop_steps`; a
+    second Ctrl-C kills them), and the items running are waited for, their results passed on.
+    Returns True when stopped so."""
+    pool = cf.ThreadPoolExecutor(max(1, jobs))
+    futures: dict[cf.Future, Any] = {}
+    seen: set[cf.Future] = set()
+
+    def take(future: cf.Future) -> bool:
+        seen.add(future)
+        return bool(on_result(futures[future], future.result()))
+
+    try:
+        futures = {pool.submit(fn, item): item for item in items}
+        for future in cf.as_completed(futures):
+            if take(future):
+                raise KeyboardInterrupt
+        return False
+    except KeyboardInterrupt:
+        conditions.stop_steps()
+        pool.shutdown(wait=False, cancel_futures=True)
+        kill = False
+        while True:
+            try:
+                if kill:
+                    conditions.stop_steps(kill=True)
+                running = [f for f in futures if f not in seen and not f.cancelled()]
+                for future in cf.as_completed(running):
+                    take(future)
+                return True
+            except KeyboardInterrupt:  # again, while the running steps end: end them now
+                kill = True
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _needed_builds(units: Sequence[Unit], models: dict[str, ModelSpec],
+                   settings: Settings) -> dict[str, tuple[Build, list[Unit]]]:  # fmt: skip
+    """The builds the units read that are not made yet, by key, with the units reading each."""
+    out: dict[str, tuple[Build, list[Unit]]] = {}
+    for unit in units:
+        try:
+            resolved = models[unit.model].resolve(unit.condition, unit.fmt)
+            needed = conditions.get(unit.condition).builds(unit, resolved, settings)
+        except (OSError, ValueError, LookupError):
+            continue  # the unit's own run says why
+        for b in needed:
+            if not build.built(b):
+                out.setdefault(b.key, (b, []))[1].append(unit)
+    return out
+
+
+def run_builds(builds: Sequence[Build], settings: Settings, jobs: int,
+               quiet: bool) -> tuple[dict[str, str], bool]:  # fmt: skip
+    """Make `builds` as a step of their own ("build: LABEL (12 s)"), each logged to
+    WORK/build/<folder>.log. Returns ({key: error} of those that failed, interrupted)."""
+    failed: dict[str, str] = {}
     if not quiet:
-        line = f"{record['status']:7s} {record['unit']} ({record['seconds']:.0f} s)"
-        if record["error"]:
-            line += f": {record['error'][:200]}"
-        bar.write(line, file=sys.stderr)
-    bar.update(1)
+        print(f"build: {len(builds)} one-off build(s) first (not in the units' ETA)",
+              file=sys.stderr)  # fmt: skip
+
+    def make(b: Build) -> tuple[str, float]:
+        t0 = time.time()
+        log = subdir(settings.work, "build", what="build folder") / f"{b.root.name}.log"
+        try:
+            build.run_build(b, settings, log)
+        except UnitInterrupted:
+            return "interrupted", time.time() - t0
+        except Exception as e:  # reported on its units; the other builds go on
+            return " ".join(f"{type(e).__name__}: {e}".split()) or "failed", time.time() - t0
+        return "", time.time() - t0
+
+    def ended(b: Build, result: tuple[str, float]) -> bool:
+        error, seconds = result
+        if error and error != "interrupted":
+            failed[b.key] = error
+        if not quiet:
+            what = {"": "", "interrupted": " interrupted"}.get(error, f" failed: {error[:200]}")
+            print(f"build: {b.label} ({_duration(seconds)}){what}", file=sys.stderr)
+        return error == "interrupted"
+
+    interrupted = _in_pool(make, builds, jobs, ended)
+    return failed, interrupted
 
 
 def run_local(units: list[Unit], models: dict[str, ModelSpec], settings: Settings, jobs: int,
-              quiet: bool = False) -> list[dict]:  # fmt: skip
-    records = []
-    pool = cf.ThreadPoolExecutor(max(1, jobs))
+              quiet: bool = False) -> tuple[list[dict], bool]:  # fmt: skip
+    """The builds the units need (`run_builds`), then the units, `jobs` at a time. Returns their
+    records and whether Ctrl-C stopped the run (then the units not started have no record)."""
+    needed = _needed_builds(units, models, settings)
+    failed_builds, interrupted = {}, False
+    if needed:
+        failed_builds, interrupted = run_builds([b for b, _ in needed.values()], settings, jobs,
+                                                quiet)  # fmt: skip
+    if interrupted:
+        return [], True
+    records: list[dict] = []
+    progress = Progress(len(units), jobs, quiet)
     try:
-        with _progress(len(units), quiet) as bar:
-            futures = [pool.submit(run_unit, u, models[u.model], settings) for u in units]
-            for future in cf.as_completed(futures):
-                records.append(future.result())
-                _finished(bar, records[-1], quiet)
+        blocked = set()
+        for key, error in failed_builds.items():
+            b, readers = needed[key]
+            for unit in readers:
+                if unit not in blocked:
+                    blocked.add(unit)
+                    message = f"build {b.label} failed: {error}"
+                    records.append(fail_unit(unit, models[unit.model], settings, message,
+                                             conditions.failure_cause(error)))  # fmt: skip
+                    progress.finished(records[-1])
+
+        def ended(unit: Unit, record: dict) -> bool:
+            records.append(record)
+            progress.finished(record)
+            # Ctrl-C reached a unit's subprocess (and so this process too, in a moment)
+            return record["status"] == "interrupted"
+
+        todo = [u for u in units if u not in blocked]
+        interrupted = _in_pool(lambda u: run_unit(u, models[u.model], settings), todo, jobs, ended)
     finally:
-        # On Ctrl-C (raised in this, the main thread): start nothing more; the units running
-        # see their subprocesses end by the same signal and return; the KeyboardInterrupt then
-        # goes on to cli.main (exit 130). A rerun picks up the rest.
-        pool.shutdown(wait=True, cancel_futures=True)
-    return records
+        progress.close()
+    return records, interrupted
 
 
 def run_submitit(units: list[Unit], models: dict[str, ModelSpec], settings: Settings,
@@ -188,26 +348,65 @@ def run_submitit(units: list[Unit], models: dict[str, ModelSpec], settings: Sett
                               [settings] * len(units))  # fmt: skip
     print(f"submitted {len(jobs)} units ({cluster}); job logs under {folder}", file=sys.stderr)
     records = []
-    with _progress(len(jobs), quiet) as bar:
+    progress = Progress(len(jobs), len(jobs), quiet)
+    try:
         poll = 1.0 if cluster == "local" else 10.0
         for job in submitit.helpers.as_completed(jobs, poll_frequency=poll):
             unit = units[jobs.index(job)]
             try:
                 records.append(job.result())
-            except Exception as e:  # the job itself died (time limit, node failure)
+            except Exception as e:  # the job itself died (time limit, node failure): transient
                 error = " ".join(f"{type(e).__name__}: {e}".split())[:500]
                 records.append({"unit": unit.id, "status": "failed", "seconds": 0.0,
-                                "error": error})  # fmt: skip
-            _finished(bar, records[-1], quiet)
+                                "error": error, "cause": ""})  # fmt: skip
+            progress.finished(records[-1])
+    finally:
+        progress.close()
     return records
 
 
 def _state(unit: Unit, model: ModelSpec, settings: Settings) -> str:
+    """'done', 'failed' (may pass on a rerun), 'permanent' (cannot change while its key does
+    not: `hear_gram.suite.condition.PERMANENT`) or 'todo'."""
     try:
-        return status(unit, unit_key(unit, model.resolve(unit.condition, unit.fmt), settings),
-                      settings.work)  # fmt: skip
+        key = unit_key(unit, model.resolve(unit.condition, unit.fmt), settings)
+        state = status(unit, key, settings.work)
+        if state == "failed" and permanent(failure(unit, key, settings.work)):
+            return "permanent"
+        return state
     except (OSError, ValueError, LookupError):
         return "todo"  # its run records why
+
+
+def _states(units: Sequence[Unit], models: dict[str, ModelSpec], settings: Settings) -> dict[Unit, str]:  # fmt: skip
+    return {u: _state(u, models[u.model], settings) for u in units}
+
+
+def _to_run(states: dict[Unit, str], retry_failed: bool) -> list[Unit]:
+    skip = {"done"} if retry_failed else {"done", "permanent"}
+    return [u for u, state in states.items() if state not in skip]
+
+
+class _DeferredInterrupt:
+    """Ctrl-C is held back while the report is written (seconds), so that an interrupted run
+    still leaves a whole REPORT.md and results.csv; a second Ctrl-C is not held back."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self.saved: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.hit = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self.saved = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None:
+            signal.signal(signal.SIGINT, self.saved)
 
 
 def body(args: argparse.Namespace) -> int:
@@ -224,35 +423,55 @@ def body(args: argparse.Namespace) -> int:
     units = plan(models, settings)
     k, n = args.shard
     mine = shard(units, k, n)
-    states = {u: _state(u, by_name[u.model], settings) for u in mine}
+    states = _states(mine, by_name, settings)
     parameters = _slurm_parameters(args.slurm) if args.executor != "local" else {}
-    todo = [u for u in mine if states[u] != "done"]
-    counts = {s: sum(1 for v in states.values() if v == s) for s in ("done", "failed")}
+    todo = _to_run(states, args.retry_failed)
+    counts = {s: sum(1 for v in states.values() if v == s) for s in ("done", "failed", "permanent")}
     print(f"suite: {len(units)} units planned, {len(mine)} in shard {k}/{n}: {counts['done']} done, "
-          f"{counts['failed']} failed before, {len(todo)} to run", flush=True)  # fmt: skip
+          f"{counts['failed'] + counts['permanent']} failed before, {len(todo)} to run",
+          flush=True)  # fmt: skip
+    if counts["permanent"] and not args.retry_failed:
+        print(f"{counts['permanent']} units failed before for a reason that cannot change; "
+              "--retry-failed reruns them", flush=True)  # fmt: skip
     failed = 0
+    interrupted = False
     if todo and not args.report_only:
+        conditions.allow_steps()
         t0 = time.time()
-        if args.executor == "local":
-            records = run_local(todo, by_name, settings, args.jobs, args.quiet)
-        else:
-            cluster = "slurm" if args.executor == "slurm" else "local"
-            records = run_submitit(todo, by_name, settings, cluster, parameters, args.quiet)
+        records: list[dict] = []
+        try:
+            if args.executor == "local":
+                records, interrupted = run_local(todo, by_name, settings, args.jobs, args.quiet)
+            else:
+                cluster = "slurm" if args.executor == "slurm" else "local"
+                records = run_submitit(todo, by_name, settings, cluster, parameters, args.quiet)
+        except KeyboardInterrupt:  # between steps: nothing of a unit is lost, the rerun resumes
+            conditions.stop_steps()
+            interrupted = True
         by = {s: sum(r["status"] == s for r in records) for s in ("failed", "busy", "interrupted")}
         failed = by["failed"]
-        done = len(records) - sum(by.values())
+        done = sum(r["status"] in ("done", "skipped") for r in records)
         line = f"ran {len(records)} units in {time.time() - t0:.0f} s: {done} done, {failed} failed"
         if by["busy"]:
             line += f", {by['busy']} busy (another run holds them)"
         print(line, flush=True)
-        if by["interrupted"]:  # Ctrl-C reached a unit's subprocess: stop as cli.main does
-            raise KeyboardInterrupt
-    if not args.no_report:
-        out = report.write_report(units, models, settings)
-        text = (out / "REPORT.md").read_text()
-        print("\n" + "\n".join(ln for ln in text.splitlines() if not ln.startswith("![")))
-        print(f"report: {out}/REPORT.md (results.csv, results.json, figures)")
-        print(f"logs: {settings.work / 'units'}/<model>/<condition>/<task>/unit.log")
+        interrupted = interrupted or by["interrupted"] > 0
+    with _DeferredInterrupt() as held:
+        if not args.no_report:
+            out = report.write_report(units, models, settings)
+            if not (interrupted or held.hit):
+                text = (out / "REPORT.md").read_text()
+                print("\n" + "\n".join(ln for ln in text.splitlines() if not ln.startswith("![")))
+            print(f"report: {out}/REPORT.md (results.csv, results.json, figures)")
+            print(f"logs: {settings.work / 'units'}/<model>/<condition>/<task>/unit.log")
+        sys.stdout.flush()  # before stderr's last line
+        if interrupted or held.hit:
+            after = _states(mine, by_name, settings)
+            left = len(_to_run(after, args.retry_failed))
+            done = sum(v == "done" for v in after.values())
+            print(f"interrupted: {done} done, {left} left; rerun the same command to resume",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            return cli.EXIT_INTERRUPTED
     return 1 if failed else 0
 
 

@@ -1,29 +1,39 @@
 """The build step of a condition: tasks made from a source HEAR task (a Nat-HEAR render, the
-localization and T60 tasks), once per source content and build settings.
+localization and T60 tasks, a synthetic SELD task), once per source content and build settings.
 
-A build goes to WORK/build/<kind>-<task>-<12 hex>, the hex a digest of the source task's content
-(`hear_gram.cache.task_digest`: metadata, split JSONs, audio bytes), the seed, the scene count
-and the generator's code (`hear_gram.cache.code_fingerprint`): a source whose labels or audio
-change is built again into a new folder, never scored from the old one. The build runs under a
-file lock (`hear_gram.safeio.locked`), so parallel units, shards and array jobs build it once; a
-marker file next to the folder records a finished build.
+A build (`Build`) goes to WORK/build/<kind>-<task>[-<tags>]-<12 hex>, the hex a digest
+(`build_key`) of the source task's content (`hear_gram.cache.task_digest`: metadata, split
+JSONs, audio bytes), the settings its output depends on (seed, scene count, format, target,
+sample rate...) and the generator's code (`hear_gram.cache.code_fingerprint`): a source whose
+labels or audio change is built again into a new folder, never scored from the old one, and an
+unchanged one never is. The build runs under a file lock (`hear_gram.safeio.locked`), so
+parallel units, shards and array jobs build it once; a marker file next to the folder records a
+finished build. A condition lists the builds each unit needs (`Condition.builds`): only its
+format, its kind of task and its model's sample rate (`model_rate`), so a run asking for
+binaural localization renders no Ambisonic or T60 task and no other rate.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hear_gram.cache import code_fingerprint, task_digest
+from hear_gram.cache import code_fingerprint, task_digest, weights_sha256
 from hear_gram.safeio import child, locked, subdir, write_json
-from hear_gram.suite.condition import run_logged
+from hear_gram.suite.condition import failure_cause, read_json, run_logged
 
 if TYPE_CHECKING:
-    from hear_gram.suite.config import Settings
+    from hear_gram.suite.config import Resolved, Settings
+
+logger = logging.getLogger(__name__)
 
 
 def digest(value: object) -> str:
@@ -34,7 +44,7 @@ def digest(value: object) -> str:
 def build_key(kind: str, task: str, settings: Settings, packages: Sequence[str],
               params: dict | None = None) -> str:  # fmt: skip
     """What a build of `task` depends on: its content, the generator's code and its settings
-    `params` (default: the seed and scene count, what `ensure_built` passes on)."""
+    `params` (default: the seed and scene count)."""
     source = child(settings.tasks_dir, task, "task")
     if params is None:
         params = {"seed": settings.seed, "n_scenes": settings.n_scenes}
@@ -49,10 +59,46 @@ def build_key(kind: str, task: str, settings: Settings, packages: Sequence[str],
 
 
 def build_root(kind: str, task: str, settings: Settings, packages: Sequence[str],
-               params: dict | None = None) -> Path:  # fmt: skip
-    """WORK/build/<kind>-<task>-<12 hex of build_key> (not created)."""
+               params: dict | None = None, tags: Sequence[str] = ()) -> Path:  # fmt: skip
+    """WORK/build/<kind>-<task>[-<tags>]-<12 hex of build_key> (not created)."""
     key = build_key(kind, task, settings, packages, params)
-    return child(settings.work, "build", "folder") / f"{kind}-{task}-{key[:12]}"
+    return child(settings.work, "build", "folder") / "-".join([kind, task, *tags, key[:12]])
+
+
+@dataclass(frozen=True)
+class Build:
+    """One one-off build: `cmd` writes `root`. `key` (its `build_key`) enters the keys of the
+    units that read it; `label` names it on the console ("localization esc50 binaural 16000
+    Hz"); `record` is written to its marker when done."""
+
+    key: str
+    root: Path
+    cmd: tuple[str, ...]
+    label: str
+    record: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+def make(kind: str, task: str, settings: Settings, packages: Sequence[str], params: dict,
+         args: Sequence[str], label: str, tags: Sequence[str] = ()) -> Build:  # fmt: skip
+    """The build of `python -m <packages[0]> ...args` (the tasks-dir, out, task, seed, scene
+    count and scene-bank cache options added) keyed by the source's content and `params`."""
+    key = build_key(kind, task, settings, packages, params)
+    root = child(settings.work, "build", "folder") / "-".join([kind, task, *tags, key[:12]])
+    bank = child(settings.work, "build", "folder") / "scene-bank"
+    cmd = (sys.executable, "-m", packages[0], "--tasks-dir", str(settings.tasks_dir),
+           "--out", str(root), "--task", task, "--seed", str(settings.seed),
+           "--n-scenes", str(settings.n_scenes), "--cache-dir", str(bank), "--quiet", *args)  # fmt: skip
+    return Build(key, root, cmd, label, {"kind": kind, "task": task, **params})
+
+
+def built(b: Build) -> bool:
+    """Whether `b`'s marker says it is done."""
+    return b.root.with_name(f"{b.root.name}.done").is_file()
+
+
+def run_build(b: Build, settings: Settings, log_file: Path) -> Path:
+    """Make `b` unless it is done (`build_once`); its folder."""
+    return build_once(b.root, b.cmd, settings, log_file, f"build {b.label}", b.record)
 
 
 def build_once(root: Path, cmd: Sequence[str], settings: Settings, log_file: Path, step: str,
@@ -69,14 +115,67 @@ def build_once(root: Path, cmd: Sequence[str], settings: Settings, log_file: Pat
     return root
 
 
-def ensure_built(kind: str, task: str, settings: Settings, packages: Sequence[str],
-                 args: Sequence[str], log_file: Path) -> Path:  # fmt: skip
-    """Run `python -m <packages[0]> ...args` (the tasks-dir, out, task, seed, scene count and
-    scene-bank cache options added) unless the build's marker says it is done; its folder."""
-    root = build_root(kind, task, settings, packages)
-    bank = child(settings.work, "build", "folder") / "scene-bank"
-    cmd = [sys.executable, "-m", packages[0], "--tasks-dir", str(settings.tasks_dir),
-           "--out", str(root), "--task", task, "--seed", str(settings.seed),
-           "--n-scenes", str(settings.n_scenes), "--cache-dir", str(bank), "--quiet", *args]  # fmt: skip
-    record = {"kind": kind, "task": task, "seed": settings.seed, "n_scenes": settings.n_scenes}
-    return build_once(root, cmd, settings, log_file, f"build {kind} {task}", record)
+# ------------------------------------------------------------------ sample rates
+
+_RATE_SCRIPT = """
+import importlib, json, sys
+module, weights, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+model = importlib.import_module(module).load_model(weights, **options)
+print(json.dumps({"sample_rate": int(model.sample_rate)}))
+"""
+_RATES: dict[str, int | None] = {}  # this process's answers, by probe key
+
+
+def model_rate(resolved: Resolved, settings: Settings) -> int | None:
+    """The sample rate (Hz) of a HEAR module's model (`load_model(...).sample_rate`), or None
+    when it cannot be loaded (its units fail with the reason; a baseline name such as `chance`
+    is no module). Asked once in a subprocess on the CPU, kept in WORK/build/rates/ under the
+    module's code, the weights' sha256 and the options, so a run asks each model once (a
+    failure is kept only when it cannot change: a module that does not import)."""
+    key = digest([resolved.module, code_fingerprint(resolved.module),
+                  weights_sha256(resolved.weights), resolved.options])  # fmt: skip
+    if key in _RATES:
+        return _RATES[key]
+    name = f"{key[:24]}.json"
+    known = read_json(child(settings.work, "build", "folder") / "rates" / name)
+    if known is None or known.get("key") != key:
+        known = {"key": key, "module": resolved.module, **_ask_rate(resolved)}
+        if known["sample_rate"] is not None or known["cause"]:
+            write_json(subdir(settings.work, "build", "rates", what="build folder") / name, known)
+    rate = known.get("sample_rate")
+    ok = isinstance(rate, int) and not isinstance(rate, bool) and rate > 0
+    _RATES[key] = rate if ok else None
+    return _RATES[key]
+
+
+def _ask_rate(resolved: Resolved) -> dict:
+    """{sample_rate: Hz or None, cause: the permanent cause of a failure or ""}."""
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # one CPU load: no GPU memory taken from units
+    cmd = [sys.executable, "-c", _RATE_SCRIPT, resolved.module, str(resolved.weights or ""),
+           resolved.options_json()]  # fmt: skip
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        logger.info("%s: sample rate unknown (%s)", resolved.module, e)
+        return {"sample_rate": None, "cause": ""}
+    if out.returncode == 0:
+        try:
+            return {"sample_rate": json.loads(out.stdout.splitlines()[-1])["sample_rate"],
+                    "cause": ""}  # fmt: skip
+        except (ValueError, IndexError, KeyError, TypeError):
+            pass
+    logger.info("%s: sample rate unknown: %s", resolved.module, out.stderr.strip()[-300:])
+    return {"sample_rate": None, "cause": failure_cause(out.stderr)}
+
+
+def source_rates(task_dir: Path) -> list[int]:
+    """The sample-rate folders (Hz) of a HEAR task, sorted."""
+    return sorted(int(p.name) for p in task_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def pick_rate(rate: int | None, available: Sequence[int]) -> int:
+    """The one source rate a model reads: its own when the source has it, else the highest (the
+    evaluators resample the highest rate present to the model's)."""
+    if not available:
+        raise ValueError("the source task has no sample-rate folder")
+    return rate if rate in available else max(available)

@@ -12,6 +12,9 @@ A condition says:
   it gives a model (mono, binaural, ambisonic), each one a model can opt out of;
 - `task_key(unit, settings)`: a digest of the content its unit's result depends on (the task
   folders, or what its build step is made from); `grid(settings)`: the probe settings;
+- `builds(unit, resolved, settings)`: the one-off builds (`hear_gram.suite.build.Build`) its unit
+  needs first, each keyed by its source's content and settings; the runner makes them as a step
+  of their own before the units, and the unit's key holds their keys;
 - `run(unit, resolved, settings, folder)`: builds what the unit needs, runs it, returns its score
   rows (`ROW_KEYS`, the common schema of results.csv);
 - `group`, `section(...)`, `figures(...)`: its part of REPORT.md (conditions of one `group` share
@@ -22,10 +25,14 @@ A condition says:
 from __future__ import annotations
 
 import abc
+import contextlib
 import importlib
 import json
 import os
+import re
+import signal
 import subprocess
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from hear_gram.safeio import check_name, child, subdir
 
 if TYPE_CHECKING:
+    from hear_gram.suite.build import Build
     from hear_gram.suite.config import Resolved, Settings
 
 FORMATS: tuple[str, ...] = ("mono", "binaural", "ambisonic")
@@ -50,8 +58,35 @@ BUILTINS = "hear_gram.suite.conditions"  # imported on the first registry lookup
 _REGISTRY: dict[str, Condition] = {}
 
 
+# Failures that no rerun with the same unit key can change: the key holds the module's code,
+# the weights' content, the options and the tasks' content, so a rerun would fail the same way
+# until one of them changes (and then the key does, and the unit runs). A failure is one of
+# these when its message matches (the tools' one-line errors, `hear_gram.cli`); anything else
+# (a killed process, a full disk, a GPU out of memory) may pass on a rerun.
+PERMANENT: dict[str, re.Pattern[str]] = {
+    "module import": re.compile(r"No module named|cannot import name|ModuleNotFoundError"),
+    "unsupported format": re.compile(
+        r"needs \d+[- ]channel|takes none of the tasks|model takes [\d, or]+ channels"
+    ),
+    "unreadable task": re.compile(
+        r"task metadata is not valid JSON|has no task_metadata\.json|no task \S+ under"
+        r"|only scene tasks|no \S+ tasks of \S+|no T60 task can be made|TaskError"
+    ),
+}
+
+
+def failure_cause(error: str) -> str:
+    """The permanent cause (a key of `PERMANENT`) an error message shows, or "" (transient)."""
+    return next((cause for cause, pattern in PERMANENT.items() if pattern.search(error)), "")
+
+
 class UnitError(RuntimeError):
-    """A step of a unit failed; the message is the step and the last line it printed."""
+    """A step of a unit failed; the message is the step and the last line it printed. `cause`:
+    a key of `PERMANENT` when it cannot change on a rerun (default: read from the message)."""
+
+    def __init__(self, message: str, cause: str | None = None) -> None:
+        super().__init__(message)
+        self.cause = failure_cause(message) if cause is None else cause
 
 
 class UnitInterrupted(RuntimeError):
@@ -141,6 +176,11 @@ class Condition(abc.ABC):
         """The probe settings the unit's score depends on (part of its key)."""
         return [settings.grid, settings.grid_points]
 
+    def builds(self, unit: Unit, resolved: Resolved, settings: Settings) -> list[Build]:
+        """The one-off builds `unit` needs before it runs (default: none). Only what this unit
+        reads: its format, its target, its model's sample rate."""
+        return []
+
     @abc.abstractmethod
     def run(self, unit: Unit, resolved: Resolved, settings: Settings, folder: Path) -> list[dict]:
         """Build what `unit` needs, run it; its score rows (`ROW_KEYS`). Raise on failure."""
@@ -228,23 +268,81 @@ def read_json(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+# The steps (subprocesses) running now, so that a Ctrl-C that reached only the runner (a
+# `kill -INT` of its process, a scheduler's signal) reaches them too, and the run being stopped.
+_RUNNING: set[subprocess.Popen] = set()
+_RUNNING_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+def stop_steps(kill: bool = False) -> None:
+    """The run is being stopped: no step starts any more, and each running one gets SIGINT (as
+    from the terminal: our tools end in 130 and leave resumable files), or SIGKILL with `kill`."""
+    _STOPPING.set()
+    with _RUNNING_LOCK:
+        procs = list(_RUNNING)
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError, OSError):
+            proc.send_signal(signal.SIGKILL if kill else signal.SIGINT)
+
+
+def running_steps() -> int:
+    with _RUNNING_LOCK:
+        return len(_RUNNING)
+
+
+def stopping() -> bool:
+    return _STOPPING.is_set()
+
+
+def allow_steps() -> None:
+    """A new run in this process: steps may start again (after a `stop_steps`)."""
+    _STOPPING.clear()
+
+
+def _end(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGINT to a step, then SIGKILL if it is still running `grace_s` later."""
+    with contextlib.suppress(ProcessLookupError, OSError):
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def run_logged(cmd: list[str], log_file: Path, step: str) -> None:
     """Run `cmd` with its output appended to `log_file`; UnitError with the last line it printed
-    if it fails, UnitInterrupted if Ctrl-C ended it."""
+    if it fails, UnitInterrupted if Ctrl-C ended it (or the run is being stopped: then whatever
+    the exit, a step is not failed for having been stopped)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     env.setdefault("OMP_NUM_THREADS", "1")  # heareval's probes are tiny; threads only contend
     from hear_gram.safeio import open_append
 
+    if _STOPPING.is_set():
+        raise UnitInterrupted(f"{step} not started: the run is being stopped")
     with open_append(log_file) as f:
         f.write(f"\n$ {' '.join(cmd)}\n")
         f.flush()
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
-    if proc.returncode in (-2, 130):  # SIGINT reached the child too: the run is being stopped
+        with _RUNNING_LOCK:  # under the lock: a stop_steps now either sees it or came before
+            if _STOPPING.is_set():
+                raise UnitInterrupted(f"{step} not started: the run is being stopped")
+            proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+            _RUNNING.add(proc)
+        try:
+            code = proc.wait()
+        except BaseException:  # Ctrl-C in this (the main) thread: end the step, leave none behind
+            _end(proc)
+            raise
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(proc)
+    if code in (-signal.SIGINT, 130) or (code != 0 and _STOPPING.is_set()):
         raise UnitInterrupted(f"{step} interrupted")
-    if proc.returncode != 0:
+    if code != 0:
         lines = [ln for ln in log_file.read_text(errors="replace").splitlines() if ln.strip()]
         last = lines[-1].strip() if lines else ""
-        raise UnitError(f"{step} exited {proc.returncode}: {last[:300]}")
+        raise UnitError(f"{step} exited {code}: {last[:300]}")
 
 
 def unique(names: Sequence[str]) -> tuple[str, ...]:

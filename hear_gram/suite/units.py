@@ -4,14 +4,19 @@ What a unit does is its condition's (`hear_gram.suite.condition.Condition.run`):
 ones run the project's command-line tools as subprocesses, exactly as a user would.
 
 A unit leaves WORK/units/<model>/<condition>/<task>/: `unit.log` (every command and its output),
-and either `result.json` (its key and score rows) or `failed.json` (its key and the error). Its
-key is a digest of everything its score depends on: the task CONTENT (`Condition.task_key`:
-`hear_gram.cache.task_digest` of its task folders, or of the source a build makes them from,
-with the build's seed and scene count), the module's code (`hear_gram.cache.code_fingerprint`),
-the full sha256 of its weights, its options and the probe grid. A unit is done when
-`result.json` holds its current key; anything else (missing, failed, stale) runs again. A
-running unit holds WORK/units/.../unit.lock: another runner (shard, array job) finding it held
-reports the unit "busy" and leaves it alone.
+and either `result.json` (its key and score rows) or `failed.json` (its key, the error and its
+cause). Its key is a digest of everything its score depends on: the task CONTENT
+(`Condition.task_key`: `hear_gram.cache.task_digest` of its task folders, or of the source a
+build makes them from, with the build's settings; and the keys of the builds it reads,
+`Condition.builds`), the module's code (`hear_gram.cache.code_fingerprint`), the full sha256 of
+its weights, its options and the probe grid. A unit is done when `result.json` holds its
+current key. A failure whose cause cannot change while the key does not
+(`hear_gram.suite.condition.PERMANENT`: a module that does not import, a format the module does
+not take, a task that cannot be read) is "permanent" and is not run again unless asked
+(`--retry-failed`); anything else (missing, stale, a transient failure) runs again. A unit
+stopped by Ctrl-C is "interrupted": neither done nor failed, it runs again. A running unit holds
+WORK/units/.../unit.lock: another runner (shard, array job) finding it held reports the unit
+"busy" and leaves it alone.
 """
 
 from __future__ import annotations
@@ -60,17 +65,22 @@ def _digest(value: Any) -> str:
 def unit_key(unit: Unit, resolved: Resolved, settings: Settings) -> str:
     """What a unit's result depends on (module docstring): never a path alone."""
     cond = conditions.get(unit.condition)
-    return _digest(
-        {
-            "unit": asdict(unit),
-            "module": resolved.module,
-            "code": code_fingerprint(resolved.module),
-            "weights_sha256": weights_sha256(resolved.weights),
-            "options": resolved.options,
-            "tasks": cond.task_key(unit, settings),
-            "grid": cond.grid(settings),
-        }
-    )
+    tasks = cond.task_key(unit, settings)
+    value = {
+        "unit": asdict(unit),
+        "module": resolved.module,
+        "code": code_fingerprint(resolved.module),
+        "weights_sha256": weights_sha256(resolved.weights),
+        "options": resolved.options,
+        "tasks": tasks,
+        "grid": cond.grid(settings),
+    }
+    # A build's key is often the task key itself (one build per task): only the others are
+    # added, so that the keys of units whose builds say nothing new stay as they were.
+    builds = [b.key for b in cond.builds(unit, resolved, settings) if b.key != tasks]
+    if builds:
+        value["builds"] = builds
+    return _digest(value)
 
 
 def status(unit: Unit, key: str, work: Path) -> str:
@@ -79,8 +89,18 @@ def status(unit: Unit, key: str, work: Path) -> str:
     result = read_json(folder / "result.json")
     if result and result.get("key") == key:
         return "done"
-    failed = read_json(folder / "failed.json")
-    return "failed" if failed and failed.get("key") == key else "todo"
+    return "failed" if failure(unit, key, work) is not None else "todo"
+
+
+def failure(unit: Unit, key: str, work: Path) -> dict | None:
+    """The failure record of `unit` for this key (error, cause, permanent), or None."""
+    failed = read_json(unit.folder(work) / "failed.json")
+    return failed if failed and failed.get("key") == key else None
+
+
+def permanent(record: dict | None) -> bool:
+    """Whether a failure record's cause cannot change while its key does not."""
+    return bool(record) and record.get("cause", "") in conditions.PERMANENT
 
 
 def check_rows(rows: Any, unit: Unit) -> list[dict]:
@@ -106,16 +126,49 @@ def check_rows(rows: Any, unit: Unit) -> list[dict]:
     return out
 
 
-def _record(unit: Unit, state: str, t0: float, error: str = "") -> dict:
-    return {"unit": unit.id, "status": state, "seconds": time.time() - t0, "error": error}
+def _record(unit: Unit, state: str, t0: float, error: str = "", cause: str = "") -> dict:
+    return {"unit": unit.id, "status": state, "seconds": time.time() - t0, "error": error,
+            "cause": cause}  # fmt: skip
+
+
+def _cause(e: BaseException, error: str) -> str:
+    if isinstance(e, UnitError):
+        return e.cause
+    if isinstance(e, ImportError):
+        return "module import"
+    return conditions.failure_cause(error)
+
+
+def fail_unit(unit: Unit, model: ModelSpec, settings: Settings, error: str, cause: str) -> dict:
+    """Record `unit` failed without running it (a build it needs failed); its record."""
+    t0 = time.time()
+    try:
+        key = unit_key(unit, model.resolve(unit.condition, unit.fmt), settings)
+        folder = unit.folder(settings.work, create=True)
+        with locked(folder / "unit.lock", wait=False):
+            _write_failure(folder, unit, key, error, cause)
+    except LockBusyError:
+        return _record(unit, "busy", t0, BUSY)
+    except (OSError, ValueError, LookupError) as e:
+        error = f"{error}; {type(e).__name__}: {e}"
+    return _record(unit, "failed", t0, error, cause)
+
+
+def _write_failure(folder: Path, unit: Unit, key: str, error: str, cause: str) -> None:
+    failed = {"key": key, "unit": asdict(unit), "error": error, "cause": cause,
+              "permanent": cause in conditions.PERMANENT, "log": str(folder / "unit.log")}  # fmt: skip
+    write_json(folder / "failed.json", failed)
 
 
 def run_unit(unit: Unit, model: ModelSpec, settings: Settings) -> dict:
     """Run one unit unless done or busy; never raises for a failing step. Returns its record:
-    {unit, status: done|failed|skipped|busy|interrupted, seconds, error}."""
+    {unit, status: done|failed|skipped|busy|interrupted, seconds, error, cause} (cause: a key
+    of `hear_gram.suite.condition.PERMANENT`, or "" for a failure that may pass on a rerun)."""
     t0 = time.time()
     key = ""
     folder = None
+    if conditions.stopping():  # Ctrl-C came while it waited for a worker: start nothing
+        return _record(unit, "interrupted", t0, "not started: the run is being stopped")
     try:
         for module in settings.condition_modules:  # in a job process, register them again
             conditions.load_module(module)
@@ -142,9 +195,8 @@ def run_unit(unit: Unit, model: ModelSpec, settings: Settings) -> dict:
         return _record(unit, "interrupted", t0, str(e))
     except Exception as e:  # a failed unit is reported, never fatal to the others
         error = " ".join(f"{type(e).__name__}: {e}".split())
+        cause = _cause(e, error) if key else ""  # no key: nothing it could be the same for
         if folder is not None:
             with contextlib.suppress(Exception):
-                failed = {"key": key, "unit": asdict(unit), "error": error,
-                          "log": str(folder / "unit.log")}  # fmt: skip
-                write_json(folder / "failed.json", failed)
-        return _record(unit, "failed", t0, error)
+                _write_failure(folder, unit, key, error, cause)
+        return _record(unit, "failed", t0, error, cause)

@@ -19,7 +19,7 @@ from hear_gram.suite.condition import Option, Unit, register
 from hear_gram.suite.conditions.hear import HearCondition, hear_tasks
 
 if TYPE_CHECKING:
-    from hear_gram.suite.config import Settings
+    from hear_gram.suite.config import Resolved, Settings
 
 GENERATOR = ("naturalistic_hear",)
 NAT_TASK = Option("--nat-task", "names", "task of the Nat-HEAR conditions (default: --task's)")
@@ -44,12 +44,20 @@ class Naturalistic(HearCondition):
             return task_digest(child(given, unit.task, "task"))
         return build.build_key(self.name, unit.task, settings, GENERATOR)
 
+    def builds(self, unit: Unit, resolved: Resolved, settings: Settings) -> list[build.Build]:
+        return [] if settings.folder(self.given.dest) is not None else [self._build(unit, settings)]
+
+    def _build(self, unit: Unit, settings: Settings) -> build.Build:
+        params = {"seed": settings.seed, "n_scenes": settings.n_scenes}
+        args = ["--format", self.formats[0], "--jobs", str(settings.workers)]
+        return build.make(self.name, unit.task, settings, GENERATOR, params, args,
+                          f"{self.name} {unit.task}")  # fmt: skip
+
     def tasks_root(self, unit: Unit, settings: Settings, log_file: Path) -> Path:
         given = settings.folder(self.given.dest)
         if given is not None:
             return given
-        args = ["--format", self.formats[0], "--jobs", str(settings.workers)]
-        return build.ensure_built(self.name, unit.task, settings, GENERATOR, args, log_file)
+        return build.run_build(self._build(unit, settings), settings, log_file)
 
 
 NAT_BINAURAL = register(Naturalistic("binaural"))

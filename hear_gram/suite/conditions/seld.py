@@ -202,18 +202,25 @@ class Seld(Condition):
         return [EPOCHS.value(settings.extra), SEEDS.value(settings.extra), settings.seed,
                 code_fingerprint(EVALUATOR)]  # fmt: skip
 
+    def builds(self, unit: Unit, resolved: Resolved, settings: Settings) -> list[build.Build]:
+        return [self._build(unit, settings)] if unit.source else []
+
+    def _build(self, unit: Unit, settings: Settings) -> build.Build:
+        params = self.params(settings)
+        key = build.build_key(self.name, unit.source, settings, GENERATOR, params)
+        root = build.build_root(self.name, unit.source, settings, GENERATOR, params)
+        cmd = (sys.executable, "-m", GENERATOR[0], "--out", str(root), "--name", unit.task,
+               "--format", self.fmt, "--clips-per-fold", str(params["clips_per_fold"]),
+               "--seed", str(settings.seed), "--extra-rate", str(EXTRA_RATE),
+               "--sources", str(child(settings.tasks_dir, unit.source, "task")), "--quiet")  # fmt: skip
+        record = {"kind": self.name, "task": unit.source, **params}
+        return build.Build(key, root, cmd, f"{self.name} {unit.source}", record)
+
     def tasks_root(self, unit: Unit, settings: Settings, log_file: Path) -> Path:
         """The folder holding the unit's task, built first when it is a built one."""
         if not unit.source:
             return settings.folder(GIVEN.dest)
-        params = self.params(settings)
-        root = build.build_root(self.name, unit.source, settings, GENERATOR, params)
-        cmd = [sys.executable, "-m", GENERATOR[0], "--out", str(root), "--name", unit.task,
-               "--format", self.fmt, "--clips-per-fold", str(params["clips_per_fold"]),
-               "--seed", str(settings.seed), "--extra-rate", str(EXTRA_RATE),
-               "--sources", str(child(settings.tasks_dir, unit.source, "task")), "--quiet"]  # fmt: skip
-        record = {"kind": self.name, "task": unit.source, **params}
-        return build.build_once(root, cmd, settings, log_file, f"build {self.name} {unit.source}", record)  # fmt: skip
+        return build.run_build(self._build(unit, settings), settings, log_file)
 
     def run(self, unit: Unit, resolved: Resolved, settings: Settings, folder: Path) -> list[dict]:
         log_file = folder / "unit.log"

@@ -2,9 +2,11 @@
 task (arXiv 2506.00934, scene simulation), in both spatial formats, scored by `python -m
 localization_tasks.evaluate`.
 
-One unit per source task and format (`<source>-<format>`). The tasks are built once per source
-(`hear_gram.suite.build`, shared by every condition of this module: one generate run makes the
-direction and the T60 tasks of both formats), or taken ready-made from `--localization-dir`.
+One unit per source task and format (`<source>-<format>`). Its tasks are built once per source
+content, condition (its kind of task: direction or T60), format and sample rate (the model's
+when the source has it, else the source's highest, which the evaluator resamples;
+`hear_gram.suite.build`), so that only what the run's units read is rendered; or taken
+ready-made from `--localization-dir`.
 Sources: `--localization-source`, else those found in `--localization-dir`, else the paper's two
 when present under the tasks folder. The conditions of the `spatial` group share one REPORT.md
 table: per model, format and source, each condition's columns (`columns`).
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
 
 PAPER_SOURCES = ("esc50-v2.0.0-full", "speech_commands-v0.0.2-5h")
 GENERATOR = ("localization_tasks.generate", "naturalistic_hear")
-KIND = "localization"  # the build folder of both conditions
 SOURCE = Option("--localization-source", "names", "source scene task of the localization and T60 tasks")  # fmt: skip
 GIVEN = Option("--localization-dir", "dir", "ready-made localization/T60 tasks")
 
@@ -97,25 +98,47 @@ class SpatialCondition(Condition):
             and meta["localization"].get("target") == self.target
         ]
 
+    def params(self, unit: Unit, settings: Settings) -> dict[str, Any]:
+        """The settings a built task depends on, besides its source's content, the code and
+        the sample rate."""
+        return {"seed": settings.seed, "n_scenes": settings.n_scenes, "format": unit.fmt,
+                "target": self.target}  # fmt: skip
+
     def task_key(self, unit: Unit, settings: Settings) -> str:
         given = settings.folder(GIVEN.dest)
-        if given is None:
-            return build.build_key(KIND, unit.source, settings, GENERATOR)
+        if given is None:  # the rate's build enters the unit's key through `builds`
+            return build.build_key(self.name, unit.source, settings, GENERATOR,
+                                   self.params(unit, settings))  # fmt: skip
         names = self._names(given, unit)
         return build.digest([[n, task_digest(child(given, n, "task"))] for n in names])
 
-    def tasks_root(self, unit: Unit, settings: Settings, log_file: Path) -> Path:
+    def builds(self, unit: Unit, resolved: Resolved, settings: Settings) -> list[build.Build]:
+        if settings.folder(GIVEN.dest) is not None:
+            return []
+        rates = build.source_rates(child(settings.tasks_dir, unit.source, "task"))
+        if not rates:  # nothing to render from: its run says so
+            return []
+        rate = build.pick_rate(build.model_rate(resolved, settings), rates)
+        params = {**self.params(unit, settings), "sample_rate": rate}
+        args = ["--format", unit.fmt, "--target", self.target, "--sample-rate", str(rate)]
+        label = f"{self.name} {unit.source} {unit.fmt} {rate} Hz"
+        return [build.make(self.name, unit.source, settings, GENERATOR, params, args, label,
+                           tags=(unit.fmt, str(rate)))]  # fmt: skip
+
+    def tasks_root(self, unit: Unit, resolved: Resolved, settings: Settings, log_file: Path) -> Path:  # fmt: skip
         given = settings.folder(GIVEN.dest)
         if given is not None:
             return given
-        args = ["--format", *SPATIAL_FORMATS]
-        return build.ensure_built(KIND, unit.source, settings, GENERATOR, args, log_file)
+        needed = self.builds(unit, resolved, settings)
+        if not needed:
+            raise UnitError(f"source task {unit.source} has no sample-rate folder of audio")
+        return build.run_build(needed[0], settings, log_file)
 
     def run(self, unit: Unit, resolved: Resolved, settings: Settings, folder: Path) -> list[dict]:
         from localization_tasks.evaluate import module_tag
 
         log_file = folder / "unit.log"
-        root = self.tasks_root(unit, settings, log_file)
+        root = self.tasks_root(unit, resolved, settings, log_file)
         names = self._names(root, unit)
         if not names:
             raise UnitError(f"no {self.target} tasks of {unit.source} ({unit.fmt}) under {root}")
