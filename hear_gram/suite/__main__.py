@@ -245,9 +245,10 @@ def _in_pool(fn: Callable[[Any], Any], items: Sequence[Any], jobs: int,
 
 
 def _needed_builds(units: Sequence[Unit], models: dict[str, ModelSpec],
-                   settings: Settings) -> dict[str, tuple[Build, list[Unit]]]:  # fmt: skip
-    """The builds the units read that are not made yet, by key, with the units reading each."""
-    out: dict[str, tuple[Build, list[Unit]]] = {}
+                   settings: Settings) -> dict[Path, tuple[Build, list[Unit]]]:  # fmt: skip
+    """The builds the units read that are not made yet, by folder (two sources of the same
+    content have one key but two folders), with the units reading each."""
+    out: dict[Path, tuple[Build, list[Unit]]] = {}
     for unit in units:
         try:
             resolved = models[unit.model].resolve(unit.condition, unit.fmt)
@@ -256,17 +257,17 @@ def _needed_builds(units: Sequence[Unit], models: dict[str, ModelSpec],
             continue  # the unit's own run says why
         for b in needed:
             if not build.built(b):
-                out.setdefault(b.key, (b, []))[1].append(unit)
+                out.setdefault(b.root, (b, []))[1].append(unit)
     return out
 
 
 def run_builds(builds: Sequence[Build], settings: Settings, jobs: int,
-               quiet: bool) -> tuple[dict[str, str], bool]:  # fmt: skip
+               quiet: bool) -> tuple[dict[Path, str], bool]:  # fmt: skip
     """Make `builds` as a step of their own ("build: LABEL (12 s)"), each logged to
-    WORK/build/<folder>.log. Returns ({key: error} of those that failed, interrupted)."""
-    failed: dict[str, str] = {}
+    WORK/build/<folder>.log. Returns ({folder: error} of those that failed, interrupted)."""
+    failed: dict[Path, str] = {}
     if not quiet:
-        print(f"build: {len(builds)} one-off build(s) first (not in the units' ETA)",
+        print(f"build: {len(builds)} to make first (one-off: not in the units' ETA)",
               file=sys.stderr)  # fmt: skip
 
     def make(b: Build) -> tuple[str, float]:
@@ -283,7 +284,7 @@ def run_builds(builds: Sequence[Build], settings: Settings, jobs: int,
     def ended(b: Build, result: tuple[str, float]) -> bool:
         error, seconds = result
         if error and error != "interrupted":
-            failed[b.key] = error
+            failed[b.root] = error
         if not quiet:
             what = {"": "", "interrupted": " interrupted"}.get(error, f" failed: {error[:200]}")
             print(f"build: {b.label} ({_duration(seconds)}){what}", file=sys.stderr)
@@ -308,8 +309,8 @@ def run_local(units: list[Unit], models: dict[str, ModelSpec], settings: Setting
     progress = Progress(len(units), jobs, quiet)
     try:
         blocked = set()
-        for key, error in failed_builds.items():
-            b, readers = needed[key]
+        for root, error in failed_builds.items():
+            b, readers = needed[root]
             for unit in readers:
                 if unit not in blocked:
                     blocked.add(unit)
