@@ -212,7 +212,7 @@ def test_ctrl_c_stops_the_run_in_one_line_and_the_rerun_finishes_it(toy, where):
     assert not list((toy.work / "build").glob("*.done"))  # no build marked made
     done = {"a": "ok"} if where == "unit" else {}
     assert states(toy.work) == {"a": "missing", "b": "missing", "c": "missing", **done}
-    assert "Units: {} done, 0 failed, {} missing".format(len(done), 3 - len(done)) in (
+    assert f"Units: {len(done)} done, 0 failed, {3 - len(done)} missing" in (
         toy.work / "report" / "REPORT.md").read_text()  # fmt: skip
     before = list(toy.calls())
     toy.set(builds=where == "build")
@@ -295,7 +295,9 @@ def test_a_permanent_failure_is_not_rerun_unless_asked_and_a_transient_one_is(to
     n = len(toy.calls())
     assert toy.run("--quiet") == 0
     out = capsys.readouterr().out
-    assert "1 units failed before for a reason that cannot change; --retry-failed reruns them" in out
+    assert (
+        "1 units failed before for a reason that cannot change; --retry-failed reruns them" in out
+    )
     assert "2 failed before, 1 to run" in out
     assert toy.calls()[n:] == ["m/sleepy/b"]
     assert states(toy.work) == {"a": "failed", "b": "ok", "c": "ok"}
