@@ -470,6 +470,36 @@ def test_an_external_set_without_t60_gives_direction_tasks_only(tmp_path):
     assert meta["scene_assignment"]["disjoint_by"] == "source_position"
 
 
+def test_one_target_writes_the_same_tasks_as_both_and_nothing_else(tmp_path):
+    """`--target direction` / `--target t60` (the suite builds what its units read): the same
+    files, byte for byte, as the run that writes both, and none of the other kind's."""
+    src = make_scene_task(tmp_path / "src", name="one", n_per_class=1, classes=BROADBAND,
+                          kfold=3, sample_rates=(SR,), duration_s=0.5)  # fmt: skip
+    bank = functools.partial(FakeSceneBank, tmp_path / "cache", "binaural", n_scenes=6)
+    outs = {}
+    for targets in (("direction", "t60"), ("direction",), ("t60",)):
+        out = tmp_path / "-".join(targets)
+        generate_task(src, out, "binaural", bank, BuiltinNoise(SR), targets=targets,
+                      progress=False)  # fmt: skip
+        outs[targets] = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*")
+                         if p.is_file() and "logs" not in p.parts}  # fmt: skip
+    both = outs[("direction", "t60")]
+    assert {f for f in both if "-t60-" in f} and {f for f in both if "-loc-" in f}
+    assert outs[("direction",)] == {f: b for f, b in both.items() if "-loc-" in f}
+    assert outs[("t60",)] == {f: b for f, b in both.items() if "-t60-" in f}
+    with pytest.raises(ValueError, match="targets must be among"):
+        generate_task(src, tmp_path / "x", "binaural", bank, BuiltinNoise(SR), targets=("doa",))
+
+    class NoT60(FakeSceneBank):  # an external set whose T60 is unknown: no T60 task to make
+        def _make(self, i):
+            scene, rir, noises = super()._make(i)
+            return dataclasses.replace(scene, t60_s=math.nan), rir, noises
+
+    no_t60 = functools.partial(NoT60, tmp_path / "cache2", "binaural", n_scenes=6)
+    with pytest.raises(ValueError, match="no T60 task can be made"):  # not an empty success
+        generate_task(src, tmp_path / "y", "binaural", no_t60, BuiltinNoise(SR), targets=("t60",))
+
+
 # --- T60 probe and mixed folders ------------------------------------------------------------
 
 
