@@ -7,14 +7,26 @@
         [--localization-source NAME ...] [--grid default|fast|faster] [--grid-points N]
         [--localization-grid default|fast|tiny] [--n-scenes N] [--seed S] [--workers N]
         [--jobs N] [--shard K/N] [--executor local|slurm|submitit-local] [--slurm KEY=VALUE ...]
-        [--report-only] [--no-report] [-q | -v]
+        [--retry-failed] [--report-only] [--no-report] [-q | -v]
 
-Plans every unit (model x condition x task, `hear_gram.suite.units`), runs those not done (in
-`--jobs` threads, or as a submitit job array), then merges every done unit into OUT/report/
-(`hear_gram.suite.report`). A failed unit is reported in the table and its log kept; the run goes
-on, and the exit code is 1. Rerunning runs only the missing, failed or stale units (a unit's key
-holds its tasks' content, its module's code, its weights' sha256, options and grid). `--work` is
-the old name of `--out`; the detailed log is OUT/logs/hear_gram-suite.log.
+Plans every unit (model x condition x task, `hear_gram.suite.units`), makes the one-off builds
+the units to run read (`Condition.builds`: only their formats, kinds of task and models' sample
+rates; a step of its own, one line per build with its time, "build: localization esc50 binaural
+16000 Hz (12 s)"), runs the units (in `--jobs` threads, or as a submitit job array; one line per
+unit, with an ETA from the units' own times: builds never enter it), then merges every done unit
+into OUT/report/ (`hear_gram.suite.report`). A failed unit is reported in the table with its
+cause and its log kept; the run goes on, and the exit code is 1. Rerunning runs only the missing,
+stale or failed units (a unit's key holds its tasks' content, the keys of the builds it reads,
+its module's code, its weights' sha256, options and grid), except those whose failure cannot
+change while their key does not (a module that does not import, a format it does not take, a
+task that cannot be read; `hear_gram.suite.condition.PERMANENT`): `--retry-failed` runs those
+too. `--work` is the old name of `--out`; the detailed log is OUT/logs/hear_gram-suite.log.
+
+Ctrl-C (or SIGINT to this process alone) stops the run: nothing more starts, the running steps
+get SIGINT (a second Ctrl-C kills them), an interrupted unit or build is recorded neither done
+nor failed, REPORT.md and results.csv are written for what is done (a Ctrl-C while they are
+written waits for them), and the last line on stderr is "interrupted: N done, M left; rerun the
+same command to resume"; exit status 130.
 
 Conditions are plugins (`hear_gram.suite.condition`): `--condition-module MODULE` imports a
 module that registers more (its options appear here when it is given before `--help`). A
@@ -421,10 +433,15 @@ def body(args: argparse.Namespace) -> int:
     if not args.no_report:
         subdir(settings.work, "report", what="report folder")
     by_name = {m.name: m for m in models}
-    units = plan(models, settings)
     k, n = args.shard
-    mine = shard(units, k, n)
-    states = _states(mine, by_name, settings)
+    try:  # minutes on the full HEAR set: unit keys hash every audio file
+        units = plan(models, settings)
+        mine = shard(units, k, n)
+        states = _states(mine, by_name, settings)
+    except KeyboardInterrupt:
+        print("interrupted while planning: nothing ran; rerun the same command to resume",
+              file=sys.stderr)  # fmt: skip
+        return cli.EXIT_INTERRUPTED
     parameters = _slurm_parameters(args.slurm) if args.executor != "local" else {}
     todo = _to_run(states, args.retry_failed)
     counts = {s: sum(1 for v in states.values() if v == s) for s in ("done", "failed", "permanent")}
