@@ -472,6 +472,8 @@ def body(args: argparse.Namespace) -> int:
         line = f"ran {len(records)} units in {time.time() - t0:.0f} s: {done} done, {failed} failed"
         if by["busy"]:
             line += f", {by['busy']} busy (another run holds them)"
+        if by["interrupted"]:
+            line += f", {by['interrupted']} interrupted"
         print(line, flush=True)
         interrupted = interrupted or by["interrupted"] > 0
     with _DeferredInterrupt() as held:
