@@ -141,11 +141,11 @@ def toy(tmp_path, monkeypatch):
             return suite_main([*argv, *extra])
 
         @staticmethod
-        def spawn(*extra):
+        def spawn(*extra, group=False):
             env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(lib), str(REPO)]))
             return subprocess.Popen([sys.executable, "-m", "hear_gram.suite", *argv, *extra],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    env=env, cwd=tmp_path)  # fmt: skip
+                                    env=env, cwd=tmp_path, start_new_session=group)  # fmt: skip
 
         @staticmethod
         def calls():
@@ -188,29 +188,39 @@ def states(work: Path) -> dict[str, str]:
 
 
 @pytest.mark.hostile("process")
-@pytest.mark.parametrize("where", ["unit", "build"])
+@pytest.mark.parametrize("where", ["unit", "build", "terminal"])
 def test_ctrl_c_stops_the_run_in_one_line_and_the_rerun_finishes_it(toy, where):
-    """SIGINT to the suite's process only (as a scheduler sends it; the terminal would send it
-    to the steps too): the step running gets it, the run ends in 130 with the one line last on
-    stderr, nothing is recorded failed, the report holds what is done, the rerun the rest."""
-    if where == "unit":  # a done, b caught sleeping, c never started
+    """SIGINT to the suite's process only (as `kill -INT` or a scheduler sends it), or to its
+    whole process group (Ctrl-C at a terminal: the step gets it twice, from the terminal and
+    passed on): the step running ends, the run ends in 130 with the one line last on stderr,
+    nothing is recorded failed, the report holds what is done, the rerun the rest."""
+    if where in ("unit", "terminal"):  # a done, b caught sleeping, c never started
         toy.set(actions={"b": 60})
         marker, expect = toy.root / "b.started", LINE.format(1, 2)
     else:  # caught in the build of a, before any unit
         toy.set(builds=True, build_sleep=60)
         marker, expect = toy.root / "build-a.started", LINE.format(0, 3)
-    proc = toy.spawn("--jobs", "1")
+    proc = toy.spawn("--jobs", "1", group=where == "terminal")
     pid = wait_for(marker)
     time.sleep(0.2)  # the runner is waiting on the step
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    if where == "terminal":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:  # a run that did not stop is not left behind, nor its step
+        proc.kill()
+        proc.wait()
+        if not gone(pid, timeout=5):
+            os.kill(pid, signal.SIGKILL)
     assert proc.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1] == expect
     assert "Traceback" not in err and "Traceback" not in out
     assert gone(pid), "the step was left running"
     assert not list(toy.work.rglob("failed.json"))
     assert not list((toy.work / "build").glob("*.done"))  # no build marked made
-    done = {"a": "ok"} if where == "unit" else {}
+    done = {} if where == "build" else {"a": "ok"}
     assert states(toy.work) == {"a": "missing", "b": "missing", "c": "missing", **done}
     assert f"Units: {len(done)} done, 0 failed, {3 - len(done)} missing" in (
         toy.work / "report" / "REPORT.md").read_text()  # fmt: skip
@@ -218,8 +228,7 @@ def test_ctrl_c_stops_the_run_in_one_line_and_the_rerun_finishes_it(toy, where):
     toy.set(builds=where == "build")
     assert toy.run("--quiet") == 0
     ran = toy.calls()[len(before) :]
-    assert sorted(ran) == (["m/sleepy/b", "m/sleepy/c"] if where == "unit" else
-                           ["m/sleepy/a", "m/sleepy/b", "m/sleepy/c"])  # fmt: skip
+    assert sorted(ran) == ["m/sleepy/a", "m/sleepy/b", "m/sleepy/c"][len(done) :]
     assert set(states(toy.work).values()) == {"ok"}
 
 

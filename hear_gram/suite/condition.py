@@ -33,6 +33,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,10 +276,15 @@ _RUNNING_LOCK = threading.Lock()
 _STOPPING = threading.Event()
 
 
-def stop_steps(kill: bool = False) -> None:
+def stop_steps(kill: bool = False, grace_s: float = 1.0) -> None:
     """The run is being stopped: no step starts any more, and each running one gets SIGINT (as
-    from the terminal: our tools end in 130 and leave resumable files), or SIGKILL with `kill`."""
+    from the terminal: our tools end in 130 and leave resumable files), or SIGKILL with `kill`.
+    A Ctrl-C at the terminal reached the steps already: they are given `grace_s` to end before
+    a second SIGINT, which could break their own clean exit, is sent."""
     _STOPPING.set()
+    end = time.monotonic() + (0.0 if kill else grace_s)
+    while running_steps() and time.monotonic() < end:
+        time.sleep(0.05)
     with _RUNNING_LOCK:
         procs = list(_RUNNING)
     for proc in procs:
