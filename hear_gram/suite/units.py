@@ -133,7 +133,8 @@ def run_unit(unit: Unit, model: ModelSpec, settings: Settings) -> dict:
             record = {"key": key, "unit": asdict(unit), "module": resolved.module,
                       "weights": str(resolved.weights or ""),
                       "weights_sha256": weights_sha256(resolved.weights),
-                      "options": resolved.options, "rows": check_rows(rows, unit)}  # fmt: skip
+                      "options": resolved.options, "rows": check_rows(rows, unit),
+                      "seconds": time.time() - t0}  # fmt: skip
             write_json(folder / "result.json", record)
         return _record(unit, "done", t0)
     except LockBusyError:
@@ -145,6 +146,6 @@ def run_unit(unit: Unit, model: ModelSpec, settings: Settings) -> dict:
         if folder is not None:
             with contextlib.suppress(Exception):
                 failed = {"key": key, "unit": asdict(unit), "error": error,
-                          "log": str(folder / "unit.log")}  # fmt: skip
+                          "log": str(folder / "unit.log"), "seconds": time.time() - t0}  # fmt: skip
                 write_json(folder / "failed.json", failed)
         return _record(unit, "failed", t0, error)
