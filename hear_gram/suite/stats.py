@@ -84,9 +84,7 @@ class Paired:
 
     @property
     def p_text(self) -> str:
-        if self.p is None:
-            return "-"
-        return f"{self.p:.3g}" if self.p >= 1e-4 else "< 1e-4"
+        return "-" if self.p is None else f"{self.p:.3g}"
 
 
 def paired(a: Sequence[float], b: Sequence[float]) -> Paired:
