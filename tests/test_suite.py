@@ -195,7 +195,9 @@ def test_report_tables_from_unit_scores(fake_suite, capsys):
     # task | m dry | m nat-binaural | broken dry; the fake units' sd 0.1 over 5 folds
     assert "| a | 80.0 ± 10.0 (n=5) | 50.0 ± 10.0 (n=5) | failed |" in report
     assert "| b | 60.0 ± 10.0 (n=5) | 70.0 ± 10.0 (n=5) | failed |" in report
-    assert "| m | 70.0 ± 14.1 (n=2) | 60.0 ± 14.1 (n=2) | 10.0 ± 28.3 (n=2) (n too small) |" in report
+    assert (
+        "| m | 70.0 ± 14.1 (n=2) | 60.0 ± 14.1 (n=2) | 10.0 ± 28.3 (n=2) (n too small) |" in report
+    )
     # binaural and Ambisonic rows; bins in the order clean, 20-40, 10-20, 5-10 dB
     loc = " | ".join(f"{e:.1f} ± 1.0 (n=3)" for e in (10, 20, 30, 40))
     assert f"| m | binaural | a | {loc} | 0.500 ± 0.000 (n=3) |" in report

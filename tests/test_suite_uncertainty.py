@@ -124,7 +124,9 @@ def test_per_fold_rows_equal_heareval_json_and_seconds_come_from_the_unit_record
         if r["status"] == "missing":
             continue
         name = "result.json" if r["status"] == "ok" else "failed.json"
-        record = json.loads((hear_run / "units" / r["model"] / "dry" / r["unit"] / name).read_text())
+        record = json.loads(
+            (hear_run / "units" / r["model"] / "dry" / r["unit"] / name).read_text()
+        )
         assert float(r["seconds"]) == round(record["seconds"], 1) >= 0
 
 
@@ -167,7 +169,8 @@ def test_hear_figure_has_sd_error_bars_shared_y_outside_legend_and_failed_marks(
         for seg, task in zip(segments, "ab", strict=False):
             values = 100 * np.array(list(TOP1[(model, task)].values()))
             assert seg[:, 1] == pytest.approx(
-                [values.mean() - values.std(ddof=1), values.mean() + values.std(ddof=1)])
+                [values.mean() - values.std(ddof=1), values.mean() + values.std(ddof=1)]
+            )
         assert not [ln for ln in ax.lines if ln.get_marker() == "x"]  # nothing failed here
     fig.draw_without_rendering()
     for ax in axes[:2]:

@@ -159,7 +159,9 @@ def unit_figures(rows: list[dict], work: Path, out: Path) -> list[str]:
         # rglob does not descend into linked folders; a linked file is left out as well.
         for path in sorted(p for p in folder.rglob("*.png") if p.is_file() and not p.is_symlink()):
             rel = Path(os.path.relpath(path, out)).as_posix()
-            links.append(f"- [{r['model']}/{r['condition']}/{r['unit']}: {path.name}]({quote(rel)})")
+            links.append(
+                f"- [{r['model']}/{r['condition']}/{r['unit']}: {path.name}]({quote(rel)})"
+            )
     return links
 
 

@@ -4,9 +4,12 @@ as HEAR 2021 does (primary metric: the first of the task's `evaluation` list).
 A unit runs the project's command-line tools as subprocesses, exactly as a user would: `python
 -m hear_gram.embed` (heareval's embeddings runner, in a folder per weights sha256) on one task,
 then `python -m hear_gram.predict` on its embeddings, and the scores read back with
-`hear_gram.scores`. The conditions of the `hear` group share REPORT.md's HEAR / Nat-HEAR table
-(tasks x model and condition, primary metric x 100), its averages and the drop from a
-condition's `reference` (dry), and the figure dry_vs_naturalistic.png.
+`hear_gram.scores`: per metric the mean and sd over the test folds, then one row per test fold
+(`fold_rows`). heareval's runner has no seed option (it seeds every probe with 42), so these
+conditions take no `--seeds`. The conditions of the `hear` group share REPORT.md's HEAR /
+Nat-HEAR table (tasks x model and condition, primary metric x 100, mean ± sd over folds), its
+averages and the drop from a condition's `reference` (dry), each marked where it is noise by a
+paired t-test over tasks, and the figure dry_vs_naturalistic.png (sd error bars).
 """
 
 from __future__ import annotations

@@ -6,8 +6,11 @@ One unit per source task and format (`<source>-<format>`). The tasks are built o
 (`hear_gram.suite.build`, shared by every condition of this module: one generate run makes the
 direction and the T60 tasks of both formats), or taken ready-made from `--localization-dir`.
 Sources: `--localization-source`, else those found in `--localization-dir`, else the paper's two
-when present under the tasks folder. The conditions of the `spatial` group share one REPORT.md
-table: per model, format and source, each condition's columns (`columns`).
+when present under the tasks folder. `--seeds N` runs the evaluator N times (its `--seed`:
+`seeds`), sharing its embeddings; a unit's rows are per task the aggregate (mean over seeds, sd
+over seeds x folds) and one row per seed and test fold. The conditions of the `spatial` group
+share one REPORT.md table: per model, format and source, each condition's columns (`columns`),
+"mean ± sd (n=N)"; and each its figure (`figure`, sd error bars).
 """
 
 from __future__ import annotations
@@ -261,7 +264,9 @@ def error_vs_bins(rows: list[dict], condition: str, bins: Sequence[tuple[str, st
     for key in sorted({(r["model"], r["format"], _source(r)) for r in ok}):
         by_bin = {r["snr_bin"]: r for r in ok if (r["model"], r["format"], _source(r)) == key}
         ys = [float(by_bin[b]["mean"]) if b in by_bin else math.nan for b, _ in bins]
-        sds = [(stats.number(by_bin[b]["std"]) or 0.0) if b in by_bin else math.nan for b, _ in bins]
+        sds = [
+            (stats.number(by_bin[b]["std"]) or 0.0) if b in by_bin else math.nan for b, _ in bins
+        ]
         ax.errorbar(xs, ys, yerr=sds, fmt="o-", capsize=3, label=" / ".join(key))
     for key in failed:
         ax.plot([], [], marker="x", color=FAILED_COLOR, linestyle="none",
