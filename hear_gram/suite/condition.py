@@ -111,7 +111,7 @@ class Option:
 
 # Downstream training seeds: a condition whose scorer takes a seed lists this option and repeats
 # its training over `seeds(settings)` seeds (mean and sd over seeds x folds).
-SEEDS = Option("--seeds", "count", "training seeds of the probes (conditions whose scorer takes a seed: localization, t60)", 1)  # fmt: skip
+SEEDS = Option("--seeds", "count", "training seeds of the downstream probes, in the conditions whose scorer takes a seed", 1)  # fmt: skip
 
 
 def aggregate(rows: Sequence[dict]) -> list[dict]:
