@@ -120,7 +120,8 @@ def test_plan_follows_conditions_and_formats_and_shards_partition_it(tmp_path):
 # ------------------------------------------------------------------ fake units: resume, report
 
 # Scores set by hand: dry a 0.8, b 0.6; binaural a 0.5, b 0.7 -> HEAR avg 70.0, Nat-HEAR
-# binaural avg 60.0, drop ((0.8 - 0.5) + (0.6 - 0.7)) / 2 = 10.0 points.
+# binaural avg 60.0 (sd over the 2 tasks: 20 / sqrt(2) = 14.1), drop ((0.8 - 0.5) + (0.6 - 0.7))
+# / 2 = 10.0 points (sd of 30 and -10: 40 / sqrt(2) = 28.3; 2 tasks: too few for a t-test).
 SCORES = {("dry", "a"): 0.8, ("dry", "b"): 0.6, ("nat-binaural", "a"): 0.5,
           ("nat-binaural", "b"): 0.7}  # fmt: skip
 ERRORS = {"snr05-10": 40.0, "snr10-20": 30.0, "snr20-40": 20.0, "clean": 10.0}
@@ -193,12 +194,16 @@ def test_report_tables_from_unit_scores(fake_suite, capsys):
     run, tmp = fake_suite
     assert run("w", "--jobs", "2") == 1  # the broken model's units failed, the rest ran
     report = (tmp / "w" / "report" / "REPORT.md").read_text()
-    assert "| a | 80.0 | 50.0 | failed |" in report  # task | m dry | m nat-binaural | broken dry
-    assert "| b | 60.0 | 70.0 | failed |" in report
-    assert "| m | 70.0 (2) | 60.0 (2) | 10.0 (2) |" in report
+    # task | m dry | m nat-binaural | broken dry; the fake units' sd 0.1 over 5 folds
+    assert "| a | 80.0 ± 10.0 (n=5) | 50.0 ± 10.0 (n=5) | failed |" in report
+    assert "| b | 60.0 ± 10.0 (n=5) | 70.0 ± 10.0 (n=5) | failed |" in report
+    assert (
+        "| m | 70.0 ± 14.1 (n=2) | 60.0 ± 14.1 (n=2) | 10.0 ± 28.3 (n=2) (n too small) |" in report
+    )
     # binaural and Ambisonic rows; bins in the order clean, 20-40, 10-20, 5-10 dB
-    assert "| m | binaural | a | 10.0 | 20.0 | 30.0 | 40.0 | 0.500 |" in report
-    assert "| m | ambisonic | a | 10.0 | 20.0 | 30.0 | 40.0 | 0.500 |" in report
+    loc = " | ".join(f"{e:.1f} ± 1.0 (n=3)" for e in (10, 20, 30, 40))
+    assert f"| m | binaural | a | {loc} | 0.500 ± 0.000 (n=3) |" in report
+    assert f"| m | ambisonic | a | {loc} | 0.500 ± 0.000 (n=3) |" in report
     assert "- broken/dry/a: UnitError: hear_gram.embed exited 2: broken on purpose" in report
     assert "Units: 8 done, 2 failed, 0 missing" in report
     rows = list(csv.DictReader((tmp / "w" / "report" / "results.csv").open()))
@@ -232,13 +237,19 @@ def test_rerun_runs_only_missing_units_and_shards_merge_to_the_same_table(fake_s
     n = len(calls(tmp / "w"))
     assert run("w") == 1
     assert sorted(calls(tmp / "w")[n:]) == ["broken/dry/a", "broken/dry/b"]
-    # shards of a fresh run, merged, give the single run's files byte for byte
+    # shards of a fresh run, merged, give the single run's files, all but the wall times
     for k in range(2):
         run("s", "--shard", f"{k}/2", "--no-report")
     assert run("s", "--report-only") == 0
-    for name in ("results.csv", "results.json"):
-        assert (tmp / "s" / "report" / name).read_bytes() == (
-            tmp / "w" / "report" / name).read_bytes()  # fmt: skip
+
+    def timeless(work: str) -> list[dict]:
+        rows = json.loads((tmp / work / "report" / "results.json").read_text())
+        assert all(r["seconds"] != "" for r in rows if r["status"] != "missing")
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    assert timeless("s") == timeless("w")
+    csv_s, csv_w = ((tmp / w / "report" / "results.csv").read_text().splitlines() for w in "sw")
+    assert csv_s[0] == csv_w[0] and len(csv_s) == len(csv_w)
 
 
 @pytest.mark.hostile("stale")
@@ -263,7 +274,7 @@ def test_submitit_local_executor_runs_the_units(fake_suite, monkeypatch):
     write(tmp / "models.toml", '[[model]]\nname = "m"\nmodule = "x"\nconditions = ["dry"]\n')
     assert run("w", "--executor", "submitit-local", "--slurm", "timeout_min=5") == 0
     assert sorted(calls(tmp / "w")) == ["m/dry/a", "m/dry/b"]
-    assert "| a | 80.0 |" in (tmp / "w" / "report" / "REPORT.md").read_text()
+    assert "| a | 80.0 ± 10.0 (n=5) |" in (tmp / "w" / "report" / "REPORT.md").read_text()
     assert any((tmp / "w" / "submitit").rglob("*_log.out"))  # submitit's own job logs
 
 
@@ -314,10 +325,15 @@ def test_real_units_through_the_hear_tools(tmp_path):
     assert "1 done, 1 failed" in log
     unit = tmp_path / "w" / "units" / "m" / "dry" / "hear-gram-demo-scene"
     scores_file = next((tmp_path / "w" / "embeddings").rglob("test.predicted-scores.json"))
-    expected = json.loads(scores_file.read_text())["aggregated_scores"]["test_top1_acc_mean"]
+    scores = json.loads(scores_file.read_text())
+    expected = scores["aggregated_scores"]["test_top1_acc_mean"]
+    sd = scores["aggregated_scores"]["test_top1_acc_std"]
     rows = json.loads((unit / "result.json").read_text())["rows"]
     assert rows[0]["mean"] == pytest.approx(expected) and rows[0]["folds"] == 3
-    assert f"| hear-gram-demo-scene | {100 * expected:.1f} | failed |" in (
+    # then heareval's per-fold test scores, one row per fold
+    assert [(r["fold"], r["mean"]) for r in rows if r["fold"] and r["metric"] == "top1_acc"] == [
+        (f, scores[f]["test_top1_acc"]) for f in ("fold00", "fold01", "fold02")]  # fmt: skip
+    assert f"| hear-gram-demo-scene | {100 * expected:.1f} ± {100 * sd:.1f} (n=3) | failed |" in (
         tmp_path / "w" / "report" / "REPORT.md").read_text()  # fmt: skip
     assert not list((tmp_path / "w").rglob("*.ckpt"))  # deleted once scored
     failed = json.loads((tmp_path / "w" / "units" / "broken" / "dry" / "hear-gram-demo-scene" /

@@ -85,7 +85,7 @@ def test_a_toy_condition_runs_and_reports_with_no_project_file_edited(toy, tiny)
         ("toy", "a", 1.25, "ok"), ("toy", "bb", 2.25, "ok")]  # fmt: skip
     report = (tmp / "w" / "report" / "REPORT.md").read_text()
     assert "## Toy condition" in report
-    assert "| m | toy | bb | mono | toy_error | 2.25 | ok |" in report
+    assert "| m | toy | bb | mono | toy_error | 2.25 (n=1) | ok |" in report  # one fold: no sd
     assert "Units: 2 done, 0 failed, 0 missing" in report
     assert (tmp / "w" / "logs" / "hear_gram-suite.log").is_file()  # the detailed log
 

@@ -148,11 +148,11 @@ def test_seld_units_report_their_evaluator_scores_and_rebuild_on_content(seld_su
     def cell(key: str, digits: int) -> str:
         if own.get(key) is None:
             return "-"
-        return f"{own[key]:.{digits}f} ± {own[key + '_sd']:.{digits}f}"
+        return f"{own[key]:.{digits}f} ± {own[key + '_sd']:.{digits}f} (n=2)"
 
     cells = ["-", cell("F", 3), cell("AngE", 1), cell("DistE", 2), cell("RelDistE", 3), "-", "-"]
     assert lines[head + 3] == "| stats | binaural | src-binaural | " + " | ".join(cells) + " |"
-    assert lines[head + 4].startswith("| zero | ambisonic | src-ambisonic | 1.000 ± 0.000 | 0.000 ± 0.000 | - |")  # fmt: skip
+    assert lines[head + 4].startswith("| zero | ambisonic | src-ambisonic | 1.000 ± 0.000 (n=2) | 0.000 ± 0.000 (n=2) | - |")  # fmt: skip
 
     # unchanged rerun: nothing built or run again
     folders = built(work)

@@ -7,5 +7,6 @@
 - `config`: the TOML models file and the run settings;
 - `units`: the plan, unit keys (task content, module code, weights sha256), running one (locked);
 - `report`: WORK/report/ (results.csv, results.json, REPORT.md, figures) from the done units;
+- `stats`: the uncertainty of its cells (mean ± sd, n) and the paired t-test between models;
 - `__main__`: the command line, local threads, shards and submitit job arrays.
 """

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hear_gram.safeio import check_name, child, subdir
+from hear_gram.suite.stats import count, number
 
 if TYPE_CHECKING:
     from hear_gram.suite.build import Build
@@ -48,11 +49,14 @@ if TYPE_CHECKING:
 FORMATS: tuple[str, ...] = ("mono", "binaural", "ambisonic")
 SPATIAL_FORMATS: tuple[str, ...] = ("binaural", "ambisonic")
 # The keys of one score row: the common schema every condition's rows enter results.csv with.
-# `std` and `folds`: the spread of `mean` and its n (folds or seeds); `ci_low`, `ci_high`: an
-# interval of the figure when the condition's scorer gives one (e.g. the DCASE jackknife 95 %
-# interval over test files), else empty.
-ROW_KEYS = ("task", "format", "snr_bin", "metric", "mean", "std", "folds", "better", "ci_low",
-            "ci_high")  # fmt: skip
+# `std` and `folds`: the spread of `mean` and its n (folds, or seeds x folds); `ci_low`,
+# `ci_high`: an interval of the figure when the condition's scorer gives one (e.g. the DCASE
+# jackknife 95 % interval over test files), else empty. `fold` and `seed`: empty on the
+# aggregate row; a per-fold row (one test fold of one training seed: `mean` is that fold's
+# score, `folds` 1) names its test fold and seed ("" where the tool's seed is fixed), so that two
+# models scored on the same folds can be compared fold against fold (`hear_gram.suite.stats`).
+ROW_KEYS = ("task", "format", "snr_bin", "metric", "fold", "seed", "mean", "std", "folds",
+            "better", "ci_low", "ci_high")  # fmt: skip
 RESERVED = ("name", "module", "weights", "options", "conditions", "formats")  # models-file keys
 BUILTINS = "hear_gram.suite.conditions"  # imported on the first registry lookup
 
@@ -141,6 +145,16 @@ class Option:
         return self.flag.lstrip("-").replace("-", "_")
 
 
+# Downstream training seeds: a condition whose scorer takes a seed lists this option and repeats
+# its training over `seeds(settings)` seeds (mean and sd over seeds x folds).
+SEEDS = Option("--seeds", "count", "training seeds of the downstream probes, in the conditions whose scorer takes a seed", 1)  # fmt: skip
+
+
+def aggregate(rows: Sequence[dict]) -> list[dict]:
+    """The aggregate rows of `rows` (per-fold rows, those with a `fold`, left out)."""
+    return [r for r in rows if not r.get("fold")]
+
+
 class Condition(abc.ABC):
     """One condition of the suite (module docstring). Subclasses set the class attributes."""
 
@@ -188,15 +202,19 @@ class Condition(abc.ABC):
 
     def section(self, group: Sequence[Condition], rows: list[dict], models: Sequence[str]) -> list[str]:  # fmt: skip
         """REPORT.md lines of the conditions in `group` (this one first), from every row of the
-        run (`rows`; status ok, failed or missing). Default: one row per score."""
-        mine = [r for r in rows if r["condition"] in {c.name for c in group}]
+        run (`rows`; status ok, failed or missing; per-fold rows too). Default: one row per
+        aggregate score, "mean ± sd (n=N)"."""
+        mine = [r for r in aggregate(rows) if r["condition"] in {c.name for c in group}]
         if not mine:
             return []
         out = [f"## {' and '.join(c.title or c.name for c in group)}", "",
-               "| model | condition | task | format | metric | mean | status |",
+               "| model | condition | task | format | metric | mean ± sd (n) | status |",
                "|---|---|---|---|---|---:|---|"]  # fmt: skip
         for r in mine:
-            mean = f"{float(r['mean']):.4g}" if r["status"] == "ok" else "-"
+            mean, sd, n = number(r["mean"]), number(r["std"]), count(r["folds"])
+            mean = "-" if r["status"] != "ok" or mean is None else f"{mean:.4g}"
+            if mean != "-" and n:
+                mean += (f" ± {sd:.2g}" if n > 1 and sd is not None else "") + f" (n={n})"
             out.append(f"| {r['model']} | {r['condition']} | {r['task']} | {r['format']} | "
                        f"{r['metric']} | {mean} | {r['status']} |")  # fmt: skip
         return [*out, ""]

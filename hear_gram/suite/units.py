@@ -154,9 +154,11 @@ def fail_unit(unit: Unit, model: ModelSpec, settings: Settings, error: str, caus
     return _record(unit, "failed", t0, error, cause)
 
 
-def _write_failure(folder: Path, unit: Unit, key: str, error: str, cause: str) -> None:
+def _write_failure(folder: Path, unit: Unit, key: str, error: str, cause: str,
+                   seconds: float = 0.0) -> None:  # fmt: skip
     failed = {"key": key, "unit": asdict(unit), "error": error, "cause": cause,
-              "permanent": cause in conditions.PERMANENT, "log": str(folder / "unit.log")}  # fmt: skip
+              "permanent": cause in conditions.PERMANENT, "log": str(folder / "unit.log"),
+              "seconds": seconds}  # fmt: skip
     write_json(folder / "failed.json", failed)
 
 
@@ -186,7 +188,8 @@ def run_unit(unit: Unit, model: ModelSpec, settings: Settings) -> dict:
             record = {"key": key, "unit": asdict(unit), "module": resolved.module,
                       "weights": str(resolved.weights or ""),
                       "weights_sha256": weights_sha256(resolved.weights),
-                      "options": resolved.options, "rows": check_rows(rows, unit)}  # fmt: skip
+                      "options": resolved.options, "rows": check_rows(rows, unit),
+                      "seconds": time.time() - t0}  # fmt: skip
             write_json(folder / "result.json", record)
         return _record(unit, "done", t0)
     except LockBusyError:
@@ -198,5 +201,5 @@ def run_unit(unit: Unit, model: ModelSpec, settings: Settings) -> dict:
         cause = _cause(e, error) if key else ""  # no key: nothing it could be the same for
         if folder is not None:
             with contextlib.suppress(Exception):
-                _write_failure(folder, unit, key, error, cause)
+                _write_failure(folder, unit, key, error, cause, time.time() - t0)
         return _record(unit, "failed", t0, error, cause)

@@ -4,9 +4,12 @@ as HEAR 2021 does (primary metric: the first of the task's `evaluation` list).
 A unit runs the project's command-line tools as subprocesses, exactly as a user would: `python
 -m hear_gram.embed` (heareval's embeddings runner, in a folder per weights sha256) on one task,
 then `python -m hear_gram.predict` on its embeddings, and the scores read back with
-`hear_gram.scores`. The conditions of the `hear` group share REPORT.md's HEAR / Nat-HEAR table
-(tasks x model and condition, primary metric x 100), its averages and the drop from a
-condition's `reference` (dry), and the figure dry_vs_naturalistic.png.
+`hear_gram.scores`: per metric the mean and sd over the test folds, then one row per test fold
+(`fold_rows`). heareval's runner has no seed option (it seeds every probe with 42), so these
+conditions take no `--seeds`. The conditions of the `hear` group share REPORT.md's HEAR /
+Nat-HEAR table (tasks x model and condition, primary metric x 100, mean ± sd over folds), its
+averages and the drop from a condition's `reference` (dry), each marked where it is noise by a
+paired t-test over tasks, and the figure dry_vs_naturalistic.png (sd error bars).
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hear_gram.safeio import child, subdir
 from hear_gram.suite import condition as conditions
-from hear_gram.suite.condition import Condition, Unit, UnitError, run_logged
+from hear_gram.suite import stats
+from hear_gram.suite.condition import Condition, Unit, UnitError, aggregate, run_logged
 
 if TYPE_CHECKING:
     from hear_gram.suite.config import Resolved, Settings
@@ -88,7 +92,7 @@ class HearCondition(Condition):
             {"task": r["task"], "format": unit.fmt, "snr_bin": "", "metric": r["metric"],
              "mean": r["mean"], "std": r["std"], "folds": r["n_folds"], "better": r["better"]}
             for r in rows
-        ]  # fmt: skip
+        ] + fold_rows(emb, unit.fmt)  # fmt: skip
 
     # ---------------------------------------------------------------- REPORT.md
 
@@ -104,85 +108,172 @@ class HearCondition(Condition):
             return []
         columns = [(m, c.name) for m in models for c in present
                    if any(r["model"] == m and r["condition"] == c.name for r in rows)]  # fmt: skip
-        out = ["## HEAR and Nat-HEAR (primary metric x 100; dry = HEAR, nat-* = Nat-HEAR)", ""]
-        out.append("| task | " + " | ".join(f"{m} {c}" for m, c in columns) + " |")
-        out.append("|---|" + "---:|" * len(columns))
+        out = ["## HEAR and Nat-HEAR (primary metric x 100; dry = HEAR, nat-* = Nat-HEAR)", "",
+               "Each cell: mean ± sd over the task's test folds (n = folds: heareval trains one "
+               "probe per test fold of a k-fold task, one for a train/valid/test task). "
+               "heareval's runner seeds every probe with 42 (`seed_everything(42)` in "
+               "`heareval.predictions.task_predictions`; it has no seed option), so `--seeds` "
+               "does not repeat these.", "",
+               "| task | " + " | ".join(f"{m} {c}" for m, c in columns) + " |",
+               "|---|" + "---:|" * len(columns)]  # fmt: skip
         for task in tasks:
             cells = []
             for m, c in columns:
-                value = scores.get((m, c, task))
-                cells.append(_fmt(value) if value is not None else failed.get((m, c, task), "-"))
+                row = scores.get((m, c, task))
+                cells.append(_cell(row) if row is not None else failed.get((m, c, task), "-"))
             out.append(f"| {task} | " + " | ".join(cells) + " |")
-        out += ["", "## Averages", ""]
+        return out + self.averages(present, scores, [m for m in models if any(m == mm for mm, _ in columns)])  # fmt: skip
+
+    def averages(self, present: Sequence[Condition], scores: dict, models: Sequence[str]) -> list[str]:  # fmt: skip
+        """The averages table: per model and condition the mean over tasks, and the drop from the
+        condition's reference; differences that are noise marked (`_mark`)."""
         # A reference (dry) keeps its column when only the conditions measured from it ran.
         registered = [c for c in map(conditions.get, conditions.names())
                       if isinstance(c, HearCondition)]  # fmt: skip
         wanted = {c.name for c in present} | {c.reference for c in present if c.reference}
         averaged = [c for c in registered if c.name in wanted]
-        head = ["model"]
+        value = {k: float(r["mean"]) for k, r in scores.items()}
+        per = {(m, c.name): {t: v for (mm, cc, t), v in value.items() if mm == m and cc == c.name}
+               for m in models for c in averaged}  # fmt: skip
+        head, columns = ["model"], []
         for c in averaged:
             label = c.label or c.name
-            head.append(f"{label} avg (tasks)")
+            head.append(f"{label} avg")
+            columns.append(("avg", c))
             if c.reference:
-                head.append(f"drop {c.reference} -> {label.split()[-1]} (paired tasks)")
-        out.append("| " + " | ".join(head) + " |")
-        out.append("|---|" + "---:|" * (len(head) - 1))
+                head.append(f"drop {c.reference} -> {label.split()[-1]}")
+                columns.append(("drop", c))
+        out = ["", "## Averages", "", "| " + " | ".join(head) + " |",
+               "|---|" + "---:|" * (len(head) - 1)]  # fmt: skip
         for m in models:
-            if not any(m == mm for mm, _ in columns):
-                continue
             cells = [m]
-            for c in averaged:
-                mine = {t: s for (mm, cc, t), s in scores.items() if mm == m and cc == c.name}
-                cells.append(_avg(mine.values()))
-                reference = c.reference
-                if reference:
-                    ref = {t: s for (mm, cc, t), s in scores.items()
-                           if mm == m and cc == reference}  # fmt: skip
-                    cells.append(_avg([ref[t] - mine[t] for t in sorted(set(ref) & set(mine))]))
+            for kind, c in columns:
+                mine = per[(m, c.name)]
+                if kind == "avg":
+                    cells.append(_average(m, c.name, per))
+                else:
+                    ref = per.get((m, c.reference), {})
+                    both = sorted(set(ref) & set(mine))
+                    test = stats.paired([ref[t] for t in both], [mine[t] for t in both])
+                    diffs = [ref[t] - mine[t] for t in both]
+                    cells.append(_summary(diffs) + _mark(test))
             out.append("| " + " | ".join(cells) + " |")
         refs = " / ".join(dict.fromkeys(c.reference for c in registered if c.reference))
-        out += ["", "drop = mean over the tasks scored in both conditions of "
-                f"({refs or 'reference'} - naturalistic) x 100.", ""]  # fmt: skip
+        out += ["", "avg: mean ± sd over tasks (n = tasks); drop: the same of "
+                f"({refs or 'reference'} - naturalistic) x 100 over the tasks scored in both. "
+                f"≈: the difference is noise (p >= {stats.ALPHA}) by a {stats.TEST} over the "
+                "tasks both scored: an avg's from the column's best model's, a drop's from zero; "
+                f"'n too small': fewer than {stats.MIN_N} such tasks, not tested.", ""]  # fmt: skip
         return out
 
     def figures(self, group: Sequence[Condition], rows: list[dict], models: Sequence[str], out: Path) -> list[str]:  # fmt: skip
-        from hear_gram.plotting import save, subplots
+        from hear_gram.plotting import save
 
-        names = [c.name for c in group]
-        scores = primary_scores(rows, names)
-        with_scores = [m for m in models if any(k[0] == m for k in scores)]
-        if not with_scores:
+        fig = hear_figure(rows, [c.name for c in group], models)
+        if fig is None:
             return []
-        tasks = sorted({k[2] for k in scores})
-        fig, axes = subplots(len(with_scores), 1, figsize=(max(6, 1.6 * len(tasks)), 3 * len(with_scores)), squeeze=False)  # fmt: skip
-        width = 0.8 / len(names)
-        for ax, m in zip(axes[:, 0], with_scores, strict=True):
-            for i, c in enumerate(names):
-                xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(tasks))]
-                ys = [100 * scores.get((m, c, t), math.nan) for t in tasks]
-                ax.bar(xs, ys, width, label=c)
-            ax.set_xticks(range(len(tasks)), tasks, fontsize=7)
-            ax.set_ylabel("score x 100")
-            ax.set_title(f"{m}: dry vs naturalistic")
-            ax.legend(fontsize=7)
         save(fig, out / "dry_vs_naturalistic.png", dpi=110)
         return ["dry_vs_naturalistic.png"]
 
 
-def primary_scores(rows: list[dict], conditions: Sequence[str]) -> dict[tuple[str, str, str], float]:  # fmt: skip
-    """(model, condition, task) -> primary metric (the first row of the task, heareval's order)."""
-    out: dict[tuple[str, str, str], float] = {}
-    for r in rows:
+def fold_rows(task_dir: Path, fmt: str) -> list[dict]:
+    """One row per test fold and metric of heareval's `test.predicted-scores.json` in
+    `task_dir` (per-fold rows, `hear_gram.suite.condition.ROW_KEYS`), read by the checks of
+    `hear_gram.scores`. heareval 2021.1.3's `task_predictions` keys each entry by its test split
+    ("fold00", ...; "test" for a train/valid/test task) and seeds every probe with 42, so the
+    rows' seed is left empty."""
+    from hear_gram import scores
+
+    path = task_dir / scores.SCORES_FILE
+    name, metrics = scores._metadata(task_dir / "task_metadata.json")
+    folds = scores._fold_entries(scores._read_json(path))
+    return [
+        {"task": name if name is not None else task_dir.name, "format": fmt, "snr_bin": "",
+         "metric": metric, "fold": fold, "seed": "",
+         "mean": scores._number(folds[fold].get(f"test_{metric}"), path, f"{fold}.test_{metric}"),
+         "std": "", "folds": 1,
+         "better": "lower" if metric in scores.LOWER_IS_BETTER else "higher"}
+        for metric in metrics for fold in sorted(folds)
+    ]  # fmt: skip
+
+
+def primary_scores(rows: list[dict], conditions: Sequence[str]) -> dict[tuple[str, str, str], dict]:  # fmt: skip
+    """(model, condition, task) -> the aggregate row of its primary metric (the first aggregate
+    row of the task, heareval's order)."""
+    out: dict[tuple[str, str, str], dict] = {}
+    for r in aggregate(rows):
         key = (r["model"], r["condition"], r["unit"])
         if r["status"] == "ok" and r["condition"] in conditions and key not in out:
-            out[key] = float(r["mean"])
+            out[key] = r
     return out
 
 
-def _fmt(value: float) -> str:
-    return f"{value * 100:.1f}"
+def hear_figure(rows: list[dict], names: Sequence[str], models: Sequence[str]) -> Any:
+    """Per model that ran, a panel of bars (primary metric x 100, sd error bars) per task and
+    condition, y axes shared; a failed unit an 'x' labelled failed; legend outside the panels.
+    None when nothing ran."""
+    from hear_gram.plotting import legend_outside, mark_failed, subplots
+
+    scores = primary_scores(rows, names)
+    ran = [r for r in rows if r["condition"] in names and r["status"] in ("ok", "failed")]
+    shown = [m for m in models if any(r["model"] == m for r in ran)]
+    if not shown:
+        return None
+    tasks = sorted({r["unit"] for r in ran})
+    conds = [c for c in names if any(r["condition"] == c for r in ran)]
+    failed = {(r["model"], r["condition"], r["unit"]) for r in ran if r["status"] == "failed"}
+    fig, axes = subplots(len(shown), 1, figsize=(max(6, 1.6 * len(tasks)) + 1.5, 3 * len(shown)),
+                         squeeze=False, sharey=True)  # fmt: skip
+    width = 0.8 / len(conds)
+    for ax, m in zip(axes[:, 0], shown, strict=True):
+        for i, c in enumerate(conds):
+            xs = [j + (i - (len(conds) - 1) / 2) * width for j in range(len(tasks))]
+            got = [scores.get((m, c, t)) for t in tasks]
+            if any(got):  # a condition the model has no score in gets no bars, no legend entry
+                ys = [100 * float(r["mean"]) if r else math.nan for r in got]
+                sds = [100 * (stats.number(r["std"]) or 0.0) if r else math.nan for r in got]
+                ax.bar(xs, ys, width, yerr=sds, capsize=2, label=c, color=f"C{i}")
+            for x, t in zip(xs, tasks, strict=True):
+                if (m, c, t) in failed:
+                    mark_failed(ax, x)
+        ax.set_xticks(range(len(tasks)), tasks, fontsize=7)
+        ax.set_xlim(-0.5, len(tasks) - 0.5)  # the same task slots in every panel
+        ax.set_ylabel("score x 100 (± sd)")
+        ax.set_title(f"{m}: dry vs naturalistic")
+        legend_outside(ax)
+    return fig
 
 
-def _avg(values) -> str:
-    values = list(values)
-    return f"{100 * statistics.fmean(values):.1f} ({len(values)})" if values else "-"
+def _cell(row: dict) -> str:
+    mean = float(row["mean"])
+    return stats.cell(mean, stats.number(row.get("std")), stats.count(row.get("folds")), 1, 100)
+
+
+def _summary(values: Sequence[float]) -> str:
+    """mean ± sd (n=N) of scores x 100, '-' for none."""
+    if not values:
+        return "-"
+    mean, sd = stats.mean_sd(values)
+    return stats.cell(mean, sd, len(values), 1, 100)
+
+
+def _mark(test: stats.Paired) -> str:
+    if test.n == 0:
+        return ""
+    return " (n too small)" if not test.tested else (" ≈" if test.noise else "")
+
+
+def _average(model: str, condition: str, per: dict[tuple[str, str], dict[str, float]]) -> str:
+    """A model's average cell in one condition, marked against the column's best model (the
+    highest average; the first listed on a tie) on the tasks both scored."""
+    mine = per[(model, condition)]
+    if not mine:
+        return "-"
+    means = {m: statistics.fmean(v.values()) for (m, c), v in per.items() if c == condition and v}
+    best = max(means, key=means.__getitem__)  # dicts keep the models' order: the first wins a tie
+    if best == model:
+        return _summary(list(mine.values()))
+    theirs = per[(best, condition)]
+    both = sorted(set(mine) & set(theirs))
+    test = stats.paired([mine[t] for t in both], [theirs[t] for t in both])
+    return _summary(list(mine.values())) + _mark(test)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hear_gram.suite.condition import register
-from hear_gram.suite.conditions.spatial import SpatialCondition, plot_vs_bins
+from hear_gram.suite.conditions.spatial import SpatialCondition, error_vs_bins
 
 # Table order: clean first, then from the least to the most noisy (localization_tasks.bins).
 SNR_BINS = (("clean", "clean"), ("snr20-40", "20-40 dB"), ("snr10-20", "10-20 dB"),
@@ -23,10 +23,14 @@ class Localization(SpatialCondition):
     digits = 1
 
     def figure(self, rows: list[dict], out: Path) -> list[str]:
+        from hear_gram.plotting import save
+
         bins = tuple(reversed(SNR_BINS))  # x axis: the noisiest bin first
-        made = plot_vs_bins(rows, self.name, bins, "mean angular error (deg)",
-                            out / "error_vs_snr.png")  # fmt: skip
-        return ["error_vs_snr.png"] if made else []
+        fig = error_vs_bins(rows, self.name, bins, "mean angular error (deg)")
+        if fig is None:
+            return []
+        save(fig, out / "error_vs_snr.png", dpi=110)
+        return ["error_vs_snr.png"]
 
 
 LOCALIZATION = register(Localization())

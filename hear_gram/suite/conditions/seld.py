@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from hear_gram.cache import code_fingerprint, task_digest
 from hear_gram.safeio import child
-from hear_gram.suite import build
+from hear_gram.suite import build, stats
 from hear_gram.suite.condition import (
     Condition,
     Option,
@@ -259,8 +259,8 @@ class Seld(Condition):
             return []
         ways = ", ".join(f"{h} ({b} is better)" for h, _, b, _ in METRICS)
         out = ["## SELD", "",
-               f"DCASE Task 3 metrics on each task's test folds, mean ± sd over training seeds "
-               f"(n in each cell's row of results.csv): {ways}. FOA tasks with distances: DCASE "
+               f"DCASE Task 3 metrics on each task's test folds, mean ± sd (n = training seeds): "
+               f"{ways}. FOA tasks with distances: DCASE "
                "2024 metrics (frame-wise; SELD = mean(1 - F, AngE / 180, RelDistE)); binaural "
                "ones: DCASE 2025 stereo metrics (azimuth only, front-folded; no ER, LR or "
                "combined score); without distances the DCASE 2022 ones. '-': a figure the "
@@ -308,9 +308,7 @@ def cells(rows: list[dict]) -> list[str]:
             out.append(state)
             continue
         row = ok[key]
-        mean, sd, n = float(row["mean"]), _number(row.get("std")), row.get("folds")
-        several = isinstance(n, int) and n > 1 and sd is not None
-        out.append(f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if several else ""))
+        out.append(stats.cell(float(row["mean"]), _number(row.get("std")), stats.count(row.get("folds")), digits))  # fmt: skip
     return out
 
 

@@ -8,8 +8,11 @@ when the source has it, else the source's highest, which the evaluator resamples
 `hear_gram.suite.build`), so that only what the run's units read is rendered; or taken
 ready-made from `--localization-dir`.
 Sources: `--localization-source`, else those found in `--localization-dir`, else the paper's two
-when present under the tasks folder. The conditions of the `spatial` group share one REPORT.md
-table: per model, format and source, each condition's columns (`columns`).
+when present under the tasks folder. `--seeds N` runs the evaluator N times (its `--seed`:
+`seeds`), sharing its embeddings; a unit's rows are per task the aggregate (mean over seeds, sd
+over seeds x folds) and one row per seed and test fold. The conditions of the `spatial` group
+share one REPORT.md table: per model, format and source, each condition's columns (`columns`),
+"mean ± sd (n=N)"; and each its figure (`figure`, sd error bars).
 """
 
 from __future__ import annotations
@@ -17,19 +20,22 @@ from __future__ import annotations
 import math
 import statistics
 import sys
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hear_gram.cache import task_digest
 from hear_gram.safeio import child
-from hear_gram.suite import build
+from hear_gram.suite import build, stats
 from hear_gram.suite.condition import (
+    SEEDS,
     SPATIAL_FORMATS,
     Condition,
     Option,
     Unit,
     UnitError,
+    aggregate,
     read_json,
     run_logged,
 )
@@ -41,6 +47,10 @@ PAPER_SOURCES = ("esc50-v2.0.0-full", "speech_commands-v0.0.2-5h")
 GENERATOR = ("localization_tasks.generate", "naturalistic_hear")
 SOURCE = Option("--localization-source", "names", "source scene task of the localization and T60 tasks")  # fmt: skip
 GIVEN = Option("--localization-dir", "dir", "ready-made localization/T60 tasks")
+# Seed k of `--seeds` is --seed + SEED_STRIDE * k: the evaluator seeds the probe of fold i with
+# seed + i (`localization_tasks.evaluate.evaluate_task`), so seeds 1 apart would hand fold i + 1
+# of one run the generator seed of fold i of the next.
+SEED_STRIDE = 1000
 
 
 def spatial_tasks(root: Path) -> list[tuple[str, dict]]:
@@ -70,7 +80,7 @@ class SpatialCondition(Condition):
     formats = SPATIAL_FORMATS
     better = "lower"
     group = "spatial"
-    options = (SOURCE, GIVEN)
+    options = (SOURCE, GIVEN, SEEDS)
     target = ""  # the tasks' localization.target
     metric = ""  # the evaluator's metric of this target (lower is better)
     caption = ""  # what the columns show, one sentence
@@ -87,7 +97,13 @@ class SpatialCondition(Condition):
         return [(f"{s}-{fmt}", fmt, s) for s in found for fmt in self.formats]
 
     def grid(self, settings: Settings) -> Any:
-        return [settings.localization_grid, settings.seed]
+        n = SEEDS.value(settings.extra)
+        # One seed keeps the key units had before --seeds existed: their results stay done.
+        return [settings.localization_grid, settings.seed] + ([n] if n > 1 else [])
+
+    def seeds(self, settings: Settings) -> list[int]:
+        """The evaluator's --seed of each of the unit's `--seeds` runs."""
+        return [settings.seed + SEED_STRIDE * k for k in range(SEEDS.value(settings.extra))]
 
     def _names(self, root: Path, unit: Unit) -> list[str]:
         return [
@@ -143,47 +159,67 @@ class SpatialCondition(Condition):
         if not names:
             raise UnitError(f"no {self.target} tasks of {unit.source} ({unit.fmt}) under {root}")
         out = folder / "evaluate"
-        cmd = [sys.executable, "-m", "localization_tasks.evaluate", "--module", resolved.module,
-               "--model-options", resolved.options_json(), "--tasks-dir", str(root),
-               "--out", str(out), "--grid", settings.localization_grid,
-               "--seed", str(settings.seed), "--quiet"]  # fmt: skip
-        if resolved.weights is not None:
-            cmd += ["--weights", str(resolved.weights)]
-        for name in names:
-            cmd += ["--task", name]
-        run_logged(cmd, log_file, "localization_tasks.evaluate")
         tag = module_tag(resolved.module, str(resolved.weights or ""), resolved.options)
-        results = read_json(out / tag / "results.json")
-        if results is None:
-            raise UnitError(f"localization_tasks.evaluate left no results.json in {out / tag}")
+        runs = []
+        seeds = self.seeds(settings)
+        for seed in seeds:  # one --out: the seeds share the evaluator's embeddings cache
+            cmd = [sys.executable, "-m", "localization_tasks.evaluate", "--module", resolved.module,
+                   "--model-options", resolved.options_json(), "--tasks-dir", str(root),
+                   "--out", str(out), "--grid", settings.localization_grid,
+                   "--seed", str(seed), "--quiet"]  # fmt: skip
+            if resolved.weights is not None:
+                cmd += ["--weights", str(resolved.weights)]
+            for name in names:
+                cmd += ["--task", name]
+            run_logged(cmd, log_file, "localization_tasks.evaluate")
+            results = read_json(out / tag / "results.json")
+            if results is None:
+                raise UnitError(f"localization_tasks.evaluate left no results.json in {out / tag}")
+            if len(seeds) > 1:  # the next seed's run writes results.json again
+                (out / tag / "results.json").replace(out / tag / f"results-seed{seed}.json")
+            runs.append((seed, results))
+        return self.score_rows(runs, unit.fmt)
+
+    def score_rows(self, runs: list[tuple[int, dict]], fmt: str) -> list[dict]:
+        """The rows of the evaluator's results.json of each seed: per task the aggregate (its
+        figure pooled over the test clips of every fold, mean over seeds; sd over the per-fold
+        figures of every seed, n = seeds x folds), then one row per seed and test fold."""
+        entries: dict[str, list[dict]] = defaultdict(list)
+        folds = []
+        for seed, results in runs:
+            for e in results.get("tasks", []):
+                entries[e["task"]].append(e)
+                for f in e.get("folds", []):
+                    if self.metric in f:
+                        folds.append({"task": e["task"], "format": fmt,
+                                      "snr_bin": e.get("snr_bin", ""), "metric": self.metric,
+                                      "fold": _split_name(f["test"]), "seed": seed,
+                                      "mean": float(f[self.metric]), "std": "", "folds": 1,
+                                      "better": self.better})  # fmt: skip
         rows = []
-        for e in results.get("tasks", []):
-            per_fold = [float(f[self.metric]) for f in e.get("folds", []) if self.metric in f]
-            rows.append(
-                {
-                    "task": e["task"],
-                    "format": unit.fmt,
-                    "snr_bin": e.get("snr_bin", ""),
-                    "metric": self.metric,
-                    "mean": float(e[self.metric]),
-                    "std": statistics.stdev(per_fold) if len(per_fold) > 1 else 0.0,
-                    "folds": len(per_fold),
-                    "better": self.better,
-                }  # fmt: skip
-            )
-        return rows
+        for task, mine in entries.items():
+            values = [r["mean"] for r in folds if r["task"] == task]
+            rows.append({"task": task, "format": fmt, "snr_bin": mine[0].get("snr_bin", ""),
+                         "metric": self.metric,
+                         "mean": statistics.fmean(float(e[self.metric]) for e in mine),
+                         "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                         "folds": len(values), "better": self.better})  # fmt: skip
+        return rows + folds
 
     # ---------------------------------------------------------------- REPORT.md
 
     def section(self, group: Sequence[Condition], rows: list[dict], models: Sequence[str]) -> list[str]:  # fmt: skip
         group = [c for c in group if isinstance(c, SpatialCondition)]
         names = {c.name for c in group}
-        mine = [r for r in rows if r["condition"] in names]
+        mine = [r for r in aggregate(rows) if r["condition"] in names]
         if not mine:
             return []
         heads = [h for c in group for h, _ in c.columns]
         out = [f"## {' and '.join(c.title for c in group)}", "",
-               "; ".join(c.caption for c in group) + ".", "",
+               "; ".join(c.caption for c in group) + ". Each cell: the evaluator's figure over "
+               "the test clips of every fold (mean over training seeds) ± sd over the per-fold "
+               "figures of every seed (n = seeds x folds; `--seeds`, seed k is --seed + "
+               f"{SEED_STRIDE} k).", "",
                "| model | format | source | " + " | ".join(heads) + " |",
                "|---|---|---|" + "---:|" * len(heads)]  # fmt: skip
         keys = sorted({(r["model"], r["format"], _source(r)) for r in mine},
@@ -200,7 +236,12 @@ class SpatialCondition(Condition):
         for _, snr_bin in self.columns:
             hit = [r for r in rows if r["condition"] == self.name and r["status"] == "ok"
                    and (snr_bin is None or r["snr_bin"] == snr_bin)]  # fmt: skip
-            out.append(f"{float(hit[0]['mean']):.{self.digits}f}" if hit else self.state(rows))
+            if not hit:
+                out.append(self.state(rows))
+                continue
+            row = hit[0]
+            mean, sd, n = float(row["mean"]), stats.number(row["std"]), stats.count(row["folds"])
+            out.append(stats.cell(mean, sd, n, self.digits))
         return out
 
     def state(self, rows: list[dict]) -> str:
@@ -220,22 +261,67 @@ def _source(row: dict) -> str:
     return row["unit"].rsplit("-", 1)[0]
 
 
-def plot_vs_bins(rows: list[dict], condition: str, bins: Sequence[tuple[str, str]], ylabel: str, path: Path) -> bool:  # fmt: skip
-    """One line per (model, format, source): the condition's error per bin. False: no data."""
-    from hear_gram.plotting import save, subplots
+def _split_name(test: object) -> str:
+    """A test split's name as heareval names it (`task_predictions`: its folds joined by '|')."""
+    return test if isinstance(test, str) else "|".join(map(str, test))  # type: ignore[call-overload]
 
-    ok = [r for r in rows if r["condition"] == condition and r["status"] == "ok"]
-    if not ok:
-        return False
-    fig, ax = subplots(figsize=(6, 4))
+
+def _runs(rows: list[dict], condition: str) -> tuple[list[dict], list[tuple[str, str, str]]]:
+    """The condition's aggregate ok rows, and the (model, format, source) of its failed units."""
+    ok = [r for r in aggregate(rows) if r["condition"] == condition and r["status"] == "ok"]
+    failed = sorted({(r["model"], r["format"], _source(r)) for r in rows
+                     if r["condition"] == condition and r["status"] == "failed"})  # fmt: skip
+    return ok, failed
+
+
+def error_vs_bins(rows: list[dict], condition: str, bins: Sequence[tuple[str, str]], ylabel: str) -> Any:  # fmt: skip
+    """One line per (model, format, source) that ran: the condition's error per bin with sd
+    error bars; a failed one listed in the legend with a red 'x'. None when nothing ran."""
+    from hear_gram.plotting import FAILED_COLOR, legend_outside, subplots
+
+    ok, failed = _runs(rows, condition)
+    if not ok and not failed:
+        return None
+    fig, ax = subplots(figsize=(7.5, 4))
+    xs = range(len(bins))
     for key in sorted({(r["model"], r["format"], _source(r)) for r in ok}):
-        by_bin = {r["snr_bin"]: float(r["mean"]) for r in ok
-                  if (r["model"], r["format"], _source(r)) == key}  # fmt: skip
-        ax.plot(range(len(bins)), [by_bin.get(b, math.nan) for b, _ in bins], "o-",
-                label=" / ".join(key))  # fmt: skip
-    ax.set_xticks(range(len(bins)), [label for _, label in bins])
+        by_bin = {r["snr_bin"]: r for r in ok if (r["model"], r["format"], _source(r)) == key}
+        ys = [float(by_bin[b]["mean"]) if b in by_bin else math.nan for b, _ in bins]
+        sds = [
+            (stats.number(by_bin[b]["std"]) or 0.0) if b in by_bin else math.nan for b, _ in bins
+        ]
+        ax.errorbar(xs, ys, yerr=sds, fmt="o-", capsize=3, label=" / ".join(key))
+    for key in failed:
+        ax.plot([], [], marker="x", color=FAILED_COLOR, linestyle="none",
+                label=" / ".join(key) + ": failed")  # fmt: skip
+    ax.set_xticks(xs, [label for _, label in bins])
     ax.set_xlabel("SNR bin")
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize=7)
-    save(fig, path, dpi=110)
-    return True
+    ax.set_ylabel(f"{ylabel} (± sd)")
+    legend_outside(ax)
+    return fig
+
+
+def error_bars(rows: list[dict], condition: str, ylabel: str) -> Any:
+    """One bar per (model, format, source) that ran, sd error bars, coloured by format; a failed
+    one a red 'x' labelled failed. None when nothing ran."""
+    from hear_gram.plotting import legend_outside, mark_failed, subplots
+
+    ok, failed = _runs(rows, condition)
+    keys = sorted({(r["model"], r["format"], _source(r)) for r in ok} | set(failed))
+    if not keys:
+        return None
+    fig, ax = subplots(figsize=(max(5.0, 0.8 * len(keys)) + 1.5, 4))
+    colors = {fmt: f"C{i}" for i, fmt in enumerate(SPATIAL_FORMATS)}
+    for x, key in enumerate(keys):
+        hit = [r for r in ok if (r["model"], r["format"], _source(r)) == key]
+        if not hit:
+            mark_failed(ax, x)
+            continue
+        sd = stats.number(hit[0]["std"]) or 0.0
+        label = key[1] if key[1] not in ax.get_legend_handles_labels()[1] else None
+        ax.bar([x], [float(hit[0]["mean"])], 0.6, yerr=[sd], capsize=3, color=colors.get(key[1]),
+               label=label)  # fmt: skip
+    ax.set_xticks(range(len(keys)), [f"{m}\n{source}" for m, _, source in keys], fontsize=7)
+    ax.set_ylabel(f"{ylabel} (± sd)")
+    legend_outside(ax, title="format")
+    return fig

@@ -3,8 +3,10 @@ median absolute error (s) (arXiv 2506.00934 sec. 5)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hear_gram.suite.condition import register
-from hear_gram.suite.conditions.spatial import SpatialCondition
+from hear_gram.suite.conditions.spatial import SpatialCondition, error_bars
 
 
 class T60(SpatialCondition):
@@ -15,6 +17,15 @@ class T60(SpatialCondition):
     caption = "T60 median absolute error (s)"
     columns = (("T60 (s)", None),)
     digits = 3
+
+    def figure(self, rows: list[dict], out: Path) -> list[str]:
+        from hear_gram.plotting import save
+
+        fig = error_bars(rows, self.name, "T60 median absolute error (s)")
+        if fig is None:
+            return []
+        save(fig, out / "t60_error.png", dpi=110)
+        return ["t60_error.png"]
 
 
 T60_CONDITION = register(T60())
