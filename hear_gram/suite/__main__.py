@@ -7,9 +7,10 @@
         [--localization-source NAME ...] [--grid default|fast|faster] [--grid-points N]
         [--localization-grid default|fast|tiny] [--n-scenes N] [--seed S] [--workers N]
         [--jobs N] [--shard K/N] [--executor local|slurm|submitit-local] [--slurm KEY=VALUE ...]
-        [--report-only] [--no-report] [-q | -v]
+        [--report-only] [--no-report] [--no-probe] [-q | -v]
 
-Plans every unit (model x condition x task, `hear_gram.suite.units`), runs those not done (in
+Plans every unit (model x condition x task, `hear_gram.suite.units`), leaves out those whose
+module cannot take their input format (`hear_gram.suite.probe`), runs those not done (in
 `--jobs` threads, or as a submitit job array), then merges every done unit into OUT/report/
 (`hear_gram.suite.report`). A failed unit is reported in the table and its log kept; the run goes
 on, and the exit code is 1. Rerunning runs only the missing, failed or stale units (a unit's key
@@ -41,7 +42,7 @@ from pathlib import Path
 from hear_gram import cli
 from hear_gram.safeio import subdir
 from hear_gram.suite import condition as conditions
-from hear_gram.suite import report
+from hear_gram.suite import probe, report
 from hear_gram.suite.config import ModelSpec, Settings, SuiteConfigError, load_models
 from hear_gram.suite.units import Unit, plan, run_unit, shard, status, unit_key
 
@@ -96,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="submitit AutoExecutor parameter, e.g. slurm_partition=gpu")  # fmt: skip
     p.add_argument("--report-only", action="store_true", help="merge done units, run nothing")
     p.add_argument("--no-report", action="store_true", help="run units, skip the report")
+    p.add_argument("--no-probe", action="store_true",
+                   help="plan every unit without first checking each module takes its formats")  # fmt: skip
     return p
 
 
@@ -222,8 +225,10 @@ def body(args: argparse.Namespace) -> int:
         subdir(settings.work, "report", what="report folder")
     by_name = {m.name: m for m in models}
     units = plan(models, settings)
+    # Modules that cannot take a unit's format are found here, before the run (hear_gram.suite.probe)
+    unsupported = {} if args.no_probe else probe.check(units, by_name, settings, args.jobs)
     k, n = args.shard
-    mine = shard(units, k, n)
+    mine = [u for u in shard(units, k, n) if u not in unsupported]
     states = {u: _state(u, by_name[u.model], settings) for u in mine}
     parameters = _slurm_parameters(args.slurm) if args.executor != "local" else {}
     todo = [u for u in mine if states[u] != "done"]
@@ -248,7 +253,7 @@ def body(args: argparse.Namespace) -> int:
         if by["interrupted"]:  # Ctrl-C reached a unit's subprocess: stop as cli.main does
             raise KeyboardInterrupt
     if not args.no_report:
-        out = report.write_report(units, models, settings)
+        out = report.write_report(units, models, settings, unsupported)
         text = (out / "REPORT.md").read_text()
         print("\n" + "\n".join(ln for ln in text.splitlines() if not ln.startswith("![")))
         print(f"report: {out}/REPORT.md (results.csv, results.json, figures)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from hear_gram.cache import weights_sha256
@@ -27,14 +27,20 @@ from hear_gram.suite.units import status, unit_key
 COLUMNS = ("model", "condition", "unit", *ROW_KEYS, "status", "error")
 
 
-def collect(units: Sequence[Unit], models: Sequence[ModelSpec], settings: Settings) -> list[dict]:
-    """Rows of every unit: its scores when done, else one row saying failed or missing."""
+def collect(units: Sequence[Unit], models: Sequence[ModelSpec], settings: Settings,
+            unsupported: Mapping[Unit, str] | None = None) -> list[dict]:  # fmt: skip
+    """Rows of every unit: its scores when done, else one row saying failed or missing; the
+    units the probe found the module cannot take (`unsupported`: unit -> cause) one row each."""
     by_name = {m.name: m for m in models}
+    unsupported = unsupported or {}
     rows = []
-    for unit in sorted(units):
+    for unit in sorted({*units, *unsupported}):
         base = {k: "" for k in COLUMNS if k != "status"} | {"model": unit.model, "condition": unit.condition,
                                            "unit": unit.task, "task": unit.task,
                                            "format": unit.fmt}  # fmt: skip
+        if unit in unsupported:
+            rows.append({**base, "status": "unsupported", "error": unsupported[unit]})
+            continue
         try:
             key = unit_key(unit, by_name[unit.model].resolve(unit.condition, unit.fmt), settings)
             state = status(unit, key, settings.work)
@@ -85,9 +91,10 @@ def _sha(path: Path | None) -> str:
 def markdown(rows: list[dict], models: Sequence[ModelSpec], settings: Settings, images: list[str]) -> str:  # fmt: skip
     names = [m.name for m in models]
     counts = {s: sum(1 for r in _unit_rows(rows) if r["status"] == s)
-              for s in ("ok", "failed", "missing")}  # fmt: skip
+              for s in ("ok", "failed", "missing", "unsupported")}  # fmt: skip
+    skipped = f", {counts['unsupported']} unsupported" if counts["unsupported"] else ""
     out = ["# HEAR suite report", "",
-           f"Units: {counts['ok']} done, {counts['failed']} failed, {counts['missing']} missing "
+           f"Units: {counts['ok']} done, {counts['failed']} failed, {counts['missing']} missing{skipped} "
            f"(heareval grid {settings.grid}, {settings.grid_points} grid point(s); "
            f"localization grid {settings.localization_grid}; seed {settings.seed}).", "",
            "| model | module (per format) | weights sha256 |", "|---|---|---|"]  # fmt: skip
@@ -102,14 +109,20 @@ def markdown(rows: list[dict], models: Sequence[ModelSpec], settings: Settings, 
         out += ["## Failed units", ""]
         out += [f"- {r['model']}/{r['condition']}/{r['unit']}: {r['error']}" for r in failed]
         out.append("")
+    refused = [r for r in rows if r["status"] == "unsupported"]
+    if refused:  # found by hear_gram.suite.probe before the run: never run, never failed
+        out += ["## Unsupported units (the module cannot take their input)", ""]
+        out += [f"- {r['model']}/{r['condition']}/{r['unit']}: {r['error']}" for r in refused]
+        out.append("")
     out += [f"![{name}]({name})" for name in images]
     return "\n".join(out) + "\n"
 
 
-def write_report(units: Sequence[Unit], models: Sequence[ModelSpec], settings: Settings) -> Path:
+def write_report(units: Sequence[Unit], models: Sequence[ModelSpec], settings: Settings,
+                 unsupported: Mapping[Unit, str] | None = None) -> Path:  # fmt: skip
     """Write WORK/report/ (through `safeio.subdir`: a planted link leading outside is refused)."""
     out = subdir(settings.work, "report", what="report folder")
-    rows = collect(units, models, settings)
+    rows = collect(units, models, settings, unsupported)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()

@@ -4,13 +4,18 @@ as HEAR 2021 does (primary metric: the first of the task's `evaluation` list).
 A unit runs the project's command-line tools as subprocesses, exactly as a user would: `python
 -m hear_gram.embed` (heareval's embeddings runner, in a folder per weights sha256) on one task,
 then `python -m hear_gram.predict` on its embeddings, and the scores read back with
-`hear_gram.scores`. The conditions of the `hear` group share REPORT.md's HEAR / Nat-HEAR table
+`hear_gram.scores`. A task that lacks the module's sample rate (read from its probe record,
+`hear_gram.suite.probe`) is resampled once into a build folder under OUT first
+(`hear_gram.suite.rates`): heareval's runner reads only the folder at the module's rate. Models
+whose module is `chance` or `majority` are scored from the labels alone
+(`hear_gram.suite.hear_baselines`). The conditions of the `hear` group share REPORT.md's HEAR / Nat-HEAR table
 (tasks x model and condition, primary metric x 100), its averages and the drop from a
 condition's `reference` (dry), and the figure dry_vs_naturalistic.png.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import sys
@@ -21,6 +26,7 @@ from typing import TYPE_CHECKING
 from hear_gram.safeio import child, subdir
 from hear_gram.suite import condition as conditions
 from hear_gram.suite.condition import Condition, Unit, UnitError, run_logged
+from hear_gram.suite.hear_baselines import BASELINES
 
 if TYPE_CHECKING:
     from hear_gram.suite.config import Resolved, Settings
@@ -45,6 +51,8 @@ class HearCondition(Condition):
 
     group = "hear"
     title = "HEAR and Nat-HEAR"
+    hear_module = True
+    baselines = BASELINES
     reference = ""  # the condition this one's drop is measured from ("" = none)
     label = ""  # its name in the averages table, e.g. "HEAR", "Nat-HEAR binaural"
 
@@ -62,10 +70,18 @@ class HearCondition(Condition):
         from hear_gram.embed import heareval_folder, weights_key
         from hear_gram.scores import collect_scores
 
+        from hear_gram.suite import hear_baselines, probe, rates
+
         log_file = folder / "unit.log"
         root = self.tasks_root(unit, settings, log_file)
         if not (child(root, unit.task, "task") / "task_metadata.json").is_file():
             raise UnitError(f"no task {unit.task} under {root}")
+        if resolved.module in BASELINES:
+            if resolved.options or resolved.weights is not None:
+                raise UnitError(f"{resolved.module} takes no weights and no options")
+            return hear_baselines.rows(child(root, unit.task, "task"), resolved.module, unit.fmt)
+        root = rates.ensure_rate(root, unit.task, probe.sample_rate(resolved, settings), settings,
+                                 log_file)  # fmt: skip
         # One embeddings folder per task content: hear_gram.embed refuses a task whose files
         # changed since it was embedded, so a changed task gets a fresh folder.
         content = self.task_key(unit, settings)[:12]
@@ -78,7 +94,10 @@ class HearCondition(Condition):
             cmd += ["--weights", str(resolved.weights)]
         run_logged(cmd, log_file, "hear_gram.embed")
         key, _ = weights_key(resolved.weights)
-        emb = base / key / heareval_folder(resolved.module, resolved.options) / unit.task
+        # heareval names the folder from the options in the order the JSON it is given lists them
+        # (sorted by options_json), not in the models file's order
+        options = json.loads(resolved.options_json())
+        emb = base / key / heareval_folder(resolved.module, options) / unit.task
         run_logged([py, "-m", "hear_gram.predict", str(emb), "--grid", settings.grid,
                     "--grid-points", str(settings.grid_points)], log_file, "hear_gram.predict")  # fmt: skip
         rows = collect_scores(emb)
