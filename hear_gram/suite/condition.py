@@ -47,7 +47,8 @@ SPATIAL_FORMATS: tuple[str, ...] = ("binaural", "ambisonic")
 # interval over test files), else empty.
 ROW_KEYS = ("task", "format", "snr_bin", "metric", "mean", "std", "folds", "better", "ci_low",
             "ci_high")  # fmt: skip
-RESERVED = ("name", "module", "weights", "options", "conditions", "formats", "channels")  # models-file keys
+RESERVED = ("name", "module", "weights", "options", "conditions", "formats",
+            "channels")  # models-file keys  # fmt: skip
 BUILTINS = "hear_gram.suite.conditions"  # imported on the first registry lookup
 
 _REGISTRY: dict[str, Condition] = {}

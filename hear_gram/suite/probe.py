@@ -179,20 +179,31 @@ def probe(resolved: Resolved, formats: Iterable[str], settings: Settings) -> dic
     path = folder / f"{name}.json"
     with locked(folder / f"{name}.lock"):
         have = read_json(path)
-        if not (have and have.get("key") == k and have.get("loaded")):
-            have = None
+        if not (have and have.get("key") == k and _valid(have)):
+            have = None  # missing, stale, or not what this file writes: probe again
         known = (have or {}).get("formats", {})
         missing = [f for f in dict.fromkeys(formats) if f not in known]
         if have is not None and not missing:
             return have
         new = _run(resolved, missing, folder, name)
-        if not new.get("loaded"):
-            return new
+        if not _valid(new):
+            return {"loaded": False, "error": new.get("error") or "the probe's record is not valid",
+                    "sample_rate": None, "formats": {}}  # fmt: skip
         record = {"key": k, "module": resolved.module, "weights": str(resolved.weights or ""),
                   "options": resolved.options, **new,
                   "formats": {**known, **new.get("formats", {})}}  # fmt: skip
         write_json(path, record)
     return record
+
+
+def _valid(record: dict) -> bool:
+    """A record of a module that loaded: a sample rate in range, a str cause per format."""
+    from hear_gram.resample import MAX_RATE
+
+    rate, formats = record.get("sample_rate"), record.get("formats")
+    return (record.get("loaded") is True and type(rate) is int and 1 <= rate <= MAX_RATE
+            and isinstance(formats, dict) and set(formats) <= set(FORMATS)
+            and all(isinstance(v, str) for v in formats.values()))  # fmt: skip
 
 
 def _run(resolved: Resolved, formats: list[str], folder: Path, name: str) -> dict:
@@ -210,6 +221,7 @@ def _run(resolved: Resolved, formats: list[str], folder: Path, name: str) -> dic
     except UnitError as e:  # the subprocess died (a crash in native code, out of memory)
         return {"loaded": False, "error": str(e), "sample_rate": None, "formats": {}}
     record = read_json(out)
+    out.unlink(missing_ok=True)
     if record is None or not isinstance(record.get("formats"), dict):
         return {"loaded": False, "error": f"the probe left no record in {out}",
                 "sample_rate": None, "formats": {}}  # fmt: skip
@@ -292,13 +304,13 @@ def summary(mine: list[tuple[Unit, str | None]], records: dict[str, dict],
     """One line: the formats taken (by rate), the baselines, then each distinct refusal (in
     FORMATS order)."""
     by_rate: dict[int, list[str]] = {}
-    baselines: list[str] = []
+    baselines: dict[str, list[str]] = {}  # baseline -> the conditions it runs in
     for u, target in mine:
         if u in unsupported:
             continue
         if not target:
             name = model.resolve(u.condition, u.fmt).module
-            baselines.append(f"{name} on {u.condition}")
+            baselines.setdefault(name, []).append(u.condition)
             continue
         via = model.channels_of(u.condition, u.fmt)
         label = u.fmt + (f" via channels={via}" if via else "")
@@ -307,8 +319,8 @@ def summary(mine: list[tuple[Unit, str | None]], records: dict[str, dict],
     if by_rate:
         rates = [f"rate {rate}; {', '.join(_ordered(labels))}" for rate, labels in sorted(by_rate.items())]  # fmt: skip
         parts.append(f"ok ({'; '.join(rates)})")
-    if baselines:
-        parts.append(f"baseline, no module loaded ({', '.join(dict.fromkeys(baselines))})")
+    for name, conds in baselines.items():
+        parts.append(f"baseline {name}, no module loaded ({', '.join(dict.fromkeys(conds))})")
     rank = {f: i for i, f in enumerate(FORMATS)}
     refused = sorted((u for u, _ in mine if u in unsupported), key=lambda u: (rank[u.fmt], u))
     return "; ".join([*parts, *dict.fromkeys(unsupported[u] for u in refused)])

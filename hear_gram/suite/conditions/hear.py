@@ -69,7 +69,6 @@ class HearCondition(Condition):
     def run(self, unit: Unit, resolved: Resolved, settings: Settings, folder: Path) -> list[dict]:
         from hear_gram.embed import heareval_folder, weights_key
         from hear_gram.scores import collect_scores
-
         from hear_gram.suite import hear_baselines, probe, rates
 
         log_file = folder / "unit.log"
