@@ -299,6 +299,24 @@ def test_a_tampered_probe_record_is_not_trusted(tmp_path, lib):
     assert probe.sample_rate(resolved, settings) == 44100 and loads(tmp_path) == 2
 
 
+@pytest.mark.hostile("path")
+def test_a_link_planted_at_the_probe_folder_is_refused(tmp_path, lib, capsys):
+    from tests.hostile import snapshot
+
+    write_module(lib, "tiny_mono_f")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    before = snapshot(outside)
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "probe").symlink_to(outside)
+    models = models_file(tmp_path / "m.toml", '[[model]]\nname = "t"\nmodule = "tiny_mono_f"\n')
+    code = suite_main(["--models", str(models), "--tasks-dir", str(_tasks(tmp_path / "tasks")),
+                       "--out", str(tmp_path / "w"), "--conditions", "dry", "--quiet"])  # fmt: skip
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert code == 2 and len(err) == 1 and "probe" in err[0] and "outside" in err[0], err
+    assert snapshot(outside) == before and loads(tmp_path) == 0
+
+
 # ------------------------------------------------------------------ a missing sample rate
 
 

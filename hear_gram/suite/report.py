@@ -2,10 +2,11 @@
 figures (the layout of the paper's central table, arXiv 2602.03307 and 2506.00934 sec. 5).
 
 - results.csv / results.json: one row per (model, condition, task, metric) of every done unit,
-  and one row per failed or missing unit (status and error, no score); sorted, so the same units
-  give the same files whatever order, sharding or machine produced them.
+  and one row per failed, missing or unsupported unit (status and error, no score); sorted, so
+  the same units give the same files whatever order, sharding or machine produced them.
 - REPORT.md: the models, then one section per table group of the run's conditions (each drawn by
-  its conditions: `Condition.section`), then the failed units with their error, then figures
+  its conditions: `Condition.section`), then the failed units with their error, the unsupported
+  ones (`hear_gram.suite.probe`) with their cause, then figures
   (`Condition.figures`).
 """
 
