@@ -179,7 +179,7 @@ def fake_suite(tmp_path, monkeypatch):
         return suite_main(
             ["--models", str(models), "--tasks-dir", str(tasks), "--work", str(tmp_path / work),
              "--conditions", "dry,nat-binaural,localization,t60", "--localization-source", "a",
-             *extra]
+             "--no-probe", *extra]  # the units are faked: no module is called
         )  # fmt: skip
 
     return run, tmp_path
@@ -317,7 +317,8 @@ def test_real_units_through_the_hear_tools(tmp_path):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     args = ["hear_gram.suite", "--models", str(models), "--tasks-dir", str(tasks), "--work",
-            str(tmp_path / "w"), "--conditions", "dry", "--grid", "fast", "--grid-points", "1"]  # fmt: skip
+            str(tmp_path / "w"), "--conditions", "dry", "--grid", "fast", "--grid-points", "1",
+            "--no-probe"]  # the binaural-only module's unit is run, to fail  # fmt: skip
     with pytest.raises(AssertionError, match="exited 1"):  # one failed unit: exit code 1
         run_module(args, cwd=cwd, log=tmp_path / "run1.log")
     assert list(cwd.iterdir()) == []

@@ -7,9 +7,11 @@
         [--localization-source NAME ...] [--grid default|fast|faster] [--grid-points N]
         [--localization-grid default|fast|tiny] [--n-scenes N] [--seed S] [--workers N]
         [--jobs N] [--shard K/N] [--executor local|slurm|submitit-local] [--slurm KEY=VALUE ...]
-        [--retry-failed] [--report-only] [--no-report] [-q | -v]
+        [--retry-failed] [--report-only] [--no-report] [--no-probe] [-q | -v]
 
-Plans every unit (model x condition x task, `hear_gram.suite.units`), makes the one-off builds
+Plans every unit (model x condition x task, `hear_gram.suite.units`), leaves out those whose
+module cannot take their input format (`hear_gram.suite.probe`: one line per model; `--no-probe`
+skips it, e.g. on a login node), makes the one-off builds
 the units to run read (`Condition.builds`: only their formats, kinds of task and models' sample
 rates; a step of its own, one line per build with its time, "build: localization esc50 binaural
 16000 Hz (12 s)"), runs the units (in `--jobs` threads, or as a submitit job array; one line per
@@ -57,7 +59,7 @@ from typing import Any
 
 from hear_gram import cli
 from hear_gram.safeio import subdir
-from hear_gram.suite import build, report
+from hear_gram.suite import build, probe, report
 from hear_gram.suite import condition as conditions
 from hear_gram.suite.build import Build
 from hear_gram.suite.condition import UnitInterrupted
@@ -127,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rerun units whose failure cannot change (module import, format, task)")  # fmt: skip
     p.add_argument("--report-only", action="store_true", help="merge done units, run nothing")
     p.add_argument("--no-report", action="store_true", help="run units, skip the report")
+    p.add_argument("--no-probe", action="store_true",
+                   help="plan every unit without first checking each module takes its formats")  # fmt: skip
     return p
 
 
@@ -436,7 +440,9 @@ def body(args: argparse.Namespace) -> int:
     k, n = args.shard
     try:  # minutes on the full HEAR set: unit keys hash every audio file
         units = plan(models, settings)
-        mine = shard(units, k, n)
+        # modules that cannot take a unit's format are found here, before the run
+        unsupported = {} if args.no_probe else probe.check(units, by_name, settings, args.jobs)
+        mine = [u for u in shard(units, k, n) if u not in unsupported]
         states = _states(mine, by_name, settings)
     except KeyboardInterrupt:
         print("interrupted while planning: nothing ran; rerun the same command to resume",
@@ -478,7 +484,7 @@ def body(args: argparse.Namespace) -> int:
         interrupted = interrupted or by["interrupted"] > 0
     with _DeferredInterrupt() as held:
         if not args.no_report:
-            out = report.write_report(units, models, settings)
+            out = report.write_report(units, models, settings, unsupported)
             if not (interrupted or held.hit):
                 text = (out / "REPORT.md").read_text()
                 print("\n" + "\n".join(ln for ln in text.splitlines() if not ln.startswith("![")))

@@ -19,7 +19,10 @@ A condition says:
   rows (`ROW_KEYS`, the common schema of results.csv);
 - `group`, `section(...)`, `figures(...)`: its part of REPORT.md (conditions of one `group` share
   one table, drawn by the first of them) and its optional figures; `better`: metric direction;
-- `default`: whether a run without `--conditions` includes it (False: run only when named).
+- `default`: whether a run without `--conditions` includes it (False: run only when named);
+- `hear_module`: whether its units call the model's HEAR module on audio of the unit's format
+  (then `hear_gram.suite.probe` checks, before the run, that the module takes that format);
+  `baselines`: module names it runs as its own baselines instead of importing them.
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ SPATIAL_FORMATS: tuple[str, ...] = ("binaural", "ambisonic")
 # models scored on the same folds can be compared fold against fold (`hear_gram.suite.stats`).
 ROW_KEYS = ("task", "format", "snr_bin", "metric", "fold", "seed", "mean", "std", "folds",
             "better", "ci_low", "ci_high")  # fmt: skip
-RESERVED = ("name", "module", "weights", "options", "conditions", "formats")  # models-file keys
+RESERVED = ("name", "module", "weights", "options", "conditions", "formats",
+            "channels")  # models-file keys  # fmt: skip
 BUILTINS = "hear_gram.suite.conditions"  # imported on the first registry lookup
 
 _REGISTRY: dict[str, Condition] = {}
@@ -165,6 +169,8 @@ class Condition(abc.ABC):
     title: str = ""  # REPORT.md section title
     options: tuple[Option, ...] = ()  # its command-line options (shared flags appear once)
     default: bool = True  # in a run without --conditions (False: an opt-in, run when named)
+    hear_module: bool = False  # its units call the HEAR module: probed before the run
+    baselines: tuple[str, ...] = ()  # module names it runs itself (not imported, not probed)
 
     def check(self) -> None:
         check_name(self.name, "condition name")

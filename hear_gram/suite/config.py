@@ -17,7 +17,15 @@ and optional overrides per input format (`mono`, `binaural`, `ambisonic`) and pe
     [model.localization]                    # localization units (after the format's overrides)
     options = { strategy = "cls" }
 
+    [[model]]
+    name = "mono-model"
+    module = "pkg.mono_module"              # a module that takes mono audio only
+    channels = "mean"                       # binaural/Ambisonic audio: downmixed ("mean") or
+                                            #   embedded channel by channel ("per-channel")
+
 Overrides apply in the order base < format < condition; `options` tables are merged key by key.
+`channels` (also an override key; "" turns it off) wraps the module for spatial units in
+`hear_gram.suite.channels_module`; mono units get the module as it is.
 Condition keys are those of the registry (`hear_gram.suite.condition`). Every field is
 type-checked (`hear_gram.cli.expect`): a wrong type, a NaN option, a name that would break
 REPORT.md's Markdown or a file nested past `hear_gram.cli.MAX_DEPTH` is refused in one line.
@@ -34,13 +42,28 @@ from typing import Any
 from hear_gram import cli
 from hear_gram.safeio import check_name
 from hear_gram.suite import condition as conditions
-from hear_gram.suite.condition import FORMATS
+from hear_gram.suite.condition import FORMATS, SPATIAL_FORMATS
 
-MODEL_KEYS = {"name", "module", "weights", "options", "conditions", "formats"}
-OVERRIDE_KEYS = {"module", "weights", "options"}
+MODEL_KEYS = {"name", "module", "weights", "options", "conditions", "formats", "channels"}
+OVERRIDE_KEYS = {"module", "weights", "options", "channels"}
 # Characters a model name may not hold: they would break REPORT.md's tables and text (a `|`
 # ends a cell, a backtick opens code, a newline ends the row, brackets and `*` open markup).
 MARKDOWN_UNSAFE = set("|`<>[]*\\#")
+
+
+ADAPTER = "hear_gram.suite.channels_module"
+CHANNEL_MODES = ("mean", "per-channel")  # the adapter's modes (the module's docstring)
+
+
+def adapter_options(module: str, channels: str, fmt: str, options: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """load_model options of the channel adapter around `module` (keys sorted: heareval's folder
+    name follows their order, `hear_gram.embed.heareval_folder`). `code`: the wrapped package's
+    code fingerprint (16 hex), so every cache keyed by (module, its code, options) sees an edit
+    of the wrapped module and not only of the adapter."""
+    from hear_gram.cache import code_fingerprint
+
+    return {"channels": channels, "code": code_fingerprint(module)[:16], "format": fmt,
+            "module": module, "options": options}  # fmt: skip
 
 
 class SuiteConfigError(cli.CLIError):
@@ -68,15 +91,27 @@ class ModelSpec:
     conditions: tuple[str, ...] | None = None  # None: every condition of the run
     formats: tuple[str, ...] = FORMATS
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
+    channels: str = ""  # "mean", "per-channel" or "" (none): how spatial audio reaches the module
 
     def resolve(self, condition: str, fmt: str) -> Resolved:
         module, weights, options = self.module, self.weights, dict(self.options)
+        channels = self.channels
         for key in (fmt, condition):
             over = self.overrides.get(key, {})
             module = over.get("module", module)
             weights = over["weights"] if "weights" in over else weights
             options.update(over.get("options", {}))
+            channels = over.get("channels", channels)
+        if channels and fmt in SPATIAL_FORMATS:
+            return Resolved(ADAPTER, weights, adapter_options(module, channels, fmt, options))
         return Resolved(module, weights, options)
+
+    def channels_of(self, condition: str, fmt: str) -> str:
+        """The `channels` adapter of this model's `fmt` units of `condition` ("" for none)."""
+        channels = self.channels
+        for key in (fmt, condition):
+            channels = self.overrides.get(key, {}).get("channels", channels)
+        return channels if fmt in SPATIAL_FORMATS else ""
 
     def applies(self, condition: str, fmt: str) -> bool:
         in_run = self.conditions is None or condition in self.conditions
@@ -170,6 +205,14 @@ def _names(value: Any, allowed: list[str] | tuple[str, ...], what: str) -> tuple
     return tuple(v for v in allowed if v in value)
 
 
+def _channels(value: Any, what: str) -> str:
+    value = cli.expect(value, str, what)
+    if value not in ("", *CHANNEL_MODES):
+        raise SuiteConfigError(f"{what} must be one of {list(CHANNEL_MODES)} (or \"\" for "
+                               f"none), got {value!r:.60}")  # fmt: skip
+    return value
+
+
 def _override(raw: dict, base: Path, what: str) -> dict[str, Any]:
     bad = sorted(set(raw) - OVERRIDE_KEYS)
     if bad:
@@ -181,6 +224,8 @@ def _override(raw: dict, base: Path, what: str) -> dict[str, Any]:
         out["weights"] = _path(raw["weights"], base, f"{what}.weights")
     if "options" in raw:
         out["options"] = _options(raw["options"], f"{what}.options")
+    if "channels" in raw:
+        out["channels"] = _channels(raw["channels"], f"{what}.channels")
     return out
 
 
@@ -225,6 +270,7 @@ def parse_model(raw: dict, base: Path) -> ModelSpec:
         conditions=None if chosen is None else _names(chosen, known, f"{what}.conditions"),
         formats=_names(raw.get("formats", list(FORMATS)), FORMATS, f"{what}.formats"),
         overrides=overrides,
+        channels=_channels(raw.get("channels", ""), f"{what}.channels"),
     )
 
 

@@ -3,13 +3,14 @@ figures (the layout of the paper's central table, arXiv 2602.03307 and 2506.0093
 
 - results.csv / results.json: one row per (model, condition, task, metric) of every done unit
   (`fold` empty: the aggregate, mean ± sd over n folds or seeds x folds), then its per-fold rows
-  (`fold`, `seed`: that test fold's score), and one row per failed or missing unit (status and
+  (`fold`, `seed`: that test fold's score), and one row per failed, missing or unsupported unit (status and
   error, no score); `seconds`: the unit's wall time (the same on each of its rows). Sorted, so the
   same units give the same files, apart from `seconds`, whatever order, sharding or machine
   produced them.
 - REPORT.md: the models, then one section per table group of the run's conditions (each drawn by
   its conditions: `Condition.section`; cells "mean ± sd (n=N)"), the model comparisons (a paired
-  t-test over folds, `hear_gram.suite.stats`), the failed units with their error, then figures
+  t-test over folds, `hear_gram.suite.stats`), the failed units with their error, the unsupported ones
+  (`hear_gram.suite.probe`) with their cause, then figures
   (`Condition.figures`) and links to each unit's own figures.
 """
 
@@ -20,7 +21,7 @@ import io
 import json
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -35,14 +36,20 @@ from hear_gram.suite.units import status, unit_key
 COLUMNS = ("model", "condition", "unit", *ROW_KEYS, "seconds", "status", "error")
 
 
-def collect(units: Sequence[Unit], models: Sequence[ModelSpec], settings: Settings) -> list[dict]:
-    """Rows of every unit: its scores when done, else one row saying failed or missing."""
+def collect(units: Sequence[Unit], models: Sequence[ModelSpec], settings: Settings,
+            unsupported: Mapping[Unit, str] | None = None) -> list[dict]:  # fmt: skip
+    """Rows of every unit: its scores when done, else one row saying failed or missing; the
+    units the probe found the module cannot take (`unsupported`: unit -> cause) one row each."""
     by_name = {m.name: m for m in models}
+    unsupported = unsupported or {}
     rows = []
-    for unit in sorted(units):
+    for unit in sorted({*units, *unsupported}):
         base = {k: "" for k in COLUMNS if k != "status"} | {"model": unit.model, "condition": unit.condition,
                                            "unit": unit.task, "task": unit.task,
                                            "format": unit.fmt}  # fmt: skip
+        if unit in unsupported:
+            rows.append({**base, "status": "unsupported", "error": unsupported[unit]})
+            continue
         try:
             key = unit_key(unit, by_name[unit.model].resolve(unit.condition, unit.fmt), settings)
             state = status(unit, key, settings.work)
@@ -169,10 +176,11 @@ def markdown(rows: list[dict], models: Sequence[ModelSpec], settings: Settings, 
              links: Sequence[str] = ()) -> str:  # fmt: skip
     names = [m.name for m in models]
     counts = {s: sum(1 for r in _unit_rows(rows) if r["status"] == s)
-              for s in ("ok", "failed", "missing")}  # fmt: skip
+              for s in ("ok", "failed", "missing", "unsupported")}  # fmt: skip
     seeds = SEEDS.value(settings.extra)
+    skipped = f", {counts['unsupported']} unsupported" if counts["unsupported"] else ""
     out = ["# HEAR suite report", "",
-           f"Units: {counts['ok']} done, {counts['failed']} failed, {counts['missing']} missing "
+           f"Units: {counts['ok']} done, {counts['failed']} failed, {counts['missing']} missing{skipped} "
            f"(heareval grid {settings.grid}, {settings.grid_points} grid point(s); "
            f"localization grid {settings.localization_grid}; seed {settings.seed}"
            + (f"; {seeds} training seeds where the scorer takes one" if seeds > 1 else "")
@@ -190,6 +198,11 @@ def markdown(rows: list[dict], models: Sequence[ModelSpec], settings: Settings, 
         out += ["## Failed units", ""]
         out += [f"- {r['model']}/{r['condition']}/{r['unit']}: {r['error']}" for r in failed]
         out.append("")
+    refused = [r for r in rows if r["status"] == "unsupported"]
+    if refused:  # found by hear_gram.suite.probe before the run: never run, never failed
+        out += ["## Unsupported units (the module cannot take their input)", ""]
+        out += [f"- {r['model']}/{r['condition']}/{r['unit']}: {r['error']}" for r in refused]
+        out.append("")
     if images or links:
         out += ["## Figures", ""]
     out += [f"![{name}]({name})" for name in images]
@@ -198,10 +211,11 @@ def markdown(rows: list[dict], models: Sequence[ModelSpec], settings: Settings, 
     return "\n".join(out) + "\n"
 
 
-def write_report(units: Sequence[Unit], models: Sequence[ModelSpec], settings: Settings) -> Path:
+def write_report(units: Sequence[Unit], models: Sequence[ModelSpec], settings: Settings,
+                 unsupported: Mapping[Unit, str] | None = None) -> Path:  # fmt: skip
     """Write WORK/report/ (through `safeio.subdir`: a planted link leading outside is refused)."""
     out = subdir(settings.work, "report", what="report folder")
-    rows = collect(units, models, settings)
+    rows = collect(units, models, settings, unsupported)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()

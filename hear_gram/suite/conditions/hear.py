@@ -5,15 +5,20 @@ A unit runs the project's command-line tools as subprocesses, exactly as a user 
 -m hear_gram.embed` (heareval's embeddings runner, in a folder per weights sha256) on one task,
 then `python -m hear_gram.predict` on its embeddings, and the scores read back with
 `hear_gram.scores`: per metric the mean and sd over the test folds, then one row per test fold
-(`fold_rows`). heareval's runner has no seed option (it seeds every probe with 42), so these
-conditions take no `--seeds`. The conditions of the `hear` group share REPORT.md's HEAR /
-Nat-HEAR table (tasks x model and condition, primary metric x 100, mean ± sd over folds), its
-averages and the drop from a condition's `reference` (dry), each marked where it is noise by a
-paired t-test over tasks, and the figure dry_vs_naturalistic.png (sd error bars).
+(`fold_rows`). A task that lacks the module's sample rate (read from its probe record,
+`hear_gram.suite.probe`) is resampled once into a build folder under OUT first
+(`hear_gram.suite.rates`): heareval's runner reads only the folder at the module's rate. Models
+whose module is `chance` or `majority` are scored from the labels alone
+(`hear_gram.suite.hear_baselines`). heareval's runner has no seed option (it seeds every probe
+with 42), so these conditions take no `--seeds`. The conditions of the `hear` group share
+REPORT.md's HEAR / Nat-HEAR table (tasks x model and condition, primary metric x 100, mean ± sd
+over folds), its averages and the drop from a condition's `reference` (dry), each marked where it
+is noise by a paired t-test over tasks, and the figure dry_vs_naturalistic.png (sd error bars).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import sys
@@ -25,6 +30,7 @@ from hear_gram.safeio import child, subdir
 from hear_gram.suite import condition as conditions
 from hear_gram.suite import stats
 from hear_gram.suite.condition import Condition, Unit, UnitError, aggregate, run_logged
+from hear_gram.suite.hear_baselines import BASELINES
 
 if TYPE_CHECKING:
     from hear_gram.suite.config import Resolved, Settings
@@ -49,6 +55,8 @@ class HearCondition(Condition):
 
     group = "hear"
     title = "HEAR and Nat-HEAR"
+    hear_module = True
+    baselines = BASELINES
     reference = ""  # the condition this one's drop is measured from ("" = none)
     label = ""  # its name in the averages table, e.g. "HEAR", "Nat-HEAR binaural"
 
@@ -65,11 +73,18 @@ class HearCondition(Condition):
     def run(self, unit: Unit, resolved: Resolved, settings: Settings, folder: Path) -> list[dict]:
         from hear_gram.embed import heareval_folder, weights_key
         from hear_gram.scores import collect_scores
+        from hear_gram.suite import hear_baselines, probe, rates
 
         log_file = folder / "unit.log"
         root = self.tasks_root(unit, settings, log_file)
         if not (child(root, unit.task, "task") / "task_metadata.json").is_file():
             raise UnitError(f"no task {unit.task} under {root}")
+        if resolved.module in BASELINES:
+            if resolved.options or resolved.weights is not None:
+                raise UnitError(f"{resolved.module} takes no weights and no options")
+            return hear_baselines.rows(child(root, unit.task, "task"), resolved.module, unit.fmt)
+        root = rates.ensure_rate(root, unit.task, probe.sample_rate(resolved, settings), settings,
+                                 log_file)  # fmt: skip
         # One embeddings folder per task content: hear_gram.embed refuses a task whose files
         # changed since it was embedded, so a changed task gets a fresh folder.
         content = self.task_key(unit, settings)[:12]
@@ -82,7 +97,10 @@ class HearCondition(Condition):
             cmd += ["--weights", str(resolved.weights)]
         run_logged(cmd, log_file, "hear_gram.embed")
         key, _ = weights_key(resolved.weights)
-        emb = base / key / heareval_folder(resolved.module, resolved.options) / unit.task
+        # heareval names the folder from the options in the order the JSON it is given lists them
+        # (sorted by options_json), not in the models file's order
+        options = json.loads(resolved.options_json())
+        emb = base / key / heareval_folder(resolved.module, options) / unit.task
         run_logged([py, "-m", "hear_gram.predict", str(emb), "--grid", settings.grid,
                     "--grid-points", str(settings.grid_points)], log_file, "hear_gram.predict")  # fmt: skip
         rows = collect_scores(emb)

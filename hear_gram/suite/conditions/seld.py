@@ -149,6 +149,8 @@ class Seld(Condition):
     title = "SELD"
     default = False
     options = (SOURCE, GIVEN, CLIPS, EPOCHS, SEEDS)
+    hear_module = True
+    baselines = BASELINES
 
     def __init__(self, fmt: str) -> None:
         self.name = f"seld-{fmt}"

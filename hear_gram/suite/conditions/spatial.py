@@ -81,6 +81,8 @@ class SpatialCondition(Condition):
     better = "lower"
     group = "spatial"
     options = (SOURCE, GIVEN, SEEDS)
+    hear_module = True
+    baselines = ("chance",)  # localization_tasks.evaluate --module chance
     target = ""  # the tasks' localization.target
     metric = ""  # the evaluator's metric of this target (lower is better)
     caption = ""  # what the columns show, one sentence
@@ -246,7 +248,7 @@ class SpatialCondition(Condition):
 
     def state(self, rows: list[dict]) -> str:
         states = {r["status"] for r in rows if r["condition"] == self.name}
-        return next((s for s in ("failed", "missing") if s in states), "-")
+        return next((s for s in ("failed", "missing", "unsupported") if s in states), "-")
 
     def figures(self, group: Sequence[Condition], rows: list[dict], models: Sequence[str], out: Path) -> list[str]:  # fmt: skip
         return [name for c in group if isinstance(c, SpatialCondition)
