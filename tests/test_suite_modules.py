@@ -32,6 +32,7 @@ import torch
 from hear_gram.suite import hear_baselines, probe, rates
 from hear_gram.suite.__main__ import main as suite_main
 from hear_gram.suite.conditions.hear import HearCondition
+from hear_gram.suite.conditions.naturalistic import Naturalistic
 from hear_gram.suite.conditions.spatial import SpatialCondition
 from hear_gram.suite.config import ADAPTER, Settings, load_models
 from tests.conftest import REPO
@@ -233,6 +234,7 @@ def test_a_mono_module_given_binaural_is_unsupported_with_a_hint_and_probed_once
     nothing; an edited module is probed again; channels = "mean" makes the unit run."""
     calls = []
     monkeypatch.setattr(HearCondition, "run", lambda *a: calls.append(a[1].id) or _fake_hear(*a))
+    monkeypatch.setattr(Naturalistic, "builds", lambda *args: [])  # the fake runs read none
     write_module(lib, "tiny_mono_c")
     models = models_file(tmp_path / "m.toml", '[[model]]\nname = "tiny"\nmodule = "tiny_mono_c"\n')
     argv = ["--models", str(models), "--tasks-dir", str(_tasks(tmp_path / "tasks")), "--out",
@@ -252,7 +254,7 @@ def test_a_mono_module_given_binaural_is_unsupported_with_a_hint_and_probed_once
     assert why.startswith("cannot take binaural: get_scene_embeddings: ValueError: mono audio")
     report = (tmp_path / "w" / "report" / "REPORT.md").read_text()
     assert "1 done, 0 failed, 0 missing, 1 unsupported" in report
-    assert "| a | 50.0 | unsupported |" in report and "## Unsupported units" in report
+    assert "| a | 50.0 ± 0.0 (n=3) | unsupported |" in report and "## Unsupported units" in report
     assert suite_main(argv) == 0 and loads(tmp_path) == 1  # the record is reused
     (lib / "tiny_mono_c.py").write_text(TINY + "\n# an edit\n")
     assert suite_main(argv) == 0 and loads(tmp_path) == 2  # new code: probed again

@@ -77,6 +77,9 @@ def fake_hear_tools(cmd: list[str], log_file: Path, step: str) -> None:
 @pytest.fixture
 def hear_run(tmp_path, monkeypatch):
     monkeypatch.setattr("hear_gram.suite.conditions.hear.run_logged", fake_hear_tools)
+    # the fake modules load nowhere: their rate is the tasks' own, so no resampling is asked
+    monkeypatch.setattr("hear_gram.suite.probe.sample_rate", lambda resolved, settings: 16000)
+    monkeypatch.setattr("hear_gram.suite.rates.ensure_rate", lambda root, *args: root)
     tasks = tmp_path / "tasks"
     for name in "abc":
         (tasks / name).mkdir(parents=True)
@@ -84,7 +87,7 @@ def hear_run(tmp_path, monkeypatch):
     models = tmp_path / "models.toml"
     models.write_text(MODELS + BROKEN)
     code = suite_main(["--models", str(models), "--tasks-dir", str(tasks), "--out",
-                       str(tmp_path / "w"), "--conditions", "dry", "--quiet"])  # fmt: skip
+                       str(tmp_path / "w"), "--conditions", "dry", "--quiet", "--no-probe"])  # fmt: skip
     assert code == 1  # broken's units failed
     return tmp_path / "w"
 
@@ -227,7 +230,7 @@ def loc_run(tmp_path, monkeypatch):
     def run(work: str, *extra: str) -> Path:
         code = suite_main(["--models", str(models), "--tasks-dir", str(tmp_path / "tasks"),
                            "--out", str(tmp_path / work), "--conditions", "localization",
-                           "--localization-dir", str(tmp_path / "loc"), "--quiet", *extra])  # fmt: skip
+                           "--localization-dir", str(tmp_path / "loc"), "--quiet", "--no-probe", *extra])  # fmt: skip
         assert code == 0
         return tmp_path / work
 
