@@ -18,17 +18,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hear_gram.cache import code_fingerprint, task_digest, weights_sha256
+from hear_gram.cache import code_fingerprint, task_digest
 from hear_gram.safeio import child, locked, subdir, write_json
-from hear_gram.suite.condition import failure_cause, read_json, run_logged
+from hear_gram.suite.condition import run_logged
 
 if TYPE_CHECKING:
     from hear_gram.suite.config import Resolved, Settings
@@ -117,55 +115,20 @@ def build_once(root: Path, cmd: Sequence[str], settings: Settings, log_file: Pat
 
 # ------------------------------------------------------------------ sample rates
 
-_RATE_SCRIPT = """
-import importlib, json, sys
-module, weights, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-model = importlib.import_module(module).load_model(weights, **options)
-print(json.dumps({"sample_rate": int(model.sample_rate)}))
-"""
-_RATES: dict[str, int | None] = {}  # this process's answers, by probe key
-
 
 def model_rate(resolved: Resolved, settings: Settings) -> int | None:
     """The sample rate (Hz) of a HEAR module's model (`load_model(...).sample_rate`), or None
     when it cannot be loaded (its units fail with the reason; a baseline name such as `chance`
-    is no module). Asked once in a subprocess on the CPU, kept in WORK/build/rates/ under the
-    module's code, the weights' sha256 and the options, so a run asks each model once (a
-    failure is kept only when it cannot change: a module that does not import)."""
-    key = digest([resolved.module, code_fingerprint(resolved.module),
-                  weights_sha256(resolved.weights), resolved.options])  # fmt: skip
-    if key in _RATES:
-        return _RATES[key]
-    name = f"{key[:24]}.json"
-    known = read_json(child(settings.work, "build", "folder") / "rates" / name)
-    if known is None or known.get("key") != key:
-        known = {"key": key, "module": resolved.module, **_ask_rate(resolved)}
-        if known["sample_rate"] is not None or known["cause"]:
-            write_json(subdir(settings.work, "build", "rates", what="build folder") / name, known)
-    rate = known.get("sample_rate")
-    ok = isinstance(rate, int) and not isinstance(rate, bool) and rate > 0
-    _RATES[key] = rate if ok else None
-    return _RATES[key]
+    is no module): the module's probe record (`hear_gram.suite.probe`, one CPU load per module
+    code, weights and options, kept under OUT/probe), the one place a run loads a model to ask."""
+    from hear_gram.suite import probe  # the probe plans with the conditions, which build here
 
-
-def _ask_rate(resolved: Resolved) -> dict:
-    """{sample_rate: Hz or None, cause: the permanent cause of a failure or ""}."""
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # one CPU load: no GPU memory taken from units
-    cmd = [sys.executable, "-c", _RATE_SCRIPT, resolved.module, str(resolved.weights or ""),
-           resolved.options_json()]  # fmt: skip
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        logger.info("%s: sample rate unknown (%s)", resolved.module, e)
-        return {"sample_rate": None, "cause": ""}
-    if out.returncode == 0:
-        try:
-            return {"sample_rate": json.loads(out.stdout.splitlines()[-1])["sample_rate"],
-                    "cause": ""}  # fmt: skip
-        except (ValueError, IndexError, KeyError, TypeError):
-            pass
-    logger.info("%s: sample rate unknown: %s", resolved.module, out.stderr.strip()[-300:])
-    return {"sample_rate": None, "cause": failure_cause(out.stderr)}
+    if resolved.module in probe.baseline_modules():  # a condition's own row: nothing to load
+        return None
+    record = probe.probe(resolved, (), settings)
+    rate = record.get("sample_rate")
+    ok = record.get("loaded") and isinstance(rate, int) and not isinstance(rate, bool) and rate > 0
+    return rate if ok else None
 
 
 def source_rates(task_dir: Path) -> list[int]:

@@ -238,6 +238,11 @@ def sample_rate(resolved: Resolved, settings: Settings) -> int:
     return rate
 
 
+def baseline_modules() -> frozenset[str]:
+    """The module names the conditions run themselves (chance, majority, ...): never loaded."""
+    return frozenset(_baselines())
+
+
 def _baselines() -> dict[str, list[str]]:
     """Baseline module name -> the conditions that run it."""
     out: dict[str, list[str]] = {}
