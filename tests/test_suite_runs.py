@@ -381,8 +381,9 @@ def test_only_binaural_localization_renders_only_binaural_direction_tasks_at_the
                                     classes=synthetic_tasks.SCENE_CLASSES[2:4],
                                     sample_rates=(16000, 22050))  # fmt: skip
     models = tmp_path / "models.toml"
+    # a mono module, given binaural scenes through channels = "mean" (its rate: 16 kHz)
     models.write_text('[[model]]\nname = "m"\nmodule = "tests.fixtures.spectral_module"\n'
-                      'formats = ["binaural"]\n')  # fmt: skip
+                      'formats = ["binaural"]\nchannels = "mean"\n')  # fmt: skip
     read = []
 
     def fake_evaluate(self, unit, resolved, settings, folder):
