@@ -136,14 +136,16 @@ def stretches(marks: list[Mark]) -> list[dict]:
 
 
 def phases(parts: list[dict]) -> dict[str, dict]:
-    """Stretches summed by kind: seconds, count and bytes added per bucket, in `PHASES` order."""
+    """Stretches summed by kind, in `PHASES` order: seconds, count, bytes added per bucket, and
+    the run folder's bytes after the last stretch of the kind ("after")."""
     out: dict[str, dict] = {}
     for kind in PHASES:
         mine = [p for p in parts if p["kind"] == kind]
         if mine:
             out[kind] = {"seconds": sum(p["seconds"] for p in mine), "count": len(mine),
                          "added": {k: sum(p["added"][k] for p in mine)
-                                   for k in (*BUCKETS, "total")}}  # fmt: skip
+                                   for k in (*BUCKETS, "total")},
+                         "after": mine[-1]["after"]}  # fmt: skip
     return out
 
 
@@ -405,14 +407,15 @@ def fmt_timeline(parts: list[dict]) -> list[str]:
 
 
 def fmt_phases(phase: dict[str, dict], end: dict[str, int], source: int) -> list[str]:
-    cols = [b for b in BUCKETS]
+    cols = list(BUCKETS)
     head = (f"{'phase':40s} {'n':>3s} {'wall s':>8s} " + " ".join(f"{c[:10]:>10s}" for c in cols)
-            + f" {'total':>8s}")  # fmt: skip
-    lines = ["wall time and MB added to the run folder, per phase:", head, "-" * len(head)]
+            + f" {'total':>8s} {'MB after':>9s}")  # fmt: skip
+    lines = ["per phase: wall time, MB added to the run folder by subfolder, and the run folder's "
+             "MB after its last step:", head, "-" * len(head)]  # fmt: skip
     for kind, p in phase.items():
         cells = " ".join(f"{mb(p['added'][c]):>10s}" for c in cols)
         lines.append(f"{PHASES[kind]:40s} {p['count']:3d} {p['seconds']:8.1f} {cells} "
-                     f"{mb(p['added']['total']):>8s}")  # fmt: skip
+                     f"{mb(p['added']['total']):>8s} {mb(p['after']['total']):>9s}")  # fmt: skip
     cells = " ".join(f"{mb(end[c]):>10s}" for c in cols)
     lines.append(
         f"{'run folder at the end (MB)':40s} {'':3s} {'':8s} {cells} {mb(end['total']):>8s}"
