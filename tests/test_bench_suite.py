@@ -112,3 +112,13 @@ def test_bucket_of_top_level_files_is_other():
     assert bench_suite.bucket(Path("units")) == "other"  # a file named like a folder
     assert bench_suite.bucket(Path("build/scene-bank")) == "build"
     assert bench_suite.bucket(Path("report/REPORT.md")) == "report"
+
+
+def test_a_set_up_folder_it_did_not_make_is_refused_and_kept(tmp_path, capsys):
+    """The program replaces OUT's suite/ folder only when its marker says it made it."""
+    theirs = tmp_path / "suite" / "precious.txt"
+    write(theirs, 5)
+    assert bench_suite.main(["--out", str(tmp_path / "suite.json")]) == 2
+    err = capsys.readouterr().err
+    assert "was not made by python -m hear_gram.bench_suite" in err
+    assert theirs.read_bytes() == b"xxxxx"
