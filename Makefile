@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 WORK ?= work
 
-.PHONY: install test test-fast lint demo suite bench bench-resample validate naturalistic-hear naturalistic-hear-bench localization seld pretrain-demo pretrain-report gpu-check clean-work
+.PHONY: install test test-fast lint demo suite bench bench-suite bench-resample validate naturalistic-hear naturalistic-hear-bench localization seld pretrain-demo pretrain-report gpu-check clean-work
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ demo: install
 
 bench: install
 	$(PY) -m hear_gram.bench --out $(WORK)/bench/bench.json
+
+# wall time and disk per phase of a small suite run (synthetic tasks, random 2-layer GRAM-T; dry +
+# nat-binaural + localization, binaural only), per-unit overhead; set-up and run in WORK/bench/suite/
+bench-suite: install
+	$(PY) -m hear_gram.bench_suite --out $(WORK)/bench/suite.json
 
 # time, peak RSS and 1 kHz-sine SNR of resampling 1 s of audio, HEAR rates and coprime pairs
 bench-resample: install

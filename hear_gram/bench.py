@@ -7,9 +7,12 @@ fp32 scene embeddings. Optionally, the peak RSS of one long stereo clip in a fre
 Then the two CPU speed goals, timed side by side in one alternating loop (``--goals-only`` runs
 just these; ``--no-goals`` skips them): bf16 GRAM-T runtime over a bare fp32 ViT-B forward on the
 same chunks, and bf16 GRAM-M over bf16 GRAM-T per chunk, with GRAM-M's bf16 cosine to fp32.
+Then (``--ceiling-only`` runs just this) bf16 GRAM-T's FLOP rate as a fraction of this machine's
+own bf16 matrix-product rate on the block's linears at the same token count (`matmul_ceiling`).
 Weights are random (full depth): speed does not depend on their values.
 
     python -m hear_gram.bench [--modules gram_t gram_m] [--precisions fp32 bf16] [--long-minutes 20]
+    python -m hear_gram.bench --ceiling-only    # bf16 GRAM-T against the bf16 matmul ceiling
     python -m hear_gram.bench --resample    # resampler only (``make bench-resample``)
 
 Measurements that need a fresh process (a peak RSS of their own) are functions of this module run
@@ -234,6 +237,95 @@ def fmt_goals(goals: dict) -> str:
     ])  # fmt: skip
 
 
+def block_linears(cfg) -> list[tuple[int, int]]:
+    """(in, out) features of each linear of one GRAM-T block: fused QKV, out-proj, fc1, fc2."""
+    d, m = cfg.width, cfg.mlp_dim
+    return [(d, 3 * d), (d, d), (d, m), (m, d)]
+
+
+def encoder_flops(cfg, chunks: int) -> float:
+    """Multiply-add FLOPs (2 per MAC) of one GRAM-T forward over `chunks` chunks: the patch
+    projection, the blocks' linears and attention's two products (QK^T and AV)."""
+    fg, tg = cfg.grid
+    tokens = chunks * (1 + fg * tg)
+    patch = 2 * chunks * fg * tg * cfg.width * cfg.in_channels * cfg.patch_f * cfg.patch_t
+    linears = sum(2 * tokens * i * o for i, o in block_linears(cfg))
+    attention = 2 * 2 * chunks * (1 + fg * tg) ** 2 * cfg.width
+    return patch + cfg.depth * (linears + attention)
+
+
+def matmul_ceiling(device: torch.device, repeats: int) -> dict:
+    """bf16 GRAM-T against this machine's own bf16 matrix-product throughput, timed side by side
+    in one `timed` call on the 8 x 5 s stereo batch: the bare encoder, the runtime, and the
+    encoder's linears alone (every block's QKV, out-projection, fc1 and fc2 at the same token
+    count, random bf16 operands, no bias) through ``torch.matmul`` and through oneDNN's linear
+    (`hear_gram.vit.linear`). The ceiling is those linears' FLOPs over the faster of the two
+    times; the fraction is GRAM-T's FLOPs (`encoder_flops`) per second over it: 1.0 would be a
+    model made of nothing but those products, run as fast as this machine runs them. Each timed
+    function lasts about as long as a forward, so that on a shared machine their best-of-N
+    times see alike disturbance (a best of many short runs would flatter the ceiling)."""
+    from hear_gram.vit import linear
+
+    rt = GramRuntime(random_encoder("gram-t", seed=0), EmbeddingOptions.parse({"precision": "bf16"}),
+                     source="random gram-t").to(device)  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.rand(8, 2, 5 * SR, generator=g) * 2 - 1).to(device)
+    feats = chunk_features(rt, batch)
+    cap, cfg = rt.options.max_chunks, rt.encoder.cfg
+    sizes = [min(cap, feats.shape[0] - k) for k in range(0, feats.shape[0], cap)]  # per forward
+    tokens = [n * (1 + cfg.grid[0] * cfg.grid[1]) for n in sizes]
+    ops = [(torch.randn(max(tokens), i, generator=g).bfloat16().to(device),
+            (torch.randn(o, i, generator=g) / i**0.5).bfloat16().to(device))
+           for i, o in block_linears(cfg)]  # fmt: skip
+
+    def bare():
+        for k in range(0, feats.shape[0], cap):
+            rt.encoder(feats[k : k + cap])
+
+    def linears(fused: bool):
+        def fn():
+            for m in tokens:
+                for _ in range(cfg.depth):
+                    for x, w in ops:
+                        linear(x[:m], w, None) if fused else torch.matmul(x[:m], w.t())
+
+        return fn
+
+    with torch.no_grad():
+        t_bare, t_rt, t_matmul, t_onednn = timed(
+            [bare, lambda: rt.scene_embeddings(batch), linears(False), linears(True)],
+            device,
+            repeats,
+        )
+    linear_flops = cfg.depth * sum(2 * m * i * o for m in tokens for i, o in block_linears(cfg))
+    ceiling = linear_flops / min(t_matmul, t_onednn)  # FLOP/s
+    flops = encoder_flops(cfg, feats.shape[0])
+    return {
+        "chunks_8x5s": int(feats.shape[0]), "tokens_per_forward": tokens,
+        "linears_matmul_s": t_matmul, "linears_onednn_s": t_onednn,
+        "linears_gflop": linear_flops / 1e9, "ceiling_tflops": ceiling / 1e12,
+        "gram_t_bf16_bare_s": t_bare, "gram_t_bf16_runtime_s": t_rt,
+        "gram_t_bf16_gflop": flops / 1e9,
+        "gram_t_bf16_bare_tflops": flops / t_bare / 1e12,
+        "bare_fraction_of_ceiling": flops / t_bare / ceiling,
+        "runtime_fraction_of_ceiling": flops / t_rt / ceiling,
+    }  # fmt: skip
+
+
+def fmt_ceiling(c: dict) -> str:
+    return "\n".join([
+        f"bf16 matmul ceiling, timed side by side ({c['chunks_8x5s']} chunks, "
+        f"{'+'.join(map(str, c['tokens_per_forward']))} tokens):",
+        f"  the encoder's linears alone ({c['linears_gflop']:.0f} GFLOP): torch.matmul "
+        f"{c['linears_matmul_s']:.2f} s, oneDNN {c['linears_onednn_s']:.2f} s: ceiling "
+        f"{c['ceiling_tflops']:.3f} TFLOP/s",
+        f"  gram_t bf16 bare encoder {c['gram_t_bf16_bare_s']:.2f} s for "
+        f"{c['gram_t_bf16_gflop']:.0f} GFLOP = {c['gram_t_bf16_bare_tflops']:.3f} TFLOP/s: "
+        f"{c['bare_fraction_of_ceiling']:.2f} of the ceiling (runtime, with front-end and "
+        f"pooling: {c['runtime_fraction_of_ceiling']:.2f})",
+    ])  # fmt: skip
+
+
 def child_long_clip(minutes: float, precision: str, sr: int) -> dict:
     """In a fresh process (`run_child`): one random stereo clip of `minutes` through a random
     gram_t, with this process's peak RSS afterwards (input audio included)."""
@@ -365,8 +457,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--goals-only", action="store_true", help="only the side-by-side speed-goal timings"
     )
     p.add_argument(
-        "--no-goals", action="store_true", help="skip the side-by-side speed-goal timings"
-    )
+        "--no-goals", action="store_true",
+        help="skip the side-by-side speed-goal and matmul-ceiling timings",
+    )  # fmt: skip
+    p.add_argument(
+        "--ceiling-only", action="store_true",
+        help="only bf16 GRAM-T against this machine's bf16 matmul throughput",
+    )  # fmt: skip
     # internal: one measurement in a fresh process (run_child), its JSON on stdout
     p.add_argument("--child", nargs="+", metavar=("NAME", "ARG"), help=argparse.SUPPRESS)
     return p
@@ -421,6 +518,12 @@ def run(args: argparse.Namespace, device: torch.device) -> int:
     )
     print(f"device {device} ({platform.processor() or platform.machine()}), torch threads "
           f"{torch.get_num_threads()}, torch {torch.__version__}", flush=True)  # fmt: skip
+    if args.ceiling_only:
+        ceiling = matmul_ceiling(device, args.repeats)
+        print(fmt_ceiling(ceiling))
+        write_json(args.out, {"device": str(device), "threads": torch.get_num_threads(),
+                              "matmul_ceiling": ceiling})  # fmt: skip
+        return 0
     if args.goals_only:
         goals = speed_goals(device, args.repeats)
         print(fmt_goals(goals))
@@ -459,6 +562,8 @@ def run(args: argparse.Namespace, device: torch.device) -> int:
     if not args.no_goals:
         print("speed goals: timing side by side ...", flush=True)
         result["speed_goals"] = speed_goals(device, args.repeats)
+        print("bf16 matmul ceiling: timing side by side ...", flush=True)
+        result["matmul_ceiling"] = matmul_ceiling(device, args.repeats)
     result["summary"] = summary
     result["reference"] = UPSTREAM_REFERENCE
     print()
@@ -472,6 +577,7 @@ def run(args: argparse.Namespace, device: torch.device) -> int:
               f"(input audio itself {lc['input_audio_mb']:.0f} MB), {lc['seconds']:.1f} s")  # fmt: skip
     if "speed_goals" in result:
         print(fmt_goals(result["speed_goals"]))
+        print(fmt_ceiling(result["matmul_ceiling"]))
     print(f"reference: {UPSTREAM_REFERENCE}")
     write_json(args.out, result)
     return 0

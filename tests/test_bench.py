@@ -40,3 +40,24 @@ def test_non_finite_numbers_are_written_as_null(tmp_path, capsys):
     bench.write_json(out, {"a": [1.5, math.nan], "b": {"c": math.inf, "d": "x"}, "e": None})
     assert json.loads(out.read_text()) == {"a": [1.5, None], "b": {"c": None, "d": "x"}, "e": None}
     assert capsys.readouterr().out.strip() == f"wrote {out}"
+
+
+def test_encoder_flops_is_what_torch_counts_for_a_forward():
+    """`bench.encoder_flops` (the numerator of the matmul-ceiling fraction) equals torch's own
+    FLOP count of a GRAM-T forward: the patch convolution, the blocks' linears and attention's
+    two products (the math SDPA backend, whose products torch's counter sees)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from hear_gram.config import preset
+    from hear_gram.encoder import build_encoder
+
+    cfg = preset("gram-t", depth=2, width=64, heads=4, mlp_dim=128)
+    enc = build_encoder(cfg).eval()
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as count:
+        enc(torch.randn(3, 2, 128, 200))
+    assert bench.encoder_flops(cfg, 3) == count.get_total_flops()
+    full = preset("gram-t")  # ViT-B, 201 tokens per chunk: 35.7 GFLOP a chunk
+    assert bench.encoder_flops(full, 1) == 2 * 200 * 768 * 256 + 12 * (
+        2 * 201 * (768 * 2304 + 768 * 768 + 2 * 768 * 3072) + 4 * 201**2 * 768
+    )

@@ -49,6 +49,7 @@ ENTRY_POINTS = {
     "localization_tasks.seld.score": ["--ref-dir", "r", "--pred-dir", "p"],
     "hear_gram.demo": ["--out", "o"],
     "hear_gram.bench": ["--out", "o/bench.json"],
+    "hear_gram.bench_suite": ["--out", "o/suite.json"],
     "hear_gram.gpu_check": ["--out", "o/gpu.json", "--dry-run"],
     "hear_gram.pretrain.__main__": ["--config", "demo-cpu"],
     "hear_gram.pretrain.report": ["--out", "o"],
