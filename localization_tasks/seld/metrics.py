@@ -40,6 +40,7 @@ from __future__ import annotations
 import copy
 import math
 import operator
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -372,6 +373,26 @@ def figures(scores: dict, skip: tuple[str, ...] = ("average", "doa_threshold")) 
             if isinstance(v, float):
                 out[f"per_class/{c}/{k}"] = v
     return out
+
+
+def quiet_nanmean(values, axis=None):
+    """`np.nanmean` without its all-NaN warning: an all-NaN mean is NaN, as in the DCASE
+    baselines (a figure with nothing to average)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=axis)
+
+
+def check_thresholds(n_classes: int, doa: float, dist: float, reldist: float) -> None:
+    """The settings of the DCASE 2024/2025 accumulators: ValueError naming the one out of range
+    (inf allowed for the distance thresholds, meaning none; NaN refused)."""
+    if not 1 <= n_classes <= 10_000:
+        raise ValueError(f"n_classes must be in 1..10000, got {n_classes}")
+    if not 0 <= doa <= 180:
+        raise ValueError(f"doa_threshold must be in 0..180 degrees, got {doa}")
+    for name, value in (("dist", dist), ("reldist", reldist)):
+        if not value >= 0:
+            raise ValueError(f"{name}_threshold must be >= 0, got {value}")
 
 
 def attach_jackknife(scores: dict, intervals: dict[str, dict]) -> None:

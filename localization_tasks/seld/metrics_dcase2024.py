@@ -51,7 +51,6 @@ identity-switch count (`_idss`) is computed but not reported there; nor here.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -67,8 +66,10 @@ from localization_tasks.seld.metrics import (
     SELDCounts,
     attach_jackknife,
     check_polyphony,
+    check_thresholds,
     figures,
     n_frames_dcase,
+    quiet_nanmean,
     segment,
 )
 
@@ -121,12 +122,6 @@ def entries_by_frame(rows: list[Row], n_frames: int) -> Entries:
     return out
 
 
-def _nanmean(values, axis=None):
-    with warnings.catch_warnings():  # an all-NaN mean is NaN, as in the baseline; no warning
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(values, axis=axis)
-
-
 @dataclass
 class FrameCounts(Additive):
     """The baseline's `SELDMetrics` accumulators, per class (arrays) and over frames (S, D, I)."""
@@ -155,13 +150,8 @@ class FrameCounts(Additive):
     I: int = 0  # noqa: E741 (the metric's name)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.n_classes <= 10_000:
-            raise ValueError(f"n_classes must be in 1..10000, got {self.n_classes}")
-        if not 0 <= self.doa_threshold <= 180:
-            raise ValueError(f"doa_threshold must be in 0..180 degrees, got {self.doa_threshold}")
-        for name, value in (("dist", self.dist_threshold), ("reldist", self.reldist_threshold)):
-            if not value >= 0:  # inf allowed (no threshold); NaN refused
-                raise ValueError(f"{name}_threshold must be >= 0, got {value}")
+        check_thresholds(self.n_classes, self.doa_threshold, self.dist_threshold,
+                         self.reldist_threshold)  # fmt: skip
         for name in self.ADDITIVE[:-3]:  # the per-class arrays (S, D, I are totals)
             setattr(self, name, np.zeros(self.n_classes))
 
@@ -240,7 +230,7 @@ class FrameCounts(Additive):
         seld_c = self._seld(er, f_c, mean_c["ang"], lr_c, mean_c["reldist"])
         if average == "macro":
             f, lr, seld = f_c.mean(), lr_c.mean(), seld_c.mean()
-            ang, dist, reldist = (_nanmean(mean_c[k]) for k in ("ang", "dist", "reldist"))
+            ang, dist, reldist = (quiet_nanmean(mean_c[k]) for k in ("ang", "dist", "reldist"))
         else:
             tp, n_pairs = self.tp.sum(), self.de_tp.sum()
             f = tp / (EPS + tp + self.fp_spatial.sum() + 0.5 * (self.fp.sum() + self.fn.sum()))
@@ -284,7 +274,7 @@ class FrameCounts(Additive):
             parts = [1 - f, ang / 180, reldist]
         else:
             parts = [np.broadcast_to(er, np.shape(f)), 1 - f, ang / 180, 1 - lr]
-        return _nanmean(np.array(parts, dtype=np.float64), axis=0)
+        return quiet_nanmean(np.array(parts, dtype=np.float64), axis=0)
 
 
 def score(

@@ -38,7 +38,6 @@ without a distance or on-screen flag, are errors (the baseline ignores the class
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -53,8 +52,10 @@ from localization_tasks.seld.metrics import (
     Average,
     attach_jackknife,
     check_polyphony,
+    check_thresholds,
     figures,
     fold_azimuth_deg,
+    quiet_nanmean,
 )
 from localization_tasks.seld.metrics_dcase2024 import entries_by_frame
 
@@ -65,12 +66,6 @@ FIGURES = ("F", "AngE", "DistE", "RelDistE", "OnscreenAq")
 def n_frames_2025(ref: list[Row]) -> int:
     """The baseline's frame count: the reference's highest frame index, 0 when it is empty."""
     return max((r.frame for r in ref), default=0)
-
-
-def _nanmean(values):
-    with warnings.catch_warnings():  # an all-NaN mean is NaN, as in the baseline; no warning
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(values)
 
 
 @dataclass
@@ -99,13 +94,8 @@ class StereoCounts(Additive):
     onscreen: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.n_classes <= 10_000:
-            raise ValueError(f"n_classes must be in 1..10000, got {self.n_classes}")
-        if not 0 <= self.doa_threshold <= 180:
-            raise ValueError(f"doa_threshold must be in 0..180 degrees, got {self.doa_threshold}")
-        for name, value in (("dist", self.dist_threshold), ("reldist", self.reldist_threshold)):
-            if not value >= 0:
-                raise ValueError(f"{name}_threshold must be >= 0, got {value}")
+        check_thresholds(self.n_classes, self.doa_threshold, self.dist_threshold,
+                         self.reldist_threshold)  # fmt: skip
         for name in self.ADDITIVE:
             setattr(self, name, np.zeros(self.n_classes))
 
@@ -176,7 +166,7 @@ class StereoCounts(Additive):
         for name, k in zip(FIGURES[1:], ("ang", "dist", "reldist", "onscreen"), strict=True):
             per[name] = np.where(paired, getattr(self, k) / (self.de_tp + EPS), np.nan)
         if average == "macro":
-            overall = {"F": f_c.mean(), **{k: _nanmean(per[k]) for k in FIGURES[1:]}}
+            overall = {"F": f_c.mean(), **{k: quiet_nanmean(per[k]) for k in FIGURES[1:]}}
         else:
             tp, n_pairs = self.tp.sum(), self.de_tp.sum()
             f = tp / (EPS + tp + self.fp_spatial.sum() + 0.5 * (self.fp.sum() + self.fn.sum()))
