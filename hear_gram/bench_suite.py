@@ -159,6 +159,7 @@ class Watch:
         self._partial: dict[Path, str] = {}
         self._ended: set[Path] = set()
         self.commands: dict[str, list[tuple[str, str]]] = {}  # unit -> [(module, arguments)]
+        self.builds_left = 0  # builds of the suite's build step not yet reported made
 
     def add(self, t: float, kind: str, unit: str, label: str) -> None:
         self.marks.append(Mark(t, kind, unit, label))
@@ -303,12 +304,27 @@ def run_suite(run: Path, args: list[str], log_file: Path, poll_s: float) -> tupl
     return watch, proc.returncode, out
 
 
+# The suite's build step (`hear_gram.suite.__main__`): its first line, then one line per build made
+BUILDS_RE = re.compile(r"build: (\d+) to make first")
+BUILT_RE = re.compile(r"build: (.+) \([^()]*\)")
+
+
 def stdout_marks(watch: Watch, lines: list[tuple[float, str]], seen: int) -> int:
-    """Marks from the suite's own lines: "suite: ... planned" (start-up ends), "ran N units"
-    (the report starts). Returns how many lines are read."""
+    """Marks from the suite's own lines: "suite: ... planned" (start-up ends), "build: N to make
+    first" .. each "build: LABEL (T)" (the build step, before the units), "ran N units" (the
+    report starts). Returns how many lines are read."""
     for t, line in lines[seen:]:
         if line.startswith("suite: ") and "planned" in line:
             watch.add(t, "suite", "", "planned")
+            watch.marks[-1].disk = disk_usage(watch.run)
+        elif BUILDS_RE.match(line):  # the suite's build step, before any unit: "build: N to make"
+            watch.builds_left = int(BUILDS_RE.match(line).group(1))
+            watch.add(t, "build", "", "builds")
+            watch.marks[-1].disk = disk_usage(watch.run)
+        elif BUILT_RE.match(line) and watch.builds_left > 0:  # "build: LABEL (12 s)": one made
+            watch.builds_left -= 1
+            more = watch.builds_left > 0
+            watch.add(t, "build" if more else "suite", "", f"built {BUILT_RE.match(line).group(1)}")
             watch.marks[-1].disk = disk_usage(watch.run)
         elif line.startswith("ran ") and " units in " in line:
             watch.add(t, "report", "", "units ran")

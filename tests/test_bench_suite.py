@@ -122,3 +122,25 @@ def test_a_set_up_folder_it_did_not_make_is_refused_and_kept(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "was not made by python -m hear_gram.bench_suite" in err
     assert theirs.read_bytes() == b"xxxxx"
+
+
+def test_the_suites_build_step_is_its_own_phase_not_a_units_overhead(tmp_path):
+    """The suite makes its builds first ("build: 2 to make first", then one line per build made):
+    the stretch from that line to the last build's line is the builds phase (7 s here, written by
+    hand), and the first unit's overhead does not carry it."""
+    run = tmp_path / "run"
+    run.mkdir()
+    watch = Watch(run, 0.0)
+    lines = [(1.0, "suite: 1 units planned, 1 in shard 0/1: 0 done, 0 failed before, 1 to run"),
+             (2.0, "build: 2 to make first (one-off: not in the units' ETA)"),
+             (5.0, "build: localization src binaural 16000 Hz (3 s)"),
+             (9.0, "build: nat-binaural src (4 s)")]  # fmt: skip
+    bench_suite.stdout_marks(watch, lines, 0)
+    watch.add(12.0, "suite", "", "result.json m/dry/a")
+    watch.add(12.5, "end", "", "exit")
+    for m in watch.marks:
+        m.disk = m.disk or {k: 0 for k in (*BUCKETS, "total")}
+    parts = stretches(sorted(watch.marks, key=lambda m: m.t))
+    assert phases(parts)["build"]["seconds"] == 7.0
+    (row,) = bench_suite.units_table(run, watch, parts)
+    assert row["wall_s"] == 11.0 and row["build_s"] == 7.0
