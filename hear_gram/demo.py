@@ -45,8 +45,8 @@ DEMO_STANDINS = {"gramt-binaural": "gram-demo-cpu"}
 def pick_weights(work: Path, name: str, preset: str) -> tuple[Path, str]:
     """Released weights ``name`` when cached; else its demo-pretrained stand-in when made; else
     random full-depth ``preset`` weights (created once in ``work``). Returns (file, what it is)."""
-    cached = checkpoints.cached_path(name)
-    if cached.is_file():
+    if checkpoints.cached_path(name) is not None:  # on disk already: the demo never downloads
+        cached = checkpoints.resolve(name)  # its sha256 checked
         return cached, f"released {name} weights ({cached})"
     standin = DEMO_STANDINS.get(name)
     if standin is not None and (path := checkpoints.local_path(standin)).is_file():

@@ -5,12 +5,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from hear_gram.checkpoints import random_encoder, save_checkpoint
+# No test reaches the Hugging Face hub: offline, an empty cache of this session's own, no token
+# (set before huggingface_hub is first imported: it reads them once). The hub tests run their
+# commands with a local stand-in for the hub instead (tests/test_hub.py).
+for _key in [k for k in os.environ if k.startswith("HF_")]:
+    del os.environ[_key]
+os.environ.update(HF_HUB_OFFLINE="1", HF_HOME=tempfile.mkdtemp(prefix="hear-gram-tests-hf-"))
+
+from hear_gram.checkpoints import random_encoder, save_checkpoint  # noqa: E402
 
 torch.set_num_threads(2)
 REPO = Path(__file__).resolve().parents[1]

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 
+import huggingface_hub
+
 from hear_gram import checkpoints as ck
 from hear_gram.checkpoints import random_encoder, save_checkpoint
 from hear_gram.config import preset
 from hear_gram.demo import pick_weights
 from hear_gram.encoder import build_encoder
+from tests.hub_stand_in import prefill_cache
 
 
 def test_pick_weights_prefers_released_then_demo_then_random(tmp_path, monkeypatch):
@@ -18,7 +21,8 @@ def test_pick_weights_prefers_released_then_demo_then_random(tmp_path, monkeypat
     registry = tmp_path / "repo" / "checkpoints.json"
     registry.write_text(json.dumps({"schema": 1, "checkpoints": ck.registry()}))
     monkeypatch.setattr(ck, "REGISTRY_PATH", registry)
-    monkeypatch.setenv("HEAR_GRAM_HOME", str(tmp_path / "cache"))
+    hub_cache = tmp_path / "hf" / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub_cache))
     work = tmp_path / "work"
     # made beforehand, so that pick_weights reuses them instead of building full-depth ones
     random_t = save_checkpoint(
@@ -47,9 +51,10 @@ def test_pick_weights_prefers_released_then_demo_then_random(tmp_path, monkeypat
     path, which = pick_weights(work, "gramt-ambisonics", "gram-t-ambisonic")
     assert path == random_a and "pretrain-demo" not in which
 
-    released = save_checkpoint(
-        ck.cached_path("gramt-binaural"), random_encoder("gram-t", depth=1), "released"
-    )
+    # released weights in the Hugging Face cache (as copied from a connected machine), offline
+    weights = save_checkpoint(tmp_path / "w.st", random_encoder("gram-t", depth=1), "released")
+    released = prefill_cache(hub_cache, "labhamlet/gramt-binaural", "model.safetensors",
+                             weights.read_bytes())  # fmt: skip
     assert pick_weights(work, "gramt-binaural", "gram-t") == (
         released,
         f"released gramt-binaural weights ({released})",

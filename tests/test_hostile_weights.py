@@ -306,14 +306,13 @@ def test_malformed_registry_is_one_clear_error(tmp_path, monkeypatch, capsys, te
 
 
 @pytest.mark.hostile("path")
-@pytest.mark.parametrize("name, file", [("x", "../../outside.bin"), ("../x", "model.safetensors")])
-def test_registry_names_cannot_lead_a_download_outside_the_cache(tmp_path, monkeypatch, name, file):
+@pytest.mark.parametrize("file", ["../../outside.bin", "/etc/passwd", "a/../../b"])
+def test_registry_file_names_cannot_lead_a_download_outside_the_cache(tmp_path, monkeypatch, file):
     entry = {"source": "huggingface", "repo_id": "labhamlet/x", "file": file}
-    (tmp_path / "checkpoints.json").write_text(json.dumps({"checkpoints": {name: entry}}))
+    (tmp_path / "checkpoints.json").write_text(json.dumps({"checkpoints": {"x": entry}}))
     monkeypatch.setattr(ck, "REGISTRY_PATH", tmp_path / "checkpoints.json")
-    monkeypatch.setenv("HEAR_GRAM_HOME", str(tmp_path / "cache"))
     with pytest.raises(CheckpointError, match="not a plain relative name"):
-        ck.cached_path(name)
+        ck.cached_path("x")
 
 
 # --- writing ----------------------------------------------------------------------------------

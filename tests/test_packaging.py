@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from hear_gram.checkpoints import random_encoder, save_checkpoint
+from tests.hub_stand_in import prefill_cache
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("hear_gram", "naturalistic_hear", "localization_tasks")
 BUILD_INPUTS = ("setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in", "README.md",
@@ -62,7 +65,7 @@ def installed(wheel, tmp_path_factory) -> Path:
 def outside_env(target: Path, home: Path) -> dict:
     """The installed folder first on the path, the checkout nowhere on it."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(PYTHONPATH=str(target), HEAR_GRAM_HOME=str(home), OMP_NUM_THREADS="1",
+    env.update(PYTHONPATH=str(target), HF_HOME=str(home), OMP_NUM_THREADS="1",
                TF_CPP_MIN_LOG_LEVEL="2")  # fmt: skip
     return env
 
@@ -107,7 +110,10 @@ print(json.dumps(out))
 def test_installed_package_resolves_its_registry_from_outside_the_checkout(installed, tmp_path):
     run = tmp_path / "elsewhere"
     run.mkdir()
-    env = outside_env(installed, tmp_path / "cache")
+    env = outside_env(installed, tmp_path / "hf")
+    weights = save_checkpoint(tmp_path / "w.st", random_encoder("gram-t", depth=1), "released")
+    snapshot = prefill_cache(tmp_path / "hf" / "hub", "labhamlet/gramt-binaural",
+                             "model.safetensors", weights.read_bytes())  # fmt: skip
     proc = _run([sys.executable, "-c", INSPECT, str(REPO)], cwd=run, env=env)
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert Path(out["hear_gram"]).is_relative_to(installed)
@@ -121,7 +127,8 @@ def test_installed_package_resolves_its_registry_from_outside_the_checkout(insta
     # would have written work/), never under site-packages
     assert Path(out["local_path"]) == run / "work/pretrain/demo-cpu/model.safetensors"
     assert "make pretrain-demo" in out["resolve_error"]
-    assert Path(out["cached_path"]) == tmp_path / "cache" / "gramt-binaural" / "model.safetensors"
+    # released weights: found in the user's Hugging Face cache (HF_HOME), offline
+    assert Path(out["cached_path"]) == snapshot
 
 
 VALIDATE = """

@@ -217,8 +217,8 @@ def test_module_refuses_the_wrong_family(gram_t_ambi_file, gram_t_time_file):
         hear_gram.load_model(str(gram_t_time_file))
 
 
-def test_no_path_and_nothing_cached_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("HEAR_GRAM_HOME", str(tmp_path))
+def test_no_path_and_nothing_cached_is_a_clear_error():
+    # offline, with an empty Hugging Face cache (conftest.py)
     with pytest.raises(ValueError, match="checkpoints fetch gramt-binaural"):
         hear_gram.load_model()
 

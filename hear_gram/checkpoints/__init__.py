@@ -60,10 +60,10 @@ from hear_gram.checkpoints.saving import (
 )
 from hear_gram.checkpoints.sources import (
     SOURCE_KEYS,
-    cache_dir,
     cached_path,
     default_registry_path,
     fetch,
+    hub_file,
     local_path,
     local_root,
     registered_path,
@@ -72,6 +72,7 @@ from hear_gram.checkpoints.sources import (
     registry_path,
     resolve,
     sha256,
+    verify_hub_file,
 )
 from hear_gram.config import PRESETS
 
@@ -83,11 +84,11 @@ __all__ = [
     "CheckpointError", "DECODER_PREFIXES", "ENCODER_PREFIXES", "FLOAT_DTYPES", "FRONTEND_KEYS",
     "FRONTEND_PREFIXES", "HUB_PREFIX", "LAYOUTS", "LIGHTNING_KEY", "LoadReport", "OWN_FORMAT",
     "PRESETS", "REGISTRY_PATH", "RELEASED_PREFIX", "RUNTIME_FRONTEND", "SHAPE_FIELDS",
-    "SOURCE_KEYS", "UNUSED_UPSTREAM_PREFIXES", "cache_dir", "cached_path", "check_config",
+    "SOURCE_KEYS", "UNUSED_UPSTREAM_PREFIXES", "cached_path", "check_config",
     "check_frontend", "check_tensors", "compare_keys", "default_registry_path", "expected_shapes",
-    "fetch", "infer_config", "load_encoder", "load_strict", "local_path", "local_root", "main",
+    "fetch", "hub_file", "infer_config", "load_encoder", "load_strict", "local_path", "local_root", "main",
     "parse_config", "random_decoder", "random_encoder", "read_state", "registered_path", "registry",
     "registry_entry", "registry_path",
     "released_state", "resolve", "save_checkpoint", "sha256", "sniff", "split_state",
-    "stored_config", "unwrap", "upstream_decoder_state",
+    "stored_config", "unwrap", "upstream_decoder_state", "verify_hub_file",
 ]  # fmt: skip

@@ -38,8 +38,8 @@ def _state(name: str, entry: Mapping) -> str:
     if entry["source"] == "local":
         there = "present" if path.is_file() else f"not made yet: run {entry['made_by']}"
         return f"local, {there} ({path})"
-    there = "cached" if path.is_file() else "not downloaded"
-    return f"huggingface {entry['repo_id']}, {there}"
+    there = f"in the Hugging Face cache ({path})" if path else "not downloaded"
+    return f"huggingface {entry['repo_id']}@{entry.get('revision') or 'main'}, {there}"
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
@@ -111,7 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-decoder", action="store_true",
                    help="add upstream's decoder keys (decoder_*, mask_token, spec_pred)")  # fmt: skip
     p.add_argument("--out", required=True, help="weights file to write")
-    p = sub.add_parser("fetch", help="download a released checkpoint into the cache")
+    p = sub.add_parser(
+        "fetch",
+        help="download a released checkpoint into the Hugging Face cache "
+        "(HF_HOME, HF_HUB_OFFLINE, HF_ENDPOINT and HF_TOKEN apply)",
+    )
     p.add_argument("name")
     p = sub.add_parser("convert", help="rewrite any supported file as hear-gram safetensors")
     p.add_argument("src")
