@@ -18,7 +18,8 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt requirements-hear.txt
 	$(PIP) install -q -c constraints.txt --no-deps heareval==2021.1.3 hearvalidator==2021.0.2 torchaudio==2.11.0
 	# slab only for its bundled MIT KEMAR HRTF data file (read without importing slab)
 	$(PIP) install -q -c constraints.txt --no-deps slab==1.8.2
-	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	# the X-ARES and MTEB adapters' extras: their tests run in make test, never skipped
+	$(PIP) install -q -c constraints.txt -e ".[dev,xares,mteb]"
 	touch $(STAMP)
 
 test: install

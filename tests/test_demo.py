@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-import huggingface_hub
+import huggingface_hub.constants
 
 from hear_gram import checkpoints as ck
 from hear_gram.checkpoints import random_encoder, save_checkpoint

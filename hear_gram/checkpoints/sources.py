@@ -208,6 +208,8 @@ def fetch(name: str) -> Path:
 def _hub():
     """huggingface_hub, imported on first use (it is not needed to load a file by its path)."""
     import huggingface_hub
+    import huggingface_hub.constants  # submodules: not loaded by the package's lazy __init__
+    import huggingface_hub.errors
 
     return huggingface_hub
 
