@@ -5,6 +5,9 @@ clip's embedding does not depend on the rest of its batch."""
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
+import sys
 
 import mteb
 import numpy as np
@@ -18,6 +21,7 @@ import hear_gram.adapters.mteb as gm
 from hear_gram import checkpoints as ck
 from hear_gram.checkpoints import random_encoder, save_checkpoint
 from hear_gram.resample import resample
+from tests.conftest import REPO
 
 RELEASED = {e["repo_id"]: (n, e) for n, e in ck.registry().items() if e["source"] == "huggingface"}
 
@@ -143,3 +147,18 @@ def test_resampling_is_hear_grams_own_and_bad_clips_are_refused(monkeypatch, wei
     ]:
         with pytest.raises(ValueError, match=needle):
             model.encode(loader([bad], 1))
+
+
+def test_without_mteb_the_import_error_names_the_extra(tmp_path):
+    """Where mteb is missing (here: a stand-in package that fails to import, first on the path),
+    importing the adapter says which extra installs it."""
+    (tmp_path / "mteb").mkdir()
+    (tmp_path / "mteb" / "__init__.py").write_text("raise ImportError('no mteb here')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    proc = subprocess.run([sys.executable, "-c", "import hear_gram.adapters.mteb"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "ImportError: hear_gram.adapters.mteb needs mteb 2.x (no mteb here): "
+        "pip install 'hear-gram[mteb]'"
+    )

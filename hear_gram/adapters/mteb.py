@@ -31,8 +31,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from mteb.models import ModelMeta
-from mteb.models.abs_encoder import AbsEncoder
+
+try:
+    from mteb.models import ModelMeta
+    from mteb.models.abs_encoder import AbsEncoder
+except ImportError as err:  # the extra is not installed
+    raise ImportError(
+        f"hear_gram.adapters.mteb needs mteb 2.x ({err}): pip install 'hear-gram[mteb]'"
+    ) from err
 
 from hear_gram import checkpoints
 from hear_gram.adapters import load_runtime, mono_warning
