@@ -22,11 +22,14 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt requirements-hear.txt
 	$(PIP) install -q -c constraints.txt -e ".[dev,xares,mteb]"
 	touch $(STAMP)
 
+# the tests in TEST_JOBS processes (pytest-xdist; 2 = the cores CI and our machines have)
+TEST_JOBS ?= 2
+
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_JOBS)
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_JOBS) -m "not slow"
 
 # ruff, and the import layers of .importlinter (import-linter's lint-imports)
 lint: install

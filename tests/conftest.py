@@ -82,27 +82,35 @@ def noise(shape, seed=0):
     return torch.rand(shape, generator=g) * 2 - 1
 
 
-def pytest_configure(config):
-    config._hostile_counts = {}
+# The hostile-input matrix's counts per kind (tests/hostile.py). Each report carries its kind in
+# `user_properties`, which pytest-xdist sends from its workers to the controller, so the counting
+# in `pytest_runtest_logreport` (called where the reports arrive) sees every case either way.
+HOSTILE_COUNTS: dict[str, dict[str, int]] = {}
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Count the cases of the hostile-input matrix per kind (tests/hostile.py)."""
     report = (yield).get_result()
     marker = item.get_closest_marker("hostile")
-    if marker is None or not (report.when == "call" or report.outcome != "passed"):
-        return
-    from tests.hostile import KINDS
+    if marker is not None:
+        from tests.hostile import KINDS
 
-    kind = marker.args[0]
-    assert kind in KINDS, f"unknown hostile kind {kind!r}; see tests/hostile.py"
-    counts = item.config._hostile_counts.setdefault(kind, {"passed": 0, "failed": 0, "skipped": 0})
+        kind = marker.args[0]
+        assert kind in KINDS, f"unknown hostile kind {kind!r}; see tests/hostile.py"
+        if ("hostile", kind) not in report.user_properties:  # one list for all phases
+            report.user_properties.append(("hostile", kind))
+
+
+def pytest_runtest_logreport(report):
+    kind = dict(report.user_properties).get("hostile")
+    if kind is None or not (report.when == "call" or report.outcome != "passed"):
+        return
+    counts = HOSTILE_COUNTS.setdefault(kind, {"passed": 0, "failed": 0, "skipped": 0})
     counts[report.outcome] += 1
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    counts = getattr(config, "_hostile_counts", {})
+    counts = HOSTILE_COUNTS
     if not counts:
         return
     parts = [f"{kind} {c['passed']}/{sum(c.values())}" for kind, c in sorted(counts.items())]
