@@ -409,3 +409,57 @@ def test_only_binaural_localization_renders_only_binaural_direction_tasks_at_the
     assert rates == {"16000"}
     (probe,) = (work / "probe").glob("*.json")  # the module's one load, shared with the probe
     assert json.loads(probe.read_text())["sample_rate"] == 16000
+
+
+@pytest.mark.slow
+def test_nat_hear_renders_only_the_models_rate_and_nothing_for_chance(tmp_path, monkeypatch):
+    """A real `naturalistic_hear` build through the suite's build step (the units' HEAR runs
+    faked): a 16 kHz module's nat-binaural unit renders only the 16000 Hz folder of a source
+    that has 16000 and 22050, whose audio is byte-identical to the same folder rendered beside
+    the other rate; the chance unit renders nothing and reads the source's labels."""
+    from hear_gram import synthetic_tasks
+    from hear_gram.suite.conditions.hear import HearCondition
+
+    tasks = tmp_path / "tasks"
+    synthetic_tasks.make_scene_task(tasks, name="src", n_per_class=2, duration_s=0.5, kfold=3,
+                                    classes=synthetic_tasks.SCENE_CLASSES[2:4],
+                                    sample_rates=(16000, 22050))  # fmt: skip
+    models = tmp_path / "models.toml"
+    models.write_text('[[model]]\nname = "m"\nmodule = "tests.fixtures.spectral_module"\n'
+                      'formats = ["binaural"]\nchannels = "mean"\n'
+                      '[[model]]\nname = "chance"\nmodule = "chance"\n')  # fmt: skip
+    roots = {}
+
+    def fake_run(self, unit, resolved, settings, folder):
+        roots[resolved.module] = self.tasks_root(unit, resolved, settings, folder / "unit.log")
+        return [{"task": unit.task, "metric": "top1_acc", "mean": 0.5, "std": 0.0, "folds": 3}]
+
+    monkeypatch.setattr(HearCondition, "run", fake_run)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the rate probe imports the fixture module
+    work = tmp_path / "w"
+    assert suite_main(["--models", str(models), "--tasks-dir", str(tasks), "--out", str(work),
+                       "--conditions", "nat-binaural", "--task", "src", "--n-scenes", "3",
+                       "--quiet"]) == 0  # fmt: skip
+    (built,) = [
+        p
+        for p in (work / "build").iterdir()
+        if p.is_dir() and p.name.startswith("nat-binaural-src-")
+    ]
+    assert built.name.startswith("nat-binaural-src-16000-")
+    # the mono module runs through its channels wrapper (channels = "mean")
+    assert roots == {"hear_gram.suite.channels_module": built, "chance": tasks}
+    assert sorted(p.name for p in (built / "src").iterdir() if p.is_dir()) == ["16000"]
+    # the same rate rendered beside the other one: every audio file byte for byte the same
+    both = tmp_path / "both"
+    subprocess.run([sys.executable, "-m", "naturalistic_hear", "--tasks-dir", str(tasks),
+                    "--out", str(both), "--task", "src", "--format", "binaural", "--seed", "0",
+                    "--n-scenes", "3", "--cache-dir", str(work / "build" / "scene-bank"),
+                    "--quiet"], check=True, env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    assert sorted(p.name for p in (both / "src").iterdir() if p.is_dir()) == ["16000", "22050"]
+    alone = sorted((built / "src" / "16000").rglob("*.wav"))
+    source = sorted((tasks / "src" / "16000").rglob("*.wav"))
+    assert [f.relative_to(built / "src") for f in alone] == [
+        f.relative_to(tasks / "src") for f in source
+    ]
+    for f in alone:
+        assert f.read_bytes() == (both / "src" / f.relative_to(built / "src")).read_bytes(), f

@@ -11,7 +11,7 @@ from hear_gram.suite.condition import Unit, register
 from hear_gram.suite.conditions.hear import HearCondition
 
 if TYPE_CHECKING:
-    from hear_gram.suite.config import Settings
+    from hear_gram.suite.config import Resolved, Settings
 
 
 class Dry(HearCondition):
@@ -22,7 +22,7 @@ class Dry(HearCondition):
     def task_key(self, unit: Unit, settings: Settings) -> str:
         return task_digest(child(settings.tasks_dir, unit.task, "task"))
 
-    def tasks_root(self, unit: Unit, settings: Settings, log_file: Path) -> Path:
+    def tasks_root(self, unit: Unit, resolved: Resolved, settings: Settings, log_file: Path) -> Path:  # fmt: skip
         return settings.tasks_dir
 
 

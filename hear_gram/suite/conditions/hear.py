@@ -66,8 +66,9 @@ class HearCondition(Condition):
     def plan(self, settings: Settings) -> list[tuple[str, str, str]]:
         return [(task, self.formats[0], "") for task in self.task_names(settings)]
 
-    def tasks_root(self, unit: Unit, settings: Settings, log_file: Path) -> Path:
-        """The folder holding the unit's task (built first when it is made by a build step)."""
+    def tasks_root(self, unit: Unit, resolved: Resolved, settings: Settings, log_file: Path) -> Path:  # fmt: skip
+        """The folder holding the unit's task for model ``resolved`` (built first when it is
+        made by a build step)."""
         return settings.tasks_dir
 
     def run(self, unit: Unit, resolved: Resolved, settings: Settings, folder: Path) -> list[dict]:
@@ -76,7 +77,7 @@ class HearCondition(Condition):
         from hear_gram.suite import hear_baselines, probe, rates
 
         log_file = folder / "unit.log"
-        root = self.tasks_root(unit, settings, log_file)
+        root = self.tasks_root(unit, resolved, settings, log_file)
         if not (child(root, unit.task, "task") / "task_metadata.json").is_file():
             raise UnitError(f"no task {unit.task} under {root}")
         if resolved.module in BASELINES:

@@ -1,10 +1,17 @@
 """`nat-binaural` and `nat-ambisonic`: HEAR's tasks re-rendered as spatial scenes by
 `naturalistic_hear` (Nat-HEAR, arXiv 2506.00934 sec. 4), binaural or first-order Ambisonic.
 
-Each unit's task is rendered first (`python -m naturalistic_hear --task T --format F`, a build
-keyed by the source task's content, the seed and the scene count; `hear_gram.suite.build`), or
-taken ready-made from `--nat-binaural-dir` / `--nat-ambisonic-dir`. Its tasks are `--nat-task`
-(default: those of `--task`).
+Each unit's task is rendered first (`python -m naturalistic_hear --task T --format F
+--sample-rate R`, a build keyed by the source task's content, the seed, the scene count and the
+rate; `hear_gram.suite.build`), or taken ready-made from `--nat-binaural-dir` /
+`--nat-ambisonic-dir`. Its tasks are `--nat-task` (default: those of `--task`).
+
+Only the sample rate the unit's model reads is rendered (`build.pick_rate`: the model's own when
+the source has it, else the highest, which the unit then resamples): each rendered file is a pure
+function of its clip (`naturalistic_hear.generate`), so a rate rendered alone is byte-identical to
+the same rate rendered beside the others. The chance and majority rows need no audio: the
+generator copies the source's labels, splits and vocabulary byte for byte, so they are read from
+the source task and nothing is rendered for them.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from typing import TYPE_CHECKING
 from hear_gram.cache import task_digest
 from hear_gram.safeio import child
 from hear_gram.suite import build
-from hear_gram.suite.condition import Option, Unit, register
+from hear_gram.suite.condition import Option, Unit, UnitError, register
 from hear_gram.suite.conditions.hear import HearCondition, hear_tasks
 
 if TYPE_CHECKING:
@@ -45,19 +52,29 @@ class Naturalistic(HearCondition):
         return build.build_key(self.name, unit.task, settings, GENERATOR)
 
     def builds(self, unit: Unit, resolved: Resolved, settings: Settings) -> list[build.Build]:
-        return [] if settings.folder(self.given.dest) is not None else [self._build(unit, settings)]
+        if settings.folder(self.given.dest) is not None or resolved.module in self.baselines:
+            return []
+        rates = build.source_rates(child(settings.tasks_dir, unit.task, "task"))
+        if not rates:  # nothing to render from: its run says so
+            return []
+        rate = build.pick_rate(build.model_rate(resolved, settings), rates)
+        # the build's key has the rate; the unit's task key (the rendering's settings) has not
+        params = {"seed": settings.seed, "n_scenes": settings.n_scenes, "sample_rate": rate}
+        args = ["--format", self.formats[0], "--jobs", str(settings.workers),
+                "--sample-rate", str(rate)]  # fmt: skip
+        return [build.make(self.name, unit.task, settings, GENERATOR, params, args,
+                           f"{self.name} {unit.task} {rate} Hz", tags=(str(rate),))]  # fmt: skip
 
-    def _build(self, unit: Unit, settings: Settings) -> build.Build:
-        params = {"seed": settings.seed, "n_scenes": settings.n_scenes}
-        args = ["--format", self.formats[0], "--jobs", str(settings.workers)]
-        return build.make(self.name, unit.task, settings, GENERATOR, params, args,
-                          f"{self.name} {unit.task}")  # fmt: skip
-
-    def tasks_root(self, unit: Unit, settings: Settings, log_file: Path) -> Path:
+    def tasks_root(self, unit: Unit, resolved: Resolved, settings: Settings, log_file: Path) -> Path:  # fmt: skip
         given = settings.folder(self.given.dest)
         if given is not None:
             return given
-        return build.run_build(self._build(unit, settings), settings, log_file)
+        if resolved.module in self.baselines:  # labels only: the source's, byte for byte
+            return settings.tasks_dir
+        needed = self.builds(unit, resolved, settings)
+        if not needed:
+            raise UnitError(f"source task {unit.task} has no sample-rate folder of audio")
+        return build.run_build(needed[0], settings, log_file)
 
 
 NAT_BINAURAL = register(Naturalistic("binaural"))
