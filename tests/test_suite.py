@@ -337,6 +337,13 @@ def test_real_units_through_the_hear_tools(tmp_path):
     assert f"| hear-gram-demo-scene | {100 * expected:.1f} ± {100 * sd:.1f} (n=3) | failed |" in (
         tmp_path / "w" / "report" / "REPORT.md").read_text()  # fmt: skip
     assert not list((tmp_path / "w").rglob("*.ckpt"))  # deleted once scored
+    # heareval's per-clip embedding copies are deleted once scored; the split files it reads stay
+    task_emb = scores_file.parent
+    assert sorted(p.name for p in task_emb.glob("*.embeddings.npy")) == [
+        f"fold0{i}.embeddings.npy" for i in range(3)]  # fmt: skip
+    assert not list(task_emb.rglob("*.embedding.npy"))
+    clips = list((tasks / "hear-gram-demo-scene" / "16000").rglob("*.wav"))
+    assert len(list(task_emb.glob("fold0*/*.target-labels.json"))) == len(clips) == 9
     failed = json.loads((tmp_path / "w" / "units" / "broken" / "dry" / "hear-gram-demo-scene" /
                          "failed.json").read_text())  # fmt: skip
     assert "hear_gram.embed exited" in failed["error"] and "2-channel audio" in failed["error"]

@@ -107,6 +107,7 @@ class HearCondition(Condition):
         rows = collect_scores(emb)
         if not rows:
             raise UnitError(f"hear_gram.predict left no scores in {emb}")
+        drop_per_clip_embeddings(emb)
         return [
             {"task": r["task"], "format": unit.fmt, "snr_bin": "", "metric": r["metric"],
              "mean": r["mean"], "std": r["std"], "folds": r["n_folds"], "better": r["better"]}
@@ -296,3 +297,26 @@ def _average(model: str, condition: str, per: dict[tuple[str, str], dict[str, fl
     both = sorted(set(mine) & set(theirs))
     test = stats.paired([mine[t] for t in both], [theirs[t] for t in both])
     return _summary(list(mine.values())) + _mark(test)
+
+
+def drop_per_clip_embeddings(emb: Path) -> int:
+    """Delete heareval's per-clip copies of a scored task's embeddings; the bytes freed.
+
+    heareval's embeddings runner writes each clip's embedding twice: ``<split>/<file>.embedding.npy``,
+    then all of a split in ``<split>.embeddings.npy``, the only copy its predictions read
+    (`heareval/embeddings/task_embeddings.py`, `heareval/predictions/task_predictions.py`). Once
+    the unit's scores are in, the per-clip copies go, in a split whose combined file is there;
+    the per-clip labels and timestamps JSON stay. Only regular files inside the suite's own
+    embeddings folder are removed, never through a link."""
+    freed = 0
+    for split in sorted(emb.iterdir()):
+        if split.is_symlink() or not split.is_dir():
+            continue
+        combined = emb / f"{split.name}.embeddings.npy"
+        if combined.is_symlink() or not combined.is_file():
+            continue
+        for f in split.glob("*.embedding.npy"):
+            if f.is_file() and not f.is_symlink():
+                freed += f.stat().st_size
+                f.unlink()
+    return freed
