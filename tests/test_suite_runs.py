@@ -366,6 +366,21 @@ def test_the_eta_counts_unit_times_only(toy, capsys):
     assert eta([4.0], 0, 1) == 0.0
 
 
+def two_rate_source(tmp_path: Path, more_models: str = "") -> tuple[Path, Path]:
+    """A tiny 3-fold scene task "src" at 16000 and 22050 Hz, and a models file with a mono
+    module given binaural scenes through channels = "mean" (its rate: 16 kHz), then `more_models`."""
+    from hear_gram import synthetic_tasks
+
+    tasks = tmp_path / "tasks"
+    synthetic_tasks.make_scene_task(tasks, name="src", n_per_class=2, duration_s=0.5, kfold=3,
+                                    classes=synthetic_tasks.SCENE_CLASSES[2:4],
+                                    sample_rates=(16000, 22050))  # fmt: skip
+    models = tmp_path / "models.toml"
+    models.write_text('[[model]]\nname = "m"\nmodule = "tests.fixtures.spectral_module"\n'
+                      'formats = ["binaural"]\nchannels = "mean"\n' + more_models)  # fmt: skip
+    return tasks, models
+
+
 @pytest.mark.slow
 def test_only_binaural_localization_renders_only_binaural_direction_tasks_at_the_models_rate(
     tmp_path, monkeypatch
@@ -373,17 +388,9 @@ def test_only_binaural_localization_renders_only_binaural_direction_tasks_at_the
     """A real `localization_tasks.generate` build through the suite's build step (the unit's
     evaluation faked): a run of binaural localization for a 16 kHz module renders no Ambisonic
     task, no T60 task and no 22050 Hz folder of a source that has both rates."""
-    from hear_gram import synthetic_tasks
     from hear_gram.suite.conditions.spatial import SpatialCondition
 
-    tasks = tmp_path / "tasks"
-    synthetic_tasks.make_scene_task(tasks, name="src", n_per_class=2, duration_s=0.5, kfold=3,
-                                    classes=synthetic_tasks.SCENE_CLASSES[2:4],
-                                    sample_rates=(16000, 22050))  # fmt: skip
-    models = tmp_path / "models.toml"
-    # a mono module, given binaural scenes through channels = "mean" (its rate: 16 kHz)
-    models.write_text('[[model]]\nname = "m"\nmodule = "tests.fixtures.spectral_module"\n'
-                      'formats = ["binaural"]\nchannels = "mean"\n')  # fmt: skip
+    tasks, models = two_rate_source(tmp_path)
     read = []
 
     def fake_evaluate(self, unit, resolved, settings, folder):
@@ -417,17 +424,9 @@ def test_nat_hear_renders_only_the_models_rate_and_nothing_for_chance(tmp_path, 
     faked): a 16 kHz module's nat-binaural unit renders only the 16000 Hz folder of a source
     that has 16000 and 22050, whose audio is byte-identical to the same folder rendered beside
     the other rate; the chance unit renders nothing and reads the source's labels."""
-    from hear_gram import synthetic_tasks
     from hear_gram.suite.conditions.hear import HearCondition
 
-    tasks = tmp_path / "tasks"
-    synthetic_tasks.make_scene_task(tasks, name="src", n_per_class=2, duration_s=0.5, kfold=3,
-                                    classes=synthetic_tasks.SCENE_CLASSES[2:4],
-                                    sample_rates=(16000, 22050))  # fmt: skip
-    models = tmp_path / "models.toml"
-    models.write_text('[[model]]\nname = "m"\nmodule = "tests.fixtures.spectral_module"\n'
-                      'formats = ["binaural"]\nchannels = "mean"\n'
-                      '[[model]]\nname = "chance"\nmodule = "chance"\n')  # fmt: skip
+    tasks, models = two_rate_source(tmp_path, '[[model]]\nname = "chance"\nmodule = "chance"\n')
     roots = {}
 
     def fake_run(self, unit, resolved, settings, folder):
