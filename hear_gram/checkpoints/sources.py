@@ -131,10 +131,7 @@ def _origin(name: str, entry: Mapping) -> str:
 def cached_path(name: str) -> Path | None:
     """The file of Hugging Face entry ``name`` in the user's Hugging Face cache, or None when it is
     not there. Looks only on disk: never downloads, never reaches the network."""
-    entry = registry_entry(name, "huggingface")
-    hub = _hub()
-    found = hub.try_to_load_from_cache(entry["repo_id"], entry["file"], revision=_revision(entry))
-    return Path(found) if isinstance(found, str) else None
+    return _cached(registry_entry(name, "huggingface"))
 
 
 def local_path(name: str) -> Path:
@@ -160,11 +157,12 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     if p.is_dir():
         raise CheckpointError(f"{str(p)!r} is a directory, not a weights file or registry name")
     name = str(name_or_path)
-    if name not in registry():
+    reg = registry()
+    if name not in reg:
         raise CheckpointError(
-            f"weights file {name!r} does not exist and is not a registry name ({sorted(registry())})"
+            f"weights file {name!r} does not exist and is not a registry name ({sorted(reg)})"
         )
-    entry = registry_entry(name)
+    entry = reg[name]
     if entry["source"] == "local":
         path = local_path(name)
         if not path.is_file():
@@ -215,11 +213,17 @@ def _hub():
 
 
 def _revision(entry: Mapping) -> str:
-    """The entry's revision (a commit where checkpoints.json pins one), "main" when unset."""
-    revision = entry.get("revision") or "main"
-    if not isinstance(revision, str):
-        raise CheckpointError(f"revision must be a string, got {revision!r}")
-    return revision
+    """The entry's revision (a commit where checkpoints.json pins one; a string, `_check_entry`),
+    "main" when unset."""
+    return entry.get("revision") or "main"
+
+
+def _cached(entry: Mapping) -> Path | None:
+    """The entry's file in the user's Hugging Face cache, or None: on disk only, no network."""
+    found = _hub().try_to_load_from_cache(
+        entry["repo_id"], entry["file"], revision=_revision(entry)
+    )
+    return Path(found) if isinstance(found, str) else None
 
 
 def hub_file(name: str) -> Path:
@@ -229,7 +233,7 @@ def hub_file(name: str) -> Path:
     hub = _hub()
     revision = _revision(entry)
     where = f"{entry['repo_id']} ({entry['file']} at revision {revision})"
-    if cached_path(name) is None:
+    if _cached(entry) is None:
         log.info("downloading checkpoint %s from %s", name, where)
     try:
         found = hub.hf_hub_download(

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from hear_gram.cache import code_fingerprint, task_digest
 from hear_gram.safeio import child, locked, subdir, write_json
-from hear_gram.suite.condition import run_logged
+from hear_gram.suite.condition import UnitError, run_logged
 
 if TYPE_CHECKING:
     from hear_gram.suite.config import Resolved, Settings
@@ -134,6 +134,22 @@ def model_rate(resolved: Resolved, settings: Settings) -> int | None:
 def source_rates(task_dir: Path) -> list[int]:
     """The sample-rate folders (Hz) of a HEAR task, sorted."""
     return sorted(int(p.name) for p in task_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def rate_to_build(resolved: Resolved, settings: Settings, source: str) -> int | None:
+    """The one rate of source task `source` a build for model `resolved` renders (`pick_rate` of
+    the model's rate and the source's rate folders), or None when the source has no rate folder
+    (nothing to render from: the unit's run says so, `run_first`)."""
+    rates = source_rates(child(settings.tasks_dir, source, "task"))
+    return pick_rate(model_rate(resolved, settings), rates) if rates else None
+
+
+def run_first(needed: Sequence[Build], source: str, settings: Settings, log_file: Path) -> Path:
+    """Make the unit's one build (`run_build`) and return its folder; UnitError when there is
+    none because source task `source` has no sample-rate folder of audio."""
+    if not needed:
+        raise UnitError(f"source task {source} has no sample-rate folder of audio")
+    return run_build(needed[0], settings, log_file)
 
 
 def pick_rate(rate: int | None, available: Sequence[int]) -> int:

@@ -299,8 +299,8 @@ def _average(model: str, condition: str, per: dict[tuple[str, str], dict[str, fl
     return _summary(list(mine.values())) + _mark(test)
 
 
-def drop_per_clip_embeddings(emb: Path) -> int:
-    """Delete heareval's per-clip copies of a scored task's embeddings; the bytes freed.
+def drop_per_clip_embeddings(emb: Path) -> None:
+    """Delete heareval's per-clip copies of a scored task's embeddings.
 
     heareval's embeddings runner writes each clip's embedding twice: ``<split>/<file>.embedding.npy``,
     then all of a split in ``<split>.embeddings.npy``, the only copy its predictions read
@@ -308,7 +308,6 @@ def drop_per_clip_embeddings(emb: Path) -> int:
     the unit's scores are in, the per-clip copies go, in a split whose combined file is there;
     the per-clip labels and timestamps JSON stay. Only regular files inside the suite's own
     embeddings folder are removed, never through a link."""
-    freed = 0
     for split in sorted(emb.iterdir()):
         if split.is_symlink() or not split.is_dir():
             continue
@@ -317,6 +316,4 @@ def drop_per_clip_embeddings(emb: Path) -> int:
             continue
         for f in split.glob("*.embedding.npy"):
             if f.is_file() and not f.is_symlink():
-                freed += f.stat().st_size
                 f.unlink()
-    return freed

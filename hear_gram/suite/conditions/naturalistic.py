@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from hear_gram.cache import task_digest
 from hear_gram.safeio import child
 from hear_gram.suite import build
-from hear_gram.suite.condition import Option, Unit, UnitError, register
+from hear_gram.suite.condition import Option, Unit, register
 from hear_gram.suite.conditions.hear import HearCondition, hear_tasks
 
 if TYPE_CHECKING:
@@ -54,10 +54,9 @@ class Naturalistic(HearCondition):
     def builds(self, unit: Unit, resolved: Resolved, settings: Settings) -> list[build.Build]:
         if settings.folder(self.given.dest) is not None or resolved.module in self.baselines:
             return []
-        rates = build.source_rates(child(settings.tasks_dir, unit.task, "task"))
-        if not rates:  # nothing to render from: its run says so
+        rate = build.rate_to_build(resolved, settings, unit.task)
+        if rate is None:
             return []
-        rate = build.pick_rate(build.model_rate(resolved, settings), rates)
         # the build's key has the rate; the unit's task key (the rendering's settings) has not
         params = {"seed": settings.seed, "n_scenes": settings.n_scenes, "sample_rate": rate}
         args = ["--format", self.formats[0], "--jobs", str(settings.workers),
@@ -71,10 +70,8 @@ class Naturalistic(HearCondition):
             return given
         if resolved.module in self.baselines:  # labels only: the source's, byte for byte
             return settings.tasks_dir
-        needed = self.builds(unit, resolved, settings)
-        if not needed:
-            raise UnitError(f"source task {unit.task} has no sample-rate folder of audio")
-        return build.run_build(needed[0], settings, log_file)
+        return build.run_first(self.builds(unit, resolved, settings), unit.task, settings,
+                               log_file)  # fmt: skip
 
 
 NAT_BINAURAL = register(Naturalistic("binaural"))

@@ -133,10 +133,9 @@ class SpatialCondition(Condition):
     def builds(self, unit: Unit, resolved: Resolved, settings: Settings) -> list[build.Build]:
         if settings.folder(GIVEN.dest) is not None:
             return []
-        rates = build.source_rates(child(settings.tasks_dir, unit.source, "task"))
-        if not rates:  # nothing to render from: its run says so
+        rate = build.rate_to_build(resolved, settings, unit.source)
+        if rate is None:
             return []
-        rate = build.pick_rate(build.model_rate(resolved, settings), rates)
         params = {**self.params(unit, settings), "sample_rate": rate}
         args = ["--format", unit.fmt, "--target", self.target, "--sample-rate", str(rate)]
         label = f"{self.name} {unit.source} {unit.fmt} {rate} Hz"
@@ -147,10 +146,8 @@ class SpatialCondition(Condition):
         given = settings.folder(GIVEN.dest)
         if given is not None:
             return given
-        needed = self.builds(unit, resolved, settings)
-        if not needed:
-            raise UnitError(f"source task {unit.source} has no sample-rate folder of audio")
-        return build.run_build(needed[0], settings, log_file)
+        return build.run_first(self.builds(unit, resolved, settings), unit.source, settings,
+                               log_file)  # fmt: skip
 
     def run(self, unit: Unit, resolved: Resolved, settings: Settings, folder: Path) -> list[dict]:
         from localization_tasks.evaluate import module_tag
