@@ -41,6 +41,22 @@ def run_module(args: list[str], cwd: Path, log: Path, threads: int = 1) -> None:
         raise AssertionError(f"{' '.join(args[:2])} exited {proc.returncode}:\n{tail}")
 
 
+def make_recording_python(tmp_path: Path, target: str, *make_vars: str) -> list[list[str]]:
+    """`make -o install TARGET VARS...` from the repository with PY replaced by a script that only
+    records its arguments: the command lines (split on spaces) the target would run with Python,
+    in order. Skips where `make` is missing."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    echo = tmp_path / "echo-args"
+    echo.write_text('#!/bin/sh\necho "$@" >> "$(dirname "$0")/args"\n')
+    echo.chmod(0o755)
+    subprocess.run(["make", "-s", "-o", "install", target, f"PY={echo}", *make_vars], cwd=REPO,
+                   check=True, capture_output=True)  # fmt: skip
+    return [line.split() for line in (tmp_path / "args").read_text().splitlines()]
+
+
 @pytest.fixture(scope="session")
 def ckpt_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("ckpts")

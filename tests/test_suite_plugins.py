@@ -197,22 +197,12 @@ def test_a_condition_returning_a_nan_score_fails_its_unit_and_no_cell_shows_it(t
 def test_make_localization_is_a_suite_run_of_the_baselines_chance_and_gram_t(tmp_path):
     """The Makefile target writes its models file and runs the suite on localization and t60:
     the DSP baseline of each format, chance on both, GRAM-T per format only when given (CLS)."""
-    import shutil
-    import subprocess
-
     from hear_gram.suite.config import load_models
-    from tests.conftest import REPO
+    from tests.conftest import make_recording_python
 
-    if shutil.which("make") is None:
-        pytest.skip("no make")
-    echo = tmp_path / "echo-args"
-    echo.write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\n')
-    echo.chmod(0o755)
     work = tmp_path / "work"
-    subprocess.run(["make", "-s", "-o", "install", "localization", f"WORK={work}", f"PY={echo}",
-                    "TASKS=tasks", f"GRAM_T_AMBISONIC={tmp_path / 'a.st'}"], cwd=REPO,
-                   check=True, capture_output=True)  # fmt: skip
-    args = (tmp_path / "args").read_text().split()
+    (args,) = make_recording_python(tmp_path, "localization", f"WORK={work}", "TASKS=tasks",
+                                    f"GRAM_T_AMBISONIC={tmp_path / 'a.st'}")  # fmt: skip
     assert args[:2] == ["-m", "hear_gram.suite"]
     assert args[args.index("--conditions") + 1] == "localization,t60"
     models = {m.name: m for m in load_models(work / "localization" / "models.toml")}

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -238,18 +236,11 @@ def test_make_seld_is_a_suite_run_of_both_conditions(tmp_path):
     SELD_CLIPS clips per fold, both formats, then the suite on them with zero, CRNN and GRAM-T
     (the given ambisonic weights; random binaural weights when GRAM_T is not given)."""
     from hear_gram.suite.config import load_models
-    from tests.conftest import REPO
+    from tests.conftest import make_recording_python
 
-    if shutil.which("make") is None:
-        pytest.skip("no make")
-    echo = tmp_path / "echo-args"
-    echo.write_text('#!/bin/sh\necho "$@" >> "$(dirname "$0")/args"\n')
-    echo.chmod(0o755)
     work = tmp_path / "work"
-    subprocess.run(["make", "-s", "-o", "install", "seld", f"WORK={work}", f"PY={echo}",
-                    "SELD_CLIPS=7", f"GRAM_T_AMBISONIC={tmp_path / 'a.st'}"], cwd=REPO,
-                   check=True, capture_output=True)  # fmt: skip
-    calls = [line.split() for line in (tmp_path / "args").read_text().splitlines()]
+    calls = make_recording_python(tmp_path, "seld", f"WORK={work}", "SELD_CLIPS=7",
+                                  f"GRAM_T_AMBISONIC={tmp_path / 'a.st'}")  # fmt: skip
     synth = [c for c in calls if c[:2] == ["-m", "localization_tasks.seld.synth"]]
     assert sorted(c[c.index("--format") + 1] for c in synth) == ["ambisonic", "binaural"]
     assert all(c[c.index("--clips-per-fold") + 1] == "7" for c in synth)
