@@ -8,8 +8,9 @@ formats mono and binaural, and a `chance` model localization binaural only), one
 (``--jobs 1``).
 
 Nothing inside the suite is timed by this program: while the suite runs, it polls the run folder
-every ``--poll-s`` and reads what the suite leaves there. A step of a unit starts when its command
-line (``$ python -m MODULE ...``) appears in the unit's ``unit.log``; a build ends at the mtime of
+every ``--poll-s`` and reads what the suite leaves there. A step of a unit starts at the time the
+suite writes under its command line (``$ python -m MODULE ...`` then ``# started TIME``) in the
+unit's ``unit.log`` (when that line is missing: when the command line is read); a build ends at the mtime of
 its ``build/<name>.done`` marker; a unit ends at the mtime of its ``result.json`` (or
 ``failed.json``); start-up ends at the suite's "suite: N units planned" line, the report starts at
 its "ran N units" line. At each of these marks the run folder's bytes are summed by subfolder
@@ -32,6 +33,7 @@ folder, kept for inspection and replaced by the next run).
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -74,6 +76,7 @@ PHASES = {
 GOAL_DISK_RATIO = 10.0  # run folder bytes over the source tasks' bytes, at most
 GOAL_UNIT_OVERHEAD_S = 2.0  # a unit's wall time less its builds, embedding and training, at most
 STEP_RE = re.compile(r"^\$ \S+ -m (\S+)(.*)$")
+STARTED_RE = re.compile(r"^# started (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) ")
 LOG_TIME_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 MARKER = ".bench-suite"  # in the set-up folder: this program made it (and may replace it)
 
@@ -158,6 +161,7 @@ class Watch:
         self._offsets: dict[Path, int] = {}
         self._partial: dict[Path, str] = {}
         self._ended: set[Path] = set()
+        self._step_mark: dict[Path, Mark] = {}  # per log, its last step's mark (its time to set)
         self.commands: dict[str, list[tuple[str, str]]] = {}  # unit -> [(module, arguments)]
         self.builds_left = 0  # builds of the suite's build step not yet reported made
 
@@ -200,10 +204,16 @@ class Watch:
         unit = self._unit_id(log.parent)
         for line in lines:
             m = STEP_RE.match(line)
+            started = STARTED_RE.match(line)
             if m:
                 module = m.group(1)
                 self.commands.setdefault(unit, []).append((module, m.group(2)))
                 self.add(now, STEP_KINDS.get(module, "other"), unit, module)
+                self._step_mark[log] = self.marks[-1]
+            elif started and log in self._step_mark:
+                # the time the suite wrote under the step's command line: not this poll's
+                stamp = datetime.datetime.strptime(started.group(1), "%Y-%m-%d %H:%M:%S.%f")
+                self._step_mark.pop(log).t = stamp.timestamp() - self.t0
 
     def _unit_end(self, folder: Path) -> None:
         if folder in self._ended:
@@ -337,8 +347,6 @@ def stdout_marks(watch: Watch, lines: list[tuple[float, str]], seen: int) -> int
 
 def log_times(path: Path, pattern: str) -> list[float]:
     """POSIX times of the lines of a `hear_gram.cli` log file that contain `pattern`."""
-    import datetime
-
     out = []
     try:
         lines = path.read_text(errors="replace").splitlines()

@@ -260,6 +260,7 @@ def setup_logging(args: argparse.Namespace, prog: str, log_dir: Path | None) -> 
     for handler in list(root.handlers):
         if getattr(handler, "_hear_gram", False):
             root.removeHandler(handler)
+            handler.close()  # a warm worker runs many tools: their log files must not pile up
     level = logging.ERROR if getattr(args, "quiet", False) else logging.WARNING
     level = logging.INFO if getattr(args, "verbose", False) else level
     console = logging.StreamHandler(sys.stderr)

@@ -7,7 +7,7 @@
         [--localization-source NAME ...] [--grid default|fast|faster] [--grid-points N]
         [--localization-grid default|fast|tiny] [--n-scenes N] [--seed S] [--workers N]
         [--jobs N] [--shard K/N] [--executor local|slurm|submitit-local] [--slurm KEY=VALUE ...]
-        [--retry-failed] [--report-only] [--no-report] [--no-probe] [-q | -v]
+        [--retry-failed] [--report-only] [--no-report] [--no-probe] [--fresh-processes] [-q | -v]
 
 Plans every unit (model x condition x task, `hear_gram.suite.units`), leaves out those whose
 module cannot take their input format (`hear_gram.suite.probe`: one line per model; `--no-probe`
@@ -16,7 +16,10 @@ the units to run read (`Condition.builds`: only their formats, kinds of task and
 rates; a step of its own, one line per build with its time, "build: localization esc50 binaural
 16000 Hz (12 s)"), runs the units (in `--jobs` threads, or as a submitit job array; one line per
 unit, with an ETA from the units' own times: builds never enter it), then merges every done unit
-into OUT/report/ (`hear_gram.suite.report`). A failed unit is reported in the table with its
+into OUT/report/ (`hear_gram.suite.report`). A unit's steps (heareval's embeddings and
+predictions runners through `hear_gram.embed` and `hear_gram.predict`, the spatial evaluators)
+run in warm worker processes, one per job, that import heareval, TensorFlow and Lightning once
+(`hear_gram.suite.worker`); `--fresh-processes` starts a fresh interpreter for every step instead. A failed unit is reported in the table with its
 cause and its log kept; the run goes on, and the exit code is 1. Rerunning runs only the missing,
 stale or failed units (a unit's key holds its tasks' content, the keys of the builds it reads,
 its module's code, its weights' sha256, options and grid), except those whose failure cannot
@@ -59,7 +62,7 @@ from typing import Any
 
 from hear_gram import cli
 from hear_gram.safeio import subdir
-from hear_gram.suite import build, probe, report
+from hear_gram.suite import build, probe, report, worker
 from hear_gram.suite import condition as conditions
 from hear_gram.suite.build import Build
 from hear_gram.suite.condition import UnitInterrupted
@@ -129,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rerun units whose failure cannot change (module import, format, task)")  # fmt: skip
     p.add_argument("--report-only", action="store_true", help="merge done units, run nothing")
     p.add_argument("--no-report", action="store_true", help="run units, skip the report")
+    p.add_argument("--fresh-processes", action="store_true",
+                   help="run each step of a unit in a fresh interpreter, not a warm worker "
+                        "(slower: each imports heareval, TensorFlow and Lightning again)")  # fmt: skip
     p.add_argument("--no-probe", action="store_true",
                    help="plan every unit without first checking each module takes its formats")  # fmt: skip
     return p
@@ -311,9 +317,26 @@ def run_builds(builds: Sequence[Build], settings: Settings, jobs: int,
 
 
 def run_local(units: list[Unit], models: dict[str, ModelSpec], settings: Settings, jobs: int,
-              quiet: bool = False) -> tuple[list[dict], bool]:  # fmt: skip
-    """The builds the units need (`run_builds`), then the units, `jobs` at a time. Returns their
+              quiet: bool = False, warm: bool = True) -> tuple[list[dict], bool]:  # fmt: skip
+    """The builds the units need (`run_builds`), then the units, `jobs` at a time, their steps
+    in warm workers (`hear_gram.suite.worker`; fresh processes without `warm`). Returns their
     records and whether Ctrl-C stopped the run (then the units not started have no record)."""
+    tools = sorted({t for u in units for t in conditions.get(u.condition).steps})
+    if not (warm and tools):
+        return _run_local(units, models, settings, jobs, quiet)
+    pool = worker.pool_for(settings, tools)
+    try:
+        # started now, so that their imports (heareval, TensorFlow, Lightning) overlap the builds
+        pool.start(min(jobs, len(units)))
+        conditions.use_workers(pool)
+        return _run_local(units, models, settings, jobs, quiet)
+    finally:
+        conditions.use_workers(None)
+        pool.close()
+
+
+def _run_local(units: list[Unit], models: dict[str, ModelSpec], settings: Settings, jobs: int,
+               quiet: bool) -> tuple[list[dict], bool]:  # fmt: skip
     needed = _needed_builds(units, models, settings)
     failed_builds, interrupted = {}, False
     if needed:
@@ -465,7 +488,8 @@ def body(args: argparse.Namespace) -> int:
         records: list[dict] = []
         try:
             if args.executor == "local":
-                records, interrupted = run_local(todo, by_name, settings, args.jobs, args.quiet)
+                records, interrupted = run_local(todo, by_name, settings, args.jobs, args.quiet,
+                                                 warm=not args.fresh_processes)  # fmt: skip
             else:
                 cluster = "slurm" if args.executor == "slurm" else "local"
                 records = run_submitit(todo, by_name, settings, cluster, parameters, args.quiet)

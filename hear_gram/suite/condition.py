@@ -171,6 +171,7 @@ class Condition(abc.ABC):
     default: bool = True  # in a run without --conditions (False: an opt-in, run when named)
     hear_module: bool = False  # its units call the HEAR module: probed before the run
     baselines: tuple[str, ...] = ()  # module names it runs itself (not imported, not probed)
+    steps: tuple[str, ...] = ()  # the tools (python -m NAME) its units run, for warm workers
 
     def check(self) -> None:
         check_name(self.name, "condition name")
@@ -341,38 +342,118 @@ def _end(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
         proc.wait()
 
 
-def run_logged(cmd: list[str], log_file: Path, step: str) -> None:
-    """Run `cmd` with its output appended to `log_file`; UnitError with the last line it printed
-    if it fails, UnitInterrupted if Ctrl-C ended it (or the run is being stopped: then whatever
-    the exit, a step is not failed for having been stopped)."""
+def step_env() -> dict[str, str]:
+    """The environment of a unit's steps (fresh processes and warm workers alike)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     env.setdefault("OMP_NUM_THREADS", "1")  # heareval's probes are tiny; threads only contend
+    return env
+
+
+# The run's warm workers (`hear_gram.suite.worker.Pool`), when it has them: the steps they serve
+# run there instead of in a fresh interpreter each.
+_POOL: Any = None
+
+
+def use_workers(pool: Any) -> None:
+    """Run the steps `pool` serves in its workers from now on (None: fresh processes)."""
+    global _POOL
+    _POOL = pool
+
+
+def run_logged(cmd: list[str], log_file: Path, step: str) -> None:
+    """Run `cmd` with its output appended to `log_file` (in a warm worker when the run has one
+    that serves it, `use_workers`); UnitError with the last line it printed if it fails,
+    UnitInterrupted if Ctrl-C ended it (or the run is being stopped: then whatever the exit, a
+    step is not failed for having been stopped)."""
     from hear_gram.safeio import open_append
 
     if _STOPPING.is_set():
         raise UnitInterrupted(f"{step} not started: the run is being stopped")
+    pool = _POOL
     with open_append(log_file) as f:
         f.write(f"\n$ {' '.join(cmd)}\n")
         f.flush()
-        with _RUNNING_LOCK:  # under the lock: a stop_steps now either sees it or came before
-            if _STOPPING.is_set():
-                raise UnitInterrupted(f"{step} not started: the run is being stopped")
-            proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
-            _RUNNING.add(proc)
-        try:
-            code = proc.wait()
-        except BaseException:  # Ctrl-C in this (the main) thread: end the step, leave none behind
-            _end(proc)
-            raise
-        finally:
-            with _RUNNING_LOCK:
-                _RUNNING.discard(proc)
+        if pool is not None and pool.serves(cmd):
+            died = None
+            try:
+                code = _in_worker(pool, cmd, log_file, step)
+            except RuntimeError as e:  # the worker died (hear_gram.suite.worker.WorkerDied)
+                code, died = getattr(e, "code", None), e
+        else:
+            died = None
+            code = _in_process(cmd, f, step)
     if code in (-signal.SIGINT, 130) or (code != 0 and _STOPPING.is_set()):
         raise UnitInterrupted(f"{step} interrupted")
     if code != 0:
         lines = [ln for ln in log_file.read_text(errors="replace").splitlines() if ln.strip()]
         last = lines[-1].strip() if lines else ""
-        raise UnitError(f"{step} exited {code}: {last[:300]}")
+        what = f"failed: {died}" if died is not None else f"exited {code}"
+        raise UnitError(f"{step} {what}: {last[:300]}")
+
+
+STARTED = "# started"  # the line after a step's "$ COMMAND" in its log: when, and where it ran
+
+
+def _now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) + f".{int(t % 1 * 1000):03d}"
+
+
+def _started(log_file: Path, where: str) -> None:
+    from hear_gram.safeio import open_append
+
+    with open_append(log_file) as f:
+        f.write(f"{STARTED} {_now()} ({where})\n")
+
+
+def _in_process(cmd: list[str], f: Any, step: str) -> int:
+    """`cmd` as a fresh process, its output to the open log `f`; its exit status."""
+    with _RUNNING_LOCK:  # under the lock: a stop_steps now either sees it or came before
+        if _STOPPING.is_set():
+            raise UnitInterrupted(f"{step} not started: the run is being stopped")
+        f.write(f"{STARTED} {_now()} (fresh process)\n")
+        f.flush()
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=step_env())
+        _RUNNING.add(proc)
+    try:
+        return proc.wait()
+    except BaseException:  # Ctrl-C in this (the main) thread: end the step, leave none behind
+        _end(proc)
+        raise
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc)
+
+
+def _in_worker(pool: Any, cmd: list[str], log_file: Path, step: str) -> int:
+    """`cmd` (`python -m TOOL ARGV`) in one of `pool`'s workers; the exit status. A worker whose
+    step did not end in 0 is retired, not reused: an interrupted or failed step may leave
+    state behind that a fresh process would not have."""
+    worker = pool.take()
+    ok = False
+    try:
+        with _RUNNING_LOCK:
+            if _STOPPING.is_set():
+                raise UnitInterrupted(f"{step} not started: the run is being stopped")
+            _started(log_file, f"in warm worker pid {worker.proc.pid}")
+            worker.send(cmd[2], cmd[3:], log_file)
+            _RUNNING.add(worker.proc)  # stop_steps' SIGINT reaches the step as a Ctrl-C would
+        try:
+            code = worker.reply()
+        except KeyboardInterrupt:  # Ctrl-C in this (the main) thread: end the step
+            with contextlib.suppress(ProcessLookupError, OSError):
+                worker.proc.send_signal(signal.SIGINT)
+            raise
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(worker.proc)
+        ok = code == 0
+        return code
+    finally:
+        if ok:
+            pool.give_back(worker)
+        else:
+            worker.close()
 
 
 def unique(names: Sequence[str]) -> tuple[str, ...]:

@@ -57,6 +57,7 @@ class HearCondition(Condition):
     title = "HEAR and Nat-HEAR"
     hear_module = True
     baselines = BASELINES
+    steps = ("hear_gram.embed", "hear_gram.predict")
     reference = ""  # the condition this one's drop is measured from ("" = none)
     label = ""  # its name in the averages table, e.g. "HEAR", "Nat-HEAR binaural"
 

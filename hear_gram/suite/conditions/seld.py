@@ -151,6 +151,7 @@ class Seld(Condition):
     options = (SOURCE, GIVEN, CLIPS, EPOCHS, SEEDS)
     hear_module = True
     baselines = BASELINES
+    steps = (EVALUATOR,)
 
     def __init__(self, fmt: str) -> None:
         self.name = f"seld-{fmt}"

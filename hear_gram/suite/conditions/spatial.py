@@ -83,6 +83,7 @@ class SpatialCondition(Condition):
     options = (SOURCE, GIVEN, SEEDS)
     hear_module = True
     baselines = ("chance",)  # localization_tasks.evaluate --module chance
+    steps = ("localization_tasks.evaluate",)
     target = ""  # the tasks' localization.target
     metric = ""  # the evaluator's metric of this target (lower is better)
     caption = ""  # what the columns show, one sentence
