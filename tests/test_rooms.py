@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -306,6 +307,65 @@ def test_bank_is_identical_with_one_or_two_workers(tmp_path):
     json.dumps(one.describe())
     with pytest.raises(IndexError):
         one.get(3)
+
+
+def _stored_npz(path: Path) -> None:
+    """Rewrite a scene file in the older layout (members stored, not deflated)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        members = [(m, zf.read(m)) for m in zf.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for info, data in members:
+            info.compress_type = zipfile.ZIP_STORED
+            zf.writestr(info, data)
+
+
+def test_deflated_bank_files_hold_exactly_the_rendered_arrays_and_are_smaller(tmp_path):
+    """Lossless: scene i's arrays equal a fresh `render_rirs` bit for bit, from a deflated file
+    and from one in the older stored layout; the deflated files take less than the arrays."""
+    # 2 s RIRs, the generator's default: their tails after the room's decay are silent
+    bank = small_bank(tmp_path / "a", length_s=2.0).build(progress=False)
+    old = small_bank(tmp_path / "b", length_s=2.0).build(progress=False)
+    for i in range(3):
+        _stored_npz(old.path(i))
+    raw = 0
+    for i in range(3):
+        scene, source, noises = bank.get(i)
+        want_source, want_noises = render_rirs(sample_scene("test", i), "binaural", 8000,
+                                               bank.hrtf, "acn-sn3d", 2.0)  # fmt: skip
+        assert source.tobytes() == want_source.tobytes()
+        assert noises.tobytes() == want_noises.tobytes()
+        _, old_source, old_noises = old.get(i)
+        assert old_source.tobytes() == source.tobytes() and old_noises.tobytes() == noises.tobytes()
+        raw += source.nbytes + noises.nbytes
+    assert sum(bank.path(i).stat().st_size for i in range(3)) < 0.9 * raw
+    assert sum(old.path(i).stat().st_size for i in range(3)) > raw
+
+
+def test_a_scene_file_that_would_inflate_past_its_settings_is_refused_before_loading(tmp_path):
+    """A planted deflated file: 64 MB of zeros in a few kB. It is refused by its declared size,
+    never inflated; so is a file with other members or one that is not a zip at all."""
+    import zipfile
+
+    bank = small_bank(tmp_path).build(progress=False)
+    with zipfile.ZipFile(bank.path(0), "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("scene.npy", b"")
+        zf.writestr("noises.npy", b"")
+        with zf.open("source.npy", "w") as f:
+            chunk = bytes(1 << 20)
+            for _ in range(64):
+                f.write(chunk)
+    assert bank.path(0).stat().st_size < 200_000
+    with pytest.raises(ValueError, match="not a scene file of this bank .* bytes inflated"):
+        bank.get(0)
+    with zipfile.ZipFile(bank.path(1), "w") as zf:
+        zf.writestr("other.npy", b"")
+    with pytest.raises(ValueError, match=r"members \['other.npy'\]"):
+        bank.get(1)
+    bank.path(2).write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="is not a scene file"):
+        bank.get(2)
 
 
 def test_interrupted_bank_build_resumes_to_the_same_files(tmp_path, monkeypatch):
