@@ -4,7 +4,12 @@ disk-safe.
 Applies `hear_gram.heareval_compat` in this process, then runs heareval's unchanged runner
 (`heareval.predictions.runner.runner`) once per task directory, so the options are exactly
 heareval's (`--grid default|fast|faster`, `--grid-points N`, `--gpus`, `--in-memory`,
-`--deterministic`, `--shuffle`; see `--help`) plus two of ours:
+`--deterministic`, `--shuffle`; see `--help`) plus three of ours:
+
+- `--seed S`: the seed of the probes. heareval 2021.1.3 seeds each task's probes with 42
+  (`seed_everything(42, workers=False)` at the start of `task_predictions`, with
+  `--deterministic true`, its default) and has no option for it; `--seed S` makes that one call
+  seed with S instead, nothing else. The default, 42, is heareval's own run, bit for bit.
 
 - `--keep-checkpoints`: keep Lightning's `.ckpt` files. By default each checkpoint made in this run
   is deleted once its split has been tested, and the grid-search checkpoints of this run that
@@ -162,6 +167,22 @@ def patch_steps() -> None:
         tp.task_predictions_test = _step(tp.task_predictions_test, delete_checkpoint=True)
 
 
+HEAREVAL_SEED = 42  # `task_predictions`: seed_everything(42, workers=False)
+
+
+def seed_probes(seed: int) -> None:
+    """heareval's one seeding call (`seed_everything(42, workers=False)` in
+    `heareval.predictions.task_predictions.task_predictions`) seeds with `seed` instead. Set on
+    every run, also to 42: a warm suite worker runs many, each with its own seed."""
+    from heareval.predictions import task_predictions as tp
+    from pytorch_lightning import seed_everything
+
+    def seeded(_heareval_seed: int, workers: bool = False) -> int:
+        return seed_everything(seed, workers=workers)
+
+    tp.seed_everything = seeded
+
+
 def n_steps(task: Path, grid: str, grid_points: int) -> int:
     """Training and test runs heareval makes on `task`: the grid points tried on the first
     split, one training per other split, one test per split (`task_predictions`)."""
@@ -290,6 +311,15 @@ def gpus_json(text: str) -> str:
     return text
 
 
+def lightning_seed(text: str) -> int:
+    """argparse `type=` for `--seed`: Lightning's `seed_everything` takes [0, 2**32) only (it
+    would draw a random seed for any other value, with a warning)."""
+    value = cli.seed_int(text)
+    if value >= 2**32:
+        raise argparse.ArgumentTypeError(f"a probe seed is below 2**32, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """heareval's runner options (`heareval.predictions.runner.runner`: the same names, defaults
     and boolean spellings) plus `--keep-checkpoints`."""
@@ -303,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deterministic", type=click_bool, default=True, metavar="BOOL")
     p.add_argument("--grid", choices=("default", "fast", "faster"), default="default")
     p.add_argument("--shuffle", type=click_bool, default=False, metavar="BOOL")
+    p.add_argument("--seed", type=lightning_seed, default=HEAREVAL_SEED,
+                   help="the probes' seed (default 42: heareval's own)")  # fmt: skip
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep Lightning's .ckpt files (deleted once scored by default)")  # fmt: skip
     return p
@@ -332,6 +364,7 @@ def run(args: argparse.Namespace) -> None:
     except heareval_compat.CompatError as e:
         raise cli.CLIError(str(e)) from None
     patch_steps()
+    seed_probes(args.seed)
     gpus = args.gpus
     if gpus is None:
         import torch

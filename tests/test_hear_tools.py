@@ -86,3 +86,38 @@ def test_heareval_predictions_score_both_tasks(hear_run):
     scene = rows[("hear-gram-demo-scene", "top1_acc")]
     assert scene["n_folds"] == 5 and scene["mean"] > 2 * (1 / len(synthetic_tasks.SCENE_CLASSES))
     assert ("hear-gram-demo-event", "event_onset_200ms_fms") in rows
+
+
+def _without_run_details(value: object) -> object:
+    """heareval's scores JSON less what two runs of one seed differ in too: timings, the task's
+    own path, reprs of functions ("<function f at 0x...>")."""
+    import re
+
+    if isinstance(value, dict):
+        return {k: _without_run_details(v) for k, v in value.items()
+                if not k.startswith("time_in_min") and k != "embedding_path"}  # fmt: skip
+    if isinstance(value, list):
+        return [_without_run_details(v) for v in value]
+    if isinstance(value, str):
+        return re.sub(r" at 0x[0-9a-f]+>", ">", value)
+    return value
+
+
+@pytest.mark.slow
+def test_predict_seed_42_is_heareval_own_run_and_another_seed_trains_other_probes(hear_run, tmp_path):  # fmt: skip
+    """heareval seeds every probe with 42; `--seed 42` reproduces its run (the fixture's, no
+    --seed) exactly, `--seed 43` trains other probes: other test losses on every fold."""
+    scene = hear_run / "hear-gram-demo-scene"
+    made = ("prediction-done.json", scores.SCORES_FILE, "prediction.log", "prediction-output.log",
+            "lightning_logs", "logs", "*.predictions.pkl")  # fmt: skip
+    got = {}
+    for seed in (42, 43):
+        copy = tmp_path / str(seed) / scene.name
+        shutil.copytree(scene, copy, ignore=shutil.ignore_patterns(*made))
+        run_module(["hear_gram.predict", str(copy), "--grid", "fast", "--grid-points", "1",
+                    "--seed", str(seed)], cwd=tmp_path, log=tmp_path / f"{seed}.log")  # fmt: skip
+        got[seed] = json.loads((copy / scores.SCORES_FILE).read_text())
+    default = json.loads((scene / scores.SCORES_FILE).read_text())
+    assert _without_run_details(got[42]) == _without_run_details(default)
+    folds = [f"fold0{i}" for i in range(5)]
+    assert all(got[43][f]["test_loss"] != default[f]["test_loss"] for f in folds)

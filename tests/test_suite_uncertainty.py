@@ -49,6 +49,10 @@ TOP1 = {
 MAP_A = {"m1": 0.41, "m2": 0.44}  # task a's second metric (every fold): not the primary one
 
 
+SEED_STEP = 0.01
+PREDICT_CALLS: list[tuple[str, str, str]] = []  # (model, task, --seed or "") of the fake's calls
+
+
 def _model(log_file: Path) -> str:
     return log_file.parent.parent.parent.name  # WORK/units/<model>/<condition>/<task>/unit.log
 
@@ -66,7 +70,11 @@ def fake_hear_tools(cmd: list[str], log_file: Path, step: str) -> None:
     emb.mkdir(parents=True, exist_ok=True)
     (emb / "task_metadata.json").write_text(json.dumps({"task_name": task, "evaluation": metrics}))
     scores: dict = {}
+    # hear_gram.predict --seed S (--seeds): the scores move by SEED_STEP per seed above 42
+    shift = SEED_STEP * (int(cmd[cmd.index("--seed") + 1]) - 42) if "--seed" in cmd else 0.0
+    PREDICT_CALLS.append((model, task, cmd[cmd.index("--seed") + 1] if "--seed" in cmd else ""))
     for fold, value in TOP1[(model, task)].items():
+        value = value + shift
         scores[fold] = {"test_top1_acc": value, "test_score": value, "validation_score": 0.5,
                         "epoch": 3, **({"test_mAP": MAP_A[model]} if task == "a" else {})}  # fmt: skip
     scores["hparams"] = {"lr": 0.001}
@@ -76,6 +84,11 @@ def fake_hear_tools(cmd: list[str], log_file: Path, step: str) -> None:
 
 @pytest.fixture
 def hear_run(tmp_path, monkeypatch):
+    return _hear_run(tmp_path, monkeypatch)
+
+
+def _hear_run(tmp_path, monkeypatch, *extra: str) -> Path:
+    PREDICT_CALLS.clear()
     monkeypatch.setattr("hear_gram.suite.conditions.hear.run_logged", fake_hear_tools)
     # the fake modules load nowhere: their rate is the tasks' own, so no resampling is asked
     monkeypatch.setattr("hear_gram.suite.probe.sample_rate", lambda resolved, settings: 16000)
@@ -87,7 +100,7 @@ def hear_run(tmp_path, monkeypatch):
     models = tmp_path / "models.toml"
     models.write_text(MODELS + BROKEN)
     code = suite_main(["--models", str(models), "--tasks-dir", str(tasks), "--out",
-                       str(tmp_path / "w"), "--conditions", "dry", "--quiet", "--no-probe"])  # fmt: skip
+                       str(tmp_path / "w"), "--conditions", "dry", "--quiet", "--no-probe", *extra])  # fmt: skip
     assert code == 1  # broken's units failed
     return tmp_path / "w"
 
@@ -131,6 +144,37 @@ def test_per_fold_rows_equal_heareval_json_and_seconds_come_from_the_unit_record
             (hear_run / "units" / r["model"] / "dry" / r["unit"] / name).read_text()
         )
         assert float(r["seconds"]) == round(record["seconds"], 1) >= 0
+
+
+def test_one_seed_is_heareval_own_run_and_seeds_2_trains_42_and_43_on_every_fold(tmp_path, monkeypatch):  # fmt: skip
+    """Without --seeds, hear_gram.predict gets no --seed (heareval's own 42); with --seeds 2 it
+    runs once with --seed 42 and once with 43 per unit, each seed's scores kept, and the rows are
+    seeds x folds: the aggregate their mean and sd (n = 10 on a 5-fold task)."""
+    _hear_run(tmp_path / "one", monkeypatch)
+    assert sorted(PREDICT_CALLS) == [(m, t, "") for m in ("m1", "m2") for t in "abc"]
+    work = _hear_run(tmp_path / "two", monkeypatch, "--seeds", "2")
+    assert sorted(PREDICT_CALLS) == [(m, t, s) for m in ("m1", "m2") for t in "abc"
+                                     for s in ("42", "43")]  # fmt: skip
+    rows = [r for r in _csv(work) if r["status"] == "ok" and r["metric"] == "top1_acc"]
+    for (model, task), folds in TOP1.items():
+        mine = [r for r in rows if (r["model"], r["task"]) == (model, task)]
+        expected = {
+            (str(s), f): v + SEED_STEP * (s - 42) for s in (42, 43) for f, v in folds.items()
+        }
+        assert {(r["seed"], r["fold"]): float(r["mean"]) for r in mine if r["fold"]} == (
+            pytest.approx(expected))  # fmt: skip
+        (agg,) = [r for r in mine if not r["fold"]]
+        values = list(expected.values())
+        assert float(agg["mean"]) == pytest.approx(np.mean(values))
+        assert float(agg["std"]) == pytest.approx(np.std(values, ddof=1))
+        assert int(agg["folds"]) == len(values) == 2 * len(folds)
+        unit = work / "embeddings" / "dry" / task
+        # m1 and m2 (broken fails at its embedding): two kept scores each
+        assert len(list(unit.rglob("test.predicted-scores.seed4[23].json"))) == 2 * 2
+    report = (work / "report" / "REPORT.md").read_text()
+    a1 = [v + SEED_STEP * d for d in (0, 1) for v in TOP1[("m1", "a")].values()]
+    assert f"| a | {_cell(a1, 1, 100)} |" in report and "(n=10)" in report
+    assert "seed k of `--seeds` makes that call seed with 42 + k" in report
 
 
 def test_report_cells_carry_sd_and_n_and_the_paired_test_agrees_with_scipy(hear_run):

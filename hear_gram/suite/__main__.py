@@ -5,7 +5,7 @@
         [--condition-module MODULE ...] [--nat-task NAME ...]
         [--nat-binaural-dir D] [--nat-ambisonic-dir D] [--localization-dir D]
         [--localization-source NAME ...] [--grid default|fast|faster] [--grid-points N]
-        [--localization-grid default|fast|tiny] [--n-scenes N] [--seed S] [--workers N]
+        [--localization-grid default|fast|tiny] [--n-scenes N] [--seed S] [--seeds N] [--workers N]
         [--jobs N] [--shard K/N] [--executor local|slurm|submitit-local] [--slurm KEY=VALUE ...]
         [--retry-failed] [--report-only] [--no-report] [--no-probe] [--fresh-processes] [-q | -v]
 
@@ -19,8 +19,10 @@ unit, with an ETA from the units' own times: builds never enter it), then merges
 into OUT/report/ (`hear_gram.suite.report`). A unit's steps (heareval's embeddings and
 predictions runners through `hear_gram.embed` and `hear_gram.predict`, the spatial evaluators)
 run in warm worker processes, one per job, that import heareval, TensorFlow and Lightning once
-(`hear_gram.suite.worker`); `--fresh-processes` starts a fresh interpreter for every step instead. A failed unit is reported in the table with its
-cause and its log kept; the run goes on, and the exit code is 1. Rerunning runs only the missing,
+(`hear_gram.suite.worker`); `--fresh-processes` starts a fresh interpreter for every step
+instead. `--seeds N` repeats every unit's downstream training with N seeds. A failed unit is
+reported in the table with its cause and its log kept; the run goes on, and the exit code is 1.
+Rerunning runs only the missing,
 stale or failed units (a unit's key holds its tasks' content, the keys of the builds it reads,
 its module's code, its weights' sha256, options and grid), except those whose failure cannot
 change while their key does not (a module that does not import, a format it does not take, a
@@ -326,20 +328,23 @@ def run_local(units: list[Unit], models: dict[str, ModelSpec], settings: Setting
         return _run_local(units, models, settings, jobs, quiet)
     pool = worker.pool_for(settings, tools)
     try:
-        # started now, so that their imports (heareval, TensorFlow, Lightning) overlap the builds
-        pool.start(min(jobs, len(units)))
         conditions.use_workers(pool)
-        return _run_local(units, models, settings, jobs, quiet)
+        # With builds to make, the workers start before them, so that their imports (heareval,
+        # TensorFlow, Lightning) overlap the builds; otherwise each starts with its first step.
+        return _run_local(units, models, settings, jobs, quiet,
+                          lambda: pool.start(min(jobs, len(units))))  # fmt: skip
     finally:
         conditions.use_workers(None)
         pool.close()
 
 
 def _run_local(units: list[Unit], models: dict[str, ModelSpec], settings: Settings, jobs: int,
-               quiet: bool) -> tuple[list[dict], bool]:  # fmt: skip
+               quiet: bool, before_builds: Callable[[], None] = lambda: None,
+               ) -> tuple[list[dict], bool]:  # fmt: skip
     needed = _needed_builds(units, models, settings)
     failed_builds, interrupted = {}, False
     if needed:
+        before_builds()
         failed_builds, interrupted = run_builds([b for b, _ in needed.values()], settings, jobs,
                                                 quiet)  # fmt: skip
     if interrupted:

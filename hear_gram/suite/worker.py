@@ -248,11 +248,13 @@ class Pool:
         worker.close()
 
     def close(self) -> None:
+        """End the idle workers: no step runs in them, so one still importing (a run that ended
+        before its first step) is killed after a short grace rather than waited for."""
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
         for worker in idle:
-            worker.close()
+            worker.close(grace_s=0.5)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

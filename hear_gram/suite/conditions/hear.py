@@ -9,8 +9,12 @@ then `python -m hear_gram.predict` on its embeddings, and the scores read back w
 `hear_gram.suite.probe`) is resampled once into a build folder under OUT first
 (`hear_gram.suite.rates`): heareval's runner reads only the folder at the module's rate. Models
 whose module is `chance` or `majority` are scored from the labels alone
-(`hear_gram.suite.hear_baselines`). heareval's runner has no seed option (it seeds every probe
-with 42), so these conditions take no `--seeds`. The conditions of the `hear` group share
+(`hear_gram.suite.hear_baselines`). heareval seeds every probe with 42 and has no option for
+it; `--seeds N` runs `hear_gram.predict` N times on the unit's embeddings, seed k with `--seed
+42 + k` (that one seeding call seeds with 42 + k, nothing else changes: k = 0 is heareval's own
+run), keeping each seed's scores as `test.predicted-scores.seed{S}.json`; the unit's rows are
+then per metric the mean over seeds x folds with its sd (n = seeds x folds) and one row per seed
+and test fold. The conditions of the `hear` group share
 REPORT.md's HEAR / Nat-HEAR table (tasks x model and condition, primary metric x 100, mean ± sd
 over folds), its averages and the drop from a condition's `reference` (dry), each marked where it
 is noise by a paired t-test over tasks, and the figure dry_vs_naturalistic.png (sd error bars).
@@ -29,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from hear_gram.safeio import child, subdir
 from hear_gram.suite import condition as conditions
 from hear_gram.suite import stats
-from hear_gram.suite.condition import Condition, Unit, UnitError, aggregate, run_logged
+from hear_gram.suite.condition import SEEDS, Condition, Unit, UnitError, aggregate, run_logged
 from hear_gram.suite.hear_baselines import BASELINES
 
 if TYPE_CHECKING:
@@ -61,8 +65,21 @@ class HearCondition(Condition):
     reference = ""  # the condition this one's drop is measured from ("" = none)
     label = ""  # its name in the averages table, e.g. "HEAR", "Nat-HEAR binaural"
 
+    options = (SEEDS,)
+
     def task_names(self, settings: Settings) -> list[str]:
         return hear_tasks(settings)
+
+    def grid(self, settings: Settings) -> Any:
+        n = SEEDS.value(settings.extra)
+        # One seed keeps the key units had before --seeds reached heareval: they stay done.
+        return [settings.grid, settings.grid_points] + ([n] if n > 1 else [])
+
+    def seeds(self, settings: Settings) -> list[int]:
+        """`hear_gram.predict --seed` of each of the unit's `--seeds` runs: heareval's 42, 43, ..."""
+        from hear_gram.predict import HEAREVAL_SEED
+
+        return [HEAREVAL_SEED + k for k in range(SEEDS.value(settings.extra))]
 
     def plan(self, settings: Settings) -> list[tuple[str, str, str]]:
         return [(task, self.formats[0], "") for task in self.task_names(settings)]
@@ -103,8 +120,14 @@ class HearCondition(Condition):
         # (sorted by options_json), not in the models file's order
         options = json.loads(resolved.options_json())
         emb = base / key / heareval_folder(resolved.module, options) / unit.task
-        run_logged([py, "-m", "hear_gram.predict", str(emb), "--grid", settings.grid,
-                    "--grid-points", str(settings.grid_points)], log_file, "hear_gram.predict")  # fmt: skip
+        predict = [py, "-m", "hear_gram.predict", str(emb), "--grid", settings.grid,
+                   "--grid-points", str(settings.grid_points)]  # fmt: skip
+        seeds = self.seeds(settings)
+        if len(seeds) > 1:
+            rows = seeded_rows(emb, seeds, predict, unit.fmt, log_file)
+            drop_per_clip_embeddings(emb)
+            return rows
+        run_logged(predict, log_file, "hear_gram.predict")  # heareval's own run: seed 42
         rows = collect_scores(emb)
         if not rows:
             raise UnitError(f"hear_gram.predict left no scores in {emb}")
@@ -131,10 +154,11 @@ class HearCondition(Condition):
                    if any(r["model"] == m and r["condition"] == c.name for r in rows)]  # fmt: skip
         out = ["## HEAR and Nat-HEAR (primary metric x 100; dry = HEAR, nat-* = Nat-HEAR)", "",
                "Each cell: mean ± sd over the task's test folds (n = folds: heareval trains one "
-               "probe per test fold of a k-fold task, one for a train/valid/test task). "
-               "heareval's runner seeds every probe with 42 (`seed_everything(42)` in "
-               "`heareval.predictions.task_predictions`; it has no seed option), so `--seeds` "
-               "does not repeat these.", "",
+               "probe per test fold of a k-fold task, one for a train/valid/test task), or over "
+               "seeds x folds with `--seeds N`: heareval seeds every probe with 42 "
+               "(`seed_everything(42)` in `heareval.predictions.task_predictions`, no option); "
+               "seed k of `--seeds` makes that call seed with 42 + k (`hear_gram.predict --seed`), "
+               "so k = 0 is heareval's own run.", "",
                "| task | " + " | ".join(f"{m} {c}" for m, c in columns) + " |",
                "|---|" + "---:|" * len(columns)]  # fmt: skip
         for task in tasks:
@@ -197,20 +221,53 @@ class HearCondition(Condition):
         return ["dry_vs_naturalistic.png"]
 
 
-def fold_rows(task_dir: Path, fmt: str) -> list[dict]:
-    """One row per test fold and metric of heareval's `test.predicted-scores.json` in
-    `task_dir` (per-fold rows, `hear_gram.suite.condition.ROW_KEYS`), read by the checks of
-    `hear_gram.scores`. heareval 2021.1.3's `task_predictions` keys each entry by its test split
-    ("fold00", ...; "test" for a train/valid/test task) and seeds every probe with 42, so the
-    rows' seed is left empty."""
+def seeded_rows(emb: Path, seeds: Sequence[int], predict: list[str], fmt: str,
+                log_file: Path) -> list[dict]:  # fmt: skip
+    """`predict` (a `hear_gram.predict` command on `emb`) once per seed, each seed's scores kept
+    as `test.predicted-scores.seed{S}.json` (a rerun skips the seeds kept); the rows: per metric
+    the mean and sd over seeds x test folds (n = seeds x folds), then one row per seed and fold."""
     from hear_gram import scores
 
-    path = task_dir / scores.SCORES_FILE
+    folds: list[dict] = []
+    for seed in seeds:
+        kept = emb / f"test.predicted-scores.seed{seed}.json"
+        if not (kept.is_file() and not kept.is_symlink()):
+            # heareval's own outputs of an earlier seed, or of a run that stopped: never this
+            # seed's (hear_gram.predict skips a task with prediction-done.json)
+            for name in ("prediction-done.json", scores.SCORES_FILE):
+                path = emb / name
+                if path.is_symlink() or path.is_file():
+                    path.unlink()
+            run_logged([*predict, "--seed", str(seed)], log_file, "hear_gram.predict")
+            if not (emb / scores.SCORES_FILE).is_file():
+                raise UnitError(f"hear_gram.predict --seed {seed} left no scores in {emb}")
+            (emb / scores.SCORES_FILE).replace(kept)
+        folds += fold_rows(emb, fmt, kept, seed)
+    rows = []
+    for metric in dict.fromkeys(r["metric"] for r in folds):
+        values = [float(r["mean"]) for r in folds if r["metric"] == metric]
+        first = next(r for r in folds if r["metric"] == metric)
+        rows.append({"task": first["task"], "format": fmt, "snr_bin": "", "metric": metric,
+                     "mean": statistics.fmean(values),
+                     "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                     "folds": len(values), "better": first["better"]})  # fmt: skip
+    return rows + folds
+
+
+def fold_rows(task_dir: Path, fmt: str, path: Path | None = None, seed: int | str = "") -> list[dict]:  # fmt: skip
+    """One row per test fold and metric of heareval's `test.predicted-scores.json` in
+    `task_dir` (or `path`, one seed's copy; per-fold rows, `hear_gram.suite.condition.ROW_KEYS`),
+    read by the checks of `hear_gram.scores`. heareval 2021.1.3's `task_predictions` keys each
+    entry by its test split ("fold00", ...; "test" for a train/valid/test task) and seeds every
+    probe with 42: a row's seed is left empty for that run, or is `seed` (`--seeds`)."""
+    from hear_gram import scores
+
+    path = task_dir / scores.SCORES_FILE if path is None else path
     name, metrics = scores._metadata(task_dir / "task_metadata.json")
     folds = scores._fold_entries(scores._read_json(path))
     return [
         {"task": name if name is not None else task_dir.name, "format": fmt, "snr_bin": "",
-         "metric": metric, "fold": fold, "seed": "",
+         "metric": metric, "fold": fold, "seed": seed,
          "mean": scores._number(folds[fold].get(f"test_{metric}"), path, f"{fold}.test_{metric}"),
          "std": "", "folds": 1,
          "better": "lower" if metric in scores.LOWER_IS_BETTER else "higher"}

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from hear_gram.cache import task_digest
 from hear_gram.safeio import child
 from hear_gram.suite import build
-from hear_gram.suite.condition import Option, Unit, register
+from hear_gram.suite.condition import SEEDS, Option, Unit, register
 from hear_gram.suite.conditions.hear import HearCondition, hear_tasks
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class Naturalistic(HearCondition):
         self.formats = (fmt,)
         self.label = f"Nat-HEAR {fmt}"
         self.given = Option(f"--nat-{fmt}-dir", "dir", f"ready-made Nat-HEAR {fmt} tasks")
-        self.options = (NAT_TASK, self.given)
+        self.options = (NAT_TASK, self.given, SEEDS)
 
     def task_names(self, settings: Settings) -> list[str]:
         return hear_tasks(settings, settings.names(NAT_TASK.dest))
