@@ -14,7 +14,7 @@ import pytest
 
 from hear_gram import scores, synthetic_tasks
 from hear_gram.checkpoints import random_encoder, save_checkpoint, sha256
-from tests.conftest import REPO, run_module
+from tests.conftest import REPO, run_module, stable_scores
 
 VALIDATOR = Path(sys.executable).with_name("hear-validator")
 MODULES = [
@@ -88,21 +88,6 @@ def test_heareval_predictions_score_both_tasks(hear_run):
     assert ("hear-gram-demo-event", "event_onset_200ms_fms") in rows
 
 
-def _without_run_details(value: object) -> object:
-    """heareval's scores JSON less what two runs of one seed differ in too: timings, the task's
-    own path, reprs of functions ("<function f at 0x...>")."""
-    import re
-
-    if isinstance(value, dict):
-        return {k: _without_run_details(v) for k, v in value.items()
-                if not k.startswith("time_in_min") and k != "embedding_path"}  # fmt: skip
-    if isinstance(value, list):
-        return [_without_run_details(v) for v in value]
-    if isinstance(value, str):
-        return re.sub(r" at 0x[0-9a-f]+>", ">", value)
-    return value
-
-
 @pytest.mark.slow
 def test_predict_seed_42_is_heareval_own_run_and_another_seed_trains_other_probes(hear_run, tmp_path):  # fmt: skip
     """heareval seeds every probe with 42; `--seed 42` reproduces its run (the fixture's, no
@@ -118,6 +103,6 @@ def test_predict_seed_42_is_heareval_own_run_and_another_seed_trains_other_probe
                     "--seed", str(seed)], cwd=tmp_path, log=tmp_path / f"{seed}.log")  # fmt: skip
         got[seed] = json.loads((copy / scores.SCORES_FILE).read_text())
     default = json.loads((scene / scores.SCORES_FILE).read_text())
-    assert _without_run_details(got[42]) == _without_run_details(default)
+    assert stable_scores(got[42]) == stable_scores(default)
     folds = [f"fold0{i}" for i in range(5)]
     assert all(got[43][f]["test_loss"] != default[f]["test_loss"] for f in folds)

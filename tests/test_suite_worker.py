@@ -16,6 +16,7 @@ import pytest
 
 from hear_gram.suite import condition, worker
 from hear_gram.suite.condition import UnitError, UnitInterrupted, run_logged
+from tests.conftest import stable_scores
 
 MODELS = """
 [[model]]
@@ -40,19 +41,8 @@ def _outputs(run: Path) -> dict[str, object]:
         if p.is_file() and p.suffix == ".npy":
             out[str(p.relative_to(root))] = p.read_bytes()
         elif p.is_file() and p.name.endswith("predicted-scores.json"):
-            text = p.read_text().replace(json.dumps(str(run))[1:-1], "RUN")  # its own path
-            out[str(p.relative_to(root))] = _stable(json.loads(text))
+            out[str(p.relative_to(root))] = stable_scores(json.loads(p.read_text()))
     return out
-
-
-def _stable(value: object) -> object:
-    if isinstance(value, dict):
-        return {k: _stable(v) for k, v in value.items() if not k.startswith("time_in_min")}
-    if isinstance(value, list):
-        return [_stable(v) for v in value]
-    if isinstance(value, str):
-        return re.sub(r" at 0x[0-9a-f]+>", ">", value)
-    return value
 
 
 @pytest.mark.slow

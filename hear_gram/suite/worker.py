@@ -40,7 +40,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -60,35 +60,15 @@ MAX_REQUEST_BYTES = 1 << 20
 # ------------------------------------------------------------------ the worker process
 
 
-@contextlib.contextmanager
-def _output_to(log: str) -> Iterator[None]:
-    """File descriptors 1 and 2 (and so sys.stdout/sys.stderr) appended to `log` for a step."""
-    from hear_gram.safeio import open_append
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    try:
-        with open_append(Path(log)) as f:
-            os.dup2(f.fileno(), 1)
-            os.dup2(f.fileno(), 2)
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        os.close(saved[0])
-        os.close(saved[1])
-
-
 def run_step(tool: str, argv: Sequence[str], log: str) -> int:
     """`python -m TOOL ARGV` in this process: the tool's `main(argv)` with its output appended
     to `log`; the exit status a fresh interpreter would end with."""
     if tool not in TOOLS:
         raise ValueError(f"not a tool a worker runs: {tool!r:.80}")
+    from hear_gram.predict import output_to
+
     try:
-        with _output_to(log):
+        with output_to(Path(log)):
             try:
                 code = importlib.import_module(tool).main(list(argv))
             except SystemExit as e:  # argparse's own errors and --help
