@@ -156,6 +156,20 @@ def test_a_successful_step_keeps_its_worker_and_a_dead_idle_one_is_replaced(tmp_
     assert re.search(r"pid (\d+)", (tmp_path / "c.log").read_text()).group(1) != pid[0]
 
 
+def test_a_worker_is_replaced_after_its_max_steps(tmp_path):
+    pool = worker.Pool(condition.step_env(), tmp_path / "workers.log", [], max_steps=2)
+    condition.allow_steps()
+    condition.use_workers(pool)
+    try:
+        for name in "abc":
+            run_logged([sys.executable, "-m", "hear_gram.embed", "--help"], tmp_path / name, "x")
+    finally:
+        condition.use_workers(None)
+        pool.close()
+    pid = [re.search(r"pid (\d+)", (tmp_path / n).read_text()).group(1) for n in "abc"]
+    assert pid[0] == pid[1] != pid[2]
+
+
 def _kill_when_running(pool: worker.Pool, sig: int, after_s: float) -> threading.Thread:
     def kill():
         end = time.monotonic() + 60

@@ -25,7 +25,8 @@ one JSON line per reply, `{"rc": N}`, on the pipe that was its stdout when it st
 steps its output goes to the worker log (WORK/logs/workers.log). A worker ends at the end of its
 stdin, and quietly (exit 130) on Ctrl-C while idle; one interrupted in a step replies 130 (the
 tools' Ctrl-C convention) and is then retired by the parent, as is one whose step failed or that
-died (the step is then reported failed with the signal, as a fresh process's would be).
+died (the step is then reported failed with the signal, as a fresh process's would be), and one
+that has run `MAX_STEPS` steps.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ PRELOAD = {
     "localization_tasks.seld.evaluate": ("localization_tasks.seld.evaluate",),
 }
 MAX_REQUEST_BYTES = 1 << 20
+# A worker is replaced after this many steps: it bounds whatever the tools leave in the process
+# (caches, fragmented memory) over a long run of hundreds of units, for one import in 100 steps.
+MAX_STEPS = 100
 
 
 # ------------------------------------------------------------------ the worker process
@@ -151,12 +155,14 @@ class Worker:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._in: IO[bytes] = self.proc.stdin
         self._out: IO[bytes] = self.proc.stdout
+        self.steps = 0  # requests sent
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def send(self, tool: str, argv: Sequence[str], log: Path) -> None:
         line = json.dumps({"tool": tool, "argv": list(argv), "log": str(log)}) + "\n"
+        self.steps += 1
         try:
             self._in.write(line.encode())
             self._in.flush()
@@ -194,8 +200,9 @@ class Pool:
     """Idle workers for a run's steps, one per step running at a time (the run's `--jobs`).
     `start(n)` spawns `n` now, so their imports overlap the run's builds."""
 
-    def __init__(self, env: dict[str, str], log: Path, tools: Sequence[str]) -> None:
-        self.env, self.log = env, log
+    def __init__(self, env: dict[str, str], log: Path, tools: Sequence[str],
+                 max_steps: int = MAX_STEPS) -> None:  # fmt: skip
+        self.env, self.log, self.max_steps = env, log, max_steps
         self.preload = [m for t in tools for m in PRELOAD[t]]
         self._idle: list[Worker] = []
         self._lock = threading.Lock()
@@ -222,7 +229,7 @@ class Pool:
 
     def give_back(self, worker: Worker) -> None:
         with self._lock:
-            if not self._closed and worker.alive():
+            if not self._closed and worker.alive() and worker.steps < self.max_steps:
                 self._idle.append(worker)
                 return
         worker.close()
