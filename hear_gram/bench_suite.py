@@ -10,8 +10,8 @@ formats mono and binaural, and a `chance` model localization binaural only), one
 Nothing inside the suite is timed by this program: while the suite runs, it polls the run folder
 every ``--poll-s`` and reads what the suite leaves there. A step of a unit starts at the time the
 suite writes under its command line (``$ python -m MODULE ...`` then ``# started TIME``) in the
-unit's ``unit.log`` (when that line is missing: when the command line is read); a build ends at the mtime of
-its ``build/<name>.done`` marker; a unit ends at the mtime of its ``result.json`` (or
+unit's ``unit.log`` (when that line is missing: when the command line is read); a build ends at
+the mtime of its ``build/<name>.done`` marker; a unit ends at the mtime of its ``result.json`` (or
 ``failed.json``); start-up ends at the suite's "suite: N units planned" line, the report starts at
 its "ran N units" line. At each of these marks the run folder's bytes are summed by subfolder
 (`disk_usage`), so every stretch between two marks has a wall time, a kind (`PHASES`) and the

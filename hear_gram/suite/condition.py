@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from hear_gram.safeio import check_name, child, subdir
 from hear_gram.suite.stats import count, number
+from hear_gram.suite.worker import WorkerDied
 
 if TYPE_CHECKING:
     from hear_gram.suite.build import Build
@@ -370,17 +371,16 @@ def run_logged(cmd: list[str], log_file: Path, step: str) -> None:
     if _STOPPING.is_set():
         raise UnitInterrupted(f"{step} not started: the run is being stopped")
     pool = _POOL
+    died: WorkerDied | None = None
     with open_append(log_file) as f:
         f.write(f"\n$ {' '.join(cmd)}\n")
         f.flush()
         if pool is not None and pool.serves(cmd):
-            died = None
             try:
-                code = _in_worker(pool, cmd, log_file, step)
-            except RuntimeError as e:  # the worker died (hear_gram.suite.worker.WorkerDied)
-                code, died = getattr(e, "code", None), e
+                code = _in_worker(pool, cmd, log_file, f, step)
+            except WorkerDied as e:
+                code, died = e.code, e
         else:
-            died = None
             code = _in_process(cmd, f, step)
     if code in (-signal.SIGINT, 130) or (code != 0 and _STOPPING.is_set()):
         raise UnitInterrupted(f"{step} interrupted")
@@ -399,11 +399,10 @@ def _now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) + f".{int(t % 1 * 1000):03d}"
 
 
-def _started(log_file: Path, where: str) -> None:
-    from hear_gram.safeio import open_append
-
-    with open_append(log_file) as f:
-        f.write(f"{STARTED} {_now()} ({where})\n")
+def _started(f: Any, where: str) -> None:
+    """The `STARTED` line in the open log `f`, before the step writes to it."""
+    f.write(f"{STARTED} {_now()} ({where})\n")
+    f.flush()
 
 
 def _in_process(cmd: list[str], f: Any, step: str) -> int:
@@ -411,8 +410,7 @@ def _in_process(cmd: list[str], f: Any, step: str) -> int:
     with _RUNNING_LOCK:  # under the lock: a stop_steps now either sees it or came before
         if _STOPPING.is_set():
             raise UnitInterrupted(f"{step} not started: the run is being stopped")
-        f.write(f"{STARTED} {_now()} (fresh process)\n")
-        f.flush()
+        _started(f, "fresh process")
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=step_env())
         _RUNNING.add(proc)
     try:
@@ -425,8 +423,9 @@ def _in_process(cmd: list[str], f: Any, step: str) -> int:
             _RUNNING.discard(proc)
 
 
-def _in_worker(pool: Any, cmd: list[str], log_file: Path, step: str) -> int:
-    """`cmd` (`python -m TOOL ARGV`) in one of `pool`'s workers; the exit status. A worker whose
+def _in_worker(pool: Any, cmd: list[str], log_file: Path, f: Any, step: str) -> int:
+    """`cmd` (`python -m TOOL ARGV`) in one of `pool`'s workers, its output appended to
+    `log_file` (open here as `f`); the exit status, or WorkerDied. A worker whose
     step did not end in 0 is retired, not reused: an interrupted or failed step may leave
     state behind that a fresh process would not have."""
     worker = pool.take()
@@ -435,7 +434,7 @@ def _in_worker(pool: Any, cmd: list[str], log_file: Path, step: str) -> int:
         with _RUNNING_LOCK:
             if _STOPPING.is_set():
                 raise UnitInterrupted(f"{step} not started: the run is being stopped")
-            _started(log_file, f"in warm worker pid {worker.proc.pid}")
+            _started(f, f"in warm worker pid {worker.proc.pid}")
             worker.send(cmd[2], cmd[3:], log_file)
             _RUNNING.add(worker.proc)  # stop_steps' SIGINT reaches the step as a Ctrl-C would
         try:

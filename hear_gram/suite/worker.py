@@ -45,16 +45,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-TOOLS = ("hear_gram.embed", "hear_gram.predict", "localization_tasks.evaluate",
-         "localization_tasks.seld.evaluate")  # fmt: skip
-# Imported when a worker starts (in the background of the run's builds), so that the first step
-# does not wait for them: each tool, and the heareval runners they import only when run.
+# The tools a worker runs, each with what it imports when a worker starts (in the background of
+# the run's builds), so that the first step does not wait for them: the tool, and the heareval
+# runners it imports only when run.
 PRELOAD = {
     "hear_gram.embed": ("hear_gram.embed", "heareval.embeddings.runner"),
     "hear_gram.predict": ("hear_gram.predict", "heareval.predictions.runner"),
     "localization_tasks.evaluate": ("localization_tasks.evaluate",),
     "localization_tasks.seld.evaluate": ("localization_tasks.seld.evaluate",),
 }
+TOOLS = tuple(PRELOAD)
 MAX_REQUEST_BYTES = 1 << 20
 # A worker is replaced after this many steps: it bounds whatever the tools leave in the process
 # (caches, fragmented memory) over a long run of hundreds of units, for one import in 100 steps.
@@ -246,7 +246,7 @@ class Pool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    unknown = [a for a in args if not any(a in PRELOAD[t] for t in TOOLS)]
+    unknown = [a for a in args if a not in set().union(*PRELOAD.values())]
     if unknown:
         print(f"hear_gram.suite.worker: not a module to preload: {unknown[0]!r:.80}",
               file=sys.stderr)  # fmt: skip
